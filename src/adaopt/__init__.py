@@ -1,0 +1,25 @@
+"""adaopt: adaptive-learning-rate optimizers, written once, exact to the lesson and to torch.optim.
+
+>>> import numpy as np, adaopt
+>>> x = np.array([5.0])
+>>> opt = adaopt.AdaGrad([x], lr=0.5, eps=0.0, conventions="lesson")
+>>> opt.step([20 * x])          # f(x) = 10 x^2, the lesson's example 1
+>>> x
+array([4.5])
+
+Only NumPy is imported here; torch, sympy, typer and rich load when a feature needs them.
+"""
+
+from .checkpoint import CheckpointError
+from .dtypes import default_eps
+from .hyper import PRESETS, bias_correction_factor, ema_window, half_life
+from .optim import SGD, AdaGrad, Adagrad, Adam, AdamW, Optimizer, RMSprop
+from .trace import Trace, minimize
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PRESETS", "SGD", "AdaGrad", "Adagrad", "Adam", "AdamW", "CheckpointError", "Optimizer",
+    "RMSprop", "Trace", "bias_correction_factor", "default_eps", "ema_window", "half_life",
+    "minimize",
+]

@@ -1,0 +1,99 @@
+"""Floating-point types adaopt steps, and the epsilon each one can hold.
+
+NumPy knows float16, float32 and float64; bfloat16 comes from the optional
+``ml_dtypes`` package (``pip install adaopt[lowp]``). adaopt recognises bfloat16 by
+name, so it never imports ``ml_dtypes`` unless a bfloat16 array has to be made.
+
+The lesson's pitfall 5 ("1e-8 works for float32 but not float16") is sharper than
+it says: 1e-8 is below float16's smallest subnormal (6e-8) and rounds to exactly 0,
+so ``m / (sqrt(v) + eps)`` becomes 0/0 = NaN for any coordinate whose gradient is
+zero. :func:`default_eps` therefore never returns an epsilon below the smallest
+normal number of the dtype the arithmetic runs in.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+#: The parameter dtypes adaopt steps, by name.
+SUPPORTED = ("float64", "float32", "float16", "bfloat16")
+
+#: Smallest positive normal number of each supported dtype.
+_TINY = {
+    "float64": float(np.finfo(np.float64).tiny),
+    "float32": float(np.finfo(np.float32).tiny),
+    "float16": float(np.finfo(np.float16).tiny),
+    "bfloat16": 2.0**-126,
+}
+
+
+def dtype_name(dtype) -> str:
+    """The name of a dtype (``'bfloat16'`` for ml_dtypes' bfloat16)."""
+    return np.dtype(dtype).name
+
+
+def is_supported(dtype) -> bool:
+    try:
+        return dtype_name(dtype) in SUPPORTED
+    except TypeError:
+        return False
+
+
+def as_dtype(name_or_dtype) -> np.dtype:
+    """A NumPy dtype from a name or dtype; ``'bfloat16'`` imports ml_dtypes."""
+    if isinstance(name_or_dtype, str) and name_or_dtype == "bfloat16":
+        try:
+            import ml_dtypes
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError(
+                "bfloat16 needs the ml_dtypes package: pip install 'adaopt[lowp]'"
+            ) from exc
+        return np.dtype(ml_dtypes.bfloat16)
+    dt = np.dtype(name_or_dtype)
+    if dt.name not in SUPPORTED:
+        raise ValueError(f"dtype {dt.name!r} is not supported; use one of {', '.join(SUPPORTED)}")
+    return dt
+
+
+def compute_dtype(param_dtype, state_dtype=None) -> np.dtype:
+    """The dtype the update arithmetic (and the optimizer state) uses for a parameter.
+
+    float64 and float32 parameters compute in their own dtype (as torch.optim does).
+    float16 and bfloat16 parameters compute in float32 unless ``state_dtype`` says
+    otherwise: their 10- and 7-bit mantissas cannot hold a moving average.
+    """
+    if state_dtype is not None:
+        return as_dtype(state_dtype)
+    name = dtype_name(param_dtype)
+    if name in ("float16", "bfloat16"):
+        return np.dtype(np.float32)
+    return np.dtype(param_dtype)
+
+
+def smallest_normal(dtype) -> float:
+    """Smallest positive normal number of a supported dtype."""
+    return _TINY[dtype_name(dtype)]
+
+
+def default_eps(dtype, base: float = 1e-8) -> float:
+    r"""An epsilon that is safe for arithmetic in ``dtype``.
+
+    Returns ``base`` (the optimizer's usual default, 1e-8 for Adam) unless it is
+    below the dtype's smallest normal number, in which case that number rounded up
+    to a power of ten is returned: float16 gives ``1e-4`` (its smallest normal is
+    6.1e-5, and 1e-8 would round to 0); float32, bfloat16 and float64 keep ``base``.
+
+    >>> default_eps("float16")
+    0.0001
+    >>> default_eps("float32")
+    1e-08
+    """
+    floor = 10.0 ** math.ceil(math.log10(smallest_normal(dtype)))
+    return max(float(base), floor)
+
+
+def rounds_to_zero(value: float, dtype) -> bool:
+    """True when a nonzero ``value`` becomes 0 once stored in ``dtype``."""
+    return value != 0 and float(np.asarray(value, dtype=np.float64).astype(as_dtype(dtype_name(dtype)))) == 0.0

@@ -1,0 +1,193 @@
+"""Hyperparameters: defaults, convention presets, validation, and the lesson's helpers.
+
+Libraries disagree silently about the same optimizer. adaopt says it out loud: a
+``conventions`` preset fixes where epsilon goes and which defaults apply, so a
+recipe written for torch, optax or the lesson gives that library's numbers.
+
+=====================  ==========================  ==========================  ==========================
+topic                  ``"torch"`` (default)       ``"optax"``                 ``"lesson"``
+=====================  ==========================  ==========================  ==========================
+AdaGrad eps            1e-10, outside the root     1e-7, inside the root       1e-8, inside the root
+AdaGrad G0             0                           0.1                         0
+RMSprop alpha / eps    0.99 / 1e-8 outside         0.9 / 1e-8 inside           0.9 / 1e-8 inside
+AdamW decay default    1e-2                        1e-4                        1e-2
+AdamW decay form       p *= 1 - lr*wd, first       update += wd*p, times lr    update += wd*p, times lr
+=====================  ==========================  ==========================  ==========================
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import dtypes
+
+PRESETS = ("torch", "optax", "lesson")
+
+#: torch.optim's defaults, the base every preset starts from.
+_TORCH = {
+    "sgd": dict(lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0, maximize=False),
+    "adagrad": dict(
+        lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10,
+        maximize=False, eps_in_sqrt=False,
+    ),
+    "rmsprop": dict(
+        lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
+        maximize=False, eps_in_sqrt=False,
+    ),
+    "adam": dict(
+        lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, maximize=False,
+        bias_correction=True, decoupled_weight_decay=False, wd_form="shrink",
+    ),
+}
+_TORCH["adamw"] = dict(_TORCH["adam"], weight_decay=1e-2, decoupled_weight_decay=True)
+
+#: What each preset changes relative to torch.
+_OVERRIDES = {
+    "torch": {},
+    "optax": {
+        "adagrad": dict(eps=1e-7, initial_accumulator_value=0.1, eps_in_sqrt=True),
+        "rmsprop": dict(alpha=0.9, eps_in_sqrt=True),
+        "adamw": dict(weight_decay=1e-4, wd_form="add"),
+    },
+    "lesson": {
+        "adagrad": dict(eps=1e-8, eps_in_sqrt=True),
+        "rmsprop": dict(alpha=0.9, eps_in_sqrt=True),
+        "adamw": dict(wd_form="add"),
+    },
+}
+
+
+def defaults(family: str, conventions: str = "torch") -> dict:
+    """The default hyperparameters of optimizer ``family`` under a preset."""
+    check_choice("conventions", conventions, PRESETS)
+    return {**_TORCH[family], **_OVERRIDES[conventions].get(family, {})}
+
+
+# --------------------------------------------------------------------------- validation
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One hyperparameter's allowed values, and how to say them."""
+
+    test: Callable[[object], bool]
+    allowed: str
+
+
+def _number(x) -> bool:
+    return isinstance(x, numbers.Real) and not _flag(x) and math.isfinite(x)
+
+
+def _at_least_0(x):
+    return _number(x) and x >= 0
+
+
+def _unit_open(x):
+    return _number(x) and 0 <= x < 1
+
+
+def _flag(x):
+    return isinstance(x, bool) or type(x).__name__ == "bool_"
+
+
+def _eps(x):
+    return x is None or _at_least_0(x)
+
+
+def _betas(x):
+    return isinstance(x, (tuple, list)) and len(x) == 2 and all(_unit_open(b) for b in x)
+
+
+def _state_dtype(x):
+    return x is None or (isinstance(x, str) and x in dtypes.SUPPORTED) or dtypes.is_supported(x)
+
+
+RULES: dict[str, Rule] = {
+    "lr": Rule(_at_least_0, "a finite number >= 0"),
+    "momentum": Rule(_unit_open, "0 <= momentum < 1"),
+    "dampening": Rule(lambda x: _number(x) and 0 <= x <= 1, "0 <= dampening <= 1"),
+    "weight_decay": Rule(_at_least_0, "a finite number >= 0"),
+    "lr_decay": Rule(_at_least_0, "a finite number >= 0"),
+    "initial_accumulator_value": Rule(_at_least_0, "a finite number >= 0"),
+    "eps": Rule(_eps, "None (the default for the dtype) or a finite number >= 0"),
+    "alpha": Rule(_unit_open, "0 <= alpha < 1"),
+    "betas": Rule(_betas, "a pair (beta1, beta2), each 0 <= beta < 1"),
+    "wd_form": Rule(lambda x: x in ("shrink", "add"), "'shrink' or 'add'"),
+    "state_dtype": Rule(_state_dtype, f"None or one of {', '.join(dtypes.SUPPORTED)}"),
+}
+for _name in ("nesterov", "maximize", "eps_in_sqrt", "centered", "amsgrad", "bias_correction",
+              "decoupled_weight_decay"):
+    RULES[_name] = Rule(_flag, "True or False")
+
+
+def check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not one of {', '.join(map(repr, choices))}")
+
+
+def validate(hp: dict, where: str = "") -> dict:
+    """Check every hyperparameter of a group; return ``hp`` or raise ``ValueError``.
+
+    The message names the argument, the value it got and the values it allows, e.g.
+    ``ValueError: betas=(0.9, 1.0) is invalid: allowed a pair (beta1, beta2), each 0 <= beta < 1``.
+    """
+    suffix = f" ({where})" if where else ""
+    for name, value in hp.items():
+        rule = RULES.get(name)
+        if rule is not None and not rule.test(value):
+            raise ValueError(f"{name}={value!r} is invalid{suffix}: allowed {rule.allowed}")
+    if hp.get("nesterov") and (hp["momentum"] <= 0 or hp["dampening"] != 0):
+        raise ValueError(
+            f"nesterov=True needs momentum > 0 and dampening = 0{suffix}; "
+            f"got momentum={hp['momentum']!r}, dampening={hp['dampening']!r}"
+        )
+    for name, value in hp.items():  # numbers as Python floats: one arithmetic for all inputs
+        if name in RULES and _number(value):
+            hp[name] = float(value)
+    if "betas" in hp:
+        hp["betas"] = tuple(float(b) for b in hp["betas"])
+    return hp
+
+
+# --------------------------------------------------------------------------- the lesson's helpers
+
+
+def ema_window(beta: float) -> float:
+    r"""The effective window :math:`1/(1-\beta)` of a moving average with decay ``beta``.
+
+    >>> ema_window(0.9), ema_window(0.99)
+    (10.000000000000002, 100.00000000000009)
+    """
+    _check_decay(beta)
+    return 1.0 / (1.0 - beta)
+
+
+def half_life(beta: float) -> float:
+    r"""Steps until a past gradient's weight halves: :math:`\ln 0.5 / \ln \beta`.
+
+    >>> round(half_life(0.9), 2), round(half_life(0.99), 2)
+    (6.58, 68.97)
+    """
+    _check_decay(beta)
+    if beta == 0:
+        return 0.0
+    return math.log(0.5) / math.log(beta)
+
+
+def bias_correction_factor(beta: float, k: int) -> float:
+    r"""Adam's bias-correction multiplier :math:`1/(1-\beta^k)` at step ``k >= 1``.
+
+    10 at k = 1 for beta = 0.9, falling to 1 as k grows (the lesson's example 3).
+    """
+    _check_decay(beta)
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"k={k!r} is invalid: allowed an integer step >= 1")
+    return 1.0 / (1.0 - beta**k)
+
+
+def _check_decay(beta) -> None:
+    if not _unit_open(beta):
+        raise ValueError(f"beta={beta!r} is invalid: allowed 0 <= beta < 1")

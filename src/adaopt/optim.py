@@ -1,0 +1,534 @@
+"""The NumPy frontend: optimizers over trees of arrays, pure or stateful.
+
+Every class here is a thin shell around one rule module in :mod:`adaopt.rules`;
+this file moves arrays to and from the rule and does no optimizer math itself.
+
+Two ways to use an optimizer::
+
+    opt = adaopt.Adam(lr=1e-3)                 # pure: no parameters bound
+    state = opt.init(params)
+    params, state = opt.update(grads, state, params)
+
+    opt = adaopt.Adam(params, lr=1e-3)         # stateful: arrays updated in place
+    opt.step(grads)
+
+``params`` is an array or a tree of arrays (nested list, tuple or dict), or a list of
+parameter groups as in torch.optim, ``[{"params": tree, "weight_decay": 0.0}, ...]``,
+where each group may override any hyperparameter. ``grads`` has the structure of
+``params`` (for groups: a list with one gradient tree per group).
+"""
+
+from __future__ import annotations
+
+import copy
+from types import ModuleType
+
+import numpy as np
+
+from . import _tree, dtypes, hyper, rules
+
+_DEFAULT = None  # an argument left at None takes the conventions preset's default
+
+
+def _is_groups(params) -> bool:
+    return isinstance(params, (list, tuple)) and len(params) > 0 and all(
+        isinstance(g, dict) and "params" in g for g in params
+    )
+
+
+class Optimizer:
+    """Base class: parameter groups, state, validation, checkpoints.
+
+    Subclasses set ``family`` (a key of :func:`adaopt.hyper.defaults`) and ``rule``
+    (a module of :mod:`adaopt.rules`) and write nothing else but their signature.
+    """
+
+    family: str
+    rule: ModuleType
+
+    def __init__(self, params=None, *, conventions: str = "torch", state_dtype=None, **given):
+        base = hyper.defaults(self.family, conventions)
+        unknown = set(given) - set(base)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unexpected argument(s) {sorted(unknown)}")
+        self.conventions = conventions
+        self._eps_base = base["eps"] if "eps" in base else None
+        hp = {**base, **{k: v for k, v in given.items() if v is not _DEFAULT}}
+        if "eps" in base and given.get("eps") is None:
+            hp["eps"] = None  # resolved per parameter for its compute dtype
+        hp["state_dtype"] = state_dtype
+        self.defaults = hyper.validate(hp)
+        self.param_groups: list[dict] = []
+        self.state: dict[str, dict] = {}
+        self._arrays: dict[str, np.ndarray] = {}
+        self._trees: list = []  # each group's tree, to match gradient trees against
+        if params is not None:
+            for group in self._groups(params):
+                self.add_param_group(group)
+
+    def __repr__(self) -> str:
+        shown = {k: v for k, v in self.defaults.items() if k != "state_dtype" or v is not None}
+        args = ", ".join(f"{k}={v!r}" for k, v in shown.items())
+        return f"{type(self).__name__}({args}, conventions={self.conventions!r})"
+
+    # ------------------------------------------------------------------ parameters and groups
+
+    @staticmethod
+    def _groups(params) -> list[dict]:
+        if _is_groups(params):
+            return [dict(g) for g in params]
+        return [{"params": params}]
+
+    def _group_hp(self, group: dict, where: str) -> dict:
+        unknown = set(group) - set(self.defaults) - {"params"}
+        if unknown:
+            raise ValueError(f"{where} sets unknown hyperparameter(s) {sorted(unknown)}; "
+                             f"allowed: {sorted(self.defaults)}")
+        hp = {**self.defaults, **{k: v for k, v in group.items() if k != "params"}}
+        return hyper.validate(hp, where)
+
+    def _entries(self, params, *, in_place: bool):
+        """(trees, [(name, array, group_index)], hps) for params or groups, validated."""
+        groups = self._groups(params)
+        multi = len(groups) > 1
+        trees, entries, hps = [], [], []
+        for i, group in enumerate(groups):
+            hps.append(self._group_hp(group, f"param group {i}"))
+            leaves, names = _tree.flatten(group["params"], prefix=str(i) if multi else "")
+            for name, leaf in zip(names, leaves):
+                entries.append((name, _as_param(leaf, name, in_place), i))
+            trees.append(group["params"])
+        names = [e[0] for e in entries]
+        if len(set(names)) != len(names):
+            raise ValueError("parameter names must be unique across groups")
+        return trees, entries, hps
+
+    def add_param_group(self, group: dict) -> None:
+        """Bind one more group of parameters (a dict with ``"params"``) to this optimizer."""
+        if not isinstance(group, dict) or "params" not in group:
+            raise TypeError("a param group is a dict with a 'params' entry")
+        index = len(self.param_groups)
+        if index == 1:  # a second group: name every parameter by group, as for groups given at once
+            self._rename_first_group()
+        prefix = str(index) if index else ""
+        hp = self._group_hp(group, f"param group {index}")
+        leaves, names = _tree.flatten(group["params"], prefix=prefix)
+        clash = set(names) & set(self._arrays)
+        if clash:
+            raise ValueError(f"parameters {sorted(clash)} are already in another group")
+        arrays = [_as_param(leaf, name, True) for name, leaf in zip(names, leaves)]
+        for name, arr in zip(names, arrays):
+            self._arrays[name] = arr
+            self.state[name] = self._fresh_state(arr, hp, name)
+        self._trees.append(group["params"])
+        self.param_groups.append({"params": names, **hp})
+
+    def _rename_first_group(self) -> None:
+        group = self.param_groups[0]
+        _, names = _tree.flatten(self._trees[0], prefix="0")
+        rename = dict(zip(group["params"], names))
+        self._arrays = {rename[k]: v for k, v in self._arrays.items()}
+        self.state = {rename[k]: v for k, v in self.state.items()}
+        group["params"] = names
+
+    @property
+    def params(self):
+        """The bound parameters, in the structure they were given."""
+        leaves = [self._arrays[n] for g in self.param_groups for n in g["params"]]
+        if len(self._trees) == 1:
+            return _tree.unflatten(self._trees[0], leaves)
+        out, it = [], iter(leaves)
+        for tree, group in zip(self._trees, self.param_groups):
+            out.append(_tree.unflatten(tree, [next(it) for _ in group["params"]]))
+        return out
+
+    # ------------------------------------------------------------------ state
+
+    def _resolved(self, hp: dict, cdtype, name: str) -> dict:
+        """``hp`` with ``eps`` fixed for the compute dtype; refuses an eps that rounds to 0."""
+        if "eps" not in hp:
+            return hp
+        if hp["eps"] is None:
+            return {**hp, "eps": dtypes.default_eps(cdtype, self._eps_base)}
+        if dtypes.rounds_to_zero(hp["eps"], cdtype):
+            raise ValueError(
+                f"eps={hp['eps']!r} rounds to 0 in {dtypes.dtype_name(cdtype)}, the compute dtype of "
+                f"parameter {name!r}; use eps >= {dtypes.default_eps(cdtype, 0.0):g} "
+                f"(or leave eps=None), or state_dtype='float32'"
+            )
+        return hp
+
+    def _fresh_state(self, p: np.ndarray, hp: dict, name: str) -> dict:
+        cdtype = dtypes.compute_dtype(p.dtype, hp["state_dtype"])
+        self._resolved(hp, cdtype, name)  # fail now, not at the first step
+        st: dict = {"step": 0}
+        self._add_missing_buffers(st, p, hp, cdtype)
+        return st
+
+    def _add_missing_buffers(self, st: dict, p, hp, cdtype) -> None:
+        for key, fill in self.rule.buffers(hp).items():
+            if key not in st:
+                st[key] = np.full(p.shape, fill, dtype=cdtype)
+
+    def init(self, params) -> dict:
+        """Pure API: a fresh state for ``params`` (a tree or a list of groups)."""
+        _, entries, hps = self._entries(params, in_place=False)
+        return {name: self._fresh_state(p, hps[i], name) for name, p, i in entries}
+
+    # ------------------------------------------------------------------ stepping
+
+    def _advance(self, p: np.ndarray, g: np.ndarray, st: dict, hp: dict, name: str):
+        """The rule applied once: new parameter (param dtype) and new state. Pure."""
+        cdtype = dtypes.compute_dtype(p.dtype, hp["state_dtype"])
+        hp = self._resolved(hp, cdtype, name)
+        st = dict(st)
+        self._add_missing_buffers(st, p, hp, cdtype)
+        t = st["step"] + 1
+        s = self.rule.scalars(t, hp)
+        buffers = {k: st[k] for k in self.rule.buffers(hp)}
+        new_p, new_buffers = self.rule.update(
+            p.astype(cdtype, copy=False), g.astype(cdtype, copy=False), buffers, hp, s
+        )
+        out = {**st, "step": t}
+        for k, v in new_buffers.items():
+            out[k] = np.array(v, dtype=st[k].dtype)  # a copy: never alias the caller's gradient
+        return np.asarray(new_p).astype(p.dtype), out
+
+    def step(self, grads) -> None:
+        """Stateful API: apply one update to the bound arrays, in place.
+
+        Nothing changes unless every gradient matches its parameter's shape and dtype
+        and every hyperparameter is valid.
+        """
+        if not self.param_groups:
+            raise RuntimeError(f"{type(self).__name__} has no parameters bound; "
+                               "pass params to the constructor, or use init/update")
+        flat = self._match_grads(grads)
+        plan = []
+        for i, group in enumerate(self.param_groups):
+            hp = hyper.validate({k: v for k, v in group.items() if k != "params"}, f"param group {i}")
+            for name in group["params"]:
+                p = self._arrays[name]
+                g = _check_grad(flat[name], p, name)
+                cdtype = dtypes.compute_dtype(p.dtype, hp["state_dtype"])
+                self._resolved(hp, cdtype, name)
+                plan.append((name, p, g, hp))
+        for name, p, g, hp in plan:
+            new_p, new_st = self._advance(p, g, self.state[name], hp, name)
+            st = self.state[name]
+            for k, v in new_st.items():
+                if k == "step":
+                    st[k] = v
+                elif k in st:
+                    st[k][...] = v
+                else:
+                    st[k] = v
+            p[...] = new_p
+
+    def _match_grads(self, grads) -> dict:
+        if len(self._trees) == 1:
+            leaves = _tree.flatten_like(self._trees[0], grads)
+        else:
+            if not isinstance(grads, (list, tuple)) or len(grads) != len(self._trees):
+                raise ValueError(f"with {len(self._trees)} param groups, grads must be a list of "
+                                 f"{len(self._trees)} gradient trees, one per group")
+            leaves = [leaf for tree, g in zip(self._trees, grads) for leaf in _tree.flatten_like(tree, g)]
+        names = [n for g in self.param_groups for n in g["params"]]
+        return dict(zip(names, leaves))
+
+    def update(self, grads, state: dict, params):
+        """Pure API: ``(new_params, new_state)``; the inputs are left as they were."""
+        trees, entries, hps = self._entries(params, in_place=False)
+        if len(trees) == 1:
+            g_leaves = _tree.flatten_like(trees[0], grads)
+        else:
+            if not isinstance(grads, (list, tuple)) or len(grads) != len(trees):
+                raise ValueError(f"with {len(trees)} param groups, grads must be a list of "
+                                 f"{len(trees)} gradient trees, one per group")
+            g_leaves = [x for tree, g in zip(trees, grads) for x in _tree.flatten_like(tree, g)]
+        missing = [name for name, _, _ in entries if name not in state]
+        if missing:
+            raise ValueError(f"state has no entry for parameter(s) {missing}; make it with init(params)")
+        checked = [(name, p, _check_grad(g, p, name), hps[i])
+                   for (name, p, i), g in zip(entries, g_leaves)]
+        for name, p, _, _ in checked:
+            _check_state(state[name], p, name)
+        new_state = dict(state)
+        new_leaves = []
+        for name, p, g, hp in checked:
+            new_p, new_state[name] = self._advance(p, g, state[name], hp, name)
+            new_leaves.append(new_p)
+        if len(trees) == 1:
+            return _tree.unflatten(trees[0], new_leaves), new_state
+        out, it = [], iter(new_leaves)
+        for group, tree in zip(self._groups(params), trees):
+            n = len(_tree.flatten(tree)[0])
+            out.append({**group, "params": _tree.unflatten(tree, [next(it) for _ in range(n)])})
+        return out, new_state
+
+    # ------------------------------------------------------------------ inspection
+
+    def scalars(self, name: str) -> dict:
+        """The step-dependent scalars of the last step taken by parameter ``name``."""
+        hp = self._hp_of(name)
+        return self.rule.scalars(max(self.state[name]["step"], 1), hp)
+
+    def effective_lr(self, name: str | None = None, state: dict | None = None):
+        """The per-coordinate step size of the last step, from the current state.
+
+        AdaGrad: ``lr_t / (sqrt(G) + eps)``; RMSprop: ``lr / (sqrt(v) + eps)``;
+        Adam: ``lr / (sqrt(v-hat) + eps)``; SGD: ``lr``. With ``state`` given (pure
+        API), ``name`` selects its entry and the optimizer's defaults are used.
+        """
+        if state is None:
+            if name is None:
+                if len(self.state) != 1:
+                    raise ValueError("name the parameter: this optimizer holds several")
+                (name,) = self.state
+            st, hp = self.state[name], self._hp_of(name)
+        else:
+            st = state[name] if name is not None else next(iter(state.values()))
+            hp = self.defaults
+        cdtype = next((v.dtype for v in st.values() if isinstance(v, np.ndarray)), np.dtype("float64"))
+        hp = self._resolved(hp, cdtype, name or "param")
+        s = self.rule.scalars(max(st["step"], 1), hp)
+        buffers = {k: v for k, v in st.items() if k != "step"}
+        return self.rule.effective_lr(buffers, hp, s)
+
+    def _hp_of(self, name: str) -> dict:
+        for group in self.param_groups:
+            if name in group["params"]:
+                return {k: v for k, v in group.items() if k != "params"}
+        raise KeyError(f"no parameter named {name!r}; known: {sorted(self._arrays)}")
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict:
+        """A deep copy of the state and the groups' hyperparameters, keyed by parameter name."""
+        return {
+            "optimizer": type(self).__name__,
+            "conventions": self.conventions,
+            "state": copy.deepcopy(self.state),
+            "param_groups": copy.deepcopy(self.param_groups),
+        }
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Load a :meth:`state_dict`; everything is checked before anything changes.
+
+        The saved state keeps its dtypes and is copied (never aliased).
+        """
+        from .checkpoint import CheckpointError
+
+        try:
+            saved_groups = state_dict["param_groups"]
+            saved_state = state_dict["state"]
+        except (KeyError, TypeError) as exc:
+            raise CheckpointError("not an adaopt state_dict: it needs 'state' and 'param_groups'") from exc
+        kind = state_dict.get("optimizer", type(self).__name__)
+        if kind != type(self).__name__:
+            raise CheckpointError(f"this state_dict is from {kind}, not {type(self).__name__}")
+        saved_conv = state_dict.get("conventions", self.conventions)
+        if saved_conv != self.conventions:
+            raise CheckpointError(f"this state_dict uses conventions={saved_conv!r}, "
+                                  f"this optimizer {self.conventions!r}")
+        if len(saved_groups) != len(self.param_groups):
+            raise CheckpointError(f"the state_dict has {len(saved_groups)} param groups, "
+                                  f"this optimizer has {len(self.param_groups)}")
+        new_groups = []
+        for i, (saved, mine) in enumerate(zip(saved_groups, self.param_groups)):
+            if sorted(saved["params"]) != sorted(mine["params"]):
+                raise CheckpointError(f"param group {i} holds {sorted(saved['params'])} in the state_dict "
+                                      f"but {sorted(mine['params'])} here")
+            hp = self._group_hp({k: v for k, v in saved.items() if k != "params"}, f"param group {i}")
+            new_groups.append({"params": list(mine["params"]), **hp})
+        new_state = {}
+        for name in self._arrays:
+            if name not in saved_state:
+                raise CheckpointError(f"the state_dict has no state for parameter {name!r}")
+            new_state[name] = _check_state(saved_state[name], self._arrays[name], name, copy_=True)
+        self.param_groups = new_groups
+        self.state = new_state
+
+    def save(self, path) -> None:
+        """Write the state to ``path`` (.npz, no pickle), atomically."""
+        from .checkpoint import save
+
+        save(self.state_dict(), path)
+
+    def load(self, path) -> None:
+        """Read a file written by :meth:`save` into this optimizer."""
+        from .checkpoint import load
+
+        self.load_state_dict(load(path))
+
+
+# ---------------------------------------------------------------------- input checks
+
+
+def _as_param(leaf, name: str, in_place: bool) -> np.ndarray:
+    if in_place:
+        if not isinstance(leaf, np.ndarray):
+            raise TypeError(f"parameter {name!r} is a {type(leaf).__name__}; a stateful optimizer "
+                            "updates arrays in place, so parameters must be NumPy arrays")
+        if not leaf.flags.writeable:
+            raise ValueError(f"parameter {name!r} is a read-only array")
+        arr = leaf
+    else:
+        arr = np.asarray(leaf)
+        if arr.dtype.kind in "iub":
+            arr = arr.astype(np.float64)
+    if not dtypes.is_supported(arr.dtype):
+        raise TypeError(f"parameter {name!r} has dtype {arr.dtype.name}; "
+                        f"supported: {', '.join(dtypes.SUPPORTED)}")
+    return arr
+
+
+def _check_grad(g, p: np.ndarray, name: str) -> np.ndarray:
+    g = np.asarray(g)
+    if g.shape != p.shape:
+        raise ValueError(f"gradient for {name!r} has shape {g.shape}, the parameter has {p.shape}")
+    if g.dtype != p.dtype:
+        raise TypeError(f"gradient for {name!r} has dtype {g.dtype.name}, the parameter has {p.dtype.name}")
+    return g
+
+
+def _check_state(st, p: np.ndarray, name: str, copy_: bool = False) -> dict:
+    from .checkpoint import CheckpointError
+
+    if not isinstance(st, dict) or "step" not in st:
+        raise CheckpointError(f"state of {name!r} must be a dict with a 'step' entry")
+    step = st["step"]
+    if isinstance(step, np.ndarray) and step.ndim == 0:
+        step = step.item()
+    if not isinstance(step, (int, np.integer)) or isinstance(step, bool) or step < 0:
+        raise CheckpointError(f"state of {name!r} has step={step!r}; it must be an integer >= 0")
+    out = {"step": int(step)}
+    for key, value in st.items():
+        if key == "step":
+            continue
+        arr = np.asarray(value)
+        if arr.shape != p.shape:
+            raise CheckpointError(f"state {key!r} of {name!r} has shape {arr.shape}, the parameter has {p.shape}")
+        if not dtypes.is_supported(arr.dtype):
+            raise CheckpointError(f"state {key!r} of {name!r} has dtype {arr.dtype.name}")
+        out[key] = arr.copy() if copy_ else arr
+    return out
+
+
+# ---------------------------------------------------------------------- the optimizers
+
+
+class SGD(Optimizer):
+    r"""Stochastic gradient descent, with optional heavy-ball or Nesterov momentum.
+
+    ``p -= lr * d`` where ``d`` is the gradient (plain), the momentum buffer
+    ``b = momentum*b + (1-dampening)*g`` (heavy ball; the first ``b`` is ``g``), or
+    ``g + momentum*b`` (Nesterov). See :mod:`adaopt.rules.sgd`.
+
+    Arguments left at ``None`` take the ``conventions`` preset's default (torch:
+    ``lr=1e-3``, no momentum, no weight decay).
+    """
+
+    family = "sgd"
+    rule = rules.sgd
+
+    def __init__(self, params=None, lr=None, momentum=None, dampening=None, nesterov=None,
+                 weight_decay=None, maximize=None, *, conventions="torch", state_dtype=None):
+        super().__init__(params, lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov,
+                         weight_decay=weight_decay, maximize=maximize, conventions=conventions,
+                         state_dtype=state_dtype)
+
+
+class AdaGrad(Optimizer):
+    r"""AdaGrad: ``G += g*g``; ``p -= lr_t * g / (sqrt(G) + eps)``.
+
+    ``eps_in_sqrt=True`` divides by ``sqrt(G + eps)`` instead, as the lesson and optax
+    do (``conventions="lesson"`` or ``"optax"`` set it). ``lr_t = lr / (1 + (t-1) *
+    lr_decay)``. torch defaults: ``lr=1e-2, eps=1e-10``. See :mod:`adaopt.rules.adagrad`.
+    """
+
+    family = "adagrad"
+    rule = rules.adagrad
+
+    def __init__(self, params=None, lr=None, lr_decay=None, weight_decay=None,
+                 initial_accumulator_value=None, eps=None, maximize=None, *, eps_in_sqrt=None,
+                 conventions="torch", state_dtype=None):
+        super().__init__(params, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                         initial_accumulator_value=initial_accumulator_value, eps=eps,
+                         maximize=maximize, eps_in_sqrt=eps_in_sqrt, conventions=conventions,
+                         state_dtype=state_dtype)
+
+
+Adagrad = AdaGrad
+
+
+class RMSprop(Optimizer):
+    r"""RMSprop: ``v = alpha*v + (1-alpha)*g*g``; ``p -= lr * g / (sqrt(v) + eps)``.
+
+    ``centered`` divides by the root of the variance ``v - mean(g)^2``; ``momentum``
+    accumulates the scaled step; ``eps_in_sqrt`` as in :class:`AdaGrad`. torch
+    defaults: ``lr=1e-2, alpha=0.99, eps=1e-8``. See :mod:`adaopt.rules.rmsprop`.
+    """
+
+    family = "rmsprop"
+    rule = rules.rmsprop
+
+    def __init__(self, params=None, lr=None, alpha=None, eps=None, weight_decay=None, momentum=None,
+                 centered=None, maximize=None, *, eps_in_sqrt=None, conventions="torch",
+                 state_dtype=None):
+        super().__init__(params, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                         momentum=momentum, centered=centered, maximize=maximize,
+                         eps_in_sqrt=eps_in_sqrt, conventions=conventions, state_dtype=state_dtype)
+
+
+class Adam(Optimizer):
+    r"""Adam: ``p -= lr * m-hat / (sqrt(v-hat) + eps)``, with L2 ``weight_decay``.
+
+    ``m`` and ``v`` are moving averages of ``g`` and ``g*g`` (``betas``), and the hats
+    divide by ``1 - beta^t`` (``bias_correction=False`` drops that, to show the
+    lesson's example 3). ``amsgrad`` divides by the running max of ``v``. torch
+    defaults: ``lr=1e-3, betas=(0.9, 0.999), eps=1e-8``. See :mod:`adaopt.rules.adam`.
+    """
+
+    family = "adam"
+    rule = rules.adam
+
+    def __init__(self, params=None, lr=None, betas=None, eps=None, weight_decay=None, amsgrad=None,
+                 maximize=None, *, bias_correction=None, decoupled_weight_decay=None,
+                 conventions="torch", state_dtype=None):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         amsgrad=amsgrad, maximize=maximize, bias_correction=bias_correction,
+                         decoupled_weight_decay=decoupled_weight_decay, conventions=conventions,
+                         state_dtype=state_dtype)
+
+
+class AdamW(Optimizer):
+    r"""AdamW: Adam with decoupled weight decay (default ``weight_decay=1e-2``).
+
+    torch's form shrinks first, ``p *= 1 - lr*weight_decay``; the lesson's and optax's
+    add ``lr*weight_decay*p`` to the update (``wd_form="add"``, set by their presets).
+    """
+
+    family = "adamw"
+    rule = rules.adam
+
+    def __init__(self, params=None, lr=None, betas=None, eps=None, weight_decay=None, amsgrad=None,
+                 maximize=None, *, bias_correction=None, wd_form=None, conventions="torch",
+                 state_dtype=None):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         amsgrad=amsgrad, maximize=maximize, bias_correction=bias_correction,
+                         wd_form=wd_form, conventions=conventions, state_dtype=state_dtype)
+
+
+#: Every optimizer by the names the CLI and :func:`adaopt.minimize` accept.
+REGISTRY: dict[str, type[Optimizer]] = {
+    "sgd": SGD, "adagrad": AdaGrad, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW,
+}
+
+
+def get(name: str) -> type[Optimizer]:
+    """The optimizer class called ``name`` (case-insensitive)."""
+    try:
+        return REGISTRY[name.lower()]
+    except KeyError:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(REGISTRY)}") from None
