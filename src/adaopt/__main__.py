@@ -1,0 +1,5 @@
+"""``python -m adaopt``: the same as the ``adaopt`` command."""
+
+from .cli import main
+
+main()
