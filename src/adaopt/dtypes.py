@@ -13,6 +13,7 @@ normal number of the dtype the arithmetic runs in.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -29,9 +30,14 @@ _TINY = {
 }
 
 
+@functools.lru_cache(maxsize=64)
+def _name_of(dtype: np.dtype) -> str:
+    return dtype.name
+
+
 def dtype_name(dtype) -> str:
     """The name of a dtype (``'bfloat16'`` for ml_dtypes' bfloat16)."""
-    return np.dtype(dtype).name
+    return _name_of(dtype if isinstance(dtype, np.dtype) else np.dtype(dtype))
 
 
 def is_supported(dtype) -> bool:
@@ -77,6 +83,7 @@ def smallest_normal(dtype) -> float:
     return _TINY[dtype_name(dtype)]
 
 
+@functools.lru_cache(maxsize=64)
 def default_eps(dtype, base: float = 1e-8) -> float:
     r"""An epsilon that is safe for arithmetic in ``dtype``.
 
@@ -94,6 +101,7 @@ def default_eps(dtype, base: float = 1e-8) -> float:
     return max(float(base), floor)
 
 
+@functools.lru_cache(maxsize=256)
 def rounds_to_zero(value: float, dtype) -> bool:
     """True when a nonzero ``value`` becomes 0 once stored in ``dtype``."""
     return value != 0 and float(np.asarray(value, dtype=np.float64).astype(as_dtype(dtype_name(dtype)))) == 0.0

@@ -177,10 +177,16 @@ class Optimizer:
 
     # ------------------------------------------------------------------ stepping
 
-    def _advance(self, p: np.ndarray, g: np.ndarray, st: dict, hp: dict, name: str):
-        """The rule applied once: new parameter (param dtype) and new state. Pure."""
+    def _prepare(self, p: np.ndarray, hp: dict, name: str):
+        """(hyperparameters with eps resolved, compute dtype) for one parameter; may raise."""
         cdtype = dtypes.compute_dtype(p.dtype, hp["state_dtype"])
-        hp = self._resolved(hp, cdtype, name)
+        return self._resolved(hp, cdtype, name), cdtype
+
+    def _advance(self, p: np.ndarray, g: np.ndarray, st: dict, hp: dict, cdtype):
+        """The rule applied once: new parameter (param dtype) and new state. Pure.
+
+        ``hp`` and ``cdtype`` come from :meth:`_prepare`.
+        """
         st = dict(st)
         self._add_missing_buffers(st, p, hp, cdtype)
         t = st["step"] + 1
@@ -210,11 +216,9 @@ class Optimizer:
             for name in group["params"]:
                 p = self._arrays[name]
                 g = _check_grad(flat[name], p, name)
-                cdtype = dtypes.compute_dtype(p.dtype, hp["state_dtype"])
-                self._resolved(hp, cdtype, name)
-                plan.append((name, p, g, hp))
-        for name, p, g, hp in plan:
-            new_p, new_st = self._advance(p, g, self.state[name], hp, name)
+                plan.append((name, p, g, *self._prepare(p, hp, name)))
+        for name, p, g, hp, cdtype in plan:
+            new_p, new_st = self._advance(p, g, self.state[name], hp, cdtype)
             st = self.state[name]
             for k, v in new_st.items():
                 if k == "step":
@@ -249,14 +253,14 @@ class Optimizer:
         missing = [name for name, _, _ in entries if name not in state]
         if missing:
             raise ValueError(f"state has no entry for parameter(s) {missing}; make it with init(params)")
-        checked = [(name, p, _check_grad(g, p, name), hps[i])
+        checked = [(name, p, _check_grad(g, p, name), *self._prepare(p, hps[i], name))
                    for (name, p, i), g in zip(entries, g_leaves)]
-        for name, p, _, _ in checked:
+        for name, p, *_ in checked:
             _check_state(state[name], p, name)
         new_state = dict(state)
         new_leaves = []
-        for name, p, g, hp in checked:
-            new_p, new_state[name] = self._advance(p, g, state[name], hp, name)
+        for name, p, g, hp, cdtype in checked:
+            new_p, new_state[name] = self._advance(p, g, state[name], hp, cdtype)
             new_leaves.append(new_p)
         if len(trees) == 1:
             return _tree.unflatten(trees[0], new_leaves), new_state
