@@ -90,12 +90,17 @@ def load(path) -> dict:
             if "__meta__" not in files:
                 raise CheckpointError(f"{path} is not an adaopt checkpoint (no __meta__ entry)")
             meta = json.loads(npz["__meta__"].tobytes().decode())
-            if meta.get("format") != FORMAT:
-                raise CheckpointError(f"{path} is not an adaopt checkpoint (format {meta.get('format')!r})")
+            fmt = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+            if fmt != FORMAT:
+                raise CheckpointError(f"{path} is not an adaopt checkpoint (format {fmt!r})")
             if meta.get("version") != VERSION:
                 raise CheckpointError(f"{path} has checkpoint version {meta.get('version')!r}; "
                                       f"this adaopt reads version {VERSION}")
-            state = {name: {"step": int(step)} for name, step in meta["steps"].items()}
+            for n, v in meta["steps"].items():
+                if type(v) is not int or v < 0:
+                    raise CheckpointError(f"{path}: parameter {n!r} has step={v!r}; "
+                                          "steps must be integers >= 0")
+            state = {name: {"step": step} for name, step in meta["steps"].items()}
             for item in meta["arrays"]:
                 if item["entry"] not in files:
                     raise CheckpointError(f"{path} is missing array {item['entry']} "
@@ -109,7 +114,7 @@ def load(path) -> dict:
                 state.setdefault(item["param"], {"step": 0})[item["key"]] = arr
     except CheckpointError:
         raise
-    except (zipfile.BadZipFile, ValueError, KeyError, TypeError, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, ValueError, KeyError, TypeError, AttributeError, OSError, EOFError) as exc:
         raise CheckpointError(f"{path} is not a readable adaopt checkpoint: {exc}") from exc
     return {
         "optimizer": meta.get("optimizer"),

@@ -22,6 +22,8 @@ import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 from . import dtypes
 
 PRESETS = ("torch", "optax", "lesson")
@@ -90,7 +92,7 @@ def _unit_open(x):
 
 
 def _flag(x):
-    return isinstance(x, bool) or type(x).__name__ == "bool_"
+    return isinstance(x, (bool, np.bool_))
 
 
 def _eps(x):

@@ -104,32 +104,34 @@ class Optimizer:
         return trees, entries, hps
 
     def add_param_group(self, group: dict) -> None:
-        """Bind one more group of parameters (a dict with ``"params"``) to this optimizer."""
+        """Bind one more group of parameters (a dict with ``"params"``) to this optimizer.
+
+        Everything is checked first; a rejected group changes nothing.
+        """
         if not isinstance(group, dict) or "params" not in group:
             raise TypeError("a param group is a dict with a 'params' entry")
         index = len(self.param_groups)
-        if index == 1:  # a second group: name every parameter by group, as for groups given at once
-            self._rename_first_group()
-        prefix = str(index) if index else ""
         hp = self._group_hp(group, f"param group {index}")
-        leaves, names = _tree.flatten(group["params"], prefix=prefix)
-        clash = set(names) & set(self._arrays)
+        leaves, names = _tree.flatten(group["params"], prefix=str(index) if index else "")
+        arrays = [_as_param(leaf, name, True) for name, leaf in zip(names, leaves)]
+        states = [self._fresh_state(arr, hp, name) for name, arr in zip(names, arrays)]
+        rename = {}
+        if index == 1:  # a second group: name every parameter by its group, as for groups given at once
+            _, first = _tree.flatten(self._trees[0], prefix="0")
+            rename = dict(zip(self.param_groups[0]["params"], first))
+        existing = {rename.get(n, n) for n in self._arrays}
+        clash = set(names) & existing
         if clash:
             raise ValueError(f"parameters {sorted(clash)} are already in another group")
-        arrays = [_as_param(leaf, name, True) for name, leaf in zip(names, leaves)]
-        for name, arr in zip(names, arrays):
+        if rename:
+            self._arrays = {rename[k]: v for k, v in self._arrays.items()}
+            self.state = {rename[k]: v for k, v in self.state.items()}
+            self.param_groups[0]["params"] = [rename[k] for k in self.param_groups[0]["params"]]
+        for name, arr, st in zip(names, arrays, states):
             self._arrays[name] = arr
-            self.state[name] = self._fresh_state(arr, hp, name)
+            self.state[name] = st
         self._trees.append(group["params"])
         self.param_groups.append({"params": names, **hp})
-
-    def _rename_first_group(self) -> None:
-        group = self.param_groups[0]
-        _, names = _tree.flatten(self._trees[0], prefix="0")
-        rename = dict(zip(group["params"], names))
-        self._arrays = {rename[k]: v for k, v in self._arrays.items()}
-        self.state = {rename[k]: v for k, v in self.state.items()}
-        group["params"] = names
 
     @property
     def params(self):
@@ -151,10 +153,11 @@ class Optimizer:
         if hp["eps"] is None:
             return {**hp, "eps": dtypes.default_eps(cdtype, self._eps_base)}
         if dtypes.rounds_to_zero(hp["eps"], cdtype):
+            wider = " or state_dtype='float32'" if dtypes.dtype_name(cdtype) == "float16" else ""
             raise ValueError(
                 f"eps={hp['eps']!r} rounds to 0 in {dtypes.dtype_name(cdtype)}, the compute dtype of "
                 f"parameter {name!r}; use eps >= {dtypes.default_eps(cdtype, 0.0):g} "
-                f"(or leave eps=None), or state_dtype='float32'"
+                f"(or leave eps=None){wider}"
             )
         return hp
 
@@ -340,6 +343,8 @@ class Optimizer:
                                   f"this optimizer has {len(self.param_groups)}")
         new_groups = []
         for i, (saved, mine) in enumerate(zip(saved_groups, self.param_groups)):
+            if not isinstance(saved, dict) or not isinstance(saved.get("params"), list):
+                raise CheckpointError(f"param group {i} of the state_dict has no 'params' list")
             if sorted(saved["params"]) != sorted(mine["params"]):
                 raise CheckpointError(f"param group {i} holds {sorted(saved['params'])} in the state_dict "
                                       f"but {sorted(mine['params'])} here")

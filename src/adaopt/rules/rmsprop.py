@@ -19,6 +19,8 @@ Defaults: torch ``lr=1e-2, alpha=0.99, eps=1e-8`` (outside the root); the lesson
 optax use ``alpha=0.9`` and put ``eps`` inside the root.
 """
 
+import numpy as np
+
 
 def buffers(hp):
     out = {"square_avg": 0.0}
@@ -38,9 +40,14 @@ def _denominator(s2, hp):
 
 
 def _second_moment(state, hp):
-    """v_t, or the variance v_t - mean_t^2 when centered."""
+    """v_t, or the variance v_t - mean_t^2 when centered.
+
+    The variance is clamped at 0: in exact arithmetic it never goes below, but in
+    low precision ``v`` can round to 0 while the mean does not, and a negative
+    variance would make the step NaN. Where torch's result is finite, this equals it.
+    """
     if hp["centered"]:
-        return state["square_avg"] - state["grad_avg"] * state["grad_avg"]
+        return np.maximum(state["square_avg"] - state["grad_avg"] * state["grad_avg"], 0.0)
     return state["square_avg"]
 
 
