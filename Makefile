@@ -10,7 +10,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.cli: $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[cli,lowp]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[cli,lowp,fast]'
 	touch $@
 
 $(VENV)/.test: $(BIN)/python pyproject.toml

@@ -29,6 +29,10 @@ from . import _tree, dtypes, hyper, rules
 
 _DEFAULT = None  # an argument left at None takes the conventions preset's default
 
+#: "auto": fused kernels when numba is installed, else the reference rule;
+#: "fused": fused kernels or an error; "reference": the rule on whole arrays.
+BACKENDS = ("auto", "fused", "reference")
+
 
 def _is_groups(params) -> bool:
     return isinstance(params, (list, tuple)) and len(params) > 0 and all(
@@ -46,12 +50,20 @@ class Optimizer:
     family: str
     rule: ModuleType
 
-    def __init__(self, params=None, *, conventions: str = "torch", state_dtype=None, **given):
+    def __init__(self, params=None, *, conventions: str = "torch", state_dtype=None, backend="auto",
+                 **given):
         base = hyper.defaults(self.family, conventions)
         unknown = set(given) - set(base)
         if unknown:
             raise TypeError(f"{type(self).__name__} got unexpected argument(s) {sorted(unknown)}")
         self.conventions = conventions
+        hyper.check_choice("backend", backend, BACKENDS)
+        if backend == "fused":
+            from .kernels.fused import available
+
+            if not available():
+                raise ImportError("backend='fused' needs numba: pip install 'adaopt[fast]'")
+        self.backend = backend
         self._eps_base = base["eps"] if "eps" in base else None
         hp = {**base, **{k: v for k, v in given.items() if v is not _DEFAULT}}
         if "eps" in base and given.get("eps") is None:
@@ -219,18 +231,44 @@ class Optimizer:
             for name in group["params"]:
                 p = self._arrays[name]
                 g = _check_grad(flat[name], p, name)
-                plan.append((name, p, g, *self._prepare(p, hp, name)))
-        for name, p, g, hp, cdtype in plan:
-            new_p, new_st = self._advance(p, g, self.state[name], hp, cdtype)
-            st = self.state[name]
+                plan.append((i, p, g, self.state[name], *self._prepare(p, hp, name)))
+        self._apply(plan)
+
+    def _apply(self, plan) -> None:
+        """Run one step in place over ``plan``: ``(group, param, grad, state, hp, compute dtype)``.
+
+        Parameters that share a group, a step count and dtypes go through one fused
+        kernel call when the fused backend is on; the rest take the reference rule.
+        """
+        fused = self._fused()
+        buckets: dict = {}
+        for gi, p, g, st, hp, cdtype in plan:
+            self._add_missing_buffers(st, p, hp, cdtype)
+            t = st["step"] + 1
+            if fused is not None and fused.eligible(p, cdtype) and all(
+                    v.dtype == cdtype and v.flags.c_contiguous for k, v in st.items() if k != "step"):
+                buckets.setdefault((gi, t, p.dtype, cdtype), (hp, []))[1].append((p, g, st))
+                continue
+            new_p, new_st = self._advance(p, g, st, hp, cdtype)
             for k, v in new_st.items():
                 if k == "step":
                     st[k] = v
-                elif k in st:
-                    st[k][...] = v
                 else:
-                    st[k] = v
+                    st[k][...] = v
             p[...] = new_p
+        for (_, t, _, _), (hp, items) in buckets.items():
+            fused.step(self.rule, hp, t, [p for p, _, _ in items], [g for _, g, _ in items],
+                       [st for _, _, st in items])
+            for _, _, st in items:
+                st["step"] = t
+
+    def _fused(self):
+        """The fused-kernel module when this optimizer's backend uses it, else None."""
+        if self.backend == "reference":
+            return None
+        from .kernels import fused
+
+        return fused if fused.available() else None
 
     def _match_grads(self, grads) -> dict:
         if len(self._trees) == 1:
@@ -256,15 +294,14 @@ class Optimizer:
         missing = [name for name, _, _ in entries if name not in state]
         if missing:
             raise ValueError(f"state has no entry for parameter(s) {missing}; make it with init(params)")
-        checked = [(name, p, _check_grad(g, p, name), *self._prepare(p, hps[i], name))
+        checked = [(name, p, _check_grad(g, p, name), *self._prepare(p, hps[i], name), i)
                    for (name, p, i), g in zip(entries, g_leaves)]
-        for name, p, *_ in checked:
-            _check_state(state[name], p, name)
         new_state = dict(state)
-        new_leaves = []
-        for name, p, g, hp, cdtype in checked:
-            new_p, new_state[name] = self._advance(p, g, state[name], hp, cdtype)
-            new_leaves.append(new_p)
+        for name, p, *_ in checked:
+            new_state[name] = _check_state(state[name], p, name, copy_=True)
+        new_leaves = [p.copy() for _, p, *_ in checked]
+        self._apply([(gi, new_p, g, new_state[name], hp, cdtype)
+                     for (name, _, g, hp, cdtype, gi), new_p in zip(checked, new_leaves)])
         if len(trees) == 1:
             return _tree.unflatten(trees[0], new_leaves), new_state
         out, it = [], iter(new_leaves)
@@ -442,10 +479,10 @@ class SGD(Optimizer):
     rule = rules.sgd
 
     def __init__(self, params=None, lr=None, momentum=None, dampening=None, nesterov=None,
-                 weight_decay=None, maximize=None, *, conventions="torch", state_dtype=None):
+                 weight_decay=None, maximize=None, *, conventions="torch", state_dtype=None, backend="auto"):
         super().__init__(params, lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov,
                          weight_decay=weight_decay, maximize=maximize, conventions=conventions,
-                         state_dtype=state_dtype)
+                         state_dtype=state_dtype, backend=backend)
 
 
 class AdaGrad(Optimizer):
@@ -461,11 +498,11 @@ class AdaGrad(Optimizer):
 
     def __init__(self, params=None, lr=None, lr_decay=None, weight_decay=None,
                  initial_accumulator_value=None, eps=None, maximize=None, *, eps_in_sqrt=None,
-                 conventions="torch", state_dtype=None):
+                 conventions="torch", state_dtype=None, backend="auto"):
         super().__init__(params, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                          initial_accumulator_value=initial_accumulator_value, eps=eps,
                          maximize=maximize, eps_in_sqrt=eps_in_sqrt, conventions=conventions,
-                         state_dtype=state_dtype)
+                         state_dtype=state_dtype, backend=backend)
 
 
 Adagrad = AdaGrad
@@ -484,10 +521,10 @@ class RMSprop(Optimizer):
 
     def __init__(self, params=None, lr=None, alpha=None, eps=None, weight_decay=None, momentum=None,
                  centered=None, maximize=None, *, eps_in_sqrt=None, conventions="torch",
-                 state_dtype=None):
+                 state_dtype=None, backend="auto"):
         super().__init__(params, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                          momentum=momentum, centered=centered, maximize=maximize,
-                         eps_in_sqrt=eps_in_sqrt, conventions=conventions, state_dtype=state_dtype)
+                         eps_in_sqrt=eps_in_sqrt, conventions=conventions, state_dtype=state_dtype, backend=backend)
 
 
 class Adam(Optimizer):
@@ -504,11 +541,11 @@ class Adam(Optimizer):
 
     def __init__(self, params=None, lr=None, betas=None, eps=None, weight_decay=None, amsgrad=None,
                  maximize=None, *, bias_correction=None, decoupled_weight_decay=None,
-                 conventions="torch", state_dtype=None):
+                 conventions="torch", state_dtype=None, backend="auto"):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, maximize=maximize, bias_correction=bias_correction,
                          decoupled_weight_decay=decoupled_weight_decay, conventions=conventions,
-                         state_dtype=state_dtype)
+                         state_dtype=state_dtype, backend=backend)
 
 
 class AdamW(Optimizer):
@@ -523,10 +560,10 @@ class AdamW(Optimizer):
 
     def __init__(self, params=None, lr=None, betas=None, eps=None, weight_decay=None, amsgrad=None,
                  maximize=None, *, bias_correction=None, wd_form=None, conventions="torch",
-                 state_dtype=None):
+                 state_dtype=None, backend="auto"):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, maximize=maximize, bias_correction=bias_correction,
-                         wd_form=wd_form, conventions=conventions, state_dtype=state_dtype)
+                         wd_form=wd_form, conventions=conventions, state_dtype=state_dtype, backend=backend)
 
 
 #: Every optimizer by the names the CLI and :func:`adaopt.minimize` accept.

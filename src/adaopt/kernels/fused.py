@@ -1,0 +1,187 @@
+"""Fused multi-tensor kernels, generated from the rules and compiled with numba.
+
+For one bucket of tensors that share hyperparameters, step count and dtypes, the
+rule is traced (:mod:`adaopt.kernels.tracer`) into straight-line code, which is
+wrapped in a loop over the bucket's tensors and their elements::
+
+    def kernel(P, G, B0, B1, S):            # tuples of CHUNK flat arrays, scalars
+        s0 = S[0]; s1 = S[1]; ...
+        for j in range(len(P)):
+            p = P[j]; g = G[j]; b0 = B0[j]; b1 = B1[j]
+            for i in range(p.shape[0]):     # prange for large tensors
+                p_ = p[i]; g_ = g[i]; exp_avg_ = b0[i]; exp_avg_sq_ = b1[i]
+                <the rule, one line per operation>
+                p[i] = ...; b0[i] = ...; b1[i] = ...
+
+Every element is read once and written once: no temporaries, one pass over memory.
+Tensors go in fixed-size tuples of ``CHUNK`` (padded with empty arrays), so one
+compiled kernel serves every model whatever its number of tensors. The generated
+source is written to a cache folder (``$ADAOPT_CACHE_DIR``, default
+``~/.cache/adaopt``) and compiled with ``cache=True``, so a new process loads the
+machine code from disk instead of compiling it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .. import dtypes
+from .tracer import Program, trace
+
+CHUNK = 16
+#: Tensors at least this large are stepped with the threaded kernel; smaller ones serially
+#: (waking threads costs more than it saves below ~1e5-1e6 elements, PERFORMANCE.md).
+PARALLEL_MIN = 1 << 18
+
+_KERNELS: dict = {}
+_EMPTY: dict = {}
+
+
+def available() -> bool:
+    """True when numba can be imported (``pip install 'adaopt[fast]'``)."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("ADAOPT_CACHE_DIR") or Path.home() / ".cache" / "adaopt"
+    return Path(root) / "kernels"
+
+
+# ---------------------------------------------------------------------- code generation
+
+_HALF = {"float16": ("f16_to_f32", "f32_to_f16"), "bfloat16": ("bf16_to_f32", "f32_to_bf16")}
+
+
+def _load(kind: str, compute: str, expr: str) -> str:
+    """An element of storage ``kind`` as a ``compute``-dtype number."""
+    if kind in _HALF:
+        return f"np.{compute}({_HALF[kind][0]}({expr}))"
+    return f"np.{compute}({expr})"
+
+
+def _store(kind: str, expr: str) -> str:
+    """A compute-dtype number as an element of storage ``kind`` (round to nearest even)."""
+    if kind in _HALF:
+        return f"{_HALF[kind][1]}(np.float32({expr}))"
+    return f"np.{kind}({expr})"
+
+
+def source(program: Program, p_kind: str, compute: str, parallel: bool) -> str:
+    """The Python source of the kernel for ``program`` and these dtypes."""
+    nb = len(program.buffers)
+    bufs = [f"B{k}" for k in range(nb)]
+    lines = [
+        "import numpy as np",
+        "import numba",
+        "from adaopt.kernels.lowp import f16_to_f32, f32_to_f16, bf16_to_f32, f32_to_bf16",
+        "",
+        f"@numba.njit(error_model='numpy', cache=True, parallel={parallel})",
+        f"def kernel(P, G, {''.join(b + ', ' for b in bufs)}S):",
+    ]
+    lines += [f"    s{k} = S[{k}]" for k in range(len(program.scalars))]
+    lines.append("    for j in range(len(P)):")
+    lines.append("        p = P[j]")
+    lines.append("        g = G[j]")
+    lines += [f"        b{k} = B{k}[j]" for k in range(nb)]
+    loop = "numba.prange" if parallel else "range"
+    lines.append(f"        for i in {loop}(p.shape[0]):")
+    body = [f"p_ = {_load(p_kind, compute, 'p[i]')}", f"g_ = {_load(p_kind, compute, 'g[i]')}"]
+    body += [f"{name}_ = b{k}[i]" for k, name in enumerate(program.buffers)]
+    body += list(program.body)
+    body.append(f"p[i] = {_store(p_kind, program.p_out)}")
+    body += [f"b{k}[i] = {out}" for k, out in enumerate(program.buffer_out)]
+    lines += [f"            {line}" for line in body]
+    return "\n".join(lines) + "\n"
+
+
+def _compile(src: str):
+    """Write ``src`` to the cache folder (once) and import its kernel."""
+    digest = hashlib.sha1(src.encode()).hexdigest()[:20]
+    folder = cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"k_{digest}.py"
+    if not path.exists() or path.read_text() != src:
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(src)
+        os.replace(tmp, path)
+    name = f"adaopt_kernel_{digest}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module.kernel
+
+
+def kernel_for(program: Program, p_kind: str, compute: str, parallel: bool):
+    key = (program.key, p_kind, compute, parallel)
+    k = _KERNELS.get(key)
+    if k is None:
+        k = _KERNELS[key] = _compile(source(program, p_kind, compute, parallel))
+    return k
+
+
+# ---------------------------------------------------------------------- running
+
+
+def _storage(a: np.ndarray) -> np.ndarray:
+    """A flat view numba can index: float16/bfloat16 as their uint16 bits."""
+    flat = a.reshape(-1)
+    return flat.view(np.uint16) if flat.dtype.itemsize == 2 else flat
+
+
+def _empty(dtype) -> np.ndarray:
+    e = _EMPTY.get(dtype)
+    if e is None:
+        e = _EMPTY[dtype] = np.empty(0, dtype)
+    return e
+
+
+def _chunks(arrays: list, dtype):
+    for start in range(0, len(arrays), CHUNK):
+        part = arrays[start:start + CHUNK]
+        yield tuple(part) + (_empty(dtype),) * (CHUNK - len(part))
+
+
+def eligible(p: np.ndarray, compute) -> bool:
+    """Whether the fused path can step ``p`` in place: C-contiguous, a supported dtype,
+    and float32 or float64 arithmetic (numba has no float16 arithmetic on the CPU)."""
+    return (p.flags.c_contiguous and dtypes.is_supported(p.dtype)
+            and dtypes.dtype_name(compute) in ("float32", "float64"))
+
+
+def step(rule, hp: dict, t: int, params: list, grads: list, states: list[dict]) -> None:
+    """One fused step of ``rule`` over tensors sharing ``hp``, step ``t`` and dtypes.
+
+    ``params`` and each state buffer are updated in place; ``grads`` are read.
+    All params share one dtype, all state buffers the compute dtype.
+    """
+    program = trace(rule, hp, rule.scalars(t, hp))
+    p_kind = dtypes.dtype_name(params[0].dtype)
+    compute = dtypes.dtype_name(states[0][program.buffers[0]].dtype) if program.buffers else (
+        dtypes.dtype_name(dtypes.compute_dtype(params[0].dtype, hp.get("state_dtype"))))
+    scalars = np.array(program.scalars, dtype=compute)
+    by_size = {False: [], True: []}
+    for p, g, st in zip(params, grads, states):
+        by_size[p.size >= PARALLEL_MIN].append((p, g, st))
+    for parallel, items in by_size.items():
+        if not items:
+            continue
+        kernel = kernel_for(program, p_kind, compute, parallel)
+        flat_p = [_storage(p) for p, _, _ in items]
+        flat_g = [_storage(np.ascontiguousarray(g)) for _, g, _ in items]
+        flat_b = [[st[name].reshape(-1) for _, _, st in items] for name in program.buffers]
+        p_store = flat_p[0].dtype
+        chunks = [_chunks(flat_p, p_store), _chunks(flat_g, p_store)]
+        chunks += [_chunks(b, np.dtype(compute)) for b in flat_b]
+        for args in zip(*chunks):
+            kernel(*args, scalars)
