@@ -1,0 +1,216 @@
+"""The fused kernels against the reference rule, step for step, on every option."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tracemalloc
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba")
+
+import adaopt  # noqa: E402
+from adaopt import rules  # noqa: E402
+from adaopt.kernels import fused, tracer  # noqa: E402
+
+STEPS = 100
+SHAPES = [(), (7,), (2, 3, 4), (33,)]
+TOL = {"float32": dict(rtol=1e-6, atol=1e-7), "float64": dict(rtol=1e-12, atol=1e-14)}
+
+# Each optimizer and option, declared as data: (class, options).
+CASES = [
+    (adaopt.SGD, dict(lr=0.05)),
+    (adaopt.SGD, dict(lr=0.05, momentum=0.9)),
+    (adaopt.SGD, dict(lr=0.05, momentum=0.9, dampening=0.5)),
+    (adaopt.SGD, dict(lr=0.05, momentum=0.9, nesterov=True)),
+    (adaopt.SGD, dict(lr=0.05, momentum=0.5, weight_decay=0.1, maximize=True)),
+    (adaopt.AdaGrad, dict(lr=0.1)),
+    (adaopt.AdaGrad, dict(lr=0.1, lr_decay=0.01, initial_accumulator_value=0.5)),
+    (adaopt.AdaGrad, dict(lr=0.1, weight_decay=0.1, maximize=True)),
+    (adaopt.AdaGrad, dict(lr=0.1, eps_in_sqrt=True)),
+    (adaopt.AdaGrad, dict(lr=0.1, conventions="optax")),
+    (adaopt.RMSprop, dict(lr=0.01)),
+    (adaopt.RMSprop, dict(lr=0.01, centered=True)),
+    (adaopt.RMSprop, dict(lr=0.01, momentum=0.9)),
+    (adaopt.RMSprop, dict(lr=0.01, centered=True, momentum=0.9, weight_decay=0.01)),
+    (adaopt.RMSprop, dict(lr=0.01, eps_in_sqrt=True, maximize=True)),
+    (adaopt.Adam, dict(lr=0.01)),
+    (adaopt.Adam, dict(lr=0.01, amsgrad=True)),
+    (adaopt.Adam, dict(lr=0.01, weight_decay=0.1, maximize=True)),
+    (adaopt.Adam, dict(lr=0.01, bias_correction=False)),
+    (adaopt.AdamW, dict(lr=0.01)),
+    (adaopt.AdamW, dict(lr=0.01, amsgrad=True, weight_decay=0.1)),
+    (adaopt.AdamW, dict(lr=0.01, conventions="lesson")),
+]
+
+
+def _id(case):
+    cls, kw = case
+    return cls.__name__ + "-" + "-".join(f"{k}={v}" for k, v in kw.items() if k != "lr")
+
+
+def _params(dtype, shapes=SHAPES, seed=0):
+    rng = np.random.default_rng(seed)
+    return [np.asarray(rng.normal(size=s)).astype(dtype) for s in shapes]
+
+
+def _grads(dtype, shapes, steps, seed=1):
+    rng = np.random.default_rng(seed)
+    return [[np.asarray(rng.normal(size=s)).astype(dtype) for s in shapes] for _ in range(steps)]
+
+
+def _run(cls, kw, backend, dtype, shapes=SHAPES, steps=STEPS, **extra):
+    params = _params(dtype, shapes)
+    opt = cls(params, backend=backend, **kw, **extra)
+    for g in _grads(dtype, shapes, steps):
+        opt.step(g)
+    return params, opt.state
+
+
+def _assert_same(a_params, a_state, b_params, b_state, tol):
+    for x, y in zip(a_params, b_params):
+        np.testing.assert_allclose(np.asarray(x, np.float64), np.asarray(y, np.float64), **tol)
+    for name in a_state:
+        assert a_state[name]["step"] == b_state[name]["step"]
+        for key in a_state[name]:
+            if key != "step":
+                np.testing.assert_allclose(a_state[name][key], b_state[name][key], **tol)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", CASES, ids=_id)
+def test_fused_equals_reference_for_100_steps(case, dtype):
+    cls, kw = case
+    ref = _run(cls, kw, "reference", dtype)
+    fast = _run(cls, kw, "fused", dtype)
+    _assert_same(*fast, *ref, TOL[dtype])
+    assert not np.array_equal(ref[0][1], _params(dtype)[1])  # the run moved the parameters
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("case", [CASES[1], CASES[6], CASES[13], CASES[16], CASES[19]], ids=_id)
+def test_low_precision_params_with_float32_state(case, dtype):
+    if dtype == "bfloat16":
+        pytest.importorskip("ml_dtypes")
+    dt = adaopt.dtypes.as_dtype(dtype)
+    cls, kw = case
+    ref = _run(cls, kw, "reference", dt, steps=30)
+    fast = _run(cls, kw, "fused", dt, steps=30)
+    for name, st in fast[1].items():
+        assert all(v.dtype == np.float32 for k, v in st.items() if k != "step")
+    # The float32 arithmetic is identical, so the rounded parameters are the same bits.
+    for x, y in zip(fast[0], ref[0]):
+        assert x.dtype == dt
+        assert np.array_equal(x.view(np.uint16), y.view(np.uint16))
+    _assert_same([], fast[1], [], ref[1], TOL["float32"])
+
+
+@pytest.mark.parametrize("case", [CASES[3], CASES[8], CASES[13], CASES[16], CASES[20]], ids=_id)
+def test_threaded_kernel(case, monkeypatch):
+    monkeypatch.setattr(fused, "PARALLEL_MIN", 16)  # the (33,) and (2,3,4) tensors go parallel
+    cls, kw = case
+    _assert_same(*_run(cls, kw, "fused", "float32", steps=20),
+                 *_run(cls, kw, "reference", "float32", steps=20), TOL["float32"])
+
+
+def test_many_tensors_span_several_chunks():
+    shapes = [(i % 5 + 1,) for i in range(3 * fused.CHUNK + 5)]
+    kw = dict(lr=0.01, weight_decay=0.01)
+    _assert_same(*_run(adaopt.AdamW, kw, "fused", "float32", shapes=shapes, steps=10),
+                 *_run(adaopt.AdamW, kw, "reference", "float32", shapes=shapes, steps=10),
+                 TOL["float32"])
+
+
+def test_groups_and_pure_update_use_the_kernels_too():
+    x, y = _params("float64", [(4,), (3,)])
+    groups = [{"params": [x]}, {"params": [y], "lr": 0.5, "weight_decay": 0.0}]
+    out = {}
+    for backend in ("fused", "reference"):
+        opt = adaopt.AdamW(lr=0.1, backend=backend)
+        state = opt.init(groups)
+        params = groups
+        for g in _grads("float64", [(4,), (3,)], 10):
+            params, state = opt.update([[g[0]], [g[1]]], state, params)
+        out[backend] = params
+    for a, b in zip(out["fused"], out["reference"]):
+        np.testing.assert_allclose(a["params"][0], b["params"][0], **TOL["float64"])
+    assert np.array_equal(groups[0]["params"][0], _params("float64", [(4,), (3,)])[0])  # untouched
+
+
+def test_non_contiguous_parameter_falls_back_to_the_reference_rule():
+    base = np.arange(20.0)
+    view = base[::2]
+    opt = adaopt.Adam([view], lr=0.1, backend="fused")
+    ref = np.arange(20.0)[::2].copy()
+    ref_opt = adaopt.Adam([ref], lr=0.1, backend="reference")
+    for _ in range(5):
+        opt.step([np.ones(10)])
+        ref_opt.step([np.ones(10)])
+    np.testing.assert_allclose(view, ref, rtol=1e-12)
+    assert np.array_equal(base[1::2], np.arange(20.0)[1::2])  # the gaps were not written
+
+
+def test_scalar_values_do_not_recompile():
+    hp = dict(adaopt.hyper.defaults("adam"), eps=1e-8, state_dtype=None)
+    a = tracer.trace(rules.adam, hp, rules.adam.scalars(1, hp))
+    b = tracer.trace(rules.adam, dict(hp, lr=0.5, betas=(0.8, 0.99)), rules.adam.scalars(7, hp))
+    assert a.key == b.key and a.scalars != b.scalars
+    c = tracer.trace(rules.adam, dict(hp, amsgrad=True), rules.adam.scalars(1, hp))
+    assert c.key != a.key and "max_exp_avg_sq" in c.buffers
+
+
+def test_a_rule_that_branches_on_array_values_cannot_be_traced():
+    class Bad:
+        __name__ = "bad"
+
+        @staticmethod
+        def buffers(hp):
+            return {}
+
+        @staticmethod
+        def update(p, g, state, hp, s):
+            return (p - g if g > 0 else p), {}
+
+    with pytest.raises(TypeError, match="may not branch on array values"):
+        tracer.trace(Bad, {}, {})
+
+
+def test_fused_step_makes_no_full_size_temporaries():
+    n = 1_000_000
+    p, g = np.ones(n, np.float32), np.full(n, 0.5, np.float32)
+    state_bytes = 2 * n * 4
+    peaks = {}
+    for backend in ("fused", "reference"):
+        opt = adaopt.AdamW([p], lr=1e-3, backend=backend)
+        opt.step([g])  # compile and create state outside the measurement
+        tracemalloc.start()
+        opt.step([g])
+        peaks[backend] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peaks["fused"] <= 0.01 * state_bytes, peaks
+    assert peaks["reference"] > state_bytes  # the measurement does see whole-array temporaries
+
+
+def test_backend_fused_without_numba_says_which_extra(monkeypatch):
+    monkeypatch.setattr(fused, "available", lambda: False)
+    with pytest.raises(ImportError, match=r"adaopt\[fast\]"):
+        adaopt.Adam(lr=1e-3, backend="fused")
+    opt = adaopt.Adam([np.ones(3)], lr=1e-3)  # auto falls back to the reference rule
+    opt.step([np.ones(3)])
+    with pytest.raises(ValueError, match="backend='gpu'"):
+        adaopt.Adam(lr=1e-3, backend="gpu")
+
+
+def test_compiled_kernels_are_cached_on_disk(tmp_path):
+    code = ("import numpy as np, adaopt; x = np.ones(5, np.float32); "
+            "o = adaopt.RMSprop([x], lr=0.1, centered=True, backend='fused'); o.step([x.copy()]); print(x[0])")
+    env = {"ADAOPT_CACHE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert first.returncode == 0, first.stderr
+    files = sorted(p.name for p in (tmp_path / "kernels").iterdir())
+    assert any(f.endswith(".py") for f in files) and any(f.endswith(".nbi") for f in
+                                                         (p.name for p in (tmp_path / "kernels").rglob("*")))
+    second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert second.stdout == first.stdout
