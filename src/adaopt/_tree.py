@@ -39,6 +39,9 @@ def flatten_like(reference, tree, what: str = "grads") -> list:
 
     Raises ``ValueError`` naming the first place where the structures differ.
     """
+    flat = _flat_leaves(reference, tree)
+    if flat is not None:
+        return flat
     out: list = []
 
     def walk(ref, node, path):
@@ -65,6 +68,23 @@ def flatten_like(reference, tree, what: str = "grads") -> list:
 
     walk(reference, tree, "")
     return out
+
+
+def _is_leafy(values) -> bool:
+    return not any(isinstance(v, _CONTAINERS) for v in values)
+
+
+def _flat_leaves(reference, tree):
+    """The common one-level case (a list or dict of arrays), without the recursive walk."""
+    if isinstance(reference, (list, tuple)):
+        if isinstance(tree, (list, tuple)) and len(tree) == len(reference) and _is_leafy(reference) \
+                and _is_leafy(tree):
+            return list(tree)
+    elif isinstance(reference, dict):
+        if isinstance(tree, dict) and tree.keys() == reference.keys() and _is_leafy(reference.values()) \
+                and _is_leafy(tree.values()):
+            return [tree[k] for k in reference]
+    return None
 
 
 def unflatten(reference, leaves) -> object:

@@ -74,6 +74,8 @@ class Optimizer:
         self.state: dict[str, dict] = {}
         self._arrays: dict[str, np.ndarray] = {}
         self._trees: list = []  # each group's tree, to match gradient trees against
+        self._plan = None  # the step plan, cached while the groups' hyperparameters stay the same
+        self._plan_snapshot = None
         if params is not None:
             for group in self._groups(params):
                 self.add_param_group(group)
@@ -144,6 +146,7 @@ class Optimizer:
             self.state[name] = st
         self._trees.append(group["params"])
         self.param_groups.append({"params": names, **hp})
+        self._plan = None
 
     @property
     def params(self):
@@ -224,43 +227,56 @@ class Optimizer:
         if not self.param_groups:
             raise RuntimeError(f"{type(self).__name__} has no parameters bound; "
                                "pass params to the constructor, or use init/update")
-        flat = self._match_grads(grads)
-        plan = []
-        for i, group in enumerate(self.param_groups):
-            hp = hyper.validate({k: v for k, v in group.items() if k != "params"}, f"param group {i}")
-            for name in group["params"]:
-                p = self._arrays[name]
-                g = _check_grad(flat[name], p, name)
-                plan.append((i, p, g, self.state[name], *self._prepare(p, hp, name)))
-        self._apply(plan)
+        grads = self._match_grads(grads)
+        plan = self._cached_plan()
+        grads = [_check_grad(g, p, name) for (name, p), g in zip(plan.params, grads)]
+        self._run(plan, grads)
 
-    def _apply(self, plan) -> None:
-        """Run one step in place over ``plan``: ``(group, param, grad, state, hp, compute dtype)``.
+    def _cached_plan(self) -> "_Plan":
+        """The step plan for the bound parameters, rebuilt when a group's hyperparameters change.
 
-        Parameters that share a group, a step count and dtypes go through one fused
-        kernel call when the fused backend is on; the rest take the reference rule.
+        Building validates every hyperparameter, so a group edited to an invalid value is
+        refused here, before anything changes.
+        """
+        snapshot = [{k: v for k, v in g.items() if k != "params"} for g in self.param_groups]
+        if self._plan is None or self._plan_snapshot != snapshot:
+            hps = [hyper.validate(dict(hp), f"param group {i}") for i, hp in enumerate(snapshot)]
+            items = [(gi, name, self._arrays[name], self.state[name], hps[gi])
+                     for gi, group in enumerate(self.param_groups) for name in group["params"]]
+            self._plan, self._plan_snapshot = self._build_plan(items), snapshot
+        return self._plan
+
+    def _build_plan(self, items) -> "_Plan":
+        """Sort ``(group, name, param, state, hp)`` into fused buckets and reference steps.
+
+        Parameters that share a group, a step count and dtypes go through one fused kernel
+        call per chunk when the fused backend is on; the rest take the reference rule.
         """
         fused = self._fused()
-        buckets: dict = {}
-        for gi, p, g, st, hp, cdtype in plan:
+        prepared = [(gi, name, p, st, *self._prepare(p, hp, name)) for gi, name, p, st, hp in items]
+        groups: dict = {}
+        reference = []
+        for i, (gi, name, p, st, hp, cdtype) in enumerate(prepared):
             self._add_missing_buffers(st, p, hp, cdtype)
-            t = st["step"] + 1
-            if fused is not None and fused.eligible(p, cdtype) and all(
-                    v.dtype == cdtype and v.flags.c_contiguous for k, v in st.items() if k != "step"):
-                buckets.setdefault((gi, t, p.dtype, cdtype), (hp, []))[1].append((p, g, st))
-                continue
-            new_p, new_st = self._advance(p, g, st, hp, cdtype)
+            if fused is not None and fused.eligible(p, cdtype, st):
+                groups.setdefault((gi, st["step"], p.dtype, cdtype), (hp, []))[1].append((i, p, st))
+            else:
+                reference.append((i, p, st, hp, cdtype))
+        buckets = [fused.Bucket(self.rule, hp, [p for _, p, _ in m], [st for _, _, st in m],
+                                [i for i, _, _ in m]) for hp, m in groups.values()]
+        return _Plan([(name, p) for _, name, p, *_ in prepared], buckets, reference)
+
+    def _run(self, plan: "_Plan", grads: list) -> None:
+        for bucket in plan.buckets:
+            bucket.run(grads)
+        for i, p, st, hp, cdtype in plan.reference:
+            new_p, new_st = self._advance(p, grads[i], st, hp, cdtype)
             for k, v in new_st.items():
                 if k == "step":
                     st[k] = v
                 else:
                     st[k][...] = v
             p[...] = new_p
-        for (_, t, _, _), (hp, items) in buckets.items():
-            fused.step(self.rule, hp, t, [p for p, _, _ in items], [g for _, g, _ in items],
-                       [st for _, _, st in items])
-            for _, _, st in items:
-                st["step"] = t
 
     def _fused(self):
         """The fused-kernel module when this optimizer's backend uses it, else None."""
@@ -270,38 +286,25 @@ class Optimizer:
 
         return fused if fused.available() else None
 
-    def _match_grads(self, grads) -> dict:
-        if len(self._trees) == 1:
-            leaves = _tree.flatten_like(self._trees[0], grads)
-        else:
-            if not isinstance(grads, (list, tuple)) or len(grads) != len(self._trees):
-                raise ValueError(f"with {len(self._trees)} param groups, grads must be a list of "
-                                 f"{len(self._trees)} gradient trees, one per group")
-            leaves = [leaf for tree, g in zip(self._trees, grads) for leaf in _tree.flatten_like(tree, g)]
-        names = [n for g in self.param_groups for n in g["params"]]
-        return dict(zip(names, leaves))
+    def _match_grads(self, grads) -> list:
+        """The gradient leaves in parameter order; the structure must match the params'."""
+        return _match(self._trees, grads)
 
     def update(self, grads, state: dict, params):
         """Pure API: ``(new_params, new_state)``; the inputs are left as they were."""
         trees, entries, hps = self._entries(params, in_place=False)
-        if len(trees) == 1:
-            g_leaves = _tree.flatten_like(trees[0], grads)
-        else:
-            if not isinstance(grads, (list, tuple)) or len(grads) != len(trees):
-                raise ValueError(f"with {len(trees)} param groups, grads must be a list of "
-                                 f"{len(trees)} gradient trees, one per group")
-            g_leaves = [x for tree, g in zip(trees, grads) for x in _tree.flatten_like(tree, g)]
+        g_leaves = _match(trees, grads)
         missing = [name for name, _, _ in entries if name not in state]
         if missing:
             raise ValueError(f"state has no entry for parameter(s) {missing}; make it with init(params)")
-        checked = [(name, p, _check_grad(g, p, name), *self._prepare(p, hps[i], name), i)
-                   for (name, p, i), g in zip(entries, g_leaves)]
+        g_leaves = [_check_grad(g, p, name) for (name, p, _), g in zip(entries, g_leaves)]
         new_state = dict(state)
-        for name, p, *_ in checked:
+        for name, p, _ in entries:
             new_state[name] = _check_state(state[name], p, name, copy_=True)
-        new_leaves = [p.copy() for _, p, *_ in checked]
-        self._apply([(gi, new_p, g, new_state[name], hp, cdtype)
-                     for (name, _, g, hp, cdtype, gi), new_p in zip(checked, new_leaves)])
+        new_leaves = [p.copy() for _, p, _ in entries]
+        plan = self._build_plan([(gi, name, new_p, new_state[name], hps[gi])
+                                 for (name, _, gi), new_p in zip(entries, new_leaves)])
+        self._run(plan, g_leaves)
         if len(trees) == 1:
             return _tree.unflatten(trees[0], new_leaves), new_state
         out, it = [], iter(new_leaves)
@@ -394,6 +397,7 @@ class Optimizer:
             new_state[name] = _check_state(saved_state[name], self._arrays[name], name, copy_=True)
         self.param_groups = new_groups
         self.state = new_state
+        self._plan = None
 
     def save(self, path) -> None:
         """Write the state to ``path`` (.npz, no pickle), atomically."""
@@ -406,6 +410,23 @@ class Optimizer:
         from .checkpoint import load
 
         self.load_state_dict(load(path))
+
+
+class _Plan:
+    """How one step runs: the parameters in order, fused buckets, reference steps."""
+
+    def __init__(self, params, buckets, reference):
+        self.params, self.buckets, self.reference = params, buckets, reference
+
+
+def _match(trees: list, grads) -> list:
+    """Gradient leaves for params given as ``trees`` (one per group), in parameter order."""
+    if len(trees) == 1:
+        return _tree.flatten_like(trees[0], grads)
+    if not isinstance(grads, (list, tuple)) or len(grads) != len(trees):
+        raise ValueError(f"with {len(trees)} param groups, grads must be a list of "
+                         f"{len(trees)} gradient trees, one per group")
+    return [leaf for tree, g in zip(trees, grads) for leaf in _tree.flatten_like(tree, g)]
 
 
 # ---------------------------------------------------------------------- input checks

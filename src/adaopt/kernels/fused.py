@@ -152,36 +152,54 @@ def _chunks(arrays: list, dtype):
         yield tuple(part) + (_empty(dtype),) * (CHUNK - len(part))
 
 
-def eligible(p: np.ndarray, compute) -> bool:
-    """Whether the fused path can step ``p`` in place: C-contiguous, a supported dtype,
-    and float32 or float64 arithmetic (numba has no float16 arithmetic on the CPU)."""
+def eligible(p: np.ndarray, compute, state: dict) -> bool:
+    """Whether the fused path can step ``p`` and its ``state`` in place: C-contiguous
+    arrays, state in the compute dtype, and float32 or float64 arithmetic (numba has
+    no float16 arithmetic on the CPU)."""
     return (p.flags.c_contiguous and dtypes.is_supported(p.dtype)
-            and dtypes.dtype_name(compute) in ("float32", "float64"))
+            and dtypes.dtype_name(compute) in ("float32", "float64")
+            and all(v.dtype == compute and v.flags.c_contiguous
+                    for k, v in state.items() if k != "step"))
 
 
-def step(rule, hp: dict, t: int, params: list, grads: list, states: list[dict]) -> None:
-    """One fused step of ``rule`` over tensors sharing ``hp``, step ``t`` and dtypes.
+class Bucket:
+    """Tensors stepped by one kernel call per chunk: same hyperparameters, step count
+    and dtypes. Flat views of the parameters and state, and their chunk tuples, are
+    made once; each step only wraps the gradients.
 
-    ``params`` and each state buffer are updated in place; ``grads`` are read.
-    All params share one dtype, all state buffers the compute dtype.
+    ``index[k]`` is the position of the bucket's k-th tensor in the gradient list
+    that :meth:`run` receives.
     """
-    program = trace(rule, hp, rule.scalars(t, hp))
-    p_kind = dtypes.dtype_name(params[0].dtype)
-    compute = dtypes.dtype_name(states[0][program.buffers[0]].dtype) if program.buffers else (
-        dtypes.dtype_name(dtypes.compute_dtype(params[0].dtype, hp.get("state_dtype"))))
-    scalars = np.array(program.scalars, dtype=compute)
-    by_size = {False: [], True: []}
-    for p, g, st in zip(params, grads, states):
-        by_size[p.size >= PARALLEL_MIN].append((p, g, st))
-    for parallel, items in by_size.items():
-        if not items:
-            continue
-        kernel = kernel_for(program, p_kind, compute, parallel)
-        flat_p = [_storage(p) for p, _, _ in items]
-        flat_g = [_storage(np.ascontiguousarray(g)) for _, g, _ in items]
-        flat_b = [[st[name].reshape(-1) for _, _, st in items] for name in program.buffers]
-        p_store = flat_p[0].dtype
-        chunks = [_chunks(flat_p, p_store), _chunks(flat_g, p_store)]
-        chunks += [_chunks(b, np.dtype(compute)) for b in flat_b]
-        for args in zip(*chunks):
-            kernel(*args, scalars)
+
+    def __init__(self, rule, hp: dict, params: list, states: list[dict], index: list[int]):
+        self.rule, self.hp, self.states = rule, hp, states
+        self.t = states[0]["step"]
+        self.buffers = tuple(rule.buffers(hp))
+        self.p_kind = dtypes.dtype_name(params[0].dtype)
+        self.compute = dtypes.dtype_name(states[0][self.buffers[0]].dtype) if self.buffers else (
+            dtypes.dtype_name(dtypes.compute_dtype(params[0].dtype, hp.get("state_dtype"))))
+        self.parts = []
+        for parallel in (False, True):
+            members = [k for k, p in enumerate(params) if (p.size >= PARALLEL_MIN) == parallel]
+            if not members:
+                continue
+            flat_p = [_storage(params[k]) for k in members]
+            store = flat_p[0].dtype
+            p_chunks = list(_chunks(flat_p, store))
+            b_chunks = [list(_chunks([states[k][b].reshape(-1) for k in members], np.dtype(self.compute)))
+                        for b in self.buffers]
+            self.parts.append((parallel, [index[k] for k in members], store, p_chunks, b_chunks))
+
+    def run(self, grads: list) -> None:
+        """One step: parameters and state in place, from ``grads`` (read only)."""
+        t = self.t + 1
+        program = trace(self.rule, self.hp, self.rule.scalars(t, self.hp))
+        scalars = np.array(program.scalars, dtype=self.compute)
+        for parallel, index, store, p_chunks, b_chunks in self.parts:
+            kernel = kernel_for(program, self.p_kind, self.compute, parallel)
+            g_chunks = _chunks([_storage(grads[i]) for i in index], store)
+            for k, g_chunk in enumerate(g_chunks):
+                kernel(p_chunks[k], g_chunk, *[b[k] for b in b_chunks], scalars)
+        self.t = t
+        for st in self.states:
+            st["step"] = t
