@@ -26,12 +26,10 @@ from types import ModuleType
 import numpy as np
 
 from . import _tree, dtypes, hyper, rules
+from .engine import Engine, Plan
 
 _DEFAULT = None  # an argument left at None takes the conventions preset's default
 
-#: "auto": fused kernels when numba is installed, else the reference rule;
-#: "fused": fused kernels or an error; "reference": the rule on whole arrays.
-BACKENDS = ("auto", "fused", "reference")
 
 
 def _is_groups(params) -> bool:
@@ -57,14 +55,7 @@ class Optimizer:
         if unknown:
             raise TypeError(f"{type(self).__name__} got unexpected argument(s) {sorted(unknown)}")
         self.conventions = conventions
-        hyper.check_choice("backend", backend, BACKENDS)
-        if backend == "fused":
-            from .kernels.fused import available
-
-            if not available():
-                raise ImportError("backend='fused' needs numba: pip install 'adaopt[fast]'")
-        self.backend = backend
-        self._eps_base = base["eps"] if "eps" in base else None
+        self._engine = Engine(self.rule, base.get("eps"), backend)
         hp = {**base, **{k: v for k, v in given.items() if v is not _DEFAULT}}
         if "eps" in base and given.get("eps") is None:
             hp["eps"] = None  # resolved per parameter for its compute dtype
@@ -128,7 +119,7 @@ class Optimizer:
         hp = self._group_hp(group, f"param group {index}")
         leaves, names = _tree.flatten(group["params"], prefix=str(index) if index else "")
         arrays = [_as_param(leaf, name, True) for name, leaf in zip(names, leaves)]
-        states = [self._fresh_state(arr, hp, name) for name, arr in zip(names, arrays)]
+        states = [self._engine.fresh_state(arr, hp, name) for name, arr in zip(names, arrays)]
         rename = {}
         if index == 1:  # a second group: name every parameter by its group, as for groups given at once
             _, first = _tree.flatten(self._trees[0], prefix="0")
@@ -149,6 +140,11 @@ class Optimizer:
         self._plan = None
 
     @property
+    def backend(self) -> str:
+        """"auto", "fused" or "reference": how steps run (see :mod:`adaopt.engine`)."""
+        return self._engine.backend
+
+    @property
     def params(self):
         """The bound parameters, in the structure they were given."""
         leaves = [self._arrays[n] for g in self.param_groups for n in g["params"]]
@@ -161,62 +157,12 @@ class Optimizer:
 
     # ------------------------------------------------------------------ state
 
-    def _resolved(self, hp: dict, cdtype, name: str) -> dict:
-        """``hp`` with ``eps`` fixed for the compute dtype; refuses an eps that rounds to 0."""
-        if "eps" not in hp:
-            return hp
-        if hp["eps"] is None:
-            return {**hp, "eps": dtypes.default_eps(cdtype, self._eps_base)}
-        if dtypes.rounds_to_zero(hp["eps"], cdtype):
-            wider = " or state_dtype='float32'" if dtypes.dtype_name(cdtype) == "float16" else ""
-            raise ValueError(
-                f"eps={hp['eps']!r} rounds to 0 in {dtypes.dtype_name(cdtype)}, the compute dtype of "
-                f"parameter {name!r}; use eps >= {dtypes.default_eps(cdtype, 0.0):g} "
-                f"(or leave eps=None){wider}"
-            )
-        return hp
-
-    def _fresh_state(self, p: np.ndarray, hp: dict, name: str) -> dict:
-        cdtype = dtypes.compute_dtype(p.dtype, hp["state_dtype"])
-        self._resolved(hp, cdtype, name)  # fail now, not at the first step
-        st: dict = {"step": 0}
-        self._add_missing_buffers(st, p, hp, cdtype)
-        return st
-
-    def _add_missing_buffers(self, st: dict, p, hp, cdtype) -> None:
-        for key, fill in self.rule.buffers(hp).items():
-            if key not in st:
-                st[key] = np.full(p.shape, fill, dtype=cdtype)
-
     def init(self, params) -> dict:
         """Pure API: a fresh state for ``params`` (a tree or a list of groups)."""
         _, entries, hps = self._entries(params, in_place=False)
-        return {name: self._fresh_state(p, hps[i], name) for name, p, i in entries}
+        return {name: self._engine.fresh_state(p, hps[i], name) for name, p, i in entries}
 
     # ------------------------------------------------------------------ stepping
-
-    def _prepare(self, p: np.ndarray, hp: dict, name: str):
-        """(hyperparameters with eps resolved, compute dtype) for one parameter; may raise."""
-        cdtype = dtypes.compute_dtype(p.dtype, hp["state_dtype"])
-        return self._resolved(hp, cdtype, name), cdtype
-
-    def _advance(self, p: np.ndarray, g: np.ndarray, st: dict, hp: dict, cdtype):
-        """The rule applied once: new parameter (param dtype) and new state. Pure.
-
-        ``hp`` and ``cdtype`` come from :meth:`_prepare`.
-        """
-        st = dict(st)
-        self._add_missing_buffers(st, p, hp, cdtype)
-        t = st["step"] + 1
-        s = self.rule.scalars(t, hp)
-        buffers = {k: st[k] for k in self.rule.buffers(hp)}
-        new_p, new_buffers = self.rule.update(
-            p.astype(cdtype, copy=False), g.astype(cdtype, copy=False), buffers, hp, s
-        )
-        out = {**st, "step": t}
-        for k, v in new_buffers.items():
-            out[k] = np.array(v, dtype=st[k].dtype)  # a copy: never alias the caller's gradient
-        return np.asarray(new_p).astype(p.dtype), out
 
     def step(self, grads) -> None:
         """Stateful API: apply one update to the bound arrays, in place.
@@ -230,9 +176,9 @@ class Optimizer:
         grads = self._match_grads(grads)
         plan = self._cached_plan()
         grads = [_check_grad(g, p, name) for (name, p), g in zip(plan.params, grads)]
-        self._run(plan, grads)
+        self._engine.run(plan, grads)
 
-    def _cached_plan(self) -> "_Plan":
+    def _cached_plan(self) -> Plan:
         """The step plan for the bound parameters, rebuilt when a group's hyperparameters change.
 
         Building validates every hyperparameter, so a group edited to an invalid value is
@@ -243,48 +189,8 @@ class Optimizer:
             hps = [hyper.validate(dict(hp), f"param group {i}") for i, hp in enumerate(snapshot)]
             items = [(gi, name, self._arrays[name], self.state[name], hps[gi])
                      for gi, group in enumerate(self.param_groups) for name in group["params"]]
-            self._plan, self._plan_snapshot = self._build_plan(items), snapshot
+            self._plan, self._plan_snapshot = self._engine.build_plan(items), snapshot
         return self._plan
-
-    def _build_plan(self, items) -> "_Plan":
-        """Sort ``(group, name, param, state, hp)`` into fused buckets and reference steps.
-
-        Parameters that share a group, a step count and dtypes go through one fused kernel
-        call per chunk when the fused backend is on; the rest take the reference rule.
-        """
-        fused = self._fused()
-        prepared = [(gi, name, p, st, *self._prepare(p, hp, name)) for gi, name, p, st, hp in items]
-        groups: dict = {}
-        reference = []
-        for i, (gi, name, p, st, hp, cdtype) in enumerate(prepared):
-            self._add_missing_buffers(st, p, hp, cdtype)
-            if fused is not None and fused.eligible(p, cdtype, st):
-                groups.setdefault((gi, st["step"], p.dtype, cdtype), (hp, []))[1].append((i, p, st))
-            else:
-                reference.append((i, p, st, hp, cdtype))
-        buckets = [fused.Bucket(self.rule, hp, [p for _, p, _ in m], [st for _, _, st in m],
-                                [i for i, _, _ in m]) for hp, m in groups.values()]
-        return _Plan([(name, p) for _, name, p, *_ in prepared], buckets, reference)
-
-    def _run(self, plan: "_Plan", grads: list) -> None:
-        for bucket in plan.buckets:
-            bucket.run(grads)
-        for i, p, st, hp, cdtype in plan.reference:
-            new_p, new_st = self._advance(p, grads[i], st, hp, cdtype)
-            for k, v in new_st.items():
-                if k == "step":
-                    st[k] = v
-                else:
-                    st[k][...] = v
-            p[...] = new_p
-
-    def _fused(self):
-        """The fused-kernel module when this optimizer's backend uses it, else None."""
-        if self.backend == "reference":
-            return None
-        from .kernels import fused
-
-        return fused if fused.available() else None
 
     def _match_grads(self, grads) -> list:
         """The gradient leaves in parameter order; the structure must match the params'."""
@@ -302,9 +208,9 @@ class Optimizer:
         for name, p, _ in entries:
             new_state[name] = _check_state(state[name], p, name, copy_=True)
         new_leaves = [p.copy() for _, p, _ in entries]
-        plan = self._build_plan([(gi, name, new_p, new_state[name], hps[gi])
+        plan = self._engine.build_plan([(gi, name, new_p, new_state[name], hps[gi])
                                  for (name, _, gi), new_p in zip(entries, new_leaves)])
-        self._run(plan, g_leaves)
+        self._engine.run(plan, g_leaves)
         if len(trees) == 1:
             return _tree.unflatten(trees[0], new_leaves), new_state
         out, it = [], iter(new_leaves)
@@ -337,7 +243,7 @@ class Optimizer:
             st = state[name] if name is not None else next(iter(state.values()))
             hp = self.defaults
         cdtype = next((v.dtype for v in st.values() if isinstance(v, np.ndarray)), np.dtype("float64"))
-        hp = self._resolved(hp, cdtype, name or "param")
+        hp = self._engine.resolved(hp, cdtype, name or "param")
         s = self.rule.scalars(max(st["step"], 1), hp)
         buffers = {k: v for k, v in st.items() if k != "step"}
         return self.rule.effective_lr(buffers, hp, s)
@@ -410,13 +316,6 @@ class Optimizer:
         from .checkpoint import load
 
         self.load_state_dict(load(path))
-
-
-class _Plan:
-    """How one step runs: the parameters in order, fused buckets, reference steps."""
-
-    def __init__(self, params, buckets, reference):
-        self.params, self.buckets, self.reference = params, buckets, reference
 
 
 def _match(trees: list, grads) -> list:
@@ -500,7 +399,8 @@ class SGD(Optimizer):
     rule = rules.sgd
 
     def __init__(self, params=None, lr=None, momentum=None, dampening=None, nesterov=None,
-                 weight_decay=None, maximize=None, *, conventions="torch", state_dtype=None, backend="auto"):
+                 weight_decay=None, maximize=None, *, conventions="torch", state_dtype=None,
+                 backend="auto"):
         super().__init__(params, lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov,
                          weight_decay=weight_decay, maximize=maximize, conventions=conventions,
                          state_dtype=state_dtype, backend=backend)
@@ -545,7 +445,8 @@ class RMSprop(Optimizer):
                  state_dtype=None, backend="auto"):
         super().__init__(params, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                          momentum=momentum, centered=centered, maximize=maximize,
-                         eps_in_sqrt=eps_in_sqrt, conventions=conventions, state_dtype=state_dtype, backend=backend)
+                         eps_in_sqrt=eps_in_sqrt, conventions=conventions, state_dtype=state_dtype,
+                         backend=backend)
 
 
 class Adam(Optimizer):
@@ -584,7 +485,8 @@ class AdamW(Optimizer):
                  state_dtype=None, backend="auto"):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, maximize=maximize, bias_correction=bias_correction,
-                         wd_form=wd_form, conventions=conventions, state_dtype=state_dtype, backend=backend)
+                         wd_form=wd_form, conventions=conventions, state_dtype=state_dtype,
+                         backend=backend)
 
 
 #: Every optimizer by the names the CLI and :func:`adaopt.minimize` accept.

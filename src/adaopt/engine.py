@@ -1,0 +1,132 @@
+"""The engine between the rules and the frontends: state, eps, and how a step runs.
+
+A frontend (NumPy arrays, torch tensors viewed as arrays) hands the engine
+``(group, name, param, state, hyperparameters)`` items; the engine resolves
+epsilon for each parameter's compute dtype, creates missing state buffers, sorts
+the parameters into fused multi-tensor buckets (:mod:`adaopt.kernels.fused`) or
+reference steps (the rule on whole arrays), and runs the step in place. It holds
+no parameters and no state of its own.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import numpy as np
+
+from . import dtypes
+
+#: "auto": fused kernels when numba is installed, else the reference rule;
+#: "fused": fused kernels or an error; "reference": the rule on whole arrays.
+BACKENDS = ("auto", "fused", "reference")
+
+
+class Plan:
+    """How one step runs: the parameters in order, fused buckets, reference steps."""
+
+    def __init__(self, params, buckets, reference):
+        self.params, self.buckets, self.reference = params, buckets, reference
+
+
+class Engine:
+    """Runs one optimizer family's rule for a frontend."""
+
+    def __init__(self, rule: ModuleType, eps_base, backend: str = "auto"):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend={backend!r} is not one of {', '.join(map(repr, BACKENDS))}")
+        if backend == "fused":
+            from .kernels.fused import available
+
+            if not available():
+                raise ImportError("backend='fused' needs numba: pip install 'adaopt[fast]'")
+        self.rule, self.eps_base, self.backend = rule, eps_base, backend
+
+    def resolved(self, hp: dict, cdtype, name: str) -> dict:
+        """``hp`` with ``eps`` fixed for the compute dtype; refuses an eps that rounds to 0."""
+        if "eps" not in hp:
+            return hp
+        if hp["eps"] is None:
+            return {**hp, "eps": dtypes.default_eps(cdtype, self.eps_base)}
+        if dtypes.rounds_to_zero(hp["eps"], cdtype):
+            wider = " or state_dtype='float32'" if dtypes.dtype_name(cdtype) == "float16" else ""
+            raise ValueError(
+                f"eps={hp['eps']!r} rounds to 0 in {dtypes.dtype_name(cdtype)}, the compute dtype of "
+                f"parameter {name!r}; use eps >= {dtypes.default_eps(cdtype, 0.0):g} "
+                f"(or leave eps=None){wider}"
+            )
+        return hp
+
+    def fresh_state(self, p: np.ndarray, hp: dict, name: str) -> dict:
+        cdtype = dtypes.compute_dtype(p.dtype, hp["state_dtype"])
+        self.resolved(hp, cdtype, name)  # fail now, not at the first step
+        st: dict = {"step": 0}
+        self.add_missing_buffers(st, p, hp, cdtype)
+        return st
+
+    def add_missing_buffers(self, st: dict, p, hp, cdtype) -> None:
+        for key, fill in self.rule.buffers(hp).items():
+            if key not in st:
+                st[key] = np.full(p.shape, fill, dtype=cdtype)
+
+    def prepare(self, p: np.ndarray, hp: dict, name: str):
+        """(hyperparameters with eps resolved, compute dtype) for one parameter; may raise."""
+        cdtype = dtypes.compute_dtype(p.dtype, hp["state_dtype"])
+        return self.resolved(hp, cdtype, name), cdtype
+
+    def advance(self, p: np.ndarray, g: np.ndarray, st: dict, hp: dict, cdtype):
+        """The rule applied once: new parameter (param dtype) and new state. Pure.
+
+        ``hp`` and ``cdtype`` come from :meth:`prepare`.
+        """
+        st = dict(st)
+        self.add_missing_buffers(st, p, hp, cdtype)
+        t = st["step"] + 1
+        s = self.rule.scalars(t, hp)
+        buffers = {k: st[k] for k in self.rule.buffers(hp)}
+        new_p, new_buffers = self.rule.update(
+            p.astype(cdtype, copy=False), g.astype(cdtype, copy=False), buffers, hp, s
+        )
+        out = {**st, "step": t}
+        for k, v in new_buffers.items():
+            out[k] = np.array(v, dtype=st[k].dtype)  # a copy: never alias the caller's gradient
+        return np.asarray(new_p).astype(p.dtype), out
+
+    def build_plan(self, items) -> Plan:
+        """Sort ``(group, name, param, state, hp)`` into fused buckets and reference steps.
+
+        Parameters that share a group, a step count and dtypes go through one fused kernel
+        call per chunk when the fused backend is on; the rest take the reference rule.
+        """
+        fused = self.fused()
+        prepared = [(gi, name, p, st, *self.prepare(p, hp, name)) for gi, name, p, st, hp in items]
+        groups: dict = {}
+        reference = []
+        for i, (gi, name, p, st, hp, cdtype) in enumerate(prepared):
+            self.add_missing_buffers(st, p, hp, cdtype)
+            if fused is not None and fused.eligible(p, cdtype, st):
+                groups.setdefault((gi, st["step"], p.dtype, cdtype), (hp, []))[1].append((i, p, st))
+            else:
+                reference.append((i, p, st, hp, cdtype))
+        buckets = [fused.Bucket(self.rule, hp, [p for _, p, _ in m], [st for _, _, st in m],
+                                [i for i, _, _ in m]) for hp, m in groups.values()]
+        return Plan([(name, p) for _, name, p, *_ in prepared], buckets, reference)
+
+    def run(self, plan: Plan, grads: list) -> None:
+        for bucket in plan.buckets:
+            bucket.run(grads)
+        for i, p, st, hp, cdtype in plan.reference:
+            new_p, new_st = self.advance(p, grads[i], st, hp, cdtype)
+            for k, v in new_st.items():
+                if k == "step":
+                    st[k] = v
+                else:
+                    st[k][...] = v
+            p[...] = new_p
+
+    def fused(self):
+        """The fused-kernel module when this optimizer's backend uses it, else None."""
+        if self.backend == "reference":
+            return None
+        from .kernels import fused
+
+        return fused if fused.available() else None
