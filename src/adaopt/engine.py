@@ -106,15 +106,34 @@ class Engine:
             if fused is not None and fused.eligible(p, cdtype, st):
                 groups.setdefault((gi, st["step"], p.dtype, cdtype), (hp, []))[1].append((i, p, st))
             else:
-                reference.append((i, p, st, hp, cdtype))
-        buckets = [fused.Bucket(self.rule, hp, [p for _, p, _ in m], [st for _, _, st in m],
-                                [i for i, _, _ in m]) for hp, m in groups.values()]
+                reference.append((i, gi, name, p, st, hp, cdtype))
+        buckets = []
+        for (gi, _, _, cdtype), (hp, m) in groups.items():
+            bucket = fused.Bucket(self.rule, hp, [p for _, p, _ in m], [st for _, _, st in m],
+                                  [i for i, _, _ in m])
+            bucket.group, bucket.name, bucket.cdtype = gi, f"param group {gi}", cdtype
+            buckets.append(bucket)
         return Plan([(name, p) for _, name, p, *_ in prepared], buckets, reference)
 
-    def run(self, plan: Plan, grads: list) -> None:
+    @staticmethod
+    def signature(hp: dict) -> tuple:
+        """What of ``hp`` shapes a plan: flags, choices, eps, and which numbers are zero.
+
+        A plan stays valid while the signature does; new values (an LR schedule) are
+        passed to :meth:`run` without rebuilding it.
+        """
+        return tuple((k, v if k == "eps" or not isinstance(v, (int, float)) or isinstance(v, bool)
+                      else v == 0) for k, v in hp.items())
+
+    def run(self, plan: Plan, grads: list, hps: list | None = None) -> None:
+        """One step in place. ``hps`` (one validated dict per group) overrides the values the
+        plan was built with; its signature must be the same."""
         for bucket in plan.buckets:
-            bucket.run(grads)
-        for i, p, st, hp, cdtype in plan.reference:
+            hp = bucket.hp if hps is None else self.resolved(hps[bucket.group], bucket.cdtype, bucket.name)
+            bucket.run(grads, hp)
+        for i, gi, name, p, st, hp, cdtype in plan.reference:
+            if hps is not None:
+                hp = self.resolved(hps[gi], cdtype, name)
             new_p, new_st = self.advance(p, grads[i], st, hp, cdtype)
             for k, v in new_st.items():
                 if k == "step":

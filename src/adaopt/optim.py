@@ -66,7 +66,7 @@ class Optimizer:
         self._arrays: dict[str, np.ndarray] = {}
         self._trees: list = []  # each group's tree, to match gradient trees against
         self._plan = None  # the step plan, cached while the groups' hyperparameters stay the same
-        self._plan_snapshot = None
+        self._plan_signature = None
         if params is not None:
             for group in self._groups(params):
                 self.add_param_group(group)
@@ -174,23 +174,25 @@ class Optimizer:
             raise RuntimeError(f"{type(self).__name__} has no parameters bound; "
                                "pass params to the constructor, or use init/update")
         grads = self._match_grads(grads)
-        plan = self._cached_plan()
+        plan, hps = self._cached_plan()
         grads = [_check_grad(g, p, name) for (name, p), g in zip(plan.params, grads)]
-        self._engine.run(plan, grads)
+        self._engine.run(plan, grads, hps)
 
-    def _cached_plan(self) -> Plan:
-        """The step plan for the bound parameters, rebuilt when a group's hyperparameters change.
+    def _cached_plan(self) -> tuple[Plan, list]:
+        """The step plan for the bound parameters and this step's validated group hyperparameters.
 
-        Building validates every hyperparameter, so a group edited to an invalid value is
-        refused here, before anything changes.
+        Every hyperparameter is validated each step, so a group edited to an invalid value
+        is refused before anything changes. The plan is rebuilt only when an option changes,
+        not when a value does (an LR schedule).
         """
-        snapshot = [{k: v for k, v in g.items() if k != "params"} for g in self.param_groups]
-        if self._plan is None or self._plan_snapshot != snapshot:
-            hps = [hyper.validate(dict(hp), f"param group {i}") for i, hp in enumerate(snapshot)]
+        hps = [hyper.validate({k: v for k, v in g.items() if k != "params"}, f"param group {i}")
+               for i, g in enumerate(self.param_groups)]
+        signature = [self._engine.signature(hp) for hp in hps]
+        if self._plan is None or self._plan_signature != signature:
             items = [(gi, name, self._arrays[name], self.state[name], hps[gi])
                      for gi, group in enumerate(self.param_groups) for name in group["params"]]
-            self._plan, self._plan_snapshot = self._engine.build_plan(items), snapshot
-        return self._plan
+            self._plan, self._plan_signature = self._engine.build_plan(items), signature
+        return self._plan, hps
 
     def _match_grads(self, grads) -> list:
         """The gradient leaves in parameter order; the structure must match the params'."""

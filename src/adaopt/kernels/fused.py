@@ -190,10 +190,15 @@ class Bucket:
                         for b in self.buffers]
             self.parts.append((parallel, [index[k] for k in members], store, p_chunks, b_chunks))
 
-    def run(self, grads: list) -> None:
-        """One step: parameters and state in place, from ``grads`` (read only)."""
+    def run(self, grads: list, hp: dict | None = None) -> None:
+        """One step: parameters and state in place, from ``grads`` (read only).
+
+        ``hp`` gives this step's hyperparameter values (an LR schedule); it must have
+        the options the bucket was built with.
+        """
         t = self.t + 1
-        program = trace(self.rule, self.hp, self.rule.scalars(t, self.hp))
+        hp = self.hp if hp is None else hp
+        program = trace(self.rule, hp, self.rule.scalars(t, hp))
         scalars = np.array(program.scalars, dtype=self.compute)
         for parallel, index, store, p_chunks, b_chunks in self.parts:
             kernel = kernel_for(program, self.p_kind, self.compute, parallel)

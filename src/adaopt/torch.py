@@ -1,0 +1,330 @@
+"""Drop-in ``torch.optim`` optimizers that run adaopt's rules.
+
+``adaopt.torch.AdamW`` is a :class:`torch.optim.Optimizer` with torch's constructor
+arguments and defaults, its ``state_dict`` layout (torch's own optimizers read it,
+and it reads theirs), param groups, closures, hooks and every LR scheduler. The
+update is adaopt's: on CPU the tensors are handed to the engine as zero-copy NumPy
+views, where the fused multi-tensor kernel (or the reference rule) updates them in
+place. Nothing here holds optimizer math.
+
+What torch does not give:
+
+* ``conventions=``, ``eps_in_sqrt=``, ``bias_correction=`` as in the NumPy frontend;
+* ``state_dtype=``: bfloat16/float16 parameters keep float32 state by default;
+* ``on_nonfinite="skip"`` (a step with a NaN/inf gradient changes nothing and is
+  counted in ``skipped_steps``) or ``"raise"`` (names the parameter);
+* ``load_state_dict`` keeps the saved state's dtypes (torch casts them to the
+  parameter's dtype), matches parameters by name when both sides have names (torch
+  matches by position), and never aliases the source's tensors.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from copy import deepcopy
+from itertools import chain
+
+import numpy as np
+import torch
+
+from . import dtypes, hyper, rules
+from .engine import Engine
+
+__all__ = ["SGD", "AdaGrad", "Adagrad", "RMSprop", "Adam", "AdamW", "Optimizer"]
+
+_NONFINITE = (None, "skip", "raise")
+#: torch.optim group keys that do not change adaopt's math; accepted and kept for interchange.
+_TORCH_KEYS = ("foreach", "fused", "capturable", "differentiable")
+
+
+def _numpy_view(t: torch.Tensor) -> np.ndarray:
+    """A NumPy array sharing ``t``'s memory (bfloat16 via ml_dtypes)."""
+    t = t.detach()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view(dtypes.as_dtype("bfloat16"))
+    return t.numpy()
+
+
+_TORCH_DTYPE = {"float64": torch.float64, "float32": torch.float32,
+                "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+class Optimizer(torch.optim.Optimizer):
+    """Base class of adaopt's torch optimizers: plumbing only, no math."""
+
+    family: str
+    rule = None
+
+    def __init__(self, params, *, conventions="torch", state_dtype=None, on_nonfinite=None,
+                 backend="auto", **given):
+        base = hyper.defaults(self.family, conventions)
+        torch_only = {k: given.pop(k) for k in _TORCH_KEYS if k in given}
+        unknown = set(given) - set(base)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unexpected argument(s) {sorted(unknown)}")
+        hyper.check_choice("on_nonfinite", on_nonfinite, _NONFINITE)
+        if torch_only.get("fused") or torch_only.get("capturable") or torch_only.get("differentiable"):
+            bad = [k for k in ("fused", "capturable", "differentiable") if torch_only.get(k)]
+            raise ValueError(f"{', '.join(f'{k}=True' for k in bad)}: not supported by adaopt.torch "
+                             "(adaopt fuses on CPU by itself; leave them False)")
+        defaults = {**base, **{k: v for k, v in given.items() if v is not None}}
+        if "eps" in base and given.get("eps") is None:
+            # concrete, so torch.optim can read our state_dict: the preset's value unless that
+            # underflows the state dtype (float16 state: 1e-4)
+            defaults["eps"] = dtypes.default_eps(state_dtype or "float32", base["eps"])
+        defaults["state_dtype"] = state_dtype
+        hyper.validate(defaults)
+        self.conventions = conventions
+        self.on_nonfinite = on_nonfinite
+        self.skipped_steps = 0
+        self._engine = Engine(self.rule, base.get("eps"), backend)
+        self._hp_keys = tuple(defaults)
+        self._plan = None
+        super().__init__(params, defaults)
+
+    # ------------------------------------------------------------------ groups
+
+    def add_param_group(self, param_group: dict) -> None:
+        """torch's add_param_group, with adaopt's validation first (a bad group changes nothing)."""
+        where = f"param group {len(self.param_groups)}"
+        trial = {**self.defaults, **{k: v for k, v in param_group.items()
+                                     if k not in ("params", "param_names") and k not in _TORCH_KEYS}}
+        unknown = set(trial) - set(self.defaults)
+        if unknown:
+            raise ValueError(f"{where} sets unknown hyperparameter(s) {sorted(unknown)}")
+        hyper.validate(trial, where)
+        super().add_param_group(param_group)
+        self._plan = None
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:  # a torch.optim state_dict lacks adaopt's keys
+            for key, value in self.defaults.items():
+                group.setdefault(key, value)
+        self._plan = None
+
+    def _group_hp(self, gi: int, group: dict) -> dict:
+        return hyper.validate({k: group[k] for k in self._hp_keys}, f"param group {gi}")
+
+    def _param_name(self, gi: int, i: int) -> str:
+        group = self.param_groups[gi]
+        names = group.get("param_names")
+        return names[i] if names else f"param_groups[{gi}]['params'][{i}]"
+
+    # ------------------------------------------------------------------ state
+
+    def _init_state(self, p: torch.Tensor, state: dict, hp: dict, name: str) -> None:
+        """torch-layout state for ``p``: a float32 ``step`` tensor and the rule's buffers."""
+        cdtype = dtypes.compute_dtype(dtypes.dtype_name(_numpy_dtype(p.dtype)), hp["state_dtype"])
+        self._engine.resolved(hp, cdtype, name)
+        if "step" not in state:
+            state["step"] = torch.tensor(0.0, dtype=torch.float32)
+        for key, fill in self.rule.buffers(hp).items():
+            if state.get(key) is None:
+                state[key] = torch.full_like(p, fill, dtype=_TORCH_DTYPE[dtypes.dtype_name(cdtype)],
+                                             memory_format=torch.preserve_format)
+
+    def _views(self, p, state) -> dict:
+        st = {"step": int(state["step"].item()) if torch.is_tensor(state["step"]) else int(state["step"])}
+        for key, value in state.items():
+            if key != "step" and torch.is_tensor(value):
+                st[key] = _numpy_view(value)
+        return st
+
+    # ------------------------------------------------------------------ stepping
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """One update of every parameter that has a gradient; returns the closure's loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        entries = []
+        for gi, group in enumerate(self.param_groups):
+            for i, p in enumerate(group["params"]):
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise NotImplementedError(
+                        f"{self._param_name(gi, i)} has a sparse gradient; adaopt.torch does not "
+                        "step sparse gradients yet (use torch.optim.Adagrad/SGD for those)")
+                if p.device.type != "cpu":
+                    raise NotImplementedError("adaopt.torch steps CPU tensors only so far")
+                entries.append((gi, i, p))
+        if not entries:
+            return loss
+        if self.on_nonfinite is not None and not self._grads_finite(entries):
+            return loss
+        plan, states, hps = self._plan_for(entries)
+        grads = [_numpy_view(p.grad) for _, _, p in entries]
+        self._engine.run(plan, grads, hps)
+        torch._foreach_add_([s["step"] for s in states], 1.0)
+        return loss
+
+    def _grads_finite(self, entries) -> bool:
+        norms = torch._foreach_norm([p.grad for _, _, p in entries])
+        bad = [k for k, n in enumerate(norms) if not torch.isfinite(n)]
+        if not bad:
+            return True
+        gi, i, _ = entries[bad[0]]
+        if self.on_nonfinite == "raise":
+            raise FloatingPointError(f"non-finite gradient for {self._param_name(gi, i)}; nothing was changed")
+        self.skipped_steps += 1
+        return False
+
+    def _plan_for(self, entries):
+        """(plan, torch states, validated hps per group); the plan is cached while the same
+        parameters, state tensors and options stay in place (new values, e.g. from an LR
+        scheduler, do not rebuild it)."""
+        hps = [self._group_hp(gi, g) for gi, g in enumerate(self.param_groups)]
+
+        def key():
+            return (tuple(id(p) for _, _, p in entries), [self._engine.signature(h) for h in hps],
+                    tuple(id(v) for _, _, p in entries for v in self.state[p].values()))
+
+        if self._plan is not None and self._plan[0] == key():
+            return self._plan[1], self._plan[2], hps
+        items, states = [], []
+        for gi, i, p in entries:
+            state = self.state[p]
+            self._init_state(p, state, hps[gi], self._param_name(gi, i))
+            items.append((gi, self._param_name(gi, i), _numpy_view(p), self._views(p, state), hps[gi]))
+            states.append(state)
+        plan = self._engine.build_plan(items)
+        self._plan = (key(), plan, states)
+        return plan, states, hps
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Load a state_dict from this class or from the matching ``torch.optim`` optimizer.
+
+        Unlike torch: saved state keeps its dtype (moved to the parameter's device only),
+        tensors are copied (never aliased), and when both sides name their parameters
+        (``param_names``) they are matched by name rather than by position.
+        """
+        state_dict = state_dict.copy()
+        for pre_hook in self._optimizer_load_state_dict_pre_hooks.values():
+            result = pre_hook(self, state_dict)
+            if result is not None:
+                state_dict = result
+        groups = self.param_groups
+        saved_groups = deepcopy(state_dict["param_groups"])
+        if len(groups) != len(saved_groups):
+            raise ValueError(f"the state_dict has {len(saved_groups)} param groups, this optimizer "
+                             f"{len(groups)}")
+        for k, (g, sg) in enumerate(zip(groups, saved_groups)):
+            if len(g["params"]) != len(sg["params"]):
+                raise ValueError(f"param group {k} holds {len(sg['params'])} parameters in the "
+                                 f"state_dict and {len(g['params'])} here")
+        id_map = {}
+        for g, sg in zip(groups, saved_groups):
+            if g.get("param_names") and sg.get("param_names"):
+                if sorted(g["param_names"]) != sorted(sg["param_names"]):
+                    raise ValueError(f"parameter names differ: {sorted(sg['param_names'])} saved, "
+                                     f"{sorted(g['param_names'])} here")
+                by_name = dict(zip(g["param_names"], g["params"]))
+                id_map.update({sid: by_name[n] for sid, n in zip(sg["params"], sg["param_names"])})
+            else:
+                id_map.update(zip(sg["params"], g["params"]))
+        state = defaultdict(dict)
+        for sid, value in state_dict["state"].items():
+            if sid in id_map:
+                p = id_map[sid]
+                state[p] = {k: (v.to(device=p.device, copy=True) if torch.is_tensor(v) else deepcopy(v))
+                            for k, v in value.items()}
+                if self.family == "sgd" and "step" not in state[p]:
+                    has_buf = state[p].get("momentum_buffer") is not None
+                    state[p]["step"] = torch.tensor(1.0 if has_buf else 0.0)
+        new_groups = []
+        for g, sg in zip(groups, saved_groups):
+            sg["params"] = g["params"]
+            if "param_names" in g:
+                sg["param_names"] = g["param_names"]
+            for key in list(sg):
+                if key not in self.defaults and key not in ("params", "param_names") + _TORCH_KEYS:
+                    sg.pop(key)  # e.g. torch's decoupled_weight_decay: fixed by the class here
+            new_groups.append(sg)
+        self.__setstate__({"state": state, "param_groups": new_groups})
+        for post_hook in self._optimizer_load_state_dict_post_hooks.values():
+            post_hook(self)
+
+
+def _numpy_dtype(torch_dtype) -> str:
+    for name, t in _TORCH_DTYPE.items():
+        if t == torch_dtype:
+            return name
+    raise TypeError(f"parameters of dtype {torch_dtype} are not supported; use one of "
+                    f"{', '.join(_TORCH_DTYPE)}")
+
+
+class SGD(Optimizer):
+    """torch.optim.SGD's arguments and defaults, adaopt's rule (:mod:`adaopt.rules.sgd`)."""
+
+    family, rule = "sgd", rules.sgd
+
+    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
+                 *, maximize=False, foreach=None, differentiable=False, fused=None, **adaopt_kw):
+        super().__init__(params, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                         nesterov=nesterov, maximize=maximize, foreach=foreach,
+                         differentiable=differentiable, fused=fused, **adaopt_kw)
+
+
+class AdaGrad(Optimizer):
+    """torch.optim.Adagrad's arguments and defaults, adaopt's rule (:mod:`adaopt.rules.adagrad`)."""
+
+    family, rule = "adagrad", rules.adagrad
+
+    def __init__(self, params, lr=None, lr_decay=None, weight_decay=None, initial_accumulator_value=None,
+                 eps=None, foreach=None, *, maximize=None, differentiable=False, fused=None,
+                 eps_in_sqrt=None, **adaopt_kw):
+        super().__init__(params, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                         initial_accumulator_value=initial_accumulator_value, eps=eps, maximize=maximize,
+                         eps_in_sqrt=eps_in_sqrt, foreach=foreach, differentiable=differentiable,
+                         fused=fused, **adaopt_kw)
+
+
+Adagrad = AdaGrad
+
+
+class RMSprop(Optimizer):
+    """torch.optim.RMSprop's arguments and defaults, adaopt's rule (:mod:`adaopt.rules.rmsprop`)."""
+
+    family, rule = "rmsprop", rules.rmsprop
+
+    def __init__(self, params, lr=None, alpha=None, eps=None, weight_decay=None, momentum=None,
+                 centered=None, capturable=False, foreach=None, maximize=None, differentiable=False,
+                 *, eps_in_sqrt=None, **adaopt_kw):
+        super().__init__(params, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
+                         centered=centered, maximize=maximize, eps_in_sqrt=eps_in_sqrt,
+                         capturable=capturable, foreach=foreach, differentiable=differentiable,
+                         **adaopt_kw)
+
+
+class Adam(Optimizer):
+    """torch.optim.Adam's arguments and defaults, adaopt's rule (:mod:`adaopt.rules.adam`)."""
+
+    family, rule = "adam", rules.adam
+
+    def __init__(self, params, lr=None, betas=None, eps=None, weight_decay=None, amsgrad=None, *,
+                 foreach=None, maximize=None, capturable=False, differentiable=False, fused=None,
+                 decoupled_weight_decay=None, bias_correction=None, **adaopt_kw):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                         maximize=maximize, decoupled_weight_decay=decoupled_weight_decay,
+                         bias_correction=bias_correction, foreach=foreach, capturable=capturable,
+                         differentiable=differentiable, fused=fused, **adaopt_kw)
+
+
+class AdamW(Optimizer):
+    """torch.optim.AdamW's arguments and defaults, adaopt's rule (:mod:`adaopt.rules.adam`)."""
+
+    family, rule = "adamw", rules.adam
+
+    def __init__(self, params, lr=None, betas=None, eps=None, weight_decay=None, amsgrad=None, *,
+                 maximize=None, foreach=None, capturable=False, differentiable=False, fused=None,
+                 bias_correction=None, wd_form=None, **adaopt_kw):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                         maximize=maximize, bias_correction=bias_correction, wd_form=wd_form,
+                         foreach=foreach, capturable=capturable, differentiable=differentiable,
+                         fused=fused, **adaopt_kw)
