@@ -36,7 +36,10 @@ def _name_of(dtype: np.dtype) -> str:
 
 
 def dtype_name(dtype) -> str:
-    """The name of a dtype (``'bfloat16'`` for ml_dtypes' bfloat16)."""
+    """The name of a dtype (``'bfloat16'`` for ml_dtypes' bfloat16); names pass through,
+    so ``'bfloat16'`` works without ml_dtypes imported."""
+    if isinstance(dtype, str) and dtype in SUPPORTED:
+        return dtype
     return _name_of(dtype if isinstance(dtype, np.dtype) else np.dtype(dtype))
 
 

@@ -41,6 +41,9 @@ class Engine:
                 raise ImportError("backend='fused' needs numba: pip install 'adaopt[fast]'")
         self.rule, self.eps_base, self.backend = rule, eps_base, backend
 
+    def __reduce__(self):  # picklable (deepcopy of an optimizer): the rule travels by module name
+        return _engine_from, (self.rule.__name__, self.eps_base, self.backend)
+
     def resolved(self, hp: dict, cdtype, name: str) -> dict:
         """``hp`` with ``eps`` fixed for the compute dtype; refuses an eps that rounds to 0."""
         if "eps" not in hp:
@@ -149,3 +152,9 @@ class Engine:
         from .kernels import fused
 
         return fused if fused.available() else None
+
+
+def _engine_from(rule_module: str, eps_base, backend: str) -> Engine:
+    import importlib
+
+    return Engine(importlib.import_module(rule_module), eps_base, backend)

@@ -63,17 +63,16 @@ class Optimizer(torch.optim.Optimizer):
         if unknown:
             raise TypeError(f"{type(self).__name__} got unexpected argument(s) {sorted(unknown)}")
         hyper.check_choice("on_nonfinite", on_nonfinite, _NONFINITE)
-        if torch_only.get("fused") or torch_only.get("capturable") or torch_only.get("differentiable"):
-            bad = [k for k in ("fused", "capturable", "differentiable") if torch_only.get(k)]
-            raise ValueError(f"{', '.join(f'{k}=True' for k in bad)}: not supported by adaopt.torch "
-                             "(adaopt fuses on CPU by itself; leave them False)")
+        _refuse_torch_only(torch_only, "")
         defaults = {**base, **{k: v for k, v in given.items() if v is not None}}
+        defaults["state_dtype"] = state_dtype
         if "eps" in base and given.get("eps") is None:
+            defaults["eps"] = None
+        hyper.validate(defaults)
+        if defaults.get("eps", 0) is None:
             # concrete, so torch.optim can read our state_dict: the preset's value unless that
             # underflows the state dtype (float16 state: 1e-4)
             defaults["eps"] = dtypes.default_eps(state_dtype or "float32", base["eps"])
-        defaults["state_dtype"] = state_dtype
-        hyper.validate(defaults)
         self.conventions = conventions
         self.on_nonfinite = on_nonfinite
         self.skipped_steps = 0
@@ -82,11 +81,18 @@ class Optimizer(torch.optim.Optimizer):
         self._plan = None
         super().__init__(params, defaults)
 
+    _EXTRA = ("conventions", "on_nonfinite", "skipped_steps", "_engine", "_hp_keys")
+
+    def __getstate__(self) -> dict:
+        """torch keeps defaults, state and groups; adaopt's settings travel too (deepcopy, pickle)."""
+        return {**super().__getstate__(), **{k: getattr(self, k) for k in self._EXTRA}}
+
     # ------------------------------------------------------------------ groups
 
     def add_param_group(self, param_group: dict) -> None:
         """torch's add_param_group, with adaopt's validation first (a bad group changes nothing)."""
         where = f"param group {len(self.param_groups)}"
+        _refuse_torch_only(param_group, f" ({where})")
         trial = {**self.defaults, **{k: v for k, v in param_group.items()
                                      if k not in ("params", "param_names") and k not in _TORCH_KEYS}}
         unknown = set(trial) - set(self.defaults)
@@ -98,6 +104,9 @@ class Optimizer(torch.optim.Optimizer):
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
+        for key in self._EXTRA:
+            if key in state:
+                setattr(self, key, state[key])
         for group in self.param_groups:  # a torch.optim state_dict lacks adaopt's keys
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
@@ -163,7 +172,9 @@ class Optimizer(torch.optim.Optimizer):
         return loss
 
     def _grads_finite(self, entries) -> bool:
-        norms = torch._foreach_norm([p.grad for _, _, p in entries])
+        # g * 0 is 0 where g is finite and NaN where it is not; a norm of g itself could
+        # overflow to inf for large finite gradients (loss-scaled float16).
+        norms = torch._foreach_norm(torch._foreach_mul([p.grad for _, _, p in entries], 0.0))
         bad = [k for k, n in enumerate(norms) if not torch.isfinite(n)]
         if not bad:
             return True
@@ -179,9 +190,11 @@ class Optimizer(torch.optim.Optimizer):
         scheduler, do not rebuild it)."""
         hps = [self._group_hp(gi, g) for gi, g in enumerate(self.param_groups)]
 
-        def key():
-            return (tuple(id(p) for _, _, p in entries), [self._engine.signature(h) for h in hps],
-                    tuple(id(v) for _, _, p in entries for v in self.state[p].values()))
+        def key():  # storage addresses too: `param.data = ...` swaps the memory under a Parameter
+            return (tuple((id(p), p.data_ptr()) for _, _, p in entries),
+                    [self._engine.signature(h) for h in hps],
+                    tuple((id(v), v.data_ptr() if torch.is_tensor(v) else None)
+                          for _, _, p in entries for v in self.state[p].values()))
 
         if self._plan is not None and self._plan[0] == key():
             return self._plan[1], self._plan[2], hps
@@ -249,6 +262,13 @@ class Optimizer(torch.optim.Optimizer):
         self.__setstate__({"state": state, "param_groups": new_groups})
         for post_hook in self._optimizer_load_state_dict_post_hooks.values():
             post_hook(self)
+
+
+def _refuse_torch_only(options: dict, where: str) -> None:
+    bad = [k for k in ("fused", "capturable", "differentiable") if options.get(k)]
+    if bad:
+        raise ValueError(f"{', '.join(f'{k}=True' for k in bad)}{where}: not supported by adaopt.torch "
+                         "(adaopt fuses on CPU by itself; leave them False)")
 
 
 def _numpy_dtype(torch_dtype) -> str:
