@@ -1,10 +1,11 @@
 # make demo  - set up .venv and print the lesson's worked examples, computed by adaopt
 # make test  - set up .venv with the test extras (torch, hypothesis, scikit-learn) and run pytest
+# make bench - the optimizer-step benchmark: adaopt vs torch.optim, side by side, with the stream roofline
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test clean
+.PHONY: demo test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +23,9 @@ demo: $(VENV)/.cli
 
 test: $(VENV)/.test
 	$(BIN)/python -m pytest -q
+
+bench: $(VENV)/.test
+	$(BIN)/python benchmarks/bench_step.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

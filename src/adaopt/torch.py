@@ -45,6 +45,12 @@ def _numpy_view(t: torch.Tensor) -> np.ndarray:
     return t.numpy()
 
 
+def _from_numpy(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    if dtype == torch.bfloat16:
+        return torch.from_numpy(np.ascontiguousarray(a).view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
 _TORCH_DTYPE = {"float64": torch.float64, "float32": torch.float32,
                 "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -149,27 +155,59 @@ class Optimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        entries = []
+        entries, sparse = [], []
         for gi, group in enumerate(self.param_groups):
             for i, p in enumerate(group["params"]):
                 if p.grad is None:
                     continue
-                if p.grad.is_sparse:
-                    raise NotImplementedError(
-                        f"{self._param_name(gi, i)} has a sparse gradient; adaopt.torch does not "
-                        "step sparse gradients yet (use torch.optim.Adagrad/SGD for those)")
                 if p.device.type != "cpu":
                     raise NotImplementedError("adaopt.torch steps CPU tensors only so far")
-                entries.append((gi, i, p))
-        if not entries:
+                (sparse if p.grad.is_sparse else entries).append((gi, i, p))
+        if not entries and not sparse:
             return loss
-        if self.on_nonfinite is not None and not self._grads_finite(entries):
+        if self.on_nonfinite is not None and not self._grads_finite(entries + sparse):
             return loss
-        plan, states, hps = self._plan_for(entries)
-        grads = [_numpy_view(p.grad) for _, _, p in entries]
-        self._engine.run(plan, grads, hps)
-        torch._foreach_add_([s["step"] for s in states], 1.0)
+        if sparse:
+            self._check_sparse(sparse)
+        if entries:
+            plan, states, hps = self._plan_for(entries)
+            grads = [_numpy_view(p.grad) for _, _, p in entries]
+            self._engine.run(plan, grads, hps)
+            torch._foreach_add_([s["step"] for s in states], 1.0)
+        for gi, i, p in sparse:
+            self._sparse_step(gi, i, p)
         return loss
+
+    def _check_sparse(self, sparse) -> None:
+        """Sparse gradients (``nn.Embedding(sparse=True)``): AdaGrad, and SGD without momentum."""
+        for gi, i, p in sparse:
+            group, name = self.param_groups[gi], self._param_name(gi, i)
+            if self.family not in ("adagrad", "sgd") or (self.family == "sgd" and group["momentum"] != 0):
+                raise NotImplementedError(f"{name} has a sparse gradient; {type(self).__name__} "
+                                          "steps sparse gradients only as AdaGrad or momentum-free SGD")
+            if group["weight_decay"] != 0:
+                raise ValueError(f"{name} has a sparse gradient: weight_decay must be 0 (it would "
+                                 "touch every row)")
+            if p.grad.sparse_dim() != 1:
+                raise NotImplementedError(f"{name}: sparse gradients are supported over the first "
+                                          "dimension only (as nn.Embedding makes them)")
+
+    def _sparse_step(self, gi: int, i: int, p: torch.Tensor) -> None:
+        """The rule on the touched rows only: untouched rows and their state do not change."""
+        hp, name = self._group_hp(gi, self.param_groups[gi]), self._param_name(gi, i)
+        state = self.state[p]
+        self._init_state(p, state, hp, name)
+        grad = p.grad.coalesce()
+        rows = grad.indices()[0]
+        hp, cdtype = self._engine.prepare(_numpy_view(p), hp, name)
+        st = {"step": int(state["step"].item())}
+        st.update({k: _numpy_view(v[rows]) for k, v in state.items() if k != "step" and torch.is_tensor(v)})
+        new_p, new_st = self._engine.advance(_numpy_view(p[rows]), _numpy_view(grad.values()), st, hp, cdtype)
+        p.detach()[rows] = _from_numpy(new_p, p.dtype)
+        for k, v in new_st.items():
+            if k != "step":
+                state[k][rows] = _from_numpy(v, state[k].dtype)
+        state["step"] += 1
 
     def _grads_finite(self, entries) -> bool:
         # g * 0 is 0 where g is finite and NaN where it is not; a norm of g itself could
