@@ -935,12 +935,13 @@ def test_unsupported_torch_flags_raise(cls, kwargs, name):
 
 
 @pytest.mark.parametrize("named", [True, False], ids=["named", "unnamed"])
-@pytest.mark.parametrize("cls", [at.Adagrad, at.SGD, at.Adam])
-def test_sparse_gradient_raises_naming_the_parameter(cls, named):
+@pytest.mark.parametrize("cls, kwargs", [(at.Adam, {}), (at.RMSprop, {}), (at.SGD, dict(momentum=0.9))],
+                         ids=["Adam", "RMSprop", "SGD-momentum"])
+def test_unsupported_sparse_gradient_raises_naming_the_parameter(cls, kwargs, named):
     emb = nn.Embedding(10, 3, sparse=True).double()
     head = nn.Linear(3, 1).double()
     params = [*head.named_parameters(prefix="head"), *emb.named_parameters(prefix="emb")]
-    opt = cls(params if named else [p for _, p in params])
+    opt = cls(params if named else [p for _, p in params], **kwargs)
     head(emb(torch.tensor([1, 2, 3]))).sum().backward()
     assert emb.weight.grad.is_sparse
     before = [p.detach().clone() for _, p in params]
@@ -949,6 +950,46 @@ def test_sparse_gradient_raises_naming_the_parameter(cls, named):
         opt.step()
     assert all(torch.equal(p, b) for (_, p), b in zip(params, before))
     assert len(opt.state) == 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("name, kwargs", [
+    ("Adagrad", dict(lr=0.1)),
+    ("Adagrad", dict(lr=0.1, lr_decay=0.01, initial_accumulator_value=0.1, eps=1e-6)),
+    ("Adagrad", dict(lr=0.1, maximize=True)),
+    ("SGD", dict(lr=0.05)),
+], ids=["adagrad", "adagrad-decay-init", "adagrad-maximize", "sgd"])
+def test_sparse_embedding_gradients_match_torch_for_50_steps(name, kwargs, dtype):
+    """nn.Embedding(sparse=True): only touched rows (and their state) change, as in torch."""
+    torch.manual_seed(0)
+    emb = nn.Embedding(50, 8, sparse=True).to(dtype)
+    twin = copy.deepcopy(emb)
+    ours = getattr(at, name)(emb.parameters(), **kwargs)
+    ref = getattr(torch.optim, name)(twin.parameters(), **kwargs)
+    untouched = emb.weight[30:].detach().clone()
+    for _ in range(50):
+        idx = torch.randint(0, 30, (16,))  # rows 30..49 never get a gradient
+        for e, o in ((emb, ours), (twin, ref)):
+            o.zero_grad()
+            (e(idx) ** 2).sum().backward()
+            o.step()
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(emb.weight, twin.weight, **tol)
+    assert torch.equal(emb.weight[30:], untouched)
+    assert not torch.equal(emb.weight[:30], twin.weight[:30] * 0)
+    if name == "Adagrad":
+        torch.testing.assert_close(ours.state[emb.weight]["sum"], ref.state[twin.weight]["sum"], **tol)
+        assert float(ours.state[emb.weight]["step"]) == 50
+
+
+def test_sparse_gradient_with_weight_decay_is_refused():
+    emb = nn.Embedding(10, 3, sparse=True).double()
+    opt = at.Adagrad(emb.parameters(), weight_decay=0.1)
+    emb(torch.tensor([1, 2])).sum().backward()
+    before = emb.weight.detach().clone()
+    with pytest.raises(ValueError, match="weight_decay"):
+        opt.step()
+    assert torch.equal(emb.weight, before)
 
 
 @pytest.mark.parametrize("cls, kwargs, name", [

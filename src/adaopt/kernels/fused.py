@@ -173,6 +173,7 @@ class Bucket:
 
     def __init__(self, rule, hp: dict, params: list, states: list[dict], index: list[int]):
         self.rule, self.hp, self.states = rule, hp, states
+        self.program = None
         self.t = states[0]["step"]
         self.buffers = tuple(rule.buffers(hp))
         self.p_kind = dtypes.dtype_name(params[0].dtype)
@@ -198,8 +199,13 @@ class Bucket:
         """
         t = self.t + 1
         hp = self.hp if hp is None else hp
-        program = trace(self.rule, hp, self.rule.scalars(t, hp))
-        scalars = np.array(program.scalars, dtype=self.compute)
+        s = self.rule.scalars(t, hp)
+        values = None if self.program is None else self.program.replay(hp, s)
+        if values is None:  # first step, or the rule took another branch (SGD's first step)
+            self.program = trace(self.rule, hp, s)
+            values = self.program.scalars
+        program = self.program
+        scalars = np.array(values, dtype=self.compute)
         for parallel, index, store, p_chunks, b_chunks in self.parts:
             kernel = kernel_for(program, self.p_kind, self.compute, parallel)
             g_chunks = _chunks([_storage(grads[i]) for i in index], store)

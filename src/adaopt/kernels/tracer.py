@@ -10,10 +10,17 @@ written twice.
 Scalars carry their concrete value. Arithmetic between scalars happens right
 here in Python floats, exactly as the reference path does it (``1 - beta1``,
 ``lr / (1 - beta1**t)``); only the results that meet array elements become
-kernel arguments. Comparisons of scalars (``weight_decay != 0``) are answered
-from the value, so the rule's options are resolved before the loop and the
-recorded code is the specialised kernel for this option set. A rule that
-compares array elements cannot be traced and says so.
+kernel arguments (``s0``, ``s1``, ...). Comparisons of scalars
+(``weight_decay != 0``, ``amsgrad``, SGD's first step) are answered from the value,
+so the rule's options are resolved before the loop and the recorded code is the
+kernel specialised to this option set. A rule that compares array elements cannot
+be traced and says so.
+
+The scalar arithmetic is recorded too, as a small Python function
+(:attr:`Program.replay`): on later steps it recomputes ``s0, s1, ...`` from the new
+hyperparameters and step scalars in a few microseconds, checking that every
+comparison the rule made still comes out the same; if one does not, it returns
+``None`` and the caller traces again.
 """
 
 from __future__ import annotations
@@ -24,11 +31,13 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Tape:
-    """What one trace recorded: the loop body and the scalar arguments it reads."""
+    """What one trace recorded: the loop body, the scalar arguments, the scalar program."""
 
     lines: list[str] = field(default_factory=list)
-    scalars: dict[str, float] = field(default_factory=dict)  # slot name -> value
+    slots: list[tuple[str, float]] = field(default_factory=list)  # (scalar expression, value)
+    scalar_lines: list[str] = field(default_factory=list)
     _temps: int = 0
+    _vars: int = 0
 
     def temp(self, expr: str) -> "Elem":
         name = f"t{self._temps}"
@@ -36,10 +45,28 @@ class Tape:
         self.lines.append(f"{name} = {expr}")
         return Elem(self, name)
 
-    def slot(self, value: float) -> str:
-        name = f"s{len(self.scalars)}"
-        self.scalars[name] = float(value)
-        return name
+    def slot(self, expr: str, value) -> str:
+        self.slots.append((expr, float(value)))
+        return f"s{len(self.slots) - 1}"
+
+    def scalar(self, expr: str, value) -> "Scalar":
+        name = f"x{self._vars}"
+        self._vars += 1
+        self.scalar_lines.append(f"{name} = {expr}")
+        return Scalar(self, value, name)
+
+    def guard(self, expr: str, outcome: bool) -> bool:
+        self.scalar_lines.append(f"if ({expr}) is not {outcome}: return None")
+        return outcome
+
+
+def _expr(x) -> str:
+    """Source text for a scalar operand (plain Python literals for numbers, never NumPy reprs)."""
+    if isinstance(x, Scalar):
+        return x.expr
+    if isinstance(x, numbers.Real) and not isinstance(x, bool):
+        return repr(float(x))
+    return repr(x)
 
 
 def _value(x):
@@ -47,36 +74,41 @@ def _value(x):
 
 
 class Scalar:
-    """A hyperparameter or step scalar: a concrete number that arithmetic keeps concrete."""
+    """A hyperparameter or step scalar: a concrete value, and the expression that made it."""
 
-    __slots__ = ("value",)
+    __slots__ = ("tape", "value", "expr")
 
-    def __init__(self, value):
-        self.value = value
+    def __init__(self, tape: Tape, value, expr: str):
+        self.tape, self.value, self.expr = tape, value, expr
 
-    def _op(self, other, fn):
+    def _op(self, other, sym, fn, reflected=False):
         if isinstance(other, Elem):
             return NotImplemented
-        return Scalar(fn(self.value, _value(other)))
+        a, b = (other, self) if reflected else (self, other)
+        return self.tape.scalar(f"{_expr(a)} {sym} {_expr(b)}", fn(_value(a), _value(b)))
 
-    def __add__(self, o): return self._op(o, lambda a, b: a + b)
-    def __radd__(self, o): return self._op(o, lambda a, b: b + a)
-    def __sub__(self, o): return self._op(o, lambda a, b: a - b)
-    def __rsub__(self, o): return self._op(o, lambda a, b: b - a)
-    def __mul__(self, o): return self._op(o, lambda a, b: a * b)
-    def __rmul__(self, o): return self._op(o, lambda a, b: b * a)
-    def __truediv__(self, o): return self._op(o, lambda a, b: a / b)
-    def __rtruediv__(self, o): return self._op(o, lambda a, b: b / a)
-    def __pow__(self, o): return self._op(o, lambda a, b: a**b)
-    def __rpow__(self, o): return self._op(o, lambda a, b: b**a)
-    def __neg__(self): return Scalar(-self.value)
-    def __eq__(self, o): return self.value == _value(o)
-    def __ne__(self, o): return self.value != _value(o)
-    def __lt__(self, o): return self.value < _value(o)
-    def __le__(self, o): return self.value <= _value(o)
-    def __gt__(self, o): return self.value > _value(o)
-    def __ge__(self, o): return self.value >= _value(o)
-    def __bool__(self): return bool(self.value)
+    def __add__(self, o): return self._op(o, "+", lambda a, b: a + b)
+    def __radd__(self, o): return self._op(o, "+", lambda a, b: a + b, True)
+    def __sub__(self, o): return self._op(o, "-", lambda a, b: a - b)
+    def __rsub__(self, o): return self._op(o, "-", lambda a, b: a - b, True)
+    def __mul__(self, o): return self._op(o, "*", lambda a, b: a * b)
+    def __rmul__(self, o): return self._op(o, "*", lambda a, b: a * b, True)
+    def __truediv__(self, o): return self._op(o, "/", lambda a, b: a / b)
+    def __rtruediv__(self, o): return self._op(o, "/", lambda a, b: a / b, True)
+    def __pow__(self, o): return self._op(o, "**", lambda a, b: a**b)
+    def __rpow__(self, o): return self._op(o, "**", lambda a, b: a**b, True)
+    def __neg__(self): return self.tape.scalar(f"-{self.expr}", -self.value)
+
+    def _cmp(self, other, sym, fn):
+        return self.tape.guard(f"{self.expr} {sym} {_expr(other)}", bool(fn(self.value, _value(other))))
+
+    def __eq__(self, o): return self._cmp(o, "==", lambda a, b: a == b)
+    def __ne__(self, o): return self._cmp(o, "!=", lambda a, b: a != b)
+    def __lt__(self, o): return self._cmp(o, "<", lambda a, b: a < b)
+    def __le__(self, o): return self._cmp(o, "<=", lambda a, b: a <= b)
+    def __gt__(self, o): return self._cmp(o, ">", lambda a, b: a > b)
+    def __ge__(self, o): return self._cmp(o, ">=", lambda a, b: a >= b)
+    def __bool__(self): return self.tape.guard(f"bool({self.expr})", bool(self.value))
     def __float__(self): return float(self.value)
     __hash__ = None
 
@@ -93,10 +125,10 @@ class Elem:
     def _ref(self, x) -> str:
         if isinstance(x, Elem):
             return x.name
-        if isinstance(x, Scalar):
-            x = x.value
+        if isinstance(x, Scalar) and isinstance(x.value, numbers.Real):
+            return self.tape.slot(x.expr, x.value)
         if isinstance(x, numbers.Real):
-            return self.tape.slot(x)
+            return self.tape.slot(_expr(x), x)
         raise TypeError(f"a rule combined an array element with {type(x).__name__}")
 
     def _bin(self, op, a, b):
@@ -132,13 +164,14 @@ class Elem:
 
 @dataclass
 class Program:
-    """A traced rule: inputs, the loop body, outputs and its scalar arguments."""
+    """A traced rule: inputs, the loop body, outputs, its scalar arguments and their replay."""
 
     buffers: tuple[str, ...]          # state buffers read and written, in order
     body: tuple[str, ...]             # straight-line code over p_, g_, <buffer>_ and s0, s1, ...
     p_out: str
     buffer_out: tuple[str, ...]       # for each buffer, the variable holding its new value
-    scalars: tuple[float, ...]        # values of s0, s1, ... for this step
+    scalars: tuple[float, ...]        # values of s0, s1, ... for the traced step
+    replay: object = None             # replay(hp, s) -> the scalars for another step, or None
 
     @property
     def key(self) -> tuple:
@@ -146,13 +179,13 @@ class Program:
         return (self.buffers, self.body, self.p_out, self.buffer_out)
 
 
-def _wrap(v):
-    if isinstance(v, bool) or isinstance(v, str) or v is None:
+def _wrap(tape: Tape, v, expr: str):
+    if v is None:
         return v
-    if isinstance(v, numbers.Real):
-        return Scalar(v)
     if isinstance(v, tuple):
-        return tuple(_wrap(x) for x in v)
+        return tuple(_wrap(tape, x, f"{expr}[{i}]") for i, x in enumerate(v))
+    if isinstance(v, (numbers.Real, str)):
+        return Scalar(tape, v, expr)
     return v
 
 
@@ -161,8 +194,9 @@ def trace(rule, hp: dict, s: dict) -> Program:
     tape = Tape()
     names = tuple(rule.buffers(hp))
     state = {k: Elem(tape, f"{k}_") for k in names}
-    p_new, new = rule.update(Elem(tape, "p_"), Elem(tape, "g_"),
-                             state, {k: _wrap(v) for k, v in hp.items()}, {k: _wrap(v) for k, v in s.items()})
+    p_new, new = rule.update(Elem(tape, "p_"), Elem(tape, "g_"), state,
+                             {k: _wrap(tape, v, f"hp[{k!r}]") for k, v in hp.items()},
+                             {k: _wrap(tape, v, f"s[{k!r}]") for k, v in s.items()})
     unknown = set(new) - set(names)
     if unknown:
         raise TypeError(f"rule {rule.__name__} returned buffers {sorted(unknown)} it did not declare")
@@ -170,12 +204,25 @@ def trace(rule, hp: dict, s: dict) -> Program:
     def out(x):
         if isinstance(x, Elem):
             return x.name
-        return tape.slot(_value(x))  # a constant result (never for the shipped rules)
+        return tape.slot(_expr(x), _value(x))  # a constant result (never for the shipped rules)
 
+    p_out = out(p_new)
+    buffer_out = tuple(out(new[k]) if k in new else f"{k}_" for k in names)
     return Program(
-        buffers=names,
-        body=tuple(tape.lines),
-        p_out=out(p_new),
-        buffer_out=tuple(out(new[k]) if k in new else f"{k}_" for k in names),
-        scalars=tuple(tape.scalars.values()),
+        buffers=names, body=tuple(tape.lines), p_out=p_out, buffer_out=buffer_out,
+        scalars=tuple(v for _, v in tape.slots), replay=_replay_function(tape),
     )
+
+
+def _replay_function(tape: Tape):
+    """Compile the recorded scalar arithmetic into ``replay(hp, s)``.
+
+    The source is made here from the tape (names, operators and ``repr`` of numbers
+    the rule used); no user text reaches it.
+    """
+    lines = ["def replay(hp, s):"]
+    lines += [f"    {line}" for line in tape.scalar_lines]
+    lines.append(f"    return ({''.join(f'float({e}), ' for e, _ in tape.slots)})")
+    scope: dict = {}
+    exec(compile("\n".join(lines), "<adaopt scalar replay>", "exec"), scope)  # noqa: S102
+    return scope["replay"]
