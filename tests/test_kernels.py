@@ -109,7 +109,8 @@ def test_low_precision_params_with_float32_state(case, dtype):
 
 @pytest.mark.parametrize("case", [CASES[3], CASES[8], CASES[13], CASES[16], CASES[20]], ids=_id)
 def test_threaded_kernel(case, monkeypatch):
-    monkeypatch.setattr(fused, "PARALLEL_MIN", 16)  # the (33,) and (2,3,4) tensors go parallel
+    monkeypatch.setattr(fused, "PARALLEL_MIN", 16)  # every bucket takes the threaded kernel
+    monkeypatch.setattr(fused, "BLOCK", 8)  # and the (33,) and (2,3,4) tensors are split into blocks
     cls, kw = case
     _assert_same(*_run(cls, kw, "fused", "float32", steps=20),
                  *_run(cls, kw, "reference", "float32", steps=20), TOL["float32"])

@@ -35,9 +35,11 @@ from .. import dtypes
 from .tracer import Program, trace
 
 CHUNK = 16
-#: Tensors at least this large are stepped with the threaded kernel; smaller ones serially
-#: (waking threads costs more than it saves below ~1e5-1e6 elements, PERFORMANCE.md).
-PARALLEL_MIN = 1 << 18
+#: Buckets of at least this many elements run the threaded kernel, smaller ones the serial
+#: one: waking the threads costs ~5 us, which a step of fewer elements does not repay.
+PARALLEL_MIN = 1 << 16
+#: Elements per work item of the threaded kernel (large tensors are split into blocks).
+BLOCK = 1 << 15
 
 _KERNELS: dict = {}
 _EMPTY: dict = {}
@@ -77,24 +79,35 @@ def _store(kind: str, expr: str) -> str:
 
 
 def source(program: Program, p_kind: str, compute: str, parallel: bool) -> str:
-    """The Python source of the kernel for ``program`` and these dtypes."""
+    """The Python source of the kernel for ``program`` and these dtypes.
+
+    The serial kernel walks each tensor of the chunk in turn. The threaded kernel walks
+    a list of work items, ``(tensor, start, stop)`` blocks of at most ``BLOCK`` elements,
+    with ``prange``: small tensors and slices of large ones are shared out alike, and
+    each block is sliced first so its loop starts at 0 and vectorises.
+    """
     nb = len(program.buffers)
     bufs = [f"B{k}" for k in range(nb)]
+    work = ", WJ, WA, WB" if parallel else ""
     lines = [
         "import numpy as np",
         "import numba",
         "from adaopt.kernels.lowp import f16_to_f32, f32_to_f16, bf16_to_f32, f32_to_bf16",
         "",
         f"@numba.njit(error_model='numpy', cache=True, parallel={parallel})",
-        f"def kernel(P, G, {''.join(b + ', ' for b in bufs)}S):",
+        f"def kernel(P, G, {''.join(b + ', ' for b in bufs)}S{work}):",
     ]
     lines += [f"    s{k} = S[{k}]" for k in range(len(program.scalars))]
-    lines.append("    for j in range(len(P)):")
-    lines.append("        p = P[j]")
-    lines.append("        g = G[j]")
-    lines += [f"        b{k} = B{k}[j]" for k in range(nb)]
-    loop = "numba.prange" if parallel else "range"
-    lines.append(f"        for i in {loop}(p.shape[0]):")
+    if parallel:
+        lines += ["    for w in numba.prange(WJ.shape[0]):",
+                  "        j, a, z = WJ[w], WA[w], WB[w]",
+                  "        p = P[j][a:z]",
+                  "        g = G[j][a:z]"]
+        lines += [f"        b{k} = B{k}[j][a:z]" for k in range(nb)]
+    else:
+        lines += ["    for j in range(len(P)):", "        p = P[j]", "        g = G[j]"]
+        lines += [f"        b{k} = B{k}[j]" for k in range(nb)]
+    lines.append("        for i in range(p.shape[0]):")
     body = [f"p_ = {_load(p_kind, compute, 'p[i]')}", f"g_ = {_load(p_kind, compute, 'g[i]')}"]
     body += [f"{name}_ = b{k}[i]" for k, name in enumerate(program.buffers)]
     body += list(program.body)
@@ -179,17 +192,15 @@ class Bucket:
         self.p_kind = dtypes.dtype_name(params[0].dtype)
         self.compute = dtypes.dtype_name(states[0][self.buffers[0]].dtype) if self.buffers else (
             dtypes.dtype_name(dtypes.compute_dtype(params[0].dtype, hp.get("state_dtype"))))
-        self.parts = []
-        for parallel in (False, True):
-            members = [k for k, p in enumerate(params) if (p.size >= PARALLEL_MIN) == parallel]
-            if not members:
-                continue
-            flat_p = [_storage(params[k]) for k in members]
-            store = flat_p[0].dtype
-            p_chunks = list(_chunks(flat_p, store))
-            b_chunks = [list(_chunks([states[k][b].reshape(-1) for k in members], np.dtype(self.compute)))
-                        for b in self.buffers]
-            self.parts.append((parallel, [index[k] for k in members], store, p_chunks, b_chunks))
+        flat_p = [_storage(p) for p in params]
+        store = flat_p[0].dtype
+        self.parallel = sum(p.size for p in params) >= PARALLEL_MIN
+        self.index = index
+        self.p_chunks = list(_chunks(flat_p, store))
+        self.b_chunks = [list(_chunks([st[b].reshape(-1) for st in states], np.dtype(self.compute)))
+                         for b in self.buffers]
+        self.work = [_work_items(chunk) for chunk in self.p_chunks] if self.parallel else None
+        self.store = store
 
     def run(self, grads: list, hp: dict | None = None) -> None:
         """One step: parameters and state in place, from ``grads`` (read only).
@@ -206,11 +217,21 @@ class Bucket:
             values = self.program.scalars
         program = self.program
         scalars = np.array(values, dtype=self.compute)
-        for parallel, index, store, p_chunks, b_chunks in self.parts:
-            kernel = kernel_for(program, self.p_kind, self.compute, parallel)
-            g_chunks = _chunks([_storage(grads[i]) for i in index], store)
-            for k, g_chunk in enumerate(g_chunks):
-                kernel(p_chunks[k], g_chunk, *[b[k] for b in b_chunks], scalars)
+        kernel = kernel_for(program, self.p_kind, self.compute, self.parallel)
+        g_chunks = _chunks([_storage(grads[i]) for i in self.index], self.store)
+        b_chunks = self.b_chunks
+        for k, g_chunk in enumerate(g_chunks):
+            args = (self.p_chunks[k], g_chunk, *[b[k] for b in b_chunks], scalars)
+            if self.parallel:
+                args += self.work[k]
+            kernel(*args)
         self.t = t
         for st in self.states:
             st["step"] = t
+
+
+def _work_items(chunk: tuple) -> tuple:
+    """``(tensor, start, stop)`` blocks covering every element of a chunk's tensors."""
+    items = [(j, start, min(start + BLOCK, x.size))
+             for j, x in enumerate(chunk) for start in range(0, x.size, BLOCK)]
+    return tuple(np.array([item[i] for item in items], dtype=np.int64) for i in range(3))
