@@ -45,6 +45,13 @@ def _numpy_view(t: torch.Tensor) -> np.ndarray:
     return t.numpy()
 
 
+def _grad_view(g: torch.Tensor) -> np.ndarray:
+    """A gradient as a NumPy view; gradients rarely require grad, so skip the detach."""
+    if g.requires_grad or g.dtype == torch.bfloat16:
+        return _numpy_view(g)
+    return g.numpy()
+
+
 def _from_numpy(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
     if dtype == torch.bfloat16:
         return torch.from_numpy(np.ascontiguousarray(a).view(np.int16)).view(torch.bfloat16)
@@ -158,11 +165,12 @@ class Optimizer(torch.optim.Optimizer):
         entries, sparse = [], []
         for gi, group in enumerate(self.param_groups):
             for i, p in enumerate(group["params"]):
-                if p.grad is None:
+                g = p.grad
+                if g is None:
                     continue
-                if p.device.type != "cpu":
+                if not p.is_cpu:
                     raise NotImplementedError("adaopt.torch steps CPU tensors only so far")
-                (sparse if p.grad.is_sparse else entries).append((gi, i, p))
+                (sparse if g.is_sparse else entries).append((gi, i, p))
         if not entries and not sparse:
             return loss
         if self.on_nonfinite is not None and not self._grads_finite(entries + sparse):
@@ -170,10 +178,10 @@ class Optimizer(torch.optim.Optimizer):
         if sparse:
             self._check_sparse(sparse)
         if entries:
-            plan, states, hps = self._plan_for(entries)
-            grads = [_numpy_view(p.grad) for _, _, p in entries]
+            plan, steps, hps = self._plan_for(entries)
+            grads = [_grad_view(p.grad) for _, _, p in entries]
             self._engine.run(plan, grads, hps)
-            torch._foreach_add_([s["step"] for s in states], 1.0)
+            steps.add_(1.0)
         for gi, i, p in sparse:
             self._sparse_step(gi, i, p)
         return loss
@@ -223,18 +231,17 @@ class Optimizer(torch.optim.Optimizer):
         return False
 
     def _plan_for(self, entries):
-        """(plan, torch states, validated hps per group); the plan is cached while the same
-        parameters, state tensors and options stay in place (new values, e.g. from an LR
-        scheduler, do not rebuild it)."""
+        """(plan, shared step counter, validated hps per group).
+
+        The plan is cached while the same parameters, with the same storage (``param.data
+        = ...`` swaps it) and the same options, take part; new values (an LR scheduler) do
+        not rebuild it. State is replaced only by ``load_state_dict``, which drops the plan.
+        Each parameter's ``state["step"]`` is a 0-d view into one counter, so one in-place
+        add advances them all.
+        """
         hps = [self._group_hp(gi, g) for gi, g in enumerate(self.param_groups)]
-
-        def key():  # storage addresses too: `param.data = ...` swaps the memory under a Parameter
-            return (tuple((id(p), p.data_ptr()) for _, _, p in entries),
-                    [self._engine.signature(h) for h in hps],
-                    tuple((id(v), v.data_ptr() if torch.is_tensor(v) else None)
-                          for _, _, p in entries for v in self.state[p].values()))
-
-        if self._plan is not None and self._plan[0] == key():
+        key = (tuple((id(p), p.data_ptr()) for _, _, p in entries), [self._engine.signature(h) for h in hps])
+        if self._plan is not None and self._plan[0] == key:
             return self._plan[1], self._plan[2], hps
         items, states = [], []
         for gi, i, p in entries:
@@ -242,9 +249,12 @@ class Optimizer(torch.optim.Optimizer):
             self._init_state(p, state, hps[gi], self._param_name(gi, i))
             items.append((gi, self._param_name(gi, i), _numpy_view(p), self._views(p, state), hps[gi]))
             states.append(state)
+        steps = torch.tensor([float(st["step"]) for st in states], dtype=torch.float32)
+        for k, state in enumerate(states):
+            state["step"] = steps[k]
         plan = self._engine.build_plan(items)
-        self._plan = (key(), plan, states)
-        return plan, states, hps
+        self._plan = (key, plan, steps)
+        return plan, steps, hps
 
     # ------------------------------------------------------------------ checkpoints
 
