@@ -40,6 +40,7 @@ class Engine:
             if not available():
                 raise ImportError("backend='fused' needs numba: pip install 'adaopt[fast]'")
         self.rule, self.eps_base, self.backend = rule, eps_base, backend
+        self.rng = np.random.default_rng(0)  # stochastic rounding's bits: the same run, the same numbers
 
     def __reduce__(self):  # picklable (deepcopy of an optimizer): the rule travels by module name
         return _engine_from, (self.rule.__name__, self.eps_base, self.backend)
@@ -70,10 +71,15 @@ class Engine:
         for key, fill in self.rule.buffers(hp).items():
             if key not in st:
                 st[key] = np.full(p.shape, fill, dtype=cdtype)
+        if _low(p, hp, "kahan") and "kahan_comp" not in st:
+            st["kahan_comp"] = np.zeros(p.shape, dtype=p.dtype)
 
     def prepare(self, p: np.ndarray, hp: dict, name: str):
         """(hyperparameters with eps resolved, compute dtype) for one parameter; may raise."""
         cdtype = dtypes.compute_dtype(p.dtype, hp["state_dtype"])
+        if _low(p, hp, "stochastic_rounding") and dtypes.dtype_name(p.dtype) != "bfloat16":
+            raise ValueError(f"stochastic_rounding is for bfloat16 parameters; {name!r} is "
+                             f"{dtypes.dtype_name(p.dtype)}")
         return self.resolved(hp, cdtype, name), cdtype
 
     def advance(self, p: np.ndarray, g: np.ndarray, st: dict, hp: dict, cdtype):
@@ -92,7 +98,23 @@ class Engine:
         out = {**st, "step": t}
         for k, v in new_buffers.items():
             out[k] = np.array(v, dtype=st[k].dtype)  # a copy: never alias the caller's gradient
-        return np.asarray(new_p).astype(p.dtype), out
+        return self._to_param_dtype(np.asarray(new_p), p, st, out, cdtype, hp), out
+
+    def _to_param_dtype(self, new_p, p, st, out, cdtype, hp):
+        """Round the new parameter to its storage dtype: nearest (default), compensated
+        (``kahan``: the rounding error is kept in ``kahan_comp`` and added back next step),
+        or stochastic (``stochastic_rounding``: up or down with odds set by the distance)."""
+        if _low(p, hp, "kahan"):
+            old = p.astype(cdtype)
+            y = (new_p - old) + st["kahan_comp"].astype(cdtype)  # this step's update plus what was lost
+            rounded = (old + y).astype(p.dtype)
+            out["kahan_comp"] = (y - (rounded.astype(cdtype) - old)).astype(p.dtype)
+            return rounded
+        if _low(p, hp, "stochastic_rounding"):  # bfloat16 only, checked by prepare()
+            bits = np.ascontiguousarray(new_p, dtype=np.float32).view(np.uint32)
+            noise = self.rng.integers(0, 1 << 16, size=bits.shape, dtype=np.uint32)
+            return ((bits + noise) & np.uint32(0xFFFF0000)).view(np.float32).astype(p.dtype)
+        return new_p.astype(p.dtype)
 
     def build_plan(self, items) -> Plan:
         """Sort ``(group, name, param, state, hp)`` into fused buckets and reference steps.
@@ -106,7 +128,7 @@ class Engine:
         reference = []
         for i, (gi, name, p, st, hp, cdtype) in enumerate(prepared):
             self.add_missing_buffers(st, p, hp, cdtype)
-            if fused is not None and fused.eligible(p, cdtype, st):
+            if fused is not None and fused.eligible(p, cdtype, st) and not _low(p, hp, "stochastic_rounding"):
                 groups.setdefault((gi, st["step"], p.dtype, cdtype), (hp, []))[1].append((i, p, st))
             else:
                 reference.append((i, gi, name, p, st, hp, cdtype))
@@ -158,3 +180,8 @@ def _engine_from(rule_module: str, eps_base, backend: str) -> Engine:
     import importlib
 
     return Engine(importlib.import_module(rule_module), eps_base, backend)
+
+
+def _low(p, hp: dict, option: str) -> bool:
+    """Whether ``option`` (kahan, stochastic_rounding) applies: set, and ``p`` is 16-bit."""
+    return bool(hp.get(option)) and p.dtype.itemsize == 2

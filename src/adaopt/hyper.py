@@ -121,7 +121,7 @@ RULES: dict[str, Rule] = {
     "state_dtype": Rule(_state_dtype, f"None or one of {', '.join(dtypes.SUPPORTED)}"),
 }
 for _name in ("nesterov", "maximize", "eps_in_sqrt", "centered", "amsgrad", "bias_correction",
-              "decoupled_weight_decay"):
+              "decoupled_weight_decay", "kahan", "stochastic_rounding"):
     RULES[_name] = Rule(_flag, "True or False")
 
 
@@ -149,6 +149,8 @@ def validate(hp: dict, where: str = "") -> dict:
     for name, value in hp.items():  # numbers as Python floats: one arithmetic for all inputs
         if name in RULES and _number(value):
             hp[name] = float(value)
+    if hp.get("kahan") and hp.get("stochastic_rounding"):
+        raise ValueError(f"kahan=True and stochastic_rounding=True{suffix}: choose one")
     if "betas" in hp:
         hp["betas"] = tuple(float(b) for b in hp["betas"])
     return hp

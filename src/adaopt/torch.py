@@ -11,6 +11,9 @@ What torch does not give:
 
 * ``conventions=``, ``eps_in_sqrt=``, ``bias_correction=`` as in the NumPy frontend;
 * ``state_dtype=``: bfloat16/float16 parameters keep float32 state by default;
+* ``kahan=True`` (compensated summation: the rounding error of each bf16/fp16 update
+  is kept in ``state["kahan_comp"]`` and added back) or ``stochastic_rounding=True``
+  (bfloat16), for every optimizer, AdaGrad and RMSprop included;
 * ``on_nonfinite="skip"`` (a step with a NaN/inf gradient changes nothing and is
   counted in ``skipped_steps``) or ``"raise"`` (names the parameter);
 * ``load_state_dict`` keeps the saved state's dtypes (torch casts them to the
@@ -69,7 +72,7 @@ class Optimizer(torch.optim.Optimizer):
     rule = None
 
     def __init__(self, params, *, conventions="torch", state_dtype=None, on_nonfinite=None,
-                 backend="auto", **given):
+                 kahan=False, stochastic_rounding=False, backend="auto", **given):
         base = hyper.defaults(self.family, conventions)
         torch_only = {k: given.pop(k) for k in _TORCH_KEYS if k in given}
         unknown = set(given) - set(base)
@@ -78,7 +81,7 @@ class Optimizer(torch.optim.Optimizer):
         hyper.check_choice("on_nonfinite", on_nonfinite, _NONFINITE)
         _refuse_torch_only(torch_only, "")
         defaults = {**base, **{k: v for k, v in given.items() if v is not None}}
-        defaults["state_dtype"] = state_dtype
+        defaults.update(state_dtype=state_dtype, kahan=kahan, stochastic_rounding=stochastic_rounding)
         if "eps" in base and given.get("eps") is None:
             defaults["eps"] = None
         hyper.validate(defaults)
@@ -145,6 +148,8 @@ class Optimizer(torch.optim.Optimizer):
             if state.get(key) is None:
                 state[key] = torch.full_like(p, fill, dtype=_TORCH_DTYPE[dtypes.dtype_name(cdtype)],
                                              memory_format=torch.preserve_format)
+        if hp["kahan"] and p.element_size() == 2 and "kahan_comp" not in state:
+            state["kahan_comp"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
     def _views(self, p, state) -> dict:
         st = {"step": int(state["step"].item()) if torch.is_tensor(state["step"]) else int(state["step"])}
