@@ -92,12 +92,16 @@ class Optimizer(torch.optim.Optimizer):
         self.conventions = conventions
         self.on_nonfinite = on_nonfinite
         self.skipped_steps = 0
-        self._engine = Engine(self.rule, base.get("eps"), backend)
+        # "tensor": the rule runs on torch tensors, one parameter at a time (any device; CUDA
+        # tensors always take it). The other backends hand CPU tensors to the engine as arrays.
+        hyper.check_choice("backend", backend, ("auto", "fused", "reference", "tensor"))
+        self._tensor_path = backend == "tensor"
+        self._engine = Engine(self.rule, base.get("eps"), "reference" if self._tensor_path else backend)
         self._hp_keys = tuple(defaults)
         self._plan = None
         super().__init__(params, defaults)
 
-    _EXTRA = ("conventions", "on_nonfinite", "skipped_steps", "_engine", "_hp_keys")
+    _EXTRA = ("conventions", "on_nonfinite", "skipped_steps", "_engine", "_hp_keys", "_tensor_path")
 
     def __getstate__(self) -> dict:
         """torch keeps defaults, state and groups; adaopt's settings travel too (deepcopy, pickle)."""
@@ -167,21 +171,25 @@ class Optimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        entries, sparse = [], []
+        entries, sparse, tensors = [], [], []
         for gi, group in enumerate(self.param_groups):
             for i, p in enumerate(group["params"]):
                 g = p.grad
                 if g is None:
                     continue
-                if not p.is_cpu:
-                    raise NotImplementedError("adaopt.torch steps CPU tensors only so far")
-                (sparse if g.is_sparse else entries).append((gi, i, p))
-        if not entries and not sparse:
+                if g.is_sparse:
+                    sparse.append((gi, i, p))
+                elif self._tensor_path or not p.is_cpu:
+                    tensors.append((gi, i, p))
+                else:
+                    entries.append((gi, i, p))
+        if not (entries or sparse or tensors):
             return loss
-        if self.on_nonfinite is not None and not self._grads_finite(entries + sparse):
+        if self.on_nonfinite is not None and not self._grads_finite(entries + sparse + tensors):
             return loss
         if sparse:
             self._check_sparse(sparse)
+        prepared = [self._tensor_prepare(gi, i, p) for gi, i, p in tensors]  # may refuse: nothing changed yet
         if entries:
             plan, steps, hps = self._plan_for(entries)
             grads = [_grad_view(p.grad) for _, _, p in entries]
@@ -189,7 +197,29 @@ class Optimizer(torch.optim.Optimizer):
             steps.add_(1.0)
         for gi, i, p in sparse:
             self._sparse_step(gi, i, p)
+        for p, hp, compute in prepared:
+            self._tensor_step(p, hp, compute)
         return loss
+
+    def _tensor_prepare(self, gi: int, i: int, p: torch.Tensor):
+        hp, name = self._group_hp(gi, self.param_groups[gi]), self._param_name(gi, i)
+        hp, cdtype = self._engine.prepare(np.empty(0, dtype=dtypes.as_dtype(_numpy_dtype(p.dtype))), hp, name)
+        if p.element_size() == 2 and (hp["kahan"] or hp["stochastic_rounding"]):
+            raise NotImplementedError(f"{name}: kahan and stochastic_rounding need the CPU array path "
+                                      "(backend 'auto', 'fused' or 'reference') so far")
+        return p, hp, _TORCH_DTYPE[dtypes.dtype_name(cdtype)]
+
+    def _tensor_step(self, p: torch.Tensor, hp: dict, compute: torch.dtype) -> None:
+        """The rule on torch tensors: the same function, tensors in place of arrays."""
+        state = self.state[p]
+        self._init_state(p, state, hp, "")
+        s = self.rule.scalars(int(state["step"]) + 1, hp)
+        buffers = {k: state[k] for k in self.rule.buffers(hp)}
+        new_p, new_buffers = self.rule.update(p.detach().to(compute), p.grad.to(compute), buffers, hp, s)
+        p.detach().copy_(new_p)
+        for k, v in new_buffers.items():
+            state[k].copy_(v)
+        state["step"] += 1
 
     def _check_sparse(self, sparse) -> None:
         """Sparse gradients (``nn.Embedding(sparse=True)``): AdaGrad, and SGD without momentum."""

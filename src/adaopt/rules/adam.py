@@ -31,7 +31,7 @@ The arithmetic follows torch.optim's order (``sqrt(v) / sqrt(1-beta2^t) + eps`` 
 ``lr / (1-beta1^t)``) so float64 runs agree with torch to the last few ulps.
 """
 
-import numpy as np
+from ._ops import maximum
 
 
 def buffers(hp):
@@ -68,7 +68,7 @@ def update(p, g, state, hp, s):
     v = beta2 * state["exp_avg_sq"] + (1 - beta2) * g * g
     new = {"exp_avg": m, "exp_avg_sq": v}
     if hp["amsgrad"]:
-        v = new["max_exp_avg_sq"] = np.maximum(state["max_exp_avg_sq"], v)  # works on numbers too
+        v = new["max_exp_avg_sq"] = maximum(state["max_exp_avg_sq"], v)
     u = s["step_size"] * (m / _denominator(v, hp, s))
     if lam != 0 and decoupled and hp["wd_form"] == "add":
         u = u + hp["lr"] * lam * p0

@@ -19,7 +19,7 @@ Defaults: torch ``lr=1e-2, alpha=0.99, eps=1e-8`` (outside the root); the lesson
 optax use ``alpha=0.9`` and put ``eps`` inside the root.
 """
 
-import numpy as np
+from ._ops import maximum
 
 
 def buffers(hp):
@@ -47,7 +47,7 @@ def _second_moment(state, hp):
     variance would make the step NaN. Where torch's result is finite, this equals it.
     """
     if hp["centered"]:
-        return np.maximum(state["square_avg"] - state["grad_avg"] * state["grad_avg"], 0.0)
+        return maximum(state["square_avg"] - state["grad_avg"] * state["grad_avg"], 0.0)
     return state["square_avg"]
 
 
