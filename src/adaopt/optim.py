@@ -223,11 +223,6 @@ class Optimizer:
 
     # ------------------------------------------------------------------ inspection
 
-    def scalars(self, name: str) -> dict:
-        """The step-dependent scalars of the last step taken by parameter ``name``."""
-        hp = self._hp_of(name)
-        return self.rule.scalars(max(self.state[name]["step"], 1), hp)
-
     def effective_lr(self, name: str | None = None, state: dict | None = None):
         """The per-coordinate step size of the last step, from the current state.
 
