@@ -71,18 +71,21 @@ def flatten_like(reference, tree, what: str = "grads") -> list:
 
 
 def _is_leafy(values) -> bool:
-    return not any(isinstance(v, _CONTAINERS) for v in values)
+    for v in values:
+        if isinstance(v, _CONTAINERS):
+            return False
+    return True
 
 
 def _flat_leaves(reference, tree):
     """The common one-level case (a list or dict of arrays), without the recursive walk."""
     if isinstance(reference, (list, tuple)):
-        if isinstance(tree, (list, tuple)) and len(tree) == len(reference) and _is_leafy(reference) \
-                and _is_leafy(tree):
+        if isinstance(tree, (list, tuple)) and len(tree) == len(reference) and _is_leafy(tree) \
+                and _is_leafy(reference):
             return list(tree)
     elif isinstance(reference, dict):
-        if isinstance(tree, dict) and tree.keys() == reference.keys() and _is_leafy(reference.values()) \
-                and _is_leafy(tree.values()):
+        if isinstance(tree, dict) and tree.keys() == reference.keys() and _is_leafy(tree.values()) \
+                and _is_leafy(reference.values()):
             return [tree[k] for k in reference]
     return None
 
