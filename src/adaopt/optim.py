@@ -43,13 +43,17 @@ class Optimizer:
 
     Subclasses set ``family`` (a key of :func:`adaopt.hyper.defaults`) and ``rule``
     (a module of :mod:`adaopt.rules`) and write nothing else but their signature.
+
+    Every optimizer also takes ``conventions``, ``state_dtype``, ``backend`` and, for
+    float16/bfloat16 parameters, ``kahan=True`` (the rounding error of each update is kept
+    in ``state["kahan_comp"]`` and added back) or ``stochastic_rounding=True`` (bfloat16).
     """
 
     family: str
     rule: ModuleType
 
     def __init__(self, params=None, *, conventions: str = "torch", state_dtype=None, backend="auto",
-                 **given):
+                 kahan=False, stochastic_rounding=False, **given):
         base = hyper.defaults(self.family, conventions)
         unknown = set(given) - set(base)
         if unknown:
@@ -59,7 +63,7 @@ class Optimizer:
         hp = {**base, **{k: v for k, v in given.items() if v is not _DEFAULT}}
         if "eps" in base and given.get("eps") is None:
             hp["eps"] = None  # resolved per parameter for its compute dtype
-        hp["state_dtype"] = state_dtype
+        hp.update(state_dtype=state_dtype, kahan=kahan, stochastic_rounding=stochastic_rounding)
         self.defaults = hyper.validate(hp)
         self.param_groups: list[dict] = []
         self.state: dict[str, dict] = {}
@@ -72,7 +76,8 @@ class Optimizer:
                 self.add_param_group(group)
 
     def __repr__(self) -> str:
-        shown = {k: v for k, v in self.defaults.items() if k != "state_dtype" or v is not None}
+        quiet = {"state_dtype": None, "kahan": False, "stochastic_rounding": False}
+        shown = {k: v for k, v in self.defaults.items() if k not in quiet or v != quiet[k]}
         args = ", ".join(f"{k}={v!r}" for k, v in shown.items())
         return f"{type(self).__name__}({args}, conventions={self.conventions!r})"
 
@@ -397,10 +402,10 @@ class SGD(Optimizer):
 
     def __init__(self, params=None, lr=None, momentum=None, dampening=None, nesterov=None,
                  weight_decay=None, maximize=None, *, conventions="torch", state_dtype=None,
-                 backend="auto"):
+                 backend="auto", **rounding):
         super().__init__(params, lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov,
                          weight_decay=weight_decay, maximize=maximize, conventions=conventions,
-                         state_dtype=state_dtype, backend=backend)
+                         state_dtype=state_dtype, backend=backend, **rounding)
 
 
 class AdaGrad(Optimizer):
@@ -416,11 +421,11 @@ class AdaGrad(Optimizer):
 
     def __init__(self, params=None, lr=None, lr_decay=None, weight_decay=None,
                  initial_accumulator_value=None, eps=None, maximize=None, *, eps_in_sqrt=None,
-                 conventions="torch", state_dtype=None, backend="auto"):
+                 conventions="torch", state_dtype=None, backend="auto", **rounding):
         super().__init__(params, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                          initial_accumulator_value=initial_accumulator_value, eps=eps,
                          maximize=maximize, eps_in_sqrt=eps_in_sqrt, conventions=conventions,
-                         state_dtype=state_dtype, backend=backend)
+                         state_dtype=state_dtype, backend=backend, **rounding)
 
 
 Adagrad = AdaGrad
@@ -439,11 +444,11 @@ class RMSprop(Optimizer):
 
     def __init__(self, params=None, lr=None, alpha=None, eps=None, weight_decay=None, momentum=None,
                  centered=None, maximize=None, *, eps_in_sqrt=None, conventions="torch",
-                 state_dtype=None, backend="auto"):
+                 state_dtype=None, backend="auto", **rounding):
         super().__init__(params, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                          momentum=momentum, centered=centered, maximize=maximize,
                          eps_in_sqrt=eps_in_sqrt, conventions=conventions, state_dtype=state_dtype,
-                         backend=backend)
+                         backend=backend, **rounding)
 
 
 class Adam(Optimizer):
@@ -460,11 +465,11 @@ class Adam(Optimizer):
 
     def __init__(self, params=None, lr=None, betas=None, eps=None, weight_decay=None, amsgrad=None,
                  maximize=None, *, bias_correction=None, decoupled_weight_decay=None,
-                 conventions="torch", state_dtype=None, backend="auto"):
+                 conventions="torch", state_dtype=None, backend="auto", **rounding):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, maximize=maximize, bias_correction=bias_correction,
                          decoupled_weight_decay=decoupled_weight_decay, conventions=conventions,
-                         state_dtype=state_dtype, backend=backend)
+                         state_dtype=state_dtype, backend=backend, **rounding)
 
 
 class AdamW(Optimizer):
@@ -479,11 +484,11 @@ class AdamW(Optimizer):
 
     def __init__(self, params=None, lr=None, betas=None, eps=None, weight_decay=None, amsgrad=None,
                  maximize=None, *, bias_correction=None, wd_form=None, conventions="torch",
-                 state_dtype=None, backend="auto"):
+                 state_dtype=None, backend="auto", **rounding):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, maximize=maximize, bias_correction=bias_correction,
                          wd_form=wd_form, conventions=conventions, state_dtype=state_dtype,
-                         backend=backend)
+                         backend=backend, **rounding)
 
 
 #: Every optimizer by the names the CLI and :func:`adaopt.minimize` accept.
