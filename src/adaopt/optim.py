@@ -71,6 +71,8 @@ class Optimizer:
         self._trees: list = []  # each group's tree, to match gradient trees against
         self._plan = None  # the step plan, cached while the groups' hyperparameters stay the same
         self._plan_signature = None
+        self._pre_hooks: dict = {}
+        self._post_hooks: dict = {}
         if params is not None:
             for group in self._groups(params):
                 self.add_param_group(group)
@@ -181,7 +183,28 @@ class Optimizer:
         grads = self._match_grads(grads)
         plan, hps = self._cached_plan()
         grads = [_check_grad(g, p, name) for (name, p), g in zip(plan.params, grads)]
+        for hook in list(self._pre_hooks.values()):
+            hook(self, grads)
         self._engine.run(plan, grads, hps)
+        for hook in list(self._post_hooks.values()):
+            hook(self, grads)
+
+    def register_step_pre_hook(self, hook) -> "HookHandle":
+        """Call ``hook(optimizer, grads)`` before each step, after its input is checked.
+
+        ``grads`` is the list of gradient arrays in :meth:`named_parameters` order (torch's
+        hooks get ``(optimizer, args, kwargs)`` instead). Returns a handle; ``.remove()``
+        detaches the hook. :class:`adaopt.diagnostics.Monitor` uses these hooks.
+        """
+        return HookHandle(self._pre_hooks, hook)
+
+    def register_step_post_hook(self, hook) -> "HookHandle":
+        """Call ``hook(optimizer, grads)`` after each step; see :meth:`register_step_pre_hook`."""
+        return HookHandle(self._post_hooks, hook)
+
+    def named_parameters(self) -> list[tuple[str, np.ndarray]]:
+        """``(name, array)`` for every bound parameter, group by group."""
+        return [(n, self._arrays[n]) for g in self.param_groups for n in g["params"]]
 
     def _cached_plan(self) -> tuple[Plan, list]:
         """The step plan for the bound parameters and this step's validated group hyperparameters.
@@ -318,6 +341,20 @@ class Optimizer:
         from .checkpoint import load
 
         self.load_state_dict(load(path))
+
+
+class HookHandle:
+    """Returned by the ``register_step_*_hook`` methods; ``remove()`` detaches the hook."""
+
+    _next_id = 0
+
+    def __init__(self, hooks: dict, hook):
+        HookHandle._next_id += 1
+        self._hooks, self.id = hooks, HookHandle._next_id
+        hooks[self.id] = hook
+
+    def remove(self) -> None:
+        self._hooks.pop(self.id, None)
 
 
 def _match(trees: list, grads) -> list:

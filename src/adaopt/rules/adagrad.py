@@ -49,3 +49,8 @@ def update(p, g, state, hp, s):
 
 def effective_lr(state, hp, s):
     return s["clr"] / _denominator(state["sum"], hp)
+
+
+def second_moment(state, hp, s):
+    """The quantity under the root of the denominator: the accumulator G."""
+    return state["sum"]

@@ -78,3 +78,9 @@ def update(p, g, state, hp, s):
 def effective_lr(state, hp, s):
     v = state["max_exp_avg_sq"] if hp["amsgrad"] else state["exp_avg_sq"]
     return hp["lr"] / _denominator(v, hp, s)
+
+
+def second_moment(state, hp, s):
+    """The quantity under the root of the denominator: v-hat (from max v with AMSGrad)."""
+    v = state["max_exp_avg_sq"] if hp["amsgrad"] else state["exp_avg_sq"]
+    return v / s["bc2"]

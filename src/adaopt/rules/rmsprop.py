@@ -70,3 +70,8 @@ def update(p, g, state, hp, s):
 
 def effective_lr(state, hp, s):
     return hp["lr"] / _denominator(_second_moment(state, hp), hp)
+
+
+def second_moment(state, hp, s):
+    """The quantity under the root of the denominator: v, or the variance when centered."""
+    return _second_moment(state, hp)

@@ -1,0 +1,153 @@
+"""Read-only access to an optimizer's parameters, gradients, state and hyperparameters.
+
+One probe class per frontend: :class:`NumpyProbe` for :class:`adaopt.Optimizer`,
+:class:`TorchProbe` for any ``torch.optim.Optimizer`` (adaopt.torch's classes, and
+torch's own SGD, Adagrad, RMSprop, Adam and AdamW, whose state layout they share).
+A probe hands out flat 1-D NumPy arrays, strided views where it can, so the monitor
+reads a fixed sample of coordinates without copying whole tensors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import dtypes, hyper, rules
+
+#: Rule module of each family: the diagnostics read state through the rules' own math.
+RULES = {"sgd": rules.sgd, "adagrad": rules.adagrad, "rmsprop": rules.rmsprop, "adam": rules.adam,
+         "adamw": rules.adam}
+_TORCH_FAMILY = {"SGD": "sgd", "Adagrad": "adagrad", "AdaGrad": "adagrad", "RMSprop": "rmsprop",
+                 "Adam": "adam", "AdamW": "adamw"}
+
+
+class NumpyProbe:
+    """Probe of an :class:`adaopt.Optimizer`."""
+
+    def __init__(self, opt):
+        self.opt = opt
+        self.family = opt.family
+        self.names = [name for name, _ in opt.named_parameters()]
+        self._params = [p for _, p in opt.named_parameters()]
+
+    def hook(self, pre, post):
+        return [self.opt.register_step_pre_hook(lambda opt, grads: pre(grads)),
+                self.opt.register_step_post_hook(lambda opt, grads: post(grads))]
+
+    def params(self) -> list:
+        return [p.reshape(-1) for p in self._params]
+
+    @staticmethod
+    def flat(grads) -> list:
+        return [np.asarray(g).reshape(-1) for g in grads]
+
+    def states(self):
+        """``(hp with eps resolved, step, {buffer: flat array})`` per parameter."""
+        out = []
+        for name in self.names:
+            st = self.opt.state[name]
+            arrays = {k: v.reshape(-1) for k, v in st.items() if isinstance(v, np.ndarray)}
+            cdtype = next((v.dtype for v in arrays.values()), np.dtype("float64"))
+            hp = self.opt._engine.resolved(self.opt._hp_of(name), cdtype, name)
+            out.append((hp, int(st["step"]), arrays))
+        return out
+
+    def meta(self) -> dict:
+        first = self._params[0] if self._params else np.zeros(0)
+        hp = self.states()[0][0] if self._params else dict(self.opt.defaults)
+        return _meta(self.family, hp, dtypes.dtype_name(first.dtype),
+                     self.opt.defaults.get("state_dtype"), sum(p.size for p in self._params))
+
+
+class TorchProbe:
+    """Probe of a ``torch.optim.Optimizer`` (adaopt.torch or torch's own classes)."""
+
+    def __init__(self, opt):
+        import torch
+
+        self.torch, self.opt = torch, opt
+        self.family = getattr(opt, "family", None) or _TORCH_FAMILY.get(type(opt).__name__)
+        self._params = [p for g in opt.param_groups for p in g["params"]]
+        self.names = [f"{gi}.{i}" for gi, g in enumerate(opt.param_groups) for i, _ in enumerate(g["params"])]
+
+    def hook(self, pre, post):
+        return [self.opt.register_step_pre_hook(lambda opt, args, kwargs: pre(self._grads())),
+                self.opt.register_step_post_hook(lambda opt, args, kwargs: post(self._grads()))]
+
+    def _grads(self):
+        return [p.grad for p in self._params]
+
+    def _flat(self, t):
+        if t is None:
+            return None
+        t = t.detach()
+        if t.is_sparse:
+            t = t.to_dense()
+        if t.is_cpu and t.dtype in (self.torch.float32, self.torch.float64, self.torch.float16):
+            return t.reshape(-1).numpy()
+        return t.reshape(-1).float().cpu().numpy()  # bfloat16 or a device tensor: a float32 copy
+
+    def params(self) -> list:
+        return [self._flat(p) for p in self._params]
+
+    def flat(self, grads) -> list:
+        return [self._flat(g) for g in grads]
+
+    def states(self):
+        out = []
+        for group in self.opt.param_groups:
+            hp = self._hp(group)
+            for p in group["params"]:
+                st = self.opt.state.get(p, {})
+                step = st.get("step", 0)
+                step = int(step.item()) if self.torch.is_tensor(step) else int(step)
+                arrays = {k: self._flat(v) for k, v in st.items()
+                          if k != "step" and self.torch.is_tensor(v) and v.shape == p.shape}
+                if "eps" in hp and hp["eps"] is None:
+                    cdtype = next((v.dtype for v in arrays.values()), np.dtype("float32"))
+                    hp = {**hp, "eps": dtypes.default_eps(cdtype, hyper.defaults(self.family, "torch")["eps"])}
+                out.append((hp, step, arrays))
+        return out
+
+    def _hp(self, group) -> dict:
+        if self.family is None:
+            return {"lr": group.get("lr")}
+        base = hyper.defaults(self.family, getattr(self.opt, "conventions", "torch"))
+        hp = {**base, **{k: v for k, v in group.items() if k in base}}
+        if self.family == "adam" and group.get("decoupled_weight_decay"):
+            hp["decoupled_weight_decay"] = True
+        return hp
+
+    def meta(self) -> dict:
+        first = self._params[0]
+        hp = self._hp(self.opt.param_groups[0])
+        name = str(first.dtype).replace("torch.", "")
+        state = next((v for v in self.opt.state.get(first, {}).values()
+                      if self.torch.is_tensor(v) and v.shape == first.shape), None)
+        state_dtype = str(state.dtype).replace("torch.", "") if state is not None else None
+        return _meta(self.family, hp, name, state_dtype, sum(p.numel() for p in self._params))
+
+
+def probe(opt):
+    """The probe for ``opt``: an adaopt NumPy optimizer or any torch.optim.Optimizer."""
+    from ..optim import Optimizer
+
+    if isinstance(opt, Optimizer):
+        return NumpyProbe(opt)
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is not None and isinstance(opt, torch.optim.Optimizer):
+        return TorchProbe(opt)
+    raise TypeError(f"Monitor watches an adaopt optimizer or a torch.optim.Optimizer, not {type(opt).__name__}")
+
+
+def _meta(family, hp, dtype, state_dtype, n_params) -> dict:
+    keep = ("lr", "betas", "alpha", "eps", "eps_in_sqrt", "momentum", "nesterov", "weight_decay",
+            "lr_decay", "initial_accumulator_value", "amsgrad", "bias_correction", "centered")
+    out = {"optimizer": family, "dtype": dtype, "state_dtype": state_dtype or dtype, "n_params": int(n_params)}
+    for key in keep:
+        if key in hp and hp[key] is not None:
+            value = hp[key]
+            out[key] = list(value) if isinstance(value, tuple) else value
+    return out

@@ -1,0 +1,3 @@
+"""The lab: built-in problems, batched sweeps, plots and the report."""
+
+from .problems import PROBLEMS, Problem, get_problem
