@@ -368,7 +368,15 @@ def _progress(run: _Run) -> Diagnosis:
                 "(a minimum, or the noise floor of stochastic gradients)", "noise_floor",
                 evidence=evidence, advice=["to go lower: decay the lr or use larger batches"],
                 steps=(lo, hi), signals=signals)
-        return _with(_lr_too_low(run, total), "STALLED", evidence, (lo, hi), signals)
+        if total < LITTLE_PROGRESS:
+            return _with(_lr_too_low(run, total), "STALLED", evidence, (lo, hi), signals)
+        if run.meta.get("weight_decay"):
+            return Diagnosis(
+                "CONVERGED", "the loss stopped where the gradient balances the weight decay", "weight_decay",
+                evidence=evidence, advice=[f"weight_decay = {_fmt(run.meta['weight_decay'])} sets this point; "
+                                           "lower it to get closer to the unregularised optimum"],
+                steps=(lo, hi), signals=signals)
+        return _with(_crawl(run), "SLOW", evidence, (lo, hi), signals)
 
     if cause is not None and collapse is not None and collapse >= RATE_COLLAPSE and improvement < STALL_IMPROVEMENT:
         evidence.append(f"the {run.quantity} now falls {collapse:.3g}x slower than at its fastest")
@@ -380,7 +388,7 @@ def _progress(run: _Run) -> Diagnosis:
         if reversing:
             return _oscillating(run, evidence, (lo, hi), signals, reversing, total)
         if cause is None and consistent is not False:
-            cause = _lr_too_low(run, total)
+            cause = _lr_too_low(run, total) if total < LITTLE_PROGRESS else _crawl(run)
         if cause is not None:
             return _with(cause, "SLOW", evidence, (lo, hi), signals)
         return Diagnosis("SLOW", f"the {run.quantity} falls too slowly", "slow_progress", evidence=evidence,
@@ -551,6 +559,16 @@ def _state_cause(run: _Run, consistent) -> _Cause | None:
                  "or keep the optimizer state in float32 to allow a smaller eps"],
                 {"eps_frac": frac})
     return None
+
+
+def _crawl(run: _Run) -> _Cause:
+    """Fast early progress, then a crawl along a direction the gradient keeps pointing to."""
+    if run.meta.get("optimizer") == "sgd":
+        return _Cause("ill-conditioning: the loss fell fast along steep directions and crawls along flat ones, "
+                      "because one lr must suit the steepest curvature", "ill_conditioned", [],
+                      ["momentum = 0.9 (or Nesterov)", "or a per-coordinate method: RMSprop or Adam"], {})
+    return _Cause("progress slowed to a crawl although the gradient still points one way", "crawl", [],
+                  [run.lr_advice(3), "or a schedule with warm restarts"], {})
 
 
 def _lr_too_low(run: _Run, total: float) -> _Cause:
