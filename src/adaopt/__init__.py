@@ -18,8 +18,17 @@ from .trace import Trace, minimize
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name):  # the diagnostics' entry points, imported on first use
+    if name in ("diagnose", "lr_find", "Monitor"):
+        from . import diagnostics
+
+        return getattr(diagnostics, name)
+    raise AttributeError(f"module 'adaopt' has no attribute {name!r}")
+
+
 __all__ = [
     "PRESETS", "SGD", "AdaGrad", "Adagrad", "Adam", "AdamW", "CheckpointError", "Optimizer",
     "RMSprop", "Trace", "bias_correction_factor", "default_eps", "ema_window", "half_life",
-    "minimize",
+    "minimize", "diagnose", "lr_find", "Monitor",
 ]

@@ -98,6 +98,158 @@ def trace(
                    f"lr_eff = {_fmt(tr.eff_lr[-1])}")
 
 
+@app.command()
+def diagnose(
+    log: Annotated[str, typer.Argument(help="a CSV or JSON Lines log with at least step and loss columns")],
+    target: Annotated[Optional[float], typer.Option(help="a loss to reach")] = None,
+    budget: Annotated[Optional[int], typer.Option(min=1, help="steps the run may take in all")] = None,
+    floor: Annotated[Optional[float], typer.Option(help="the best attainable loss, if known")] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help="the optimizer that wrote the log (sgd, adam, ...)")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="its learning rate, for concrete advice")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the diagnosis as JSON")] = False,
+) -> None:
+    """Read a training log and say whether the run is diverging, oscillating, stalled, slow or converging.
+
+    Exit status: 0 when the run looks healthy or slow, 1 when it is DIVERGING, NONFINITE,
+    STALLED or OSCILLATING, 2 when the log cannot be read.
+    """
+    import json
+
+    from ..diagnostics import LogError
+    from ..diagnostics import diagnose as run_diagnose
+
+    meta = {k: v for k, v in {"optimizer": optimizer, "lr": lr}.items() if v is not None}
+    try:
+        found = run_diagnose(log, target=target, budget=budget, floor=floor, meta=meta)
+    except LogError as exc:
+        _fail(str(exc))
+    except ValueError as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(found.to_dict(), indent=2) if as_json else str(found))
+    if found.verdict in ("DIVERGING", "NONFINITE", "STALLED", "OSCILLATING"):
+        raise typer.Exit(1)
+
+
+def _lab_names(text: Optional[str], known, what: str) -> Optional[list[str]]:
+    if text is None:
+        return None
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        _fail(f"--{what}: unknown {', '.join(map(repr, unknown)) or 'empty list'}; choose from {', '.join(known)}")
+    return names
+
+
+@app.command("lr-find")
+def lr_find_cmd(
+    problem: Annotated[str, typer.Argument(help="a lab problem (adaopt list shows them)")],
+    optimizer: Annotated[str, typer.Option(help="sgd, momentum, adagrad, rmsprop, adam or adamw")] = "adam",
+    start: Annotated[float, typer.Option(help="first lr")] = 1e-7,
+    end: Annotated[float, typer.Option(help="last lr")] = 10.0,
+    steps: Annotated[int, typer.Option(min=2, help="steps of the sweep")] = 100,
+    plot: Annotated[Optional[str], typer.Option(help="write the plot to this PNG file")] = None,
+) -> None:
+    """The learning-rate range test on a lab problem: a suggested lr and, with --plot, a picture."""
+    from ..diagnostics import lr_find
+
+    try:
+        found = lr_find(problem, optimizer, start=start, end=end, steps=steps)
+    except (ValueError, ImportError) as exc:
+        _fail(str(exc))
+    typer.echo(str(found))
+    if plot:
+        ax = found.plot()
+        ax.figure.savefig(plot, dpi=100, bbox_inches="tight")
+        typer.echo(f"plot: {plot}")
+
+
+@app.command()
+def lab(
+    problems: Annotated[Optional[str], typer.Option(help="comma-separated problems (default: all)")] = None,
+    optimizers: Annotated[Optional[str], typer.Option(help="comma-separated optimizers (default: the six)")] = None,
+    steps: Annotated[Optional[int], typer.Option(min=1, help="steps per run (default: each problem's own)")] = None,
+    seeds: Annotated[int, typer.Option(min=1, help="seeds per configuration")] = 3,
+    lrs: Annotated[int, typer.Option(min=2, help="learning rates on the grid, 1e-4 to 10")] = 16,
+    out: Annotated[str, typer.Option(help="where the report goes")] = "lab-report",
+) -> None:
+    """Compare the optimizers on the built-in problems: tuned lrs, seeds, verdicts, plots, an HTML report."""
+    _run_lab(problems, optimizers, steps, seeds, lrs, out)
+
+
+@app.command()
+def compare(
+    problem: Annotated[str, typer.Argument(help="a lab problem (adaopt list shows them)")],
+    optimizers: Annotated[Optional[str], typer.Option(help="comma-separated optimizers (default: the six)")] = None,
+    steps: Annotated[Optional[int], typer.Option(min=1, help="steps per run")] = None,
+    seeds: Annotated[int, typer.Option(min=1, help="seeds per configuration")] = 3,
+    lrs: Annotated[int, typer.Option(min=2, help="learning rates on the grid")] = 16,
+    out: Annotated[Optional[str], typer.Option(help="also write an HTML report here")] = None,
+) -> None:
+    """Compare optimizers on one problem: the lab, narrowed to PROBLEM."""
+    _run_lab(problem, optimizers, steps, seeds, lrs, out)
+
+
+def _run_lab(problems, optimizers, steps, seeds, lrs, out) -> None:
+    import numpy as np
+
+    from ..lab.problems import PROBLEMS
+    from ..lab.run import run_lab
+    from ..lab.sweep import DEFAULT_OPTIMIZERS, OPTIMIZERS
+
+    chosen_problems = _lab_names(problems, list(PROBLEMS), "problems")
+    chosen_optimizers = _lab_names(optimizers, list(OPTIMIZERS), "optimizers") or list(DEFAULT_OPTIMIZERS)
+    grid = tuple(float(f"{v:.3g}") for v in np.logspace(-4, 1, lrs))
+    try:
+        from ..lab.report import summary_text, write_report
+    except ImportError as exc:
+        _fail(f"the lab needs its extra: pip install 'adaopt[lab]' ({exc})")
+    try:
+        result = _with_progress(lambda progress: run_lab(chosen_problems, chosen_optimizers, lrs=grid,
+                                                         seeds=tuple(range(seeds)), steps=steps,
+                                                         progress=progress))
+    except ImportError as exc:
+        _fail(str(exc))
+    typer.echo(summary_text(result))
+    typer.echo(f"\n{len(result.records())} runs in {result.seconds:.1f} s")
+    if out:
+        path = write_report(result, out)
+        typer.echo(f"report: {path}")
+
+
+def _with_progress(work):
+    """Run ``work(progress)`` with a rich progress bar on stderr (plain when rich is missing)."""
+    try:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    except ImportError:
+        return work(None)
+    with Progress(TextColumn("{task.description:<32}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=Console(stderr=True), transient=False) as bar:
+        task = bar.add_task("sweeping", total=None)
+
+        def progress(done, total, label):
+            bar.update(task, completed=done, total=total, description=label)
+
+        return work(progress)
+
+
+@app.command("list")
+def list_cmd() -> None:
+    """Show the optimizers, the lab's problems and the convention presets."""
+    from ..lab.problems import PROBLEMS
+    from ..lab.sweep import OPTIMIZERS
+
+    typer.echo("optimizers (adaopt trace):  " + ", ".join(REGISTRY))
+    typer.echo("lab optimizers:")
+    for name, (family, extra) in OPTIMIZERS.items():
+        opts = ", ".join(f"{k}={v}" for k, v in extra.items())
+        typer.echo(f"  {name:<10} {family}{' (' + opts + ')' if opts else ''}")
+    typer.echo("problems:")
+    for name, problem in PROBLEMS.items():
+        typer.echo(f"  {name:<16} dim {problem.dim:<5} {problem.title}")
+    typer.echo("convention presets:  " + ", ".join(hyper.PRESETS))
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
     sys.exit(0)

@@ -17,3 +17,6 @@ from .verdict import ALARMS, VERDICTS, Diagnosis, diagnose
 
 __all__ = ["ALARMS", "VERDICTS", "Diagnosis", "History", "LogError", "Monitor", "StopTraining", "diagnose",
            "read_log"]
+from .lr_find import LRFindResult, lr_find  # noqa: E402
+
+__all__ += ["LRFindResult", "lr_find"]

@@ -3,7 +3,7 @@
 One probe class per frontend: :class:`NumpyProbe` for :class:`adaopt.Optimizer`,
 :class:`TorchProbe` for any ``torch.optim.Optimizer`` (adaopt.torch's classes, and
 torch's own SGD, Adagrad, RMSprop, Adam and AdamW, whose state layout they share).
-A probe hands out flat 1-D NumPy arrays, strided views where it can, so the monitor
+A probe hands out flat 1-D NumPy arrays, views where it can, so the monitor
 reads a fixed sample of coordinates without copying whole tensors.
 """
 
@@ -28,13 +28,16 @@ class NumpyProbe:
         self.family = opt.family
         self.names = [name for name, _ in opt.named_parameters()]
         self._params = [p for _, p in opt.named_parameters()]
+        self._flat = None
 
     def hook(self, pre, post):
         return [self.opt.register_step_pre_hook(lambda opt, grads: pre(grads)),
                 self.opt.register_step_post_hook(lambda opt, grads: post(grads))]
 
     def params(self) -> list:
-        return [p.reshape(-1) for p in self._params]
+        if self._flat is None:  # the bound arrays are updated in place: their flat views stay valid
+            self._flat = [p.reshape(-1) if p.flags.c_contiguous else None for p in self._params]
+        return [f if f is not None else p.reshape(-1) for f, p in zip(self._flat, self._params)]
 
     @staticmethod
     def flat(grads) -> list:

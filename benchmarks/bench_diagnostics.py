@@ -1,0 +1,124 @@
+"""What the diagnostics and the lab cost, measured side by side.
+
+1. Monitor overhead: an AdamW step on N = 1e6 float32 parameters with and without a
+   Monitor (summary every K = 10 steps), for the NumPy frontend (fused kernels) and
+   for adaopt.torch and torch.optim.AdamW (fused). Blocks of steps are interleaved
+   round-robin so machine noise hits every variant alike; the table shows medians and
+   the ratio monitored / plain (target: <= 1.10).
+2. Batched sweeps: one lr-grid x seeds sweep as a single array computation against
+   the same configurations run one by one (target: >= 10x), on three problems.
+
+Run: python benchmarks/bench_diagnostics.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+
+def _blocks(variants: dict, steps: int, reps: int) -> dict:
+    """Median seconds per step of each variant, interleaved blocks of ``steps`` steps."""
+    times = {name: [] for name in variants}
+    for fn in variants.values():  # warm up (kernels compiled, caches filled)
+        fn(3)
+    for _ in range(reps):
+        for name, fn in variants.items():
+            t0 = time.perf_counter()
+            fn(steps)
+            times[name].append((time.perf_counter() - t0) / steps)
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
+def monitor_overhead(n: int, steps: int, reps: int) -> list[tuple]:
+    import adaopt
+    from adaopt.diagnostics import Monitor
+
+    rng = np.random.default_rng(0)
+    rows = []
+
+    def numpy_variant(monitored: bool, layout: str):
+        sizes = [n] if layout == "1 tensor" else list(np.diff(np.linspace(0, n, 101).astype(int)))
+        params = [rng.standard_normal(s).astype(np.float32) for s in sizes]
+        grads = [rng.standard_normal(s).astype(np.float32) * 1e-3 for s in sizes]
+        opt = adaopt.AdamW(params, lr=1e-3)
+        mon = Monitor(opt, every=10) if monitored else None
+
+        def run(k):
+            for _ in range(k):
+                if mon is not None:
+                    mon.log(1.0)
+                opt.step(grads)
+        return run
+
+    for layout in ("1 tensor", "100 tensors"):
+        res = _blocks({"plain": numpy_variant(False, layout), "monitored": numpy_variant(True, layout)}, steps, reps)
+        rows.append((f"adaopt.AdamW (NumPy, fused), {layout}", res["plain"], res["monitored"]))
+
+    try:
+        import torch
+
+        import adaopt.torch as at
+    except ImportError:
+        return rows
+
+    def torch_variant(cls, monitored: bool, **kw):
+        p = torch.nn.Parameter(torch.randn(n))
+        p.grad = torch.randn(n) * 1e-3
+        opt = cls([p], lr=1e-3, **kw)
+        mon = Monitor(opt, every=10) if monitored else None
+
+        def run(k):
+            for _ in range(k):
+                if mon is not None:
+                    mon.log(1.0)
+                opt.step()
+        return run
+
+    res = _blocks({"plain": torch_variant(at.AdamW, False), "monitored": torch_variant(at.AdamW, True)}, steps, reps)
+    rows.append(("adaopt.torch.AdamW, 1 tensor", res["plain"], res["monitored"]))
+    res = _blocks({"plain": torch_variant(torch.optim.AdamW, False, fused=True),
+                   "monitored": torch_variant(torch.optim.AdamW, True, fused=True)}, steps, reps)
+    rows.append(("torch.optim.AdamW(fused=True), 1 tensor", res["plain"], res["monitored"]))
+    return rows
+
+
+def batched_sweeps(quick: bool) -> list[tuple]:
+    from adaopt.lab.sweep import run_sweep, sweep_one_by_one
+
+    lrs = tuple(np.logspace(-4, 1, 16))
+    seeds = (0, 1, 2)
+    rows = []
+    cases = [("quadratic", "adam", 500), ("rosenbrock", "momentum", 1000), ("breast_cancer", "rmsprop", 300)]
+    for problem, optimizer, steps in cases[:2] if quick else cases:
+        t0 = time.perf_counter()
+        run_sweep(problem, optimizer, lrs, seeds, steps)
+        batched = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        sweep_one_by_one(problem, optimizer, lrs, seeds, steps)
+        looped = time.perf_counter() - t0
+        rows.append((f"{problem} / {optimizer}, {len(lrs)} lrs x {len(seeds)} seeds x {steps} steps", batched, looped))
+    return rows
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions")
+    args = ap.parse_args(argv)
+    steps, reps = (10, 5) if args.quick else (20, 11)
+    print("Monitor overhead, AdamW float32, N = 1e6, summary every 10 steps "
+          f"(median of {reps} interleaved blocks of {steps} steps)")
+    print(f"{'optimizer':<44}{'plain ms':>10}{'monitored ms':>14}{'ratio':>8}")
+    for name, plain, monitored in monitor_overhead(10**6, steps, reps):
+        print(f"{name:<44}{plain * 1e3:>10.3f}{monitored * 1e3:>14.3f}{monitored / plain:>8.3f}")
+    print("\nBatched lab sweeps vs the same configurations one by one")
+    print(f"{'sweep':<62}{'batched s':>10}{'one by one s':>14}{'speed-up':>10}")
+    for name, batched, looped in batched_sweeps(args.quick):
+        print(f"{name:<62}{batched:>10.2f}{looped:>14.2f}{looped / batched:>9.1f}x")
+
+
+if __name__ == "__main__":
+    main()

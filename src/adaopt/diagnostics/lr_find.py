@@ -1,0 +1,189 @@
+"""The learning-rate range test: raise lr exponentially each step and watch the loss.
+
+The loss is smoothed with a bias-corrected moving average (the same correction as
+Adam's, 1/(1 - beta^k)); the sweep stops when the smoothed loss exceeds ``diverge``
+times its best, or turns non-finite. The suggestion is the lr where the smoothed
+loss falls fastest against log(lr), which sits below the lr of the minimum loss,
+where training is already on the edge.
+
+Works on a lab problem (by name) with an adaopt optimizer, or on a torch model with
+a loss function and batches; the model's weights are restored afterwards.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class LRFindResult:
+    lrs: np.ndarray
+    losses: np.ndarray
+    smoothed: np.ndarray
+    suggestion: float  # where the smoothed loss falls fastest
+    min_loss_lr: float  # where the smoothed loss is lowest
+    stopped_early: bool  # the loss blew up before ``end``
+    optimizer: str = ""
+
+    def __str__(self) -> str:
+        how = "stopped when the smoothed loss passed 4x its best" if self.stopped_early else "ran to the end"
+        return (f"lr range test ({self.optimizer}, {len(self.lrs)} steps, {self.lrs[0]:.3g} to {self.lrs[-1]:.3g}, "
+                f"{how})\n  suggested lr: {self.suggestion:.3g} (steepest fall of the smoothed loss)\n"
+                f"  lowest loss at lr {self.min_loss_lr:.3g}; a safe upper bound is about a tenth of it")
+
+    def plot(self, ax=None):
+        """Loss and smoothed loss against lr (log x), the suggestion marked. Returns the Axes."""
+        if ax is None:
+            try:
+                from matplotlib.figure import Figure
+            except ImportError:
+                raise ImportError("plots need matplotlib: pip install 'adaopt[lab]'") from None
+            ax = Figure(figsize=(6, 4)).add_subplot()
+        ax.plot(self.lrs, self.losses, color="0.75", lw=1, label="loss")
+        ax.plot(self.lrs, self.smoothed, color="C0", lw=2, label="smoothed")
+        ax.axvline(self.suggestion, color="C3", ls="--", label=f"suggested {self.suggestion:.3g}")
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("loss")
+        finite = self.smoothed[np.isfinite(self.smoothed)]
+        if len(finite):
+            lo, hi = finite.min(), min(finite.max(), 4 * finite.min() if finite.min() > 0 else finite.max())
+            pad = 0.1 * (hi - lo) if hi > lo else 1.0
+            ax.set_ylim(lo - pad, hi + pad)
+        ax.set_title(f"lr range test: {self.optimizer}")
+        ax.legend()
+        return ax
+
+
+def lr_find(target, optimizer="adam", *, loss_fn=None, data=None, start: float = 1e-7, end: float = 10.0,
+            steps: int = 100, smooth: float = 0.98, diverge: float = 4.0, seed: int = 0, **hp) -> LRFindResult:
+    """Run the range test on ``target``: a lab problem name or a torch ``nn.Module``.
+
+    ``optimizer`` is a name ("sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw")
+    or, for a torch model, a ``torch.optim.Optimizer`` class. For a model, ``loss_fn(output,
+    target)`` and ``data`` (an iterable of ``(inputs, targets)``, cycled) are required.
+    Extra keyword arguments go to the optimizer.
+    """
+    if not (0 < start < end):
+        raise ValueError(f"start={start!r}, end={end!r}: need 0 < start < end")
+    if not isinstance(steps, int) or steps < 2:
+        raise ValueError(f"steps={steps!r}: need an integer >= 2")
+    if not (0 <= smooth < 1):
+        raise ValueError(f"smooth={smooth!r}: the smoothing factor must be in [0, 1)")
+    if not diverge > 1:
+        raise ValueError(f"diverge={diverge!r}: must be > 1")
+    lrs = start * (end / start) ** (np.arange(steps) / (steps - 1))
+    if _is_module(target):
+        step, name = _torch_stepper(target, optimizer, loss_fn, data, float(lrs[0]), hp)
+    else:
+        step, name = _problem_stepper(target, optimizer, float(lrs[0]), seed, hp)
+    losses, smoothed = [], []
+    avg, best, stopped = 0.0, math.inf, False
+    try:
+        for k, lr in enumerate(lrs, start=1):
+            loss = step(float(lr))
+            losses.append(loss)
+            avg = smooth * avg + (1 - smooth) * loss
+            s = avg / (1 - smooth**k)
+            smoothed.append(s)
+            if not math.isfinite(s) or (k > 1 and s > diverge * best):
+                stopped = True
+                break
+            best = min(best, s)
+    finally:
+        restore = getattr(step, "restore", None)
+        if restore is not None:
+            restore()
+    n = len(losses)
+    lrs, losses, smoothed = lrs[:n], np.array(losses), np.array(smoothed)
+    finite = np.isfinite(smoothed)
+    i_min = int(np.nanargmin(np.where(finite, smoothed, np.nan))) if finite.any() else 0
+    suggestion = _steepest(lrs[: i_min + 1], smoothed[: i_min + 1])
+    return LRFindResult(lrs, losses, smoothed, suggestion, float(lrs[i_min]), stopped, name)
+
+
+def _steepest(lrs: np.ndarray, smoothed: np.ndarray) -> float:
+    if len(lrs) < 3:
+        return float(lrs[0])
+    slope = np.gradient(smoothed, np.log(lrs))
+    return float(lrs[int(np.argmin(slope))])
+
+
+def _is_module(obj) -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return isinstance(obj, torch.nn.Module)
+
+
+def _problem_stepper(problem, optimizer: str, lr0: float, seed: int, hp: dict):
+    from ..lab.problems import get_problem
+    from ..lab.sweep import OPTIMIZERS
+    from ..optim import get
+
+    problem = get_problem(problem) if isinstance(problem, str) else problem
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
+    family, extra = OPTIMIZERS[optimizer]
+    x = problem.x0(seed).copy()
+    opt = get(family)([x], lr=lr0, **{**extra, **hp})
+    t = 0
+
+    def step(lr: float) -> float:
+        nonlocal t
+        opt.param_groups[0]["lr"] = lr
+        with np.errstate(all="ignore"):
+            f, g = problem.value_and_grad(x, step=t, seeds=seed)
+            t += 1
+            if np.all(np.isfinite(g)):
+                opt.step([g])
+        return float(f)
+
+    return step, f"{optimizer} on {problem.name}"
+
+
+def _torch_stepper(model, optimizer, loss_fn, data, lr0: float, hp: dict):
+    import itertools
+
+    import torch
+
+    if loss_fn is None or data is None:
+        raise ValueError("lr_find on a torch model needs loss_fn= and data= (an iterable of (inputs, targets))")
+    if isinstance(optimizer, str):
+        from .. import torch as adaopt_torch
+        from ..lab.sweep import OPTIMIZERS
+
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
+        family, extra = OPTIMIZERS[optimizer]
+        cls = {"sgd": adaopt_torch.SGD, "adagrad": adaopt_torch.AdaGrad, "rmsprop": adaopt_torch.RMSprop,
+               "adam": adaopt_torch.Adam, "adamw": adaopt_torch.AdamW}[family]
+        hp = {**extra, **hp}
+        name = optimizer
+    else:
+        cls, name = optimizer, optimizer.__name__
+    saved = copy.deepcopy(model.state_dict())
+    opt = cls(model.parameters(), lr=lr0, **hp)
+    batches = itertools.cycle(data)
+
+    def step(lr: float) -> float:
+        for group in opt.param_groups:
+            group["lr"] = lr
+        inputs, targets = next(batches)
+        opt.zero_grad()
+        loss = loss_fn(model(inputs), targets)
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    def restore() -> None:
+        with torch.no_grad():
+            model.load_state_dict(saved)
+
+    step.restore = restore
+    return step, name
