@@ -212,7 +212,10 @@ def _run_lab(problems, optimizers, steps, seeds, lrs, out) -> None:
     typer.echo(summary_text(result))
     typer.echo(f"\n{len(result.records())} runs in {result.seconds:.1f} s")
     if out:
-        path = write_report(result, out)
+        try:
+            path = write_report(result, out)
+        except ImportError as exc:
+            _fail(str(exc))
         typer.echo(f"report: {path}")
 
 

@@ -62,7 +62,7 @@ class LabResult:
             verdicts = [sw.diagnose(sw.row(b, j)).verdict for j in range(len(sw.seeds))]
             row = {"problem": problem, "optimizer": optimizer, "best_lr": sw.best_lr,
                    "final_loss_mean": float(np.mean(finals)), "final_loss_std": float(np.std(finals)),
-                   "verdict": max(set(verdicts), key=verdicts.count)}
+                   "verdict": max(verdicts, key=verdicts.count)}  # ties: the first seed's
             for name, values in sw.metrics.items():
                 v = values.reshape(len(sw.lrs), len(sw.seeds))[b]
                 row[f"{name}_mean"] = float(np.mean(v))
