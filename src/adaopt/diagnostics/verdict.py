@@ -335,6 +335,7 @@ def _progress(run: _Run) -> Diagnosis:
         done.signals.update(signals)
         return done
 
+    spike = _early_spike(run)
     cos_grad = run.median("cos_grad")
     consistent = cos_grad >= CONSISTENT_COS if cos_grad is not None else None
     cause = _state_cause(run, consistent)
@@ -354,6 +355,16 @@ def _progress(run: _Run) -> Diagnosis:
     bouncing = run.floor_known and consistent is False and total < BOUNCE_PROGRESS and n >= 2 * w
     if bouncing:
         return _oscillating(run, evidence, (lo, hi), signals, reversing, total)
+
+    if spike is not None:
+        factor, at = spike
+        evidence.append(f"the {run.quantity} spiked {factor:.3g}x above its first value at step {at}")
+        if total < LITTLE_PROGRESS and (improvement < PLATEAU or previous - recent <= noise):
+            return Diagnosis(
+                "DIVERGING", f"the learning rate is too high: the {run.quantity} blew up at step {at} and never "
+                "recovered (dead or saturated units keep it stuck)", "lr_too_high", evidence=evidence,
+                advice=[run.lr_advice(0.1), "or warm the lr up over the first steps"], steps=(at, hi),
+                signals={**signals, "spike": factor})
 
     if improvement < PLATEAU or previous - recent <= noise:
         if improvement >= PLATEAU:
@@ -408,6 +419,16 @@ def _oscillating(run: _Run, evidence, steps, signals, reversing: bool, total: fl
     return Diagnosis("OSCILLATING", cause, "oscillation", evidence=evidence,
                      advice=[run.lr_advice(0.3), "or decay the lr (cosine, or 1/sqrt(t))"],
                      steps=steps, signals=signals)
+
+
+def _early_spike(run: _Run):
+    """(factor, step) when the loss, before the recent window, rose 10x above its first value."""
+    before = run.gap[: max(len(run.gap) - run.w, 0)]
+    if len(before) < 2 or not run.gap[0] > 0:
+        return None
+    i = int(np.argmax(before))
+    factor = float(before[i] / run.gap[0])
+    return (factor, int(run.steps[i])) if factor >= GROWTH_BEFORE_OVERFLOW else None
 
 
 def _converged(run: _Run, recent: float, gap0: float, level: str) -> Diagnosis | None:

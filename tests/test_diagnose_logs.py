@@ -1,0 +1,225 @@
+"""Log files: save -> read_log round trips, diagnosing a path, hand-written logs, malformed logs."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+import adaopt
+from adaopt.diagnostics import History, LogError, Monitor, diagnose, read_log
+from adaopt.lab.problems import get_problem
+
+FORMATS = ["csv", "jsonl"]
+
+
+def _monitored(problem, opt_cls, steps, **hp):
+    P = get_problem(problem)
+    x = P.x0(0).copy()
+    opt = opt_cls([x], **hp)
+    mon = Monitor(opt)
+    with np.errstate(all="ignore"):
+        for t in range(steps):
+            f, g = P.value_and_grad(x, step=t, seeds=0)
+            mon.log(float(f))
+            opt.step([g])
+    return mon
+
+
+def _assert_same_history(a: History, b: History):
+    assert a.columns[0] == b.columns[0] == "step"
+    assert sorted(a.columns) == sorted(b.columns)  # read_log puts the known columns in a fixed order
+    assert np.array_equal(a.steps, b.steps)
+    for name in a.columns[1:]:
+        assert np.array_equal(a.present(name), b.present(name)), name
+        assert np.array_equal(a[name], b[name], equal_nan=True), name
+    assert a.meta == b.meta
+
+
+def _handmade() -> History:
+    """Absent values (None), measured NaN and +-inf, and meta with a list and a string."""
+    return History({
+        "step": [1, 2, 3, 5, 8],
+        "loss": [1.5, None, float("nan"), float("inf"), 0.1 + 0.2],
+        "grad_norm": [None, 2.0, float("-inf"), 1e-300, 3.0],
+        "eff_lr_p50": [0.01, None, None, None, 0.02],
+        "my_metric": [None, None, 7.0, None, None],
+    }, meta={"optimizer": "adam", "lr": 0.001, "betas": [0.9, 0.999], "dtype": "float32"})
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_round_trip_keeps_columns_absent_and_nonfinite_values_and_meta(tmp_path, fmt):
+    h = _handmade()
+    path = h.save(tmp_path / f"run.{fmt}")
+    back = read_log(path)
+    _assert_same_history(h, back)
+    assert back.present("loss").tolist() == [True, False, True, True, True]
+    assert math.isnan(back["loss"][2]) and back["loss"][3] == math.inf
+    assert back["grad_norm"][2] == -math.inf
+    assert back["loss"][4] == 0.1 + 0.2  # floats survive exactly
+    assert back.meta["betas"] == [0.9, 0.999]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_monitor_log_round_trip_and_verdict(tmp_path, fmt):
+    mon = _monitored("breast_cancer", adaopt.AdaGrad, 1000, lr=0.001)
+    h = mon.history
+    path = mon.save(tmp_path / f"adagrad.{fmt}")
+    back = read_log(path)
+    _assert_same_history(h, back)
+    assert back.present("eff_lr_p50").sum() == 1 + 1000 // 10  # the summaries: absent in between
+    assert back.meta["optimizer"] == "adagrad" and back.meta["lr"] == 0.001
+    a, b = diagnose(h), diagnose(path)
+    assert (a.verdict, a.code, a.steps) == (b.verdict, b.code, b.steps)
+    assert a.evidence == b.evidence
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_overflowing_run_round_trips_and_keeps_its_verdict(tmp_path, fmt):
+    mon = _monitored("quadratic", adaopt.SGD, 200, lr=0.5)  # overflows to inf, then NaN
+    h = mon.history
+    assert not np.isfinite(h["loss"][h.present("loss")]).all()
+    path = mon.save(tmp_path / f"sgd.{fmt}")
+    back = read_log(path)
+    _assert_same_history(h, back)
+    a, b = diagnose(h), diagnose(str(path))
+    assert (a.verdict, a.code) == (b.verdict, b.code) == ("DIVERGING", "lr_too_high")
+    assert a.signals["first_nonfinite_step"] == b.signals["first_nonfinite_step"]
+
+
+def test_save_with_unknown_suffix_is_refused(tmp_path):
+    with pytest.raises(LogError, match="unknown log format"):
+        _handmade().save(tmp_path / "run.parquet")
+
+
+def _write_csv(path, steps, loss):
+    with open(path, "w") as fh:
+        fh.write("step,loss\n")
+        for s, v in zip(steps, loss):
+            fh.write(f"{int(s)},{float(v)!r}\n")
+    return path
+
+
+def test_handwritten_decaying_loss_is_converging(tmp_path):
+    rng = np.random.default_rng(0)
+    t = np.arange(1, 501)
+    loss = 2.0 * np.exp(-t / 150) + 0.1 + 0.01 * rng.standard_normal(len(t))
+    path = _write_csv(tmp_path / "decay.csv", t, loss)
+    d = diagnose(path)
+    assert (d.verdict, d.code) == ("CONVERGING", "progress"), str(d)
+    assert read_log(path).columns == ["step", "loss"]
+
+
+def test_handwritten_rising_loss_is_diverging(tmp_path):
+    rng = np.random.default_rng(1)
+    t = np.arange(0, 400, 2)  # steps need not start at 1 or be contiguous
+    loss = 0.5 * np.exp(t / 150) * (1 + 0.05 * rng.standard_normal(len(t)))
+    path = _write_csv(tmp_path / "rise.csv", t, loss)
+    d = diagnose(path)
+    assert (d.verdict, d.code) == ("DIVERGING", "lr_too_high"), str(d)
+    assert d.advice[0] == "lr x 0.1"  # no lr in the log: the factor alone
+    assert diagnose(path, meta={"lr": 0.3}).advice[0] == "lr x 0.1: lr = 0.3 -> 0.03"
+
+
+def test_handwritten_jsonl_with_nulls_and_extra_keys(tmp_path):
+    path = tmp_path / "run.jsonl"
+    with open(path, "w") as fh:
+        fh.write(json.dumps({"meta": {"optimizer": "sgd", "lr": 0.1}}) + "\n\n")
+        for s in range(1, 301):
+            row = {"step": s, "loss": 5.0 * 0.99 ** s, "epoch": s // 100, "val_loss": None if s % 10 else 1.0}
+            fh.write(json.dumps(row) + "\n")
+    h = read_log(path)
+    assert h.columns[:2] == ["step", "loss"] and {"epoch", "val_loss"} <= set(h.columns)
+    assert h.present("val_loss").sum() == 30
+    assert h.meta == {"optimizer": "sgd", "lr": 0.1}
+    assert diagnose(path).verdict in ("CONVERGING", "CONVERGED")
+
+
+# ---------------------------------------------------------------------- malformed logs
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+def _error(path) -> str:
+    with pytest.raises(LogError) as info:
+        read_log(path)
+    return str(info.value)
+
+
+CSV_CASES = [
+    # (name, text, what the message must name)
+    ("non_number_cell", "step,loss\n1,0.5\n2,abc\n", ["line 3", "'loss'", "'abc'"]),
+    ("non_number_later_column", "step,loss,grad_norm\n1,0.5,1\n2,0.4,1\n3,0.3,x1\n", ["line 4", "'grad_norm'"]),
+    ("missing_step", "step,loss\n1,0.5\n,0.4\n", ["line 3", "'step'", "missing"]),
+    ("fractional_step", "step,loss\n1,0.5\n2.5,0.4\n", ["line 3", "'step'"]),
+    ("negative_step", "step,loss\n-1,0.5\n", ["line 2", "'step'"]),
+    ("step_backwards", "step,loss\n1,0.5\n2,0.4\n2,0.3\n", ["line 4", "'step'", "does not come after 2"]),
+    ("step_backwards_after_comment", "# a comment\nstep,loss\n5,0.5\n3,0.4\n", ["line 4", "'step'"]),
+    ("too_many_cells", "step,loss\n1,0.5\n2,0.4,9\n", ["line 3", "3 cells", "2 columns"]),
+    ("too_few_cells", "step,loss,grad_norm\n1,0.5,1\n2,0.4\n", ["line 3", "2 cells", "3 columns"]),
+    ("no_loss_column", "step,grad_norm\n1,0.5\n2,0.4\n", ["'loss'", "grad_norm"]),
+    ("no_step_column", "loss\n0.5\n", ["line 1", "'step'"]),
+    ("duplicate_column", "step,loss,loss\n1,0.5,0.5\n", ["line 1", "loss"]),
+    ("bad_meta", "# meta: {not json\nstep,loss\n1,0.5\n", ["line 1", "meta"]),
+    ("header_only", "step,loss\n", ["no rows"]),
+    ("empty_file", "", ["empty"]),
+]
+
+
+@pytest.mark.parametrize("name, text, needles", CSV_CASES, ids=[c[0] for c in CSV_CASES])
+def test_malformed_csv_names_line_and_column(tmp_path, name, text, needles):
+    path = _write(tmp_path / f"{name}.csv", text)
+    message = _error(path)
+    assert str(path) in message
+    for needle in needles:
+        assert needle in message, (needle, message)
+
+
+JSONL_CASES = [
+    ("not_json", '{"step": 1, "loss": 0.5}\n{"step": 2, "loss": \n', ["line 2", "not JSON"]),
+    ("array_line", '{"step": 1, "loss": 0.5}\n[2, 0.4]\n', ["line 2", "JSON object", "list"]),
+    ("scalar_line", '{"step": 1, "loss": 0.5}\n3\n', ["line 2", "JSON object", "int"]),
+    ("string_value", '{"step": 1, "loss": 0.5}\n{"step": 2, "loss": "low"}\n', ["line 2", "'loss'", "'low'"]),
+    ("bool_value", '{"step": 1, "loss": true}\n', ["line 1", "'loss'"]),
+    ("nested_value", '{"step": 1, "loss": 0.5, "grad_norm": [1, 2]}\n', ["line 1", "'grad_norm'"]),
+    ("missing_step", '{"step": 1, "loss": 0.5}\n{"loss": 0.4}\n', ["line 2", "'step'", "missing"]),
+    ("null_step", '{"step": 1, "loss": 0.5}\n\n{"step": null, "loss": 0.4}\n', ["line 3", "'step'", "missing"]),
+    ("step_backwards", '{"step": 3, "loss": 0.5}\n{"step": 1, "loss": 0.4}\n', ["line 2", "'step'"]),
+    ("no_loss_column", '{"step": 1, "acc": 0.5}\n', ["'loss'", "acc"]),
+    ("meta_only", '{"meta": {"lr": 0.1}}\n', ["no rows"]),
+    ("empty_file", "", ["no rows"]),
+]
+
+
+@pytest.mark.parametrize("name, text, needles", JSONL_CASES, ids=[c[0] for c in JSONL_CASES])
+def test_malformed_jsonl_names_line_and_column(tmp_path, name, text, needles):
+    path = _write(tmp_path / f"{name}.jsonl", text)
+    message = _error(path)
+    assert str(path) in message
+    for needle in needles:
+        assert needle in message, (needle, message)
+
+
+def test_missing_file_and_unknown_suffix(tmp_path):
+    assert "no such file" in _error(tmp_path / "absent.csv")
+    assert "unknown log format" in _error(_write(tmp_path / "run.xlsx", "step,loss\n1,0.5\n"))
+
+
+def test_diagnose_a_malformed_path_raises_log_error(tmp_path):
+    path = _write(tmp_path / "bad.csv", "step,loss\n1,0.5\n2,oops\n")
+    with pytest.raises(LogError, match="line 3"):
+        diagnose(path)
+    assert issubclass(LogError, ValueError)
+
+
+def test_blank_lines_and_comments_are_skipped(tmp_path):
+    path = _write(tmp_path / "ok.csv", "# written by hand\n\nstep, loss \n1, 0.5\n\n2,0.4\n# done\n3,\n")
+    h = read_log(path)
+    assert h.steps.tolist() == [1, 2, 3]
+    assert h.present("loss").tolist() == [True, True, False]
+    assert h["loss"][:2].tolist() == [0.5, 0.4]
