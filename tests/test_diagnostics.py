@@ -459,11 +459,12 @@ def test_sampled_norms_are_close_to_the_exact_ones():
     assert np.allclose(full.history["grad_norm"], exact, rtol=1e-12, atol=0)
 
 
-def test_default_sample_is_exact_below_8192_parameters():
-    P = get_problem("digits_mlp")  # 2410 parameters
+def test_default_sample_is_exact_for_small_models():
+    P = get_problem("sparse_logistic")  # 500 parameters, below the default sample
     x = P.x0(0).copy()
     opt = adaopt.Adam([x], lr=0.01)
     mon = Monitor(opt)
+    assert P.dim <= Monitor.__init__.__kwdefaults__["sample"]
     exact_g, exact_p = [], []
     for t in range(20):
         f, g = P.value_and_grad(x, step=t, seeds=0)
@@ -474,6 +475,23 @@ def test_default_sample_is_exact_below_8192_parameters():
     assert mon.meta["sampled"] == P.dim
     assert np.allclose(mon.history["grad_norm"], exact_g, rtol=1e-12, atol=0)
     assert np.allclose(mon.history["param_norm"], exact_p, rtol=1e-12, atol=0)
+
+
+def test_many_tensors_are_sampled_from_the_largest():
+    from adaopt.diagnostics.monitor import MAX_TENSORS
+
+    rng = np.random.default_rng(0)
+    params = [rng.standard_normal(50 + i) for i in range(40)]
+    opt = adaopt.SGD(params, lr=0.1)
+    mon = Monitor(opt)
+    for _ in range(5):
+        opt.step([2 * p for p in params])
+    h = mon.history
+    assert len(mon._probe.chosen) == MAX_TENSORS
+    assert mon._probe.chosen == list(range(40 - MAX_TENSORS, 40))  # the largest, in order
+    exact = np.sqrt(sum(float(p @ p) for p in params))  # after 5 steps; the last row saw the 4th
+    assert 0.5 < h["param_norm"][-1] / (exact / 0.8) < 2.0  # an estimate, scaled to all coordinates
+    assert not mon.exact
 
 
 def test_stop_on_nonfinite_raises_at_the_nan_step():

@@ -15,9 +15,18 @@ import math
 import numpy as np
 
 from .. import dtypes
-from .history import History
+from .history import History, _column_order
 from .probes import RULES, probe
-from .verdict import ALARMS, Diagnosis, diagnose, quick_check
+from .verdict import ALARMS, DIVERGE_FACTOR, MIN_WINDOW, Diagnosis, diagnose
+
+
+#: The most tensors a monitor reads (the largest ones).
+MAX_TENSORS = 16
+_STATE = "__state__"  # where a step's raw state sample waits until the history is read
+#: Steps whose samples wait before their dot products are done together.
+QUEUE = 64
+#: About how many coordinates the state summary reads (a thinned copy of the sample).
+SUMMARY_SAMPLE = 256
 
 
 class StopTraining(RuntimeError):
@@ -48,7 +57,7 @@ class Monitor:
     makes every step run :meth:`check` and raise :class:`StopTraining` on those.
     """
 
-    def __init__(self, optimizer, *, every: int = 10, sample: int = 8192, stop_on=()):
+    def __init__(self, optimizer, *, every: int = 10, sample: int = 1024, stop_on=()):
         if not isinstance(every, int) or every < 1:
             raise ValueError(f"every={every!r}: the state summary interval must be an integer >= 1")
         if not isinstance(sample, int) or sample < 1:
@@ -59,14 +68,32 @@ class Monitor:
         self.every, self.stop_on = every, tuple(stop_on)
         self._probe = probe(optimizer)
         self.optimizer = optimizer
-        sizes = [p.size for p in self._probe.params()]
-        self.total = total = sum(sizes)
-        self.exact = total <= sample
+        sizes = self._probe.sizes()
+        self.total = sum(sizes)
+        # a model of many tensors is sampled from its MAX_TENSORS largest: per-tensor work is what costs
+        chosen = sorted(sorted(range(len(sizes)), key=lambda i: -sizes[i])[:MAX_TENSORS])
+        self._probe.choose(chosen)
+        sizes = [sizes[i] for i in chosen]
+        total = sum(sizes)
+        self.exact = total <= sample and len(chosen) == len(self._probe.sizes())
         self._spans = [_spans(m, sample, total) for m in sizes]
-        self._rows: dict[str, list] = {"step": []}
+        self._thin = max(1, sum(b - a for spans in self._spans for a, b in spans) // SUMMARY_SAMPLE)
+        self._thin_index = _thin_index(self._spans, self._thin)  # the state summary reads every _thin-th of them
+        self._raw: list[np.ndarray] = []  # blocks of rows: g.g, u.u, p.p, g.g_prev, u.u_prev, non-finite count
+        self._n_sample = sum(b - a for spans in self._spans for a, b in spans)
+        # each tensor's sampled positions, and where they land in the sample vector
+        self._index = [np.concatenate([np.arange(a, b) for a, b in spans]) for spans in self._spans]
+        ends = np.cumsum([0] + [len(i) for i in self._index])
+        self._where = list(zip(ends[:-1], ends[1:]))
+        # queues of sampled gradients, parameters and updates: row 0 is the step before row 1
+        self._G, self._P, self._U = (np.full((QUEUE + 1, self._n_sample), np.nan) for _ in range(3))
+        self._queued, self._primed = 0, False
+        self._steps = 0
+        self._extra: list = []  # per step: None, or a dict of logged values and the state summary
+        self._recent_losses: list[float] = []
+        self._first_loss = None
         self._pending_loss = None
         self._logged_since_step = True
-        self._p_before = self._g_prev = self._u_prev = None
         self._handles = self._probe.hook(self._pre, self._post)
         self._meta = None
         self._history = None
@@ -80,8 +107,12 @@ class Monitor:
             values["loss"] = _scalar(loss)
         if not values:
             return
-        if self._rows["step"] and not self._logged_since_step:  # logged after its step
-            self._set_row(-1, values)
+        if "loss" in values:
+            if self._first_loss is None:
+                self._first_loss = values["loss"]
+            self._recent_losses = (self._recent_losses + [values["loss"]])[-MIN_WINDOW:]
+        if self._steps and not self._logged_since_step:  # logged after its step
+            self._set_row(values)
         else:  # logged before its step: held for it
             self._pending_loss = {**(self._pending_loss or {}), **values}
         self._logged_since_step = True
@@ -89,7 +120,7 @@ class Monitor:
     @property
     def history(self) -> History:
         if self._history is None:
-            self._history = History(self._rows, self.meta)
+            self._history = self._build_history()
         return self._history
 
     @property
@@ -106,10 +137,16 @@ class Monitor:
     def check(self) -> Diagnosis | None:
         """A cheap look at the last steps: a :class:`Diagnosis` if the run is DIVERGING or
         NONFINITE, else None. Cheap enough to call every step."""
-        rows = self._rows
-        if not rows["step"]:
+        self._flush()
+        if not self._raw:
             return None
-        if not quick_check(rows):
+        gg, uu, pp, _, _, nonfinite = self._raw[-1][-1]
+        last = self._extra[-1] or {}
+        alarm = nonfinite > 0 or not math.isfinite(gg + uu + pp) or not math.isfinite(last.get("loss", 0.0))
+        recent, first = self._recent_losses, self._first_loss
+        if not alarm and first is not None and first > 0 and len(recent) >= 3:
+            alarm = float(np.median(recent)) > DIVERGE_FACTOR * first
+        if not alarm:
             return None
         found = diagnose(self.history)
         return found if found.verdict in ALARMS else None
@@ -132,133 +169,196 @@ class Monitor:
 
     # ------------------------------------------------------------------ hooks
 
-    def _sample(self, flats) -> np.ndarray:
-        """The sampled coordinates of flat arrays, as one new float64 vector."""
-        parts = [np.full(b - a, np.nan) if f is None else f[a:b]
-                 for f, spans in zip(flats, self._spans) for a, b in spans]
-        return np.concatenate(parts, dtype=np.float64) if parts else np.zeros(0)
+    def _sample(self, flats, out=None) -> np.ndarray:
+        """The sampled coordinates of flat arrays, as one float64 vector (written into ``out``)."""
+        if out is None:
+            out = np.empty(self._n_sample)
+        if len(flats) == 1 and flats[0] is not None:
+            np.take(flats[0], self._index[0], out=out) if flats[0].dtype == np.float64 else \
+                np.copyto(out, flats[0][self._index[0]])
+            return out
+        for f, index, (lo, hi) in zip(flats, self._index, self._where):
+            out[lo:hi] = np.nan if f is None else f[index]
+        return out
 
     def _pre(self, grads) -> None:
-        self._p_before = self._sample(self._probe.params())
+        # The parameters after the last step are the ones before this one, unless something
+        # changed them in between: the update measured is then what the parameters really did.
+        if self._queued == 0 and not self._primed:
+            self._sample(self._probe.params(), out=self._P[0])
+            self._primed = True
 
     def _post(self, grads) -> None:
-        flats = self._probe.flat(grads)
-        g = self._sample(flats)
-        p0, p1 = self._p_before, self._sample(self._probe.params())
-        if p0 is None or len(p0) != len(p1) or len(g) != len(p1):  # a gradient went missing: skip
-            return
-        u = p1 - p0
-        scale = 1.0 if self.exact else math.sqrt(self.total / max(len(g), 1))
-        gg, uu, pp = float(g @ g), float(u @ u), float(p0 @ p0)
-        row = {
-            "grad_norm": math.sqrt(gg) * scale if gg >= 0 else gg,
-            "update_norm": math.sqrt(uu) * scale if uu >= 0 else uu,
-            "param_norm": math.sqrt(pp) * scale if pp >= 0 else pp,
-            "update_ratio": math.sqrt(uu / pp) if pp > 0 else None,
-            "cos_grad": _cos(g, gg, self._g_prev),
-            "cos_update": _cos(u, uu, self._u_prev),
-            "nonfinite": 0.0,
-        }
-        if not (math.isfinite(gg) and math.isfinite(uu)):
-            row["nonfinite"] = float(np.count_nonzero(~np.isfinite(g)) + np.count_nonzero(~np.isfinite(p1)))
-        self._g_prev, self._u_prev = (g, gg), (u, uu)
-        n = len(self._rows["step"])
-        step = n + 1
-        self._append(step, row)
-        if step == 1 or step % self.every == 0:
-            self._set_row(-1, self._summary(g))
+        """Record the step: copy the sampled gradient and parameters into the queue. The dot
+        products wait, to be done for up to ``QUEUE`` steps at once (or when asked)."""
+        i = self._queued = self._queued + 1
+        g = self._sample(self._probe.flat(grads), out=self._G[i])
+        self._sample(self._probe.params(), out=self._P[i])
+        self._steps += 1
+        step = self._steps
+        extra = self._summary(g) if step == 1 or step % self.every == 0 else None
         if self._pending_loss is not None:
-            self._set_row(-1, self._pending_loss)
+            extra = {**(extra or {}), **self._pending_loss}
             self._pending_loss = None
             self._logged_since_step = True
         else:
             self._logged_since_step = False
+        self._extra.append(extra)
+        self._history = None
+        if i == len(self._G) - 1:
+            self._flush()
         if self.stop_on:
             found = self.check()
             if found is not None and found.verdict in self.stop_on:
                 raise StopTraining(found)
 
+    def _flush(self) -> None:
+        """Turn the queued samples into rows: five dot products a step, for all of them at once.
+
+        Row 0 of the queues holds the step before the queued ones (its gradient, parameters
+        and update), so the cosines with the previous step need no special case.
+        """
+        k = self._queued
+        if k == 0:
+            return
+        G, P, U = self._G[: k + 1], self._P[: k + 1], self._U[: k + 1]
+        np.subtract(P[1:], P[:-1], out=U[1:])
+        g, u, p0 = G[1:], U[1:], P[:-1]
+        with np.errstate(all="ignore"):
+            dots = [np.einsum("ij,ij->i", a, b) for a, b in ((g, g), (u, u), (p0, p0), (g, G[:-1]), (u, U[:-1]))]
+        bad = ~np.isfinite(dots[0] + dots[1])
+        nonfinite = np.zeros(k)
+        if bad.any():
+            nonfinite[bad] = (~np.isfinite(g[bad])).sum(axis=1) + (~np.isfinite(P[1:][bad])).sum(axis=1)
+        self._raw.append(np.column_stack(dots + [nonfinite]))
+        for buf in (G, P, U):
+            buf[0] = buf[k]
+        self._queued = 0
+
     # ------------------------------------------------------------------ the state summary
 
-    def _summary(self, g: np.ndarray) -> dict:
-        family = self._probe.family
-        rule = RULES.get(family)
+    def _summary(self, g: np.ndarray):
+        """Copy what the state summary needs (a thinned sample of the state, the step's
+        scalars); the numbers are worked out when the history is read."""
+        rule = RULES.get(self._probe.family)
         if rule is None:
-            return {}
-        eff, vhat, eps_dom, lr, factors = [], [], [], None, {}
+            return None
+        taken = []
         for (hp, step, arrays), spans in zip(self._probe.states(), self._spans):
             if step < 1 or not arrays or any(a is None for a in arrays.values()):
                 continue
-            buffers = {k: np.concatenate([a[lo:hi] for lo, hi in spans], dtype=np.float64)
-                       for k, a in arrays.items()}
+            taken.append((hp, step, {k: _gather(a, spans, self._thin) for k, a in arrays.items()}))
+        return {_STATE: (taken, g[self._thin_index])} if taken else None
+
+    def _summarise(self, taken, g) -> dict:
+        """Percentiles of the effective lr, eps's share of the denominator, g^2 / v-hat and the
+        bias-correction factors, through the rule's own math."""
+        family = self._probe.family
+        rule = RULES[family]
+        eff, vhat, lr, factors = [], [], None, {}
+        for hp, step, buffers in taken:
             s = rule.scalars(step, hp)
             lr = float(hp["lr"])
-            eff.append(np.broadcast_to(np.asarray(rule.effective_lr(buffers, hp, s), dtype=np.float64),
-                                       next(iter(buffers.values())).shape))
+            e = rule.effective_lr(buffers, hp, s)
+            eff.append(e if np.ndim(e) else np.full(len(next(iter(buffers.values()))), e))
             if hasattr(rule, "second_moment"):
-                v = np.asarray(rule.second_moment(buffers, hp, s), dtype=np.float64)
-                vhat.append(v)
-                root = v if hp.get("eps_in_sqrt") else np.sqrt(v)
-                eps_dom.append(hp["eps"] >= root)
+                # eps dominates where eps >= sqrt(v-hat), i.e. eps^2 >= v-hat (eps >= v-hat inside the root)
+                vhat.append((rule.second_moment(buffers, hp, s), hp["eps"] if hp.get("eps_in_sqrt") else hp["eps"] ** 2))
             if family in ("adam", "adamw") and hp.get("bias_correction", True):
                 b1, b2 = hp["betas"]
                 factors = {"bc1": 1 / (1 - b1**step), "bc2": 1 / (1 - b2**step)}
-        if not eff:
-            return {}
         eff = np.concatenate(eff)
-        p5, p50, p95 = np.percentile(eff, [5, 50, 95]) if eff.size else (np.nan,) * 3
+        p5, p50, p95 = _quantiles(eff, (0.05, 0.5, 0.95))
         out = {"lr": lr, "eff_lr_p5": p5, "eff_lr_p50": p50, "eff_lr_p95": p95, **factors}
         if vhat:
-            v = np.concatenate(vhat)
-            out["eps_frac"] = float(np.mean(np.concatenate(eps_dom)))
-            out["vhat_p50"] = float(np.median(v))
+            v = np.concatenate([x for x, _ in vhat])
+            limit = np.concatenate([np.full(len(x), c) for x, c in vhat])
+            out["eps_frac"] = float(np.count_nonzero(v <= limit)) / max(len(v), 1)
+            out["vhat_p50"] = _quantiles(v, (0.5,))[0]
             if family != "adagrad" and len(v) == len(g):
                 ok = v > 0
                 if ok.any():
-                    out["g2_vhat"] = float(np.median(g[ok] ** 2 / v[ok]))
+                    out["g2_vhat"] = _quantiles(np.square(g[ok]) / v[ok], (0.5,))[0]
         return out
 
     # ------------------------------------------------------------------ rows
 
-    def _append(self, step: int, row: dict) -> None:
-        n = len(self._rows["step"])
-        self._rows["step"].append(step)
-        for key, value in row.items():
-            self._rows.setdefault(key, [None] * n).append(value)
-        for key, col in self._rows.items():
-            if len(col) == n:
-                col.append(None)
+    def _set_row(self, values: dict) -> None:
+        self._extra[-1] = {**(self._extra[-1] or {}), **values}
         self._history = None
 
-    def _set_row(self, index: int, values: dict) -> None:
-        n = len(self._rows["step"])
-        for key, value in values.items():
-            col = self._rows.setdefault(key, [None] * n)
-            col[index] = value
-        self._history = None
+    def _build_history(self) -> History:
+        """The columns, computed from the raw dot products in one pass."""
+        self._flush()
+        raw = np.concatenate(self._raw) if self._raw else np.zeros((0, 6))
+        n = len(raw)
+        gg, uu, pp, gdot, udot, nonfinite = raw.T
+        sampled = sum(b - a for spans in self._spans for a, b in spans)
+        scale = 1.0 if self.exact else self.total / max(sampled, 1)
+        cols = {"step": np.arange(1, n + 1)}
+        with np.errstate(all="ignore"):
+            cols["grad_norm"] = np.sqrt(gg * scale)
+            cols["update_norm"] = np.sqrt(uu * scale)
+            cols["param_norm"] = np.sqrt(pp * scale)
+            cols["update_ratio"] = _masked(np.sqrt(uu / pp), pp > 0)
+            for name, dots, sq in (("cos_grad", gdot, gg), ("cos_update", udot, uu)):
+                prev = np.concatenate([[np.nan], sq[:-1]])
+                den = np.sqrt(sq * prev)
+                cols[name] = _masked(dots / den, np.isfinite(den) & (den > 0) & np.isfinite(dots))
+        cols["nonfinite"] = nonfinite.copy()
+        extra = [None if e is None else
+                 {**{k: v for k, v in e.items() if k != _STATE}, **(self._summarise(*e[_STATE]) if _STATE in e else {})}
+                 for e in self._extra]
+        keys = sorted({k for e in extra if e for k in e}, key=_column_order)
+        for key in keys:
+            cols[key] = [None if e is None else e.get(key) for e in extra]
+        return History(cols, self.meta)
 
+
+def _gather(a: np.ndarray, spans, thin: int) -> np.ndarray:
+    if len(spans) == 1:
+        lo, hi = spans[0]
+        return a[lo:hi:thin].astype(np.float64)
+    return np.concatenate([a[lo:hi:thin] for lo, hi in spans], dtype=np.float64)
+
+
+def _thin_index(spans_per_tensor, thin: int) -> np.ndarray:
+    """Positions in the sample vector of the coordinates the state summary reads."""
+    out, at = [], 0
+    for spans in spans_per_tensor:
+        for a, b in spans:
+            out.append(np.arange(at, at + (b - a), thin))
+            at += b - a
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.intp)
+
+
+def _quantiles(x: np.ndarray, qs) -> list[float]:
+    """Quantiles with linear interpolation (NumPy's default), from one partial sort; NaN when empty."""
+    n = x.size
+    if n == 0:
+        return [math.nan] * len(qs)
+    pos = [q * (n - 1) for q in qs]
+    ks = sorted({math.floor(p) for p in pos} | {math.ceil(p) for p in pos})
+    part = np.partition(x, ks)
+    return [float(part[math.floor(p)] + (part[math.ceil(p)] - part[math.floor(p)]) * (p - math.floor(p)))
+            for p in pos]
+
+
+def _masked(values: np.ndarray, present: np.ndarray):
+    return [float(v) if ok else None for v, ok in zip(values, present)]
 
 
 def _spans(m: int, sample: int, total: int) -> list[tuple[int, int]]:
     """Which coordinates of a flat tensor of ``m`` the monitor reads: all of them when the
-    model has at most ``sample`` in all, else its share of ``sample`` in up to 8 contiguous
+    model has at most ``sample`` in all, else its share of ``sample`` in up to 4 contiguous
     blocks spread evenly over the tensor (contiguous reads cost far less than a stride)."""
     if total <= sample:
         return [(0, m)]
     share = min(m, max(1, round(sample * m / total)))
-    blocks = min(8, max(1, share // 256))
+    blocks = min(4, max(1, share // 256))
     length = share // blocks
     starts = np.linspace(0, m - length, blocks).astype(int)
     return [(int(a), int(a) + length) for a in starts]
-
-
-def _cos(x: np.ndarray, xx: float, prev) -> float | None:
-    if prev is None:
-        return None
-    y, yy = prev
-    if not (xx > 0 and yy > 0 and math.isfinite(xx) and math.isfinite(yy)):
-        return None
-    return float(x @ y) / math.sqrt(xx * yy)
 
 
 def _scalar(value) -> float:

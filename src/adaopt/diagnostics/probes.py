@@ -28,25 +28,34 @@ class NumpyProbe:
         self.family = opt.family
         self.names = [name for name, _ in opt.named_parameters()]
         self._params = [p for _, p in opt.named_parameters()]
+        self.chosen = list(range(len(self._params)))
         self._flat = None
 
     def hook(self, pre, post):
         return [self.opt.register_step_pre_hook(lambda opt, grads: pre(grads)),
                 self.opt.register_step_post_hook(lambda opt, grads: post(grads))]
 
+    def sizes(self) -> list[int]:
+        return [p.size for p in self._params]
+
+    def choose(self, chosen: list[int]) -> None:
+        """Read only these parameters (indices into the optimizer's order) from now on."""
+        self.chosen = chosen
+        self._flat = None
+
     def params(self) -> list:
         if self._flat is None:  # the bound arrays are updated in place: their flat views stay valid
-            self._flat = [p.reshape(-1) if p.flags.c_contiguous else None for p in self._params]
-        return [f if f is not None else p.reshape(-1) for f, p in zip(self._flat, self._params)]
+            self._flat = [self._params[i].reshape(-1) if self._params[i].flags.c_contiguous else None
+                          for i in self.chosen]
+        return [f if f is not None else self._params[i].reshape(-1) for f, i in zip(self._flat, self.chosen)]
 
-    @staticmethod
-    def flat(grads) -> list:
-        return [np.asarray(g).reshape(-1) for g in grads]
+    def flat(self, grads) -> list:
+        return [np.asarray(grads[i]).reshape(-1) for i in self.chosen]
 
     def states(self):
-        """``(hp with eps resolved, step, {buffer: flat array})`` per parameter."""
+        """``(hp with eps resolved, step, {buffer: flat array})`` per chosen parameter."""
         out = []
-        for name in self.names:
+        for name in (self.names[i] for i in self.chosen):
             st = self.opt.state[name]
             arrays = {k: v.reshape(-1) for k, v in st.items() if isinstance(v, np.ndarray)}
             cdtype = next((v.dtype for v in arrays.values()), np.dtype("float64"))
@@ -70,14 +79,21 @@ class TorchProbe:
         self.torch, self.opt = torch, opt
         self.family = getattr(opt, "family", None) or _TORCH_FAMILY.get(type(opt).__name__)
         self._params = [p for g in opt.param_groups for p in g["params"]]
+        self._group_of = [gi for gi, g in enumerate(opt.param_groups) for _ in g["params"]]
         self.names = [f"{gi}.{i}" for gi, g in enumerate(opt.param_groups) for i, _ in enumerate(g["params"])]
+        self.chosen = list(range(len(self._params)))
+        self._views: dict = {}
+
+    def sizes(self) -> list[int]:
+        return [p.numel() for p in self._params]
+
+    def choose(self, chosen: list[int]) -> None:
+        self.chosen = chosen
+        self._views = {}
 
     def hook(self, pre, post):
-        return [self.opt.register_step_pre_hook(lambda opt, args, kwargs: pre(self._grads())),
-                self.opt.register_step_post_hook(lambda opt, args, kwargs: post(self._grads()))]
-
-    def _grads(self):
-        return [p.grad for p in self._params]
+        return [self.opt.register_step_pre_hook(lambda opt, args, kwargs: pre(None)),
+                self.opt.register_step_post_hook(lambda opt, args, kwargs: post(None))]
 
     def _flat(self, t):
         if t is None:
@@ -89,26 +105,42 @@ class TorchProbe:
             return t.reshape(-1).numpy()
         return t.reshape(-1).float().cpu().numpy()  # bfloat16 or a device tensor: a float32 copy
 
-    def params(self) -> list:
-        return [self._flat(p) for p in self._params]
+    def _cached(self, t, key):
+        """``_flat(t)`` of a parameter, reusing the view made for the same storage last time
+        (a CPU tensor's NumPy view stays valid until its storage is replaced)."""
+        if t is None:
+            return None
+        ptr = t.data_ptr()
+        hit = self._views.get(key)
+        if hit is not None and hit[0] == ptr and hit[1] is t:
+            return hit[2]
+        view = self._flat(t)
+        if t.is_cpu and view.base is not None:  # a view, not a copy: safe to keep
+            self._views[key] = (ptr, t, view)
+        return view
 
-    def flat(self, grads) -> list:
-        return [self._flat(g) for g in grads]
+    def params(self) -> list:
+        return [self._cached(self._params[i], ("p", i)) for i in self.chosen]
+
+    def flat(self, grads) -> list:  # torch's hooks pass no gradients: read p.grad
+        # not cached: a kept view would keep last step's gradient alive after zero_grad()
+        return [self._flat(self._params[i].grad) for i in self.chosen]
 
     def states(self):
         out = []
-        for group in self.opt.param_groups:
-            hp = self._hp(group)
-            for p in group["params"]:
-                st = self.opt.state.get(p, {})
-                step = st.get("step", 0)
-                step = int(step.item()) if self.torch.is_tensor(step) else int(step)
-                arrays = {k: self._flat(v) for k, v in st.items()
-                          if k != "step" and self.torch.is_tensor(v) and v.shape == p.shape}
-                if "eps" in hp and hp["eps"] is None:
-                    cdtype = next((v.dtype for v in arrays.values()), np.dtype("float32"))
-                    hp = {**hp, "eps": dtypes.default_eps(cdtype, hyper.defaults(self.family, "torch")["eps"])}
-                out.append((hp, step, arrays))
+        hps = {}
+        for i in self.chosen:
+            p, gi = self._params[i], self._group_of[i]
+            hp = hps.get(gi) or hps.setdefault(gi, self._hp(self.opt.param_groups[gi]))
+            st = self.opt.state.get(p, {})
+            step = st.get("step", 0)
+            step = int(step.item()) if self.torch.is_tensor(step) else int(step)
+            arrays = {k: self._flat(v) for k, v in st.items()
+                      if k != "step" and self.torch.is_tensor(v) and v.shape == p.shape}
+            if "eps" in hp and hp["eps"] is None:
+                cdtype = next((v.dtype for v in arrays.values()), np.dtype("float32"))
+                hp = {**hp, "eps": dtypes.default_eps(cdtype, hyper.defaults(self.family, "torch")["eps"])}
+            out.append((hp, step, arrays))
         return out
 
     def _hp(self, group) -> dict:

@@ -119,27 +119,6 @@ def as_history(obj) -> History:
                     "a dict of columns or a list of per-step dicts")
 
 
-def quick_check(rows: dict) -> bool:
-    """Whether the last steps of a monitor's raw rows may be DIVERGING or NONFINITE.
-
-    O(1): the last row's values, the first loss and the last few losses. A True answer
-    is confirmed by :func:`diagnose`.
-    """
-    for key in ("loss", "grad_norm", "update_norm", "param_norm"):
-        col = rows.get(key)
-        if col and col[-1] is not None and not math.isfinite(col[-1]):
-            return True
-    nonfinite = rows.get("nonfinite")
-    if nonfinite and nonfinite[-1]:
-        return True
-    losses = rows.get("loss")
-    if not losses:
-        return False
-    first = next((v for v in losses[:50] if v is not None), None)
-    recent = [v for v in losses[-3 * MIN_WINDOW:] if v is not None][-MIN_WINDOW:]
-    return first is not None and first > 0 and len(recent) >= 3 and float(np.median(recent)) > DIVERGE_FACTOR * first
-
-
 def eps_underflows(meta: dict) -> bool:
     """Whether the run's eps rounds to 0 in its state dtype (the lesson's pitfall 5)."""
     eps, state_dtype = meta.get("eps"), meta.get("state_dtype") or meta.get("dtype")
