@@ -533,7 +533,7 @@ class DigitsMLP(Problem):
                    "training loss and test accuracy can disagree between SGD with momentum "
                    "and Adam, the lesson's pitfall about generalisation.")
     stochastic = True
-    default_steps = 1000
+    default_steps = 500
 
     sizes = (64, 32, 10)
     batch_size = 64
