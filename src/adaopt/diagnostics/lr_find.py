@@ -102,15 +102,25 @@ def lr_find(target, optimizer="adam", *, loss_fn=None, data=None, start: float =
     lrs, losses, smoothed = lrs[:n], np.array(losses), np.array(smoothed)
     finite = np.isfinite(smoothed)
     i_min = int(np.nanargmin(np.where(finite, smoothed, np.nan))) if finite.any() else 0
-    suggestion = _steepest(lrs[: i_min + 1], smoothed[: i_min + 1])
+    suggestion = _steepest(lrs[: i_min + 1], smoothed[: i_min + 1])  # before the minimum
     return LRFindResult(lrs, losses, smoothed, suggestion, float(lrs[i_min]), stopped, name)
 
 
 def _steepest(lrs: np.ndarray, smoothed: np.ndarray) -> float:
-    if len(lrs) < 3:
-        return float(lrs[0])
-    slope = np.gradient(smoothed, np.log(lrs))
-    return float(lrs[int(np.argmin(slope))])
+    """The lr where the smoothed loss falls fastest against log(lr), up to its minimum.
+
+    Slopes are taken across 2k points (k = 5% of the sweep), and the first 10% of the
+    sweep is skipped, where the moving average has too little history to trust.
+    """
+    n = len(lrs)
+    k = max(1, n // 20)
+    skip = max(k, n // 10)
+    if n < 2 * k + 1 or n - k <= skip:
+        return float(lrs[max(0, n // 2)])
+    i = np.arange(skip, n - k)
+    log_lr = np.log(lrs)
+    slope = (smoothed[i + k] - smoothed[np.maximum(i - k, 0)]) / (log_lr[i + k] - log_lr[np.maximum(i - k, 0)])
+    return float(lrs[int(i[np.argmin(slope)])])
 
 
 def _is_module(obj) -> bool:
