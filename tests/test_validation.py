@@ -746,3 +746,25 @@ def test_a_checkpoint_loads_into_a_fresh_optimizer(trained):
     assert_same_state(fresh.state, opt.state)
     assert not math.isnan(float(np.sum(params[0])))
     assert os.path.getsize(path) > 0
+
+
+def test_validate_cached_checks_changed_values_and_never_trusts_mutable_ones():
+    from adaopt import hyper
+
+    hp = {**hyper.defaults("sgd", "torch"), "lr": 0.1, "state_dtype": None, "kahan": False,
+          "stochastic_rounding": False}
+    assert hyper.validate_cached(dict(hp), "g")["lr"] == 0.1
+    with pytest.raises(ValueError, match="lr=-1"):
+        hyper.validate_cached({**hp, "lr": -1.0}, "g")
+    with pytest.raises(ValueError, match="nesterov"):  # 1 is not True, though 1 == True
+        hyper.validate_cached({**hp, "nesterov": 1}, "g")
+    out = hyper.validate_cached(dict(hp), "g")
+    out["lr"] = 5.0  # the caller's copy: the remembered result is not changed
+    assert hyper.validate_cached(dict(hp), "g")["lr"] == 0.1
+    adam = {**hyper.defaults("adam", "torch"), "lr": 0.1, "state_dtype": None, "kahan": False,
+            "stochastic_rounding": False}
+    betas = [0.9, 0.999]  # a list is not remembered: edited in place, it is checked again
+    assert hyper.validate_cached({**adam, "betas": betas}, "g")["betas"] == (0.9, 0.999)
+    betas[1] = 1.5
+    with pytest.raises(ValueError, match="betas"):
+        hyper.validate_cached({**adam, "betas": betas}, "g")

@@ -156,6 +156,31 @@ def validate(hp: dict, where: str = "") -> dict:
     return hp
 
 
+_PLAIN = (bool, int, float, str, type(None))
+_SEEN: dict = {}
+
+
+def validate_cached(hp: dict, where: str = "") -> dict:
+    """:func:`validate`, remembered: a group whose values have not changed since a step that
+    checked them is not checked again, so validating every step costs a dict lookup.
+
+    Only plain values (numbers, flags, strings, tuples of numbers) are remembered; anything
+    else (a tensor lr that a scheduler changes in place) is checked every time.
+    """
+    plain = all(type(v) in _PLAIN or (type(v) is tuple and all(type(x) in _PLAIN for x in v))
+                for v in hp.values())
+    if not plain:
+        return validate(hp, where)
+    key = (where, tuple((k, type(v), v) for k, v in hp.items()))
+    hit = _SEEN.get(key)
+    if hit is None:
+        hit = validate(dict(hp), where)
+        if len(_SEEN) >= 1024:
+            _SEEN.clear()
+        _SEEN[key] = hit
+    return dict(hit)
+
+
 # --------------------------------------------------------------------------- the lesson's helpers
 
 

@@ -213,7 +213,7 @@ class Optimizer:
         is refused before anything changes. The plan is rebuilt only when an option changes,
         not when a value does (an LR schedule).
         """
-        hps = [hyper.validate({k: v for k, v in g.items() if k != "params"}, f"param group {i}")
+        hps = [hyper.validate_cached({k: v for k, v in g.items() if k != "params"}, f"param group {i}")
                for i, g in enumerate(self.param_groups)]
         signature = [self._engine.signature(hp) for hp in hps]
         if self._plan is None or self._plan_signature != signature:

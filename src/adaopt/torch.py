@@ -133,7 +133,7 @@ class Optimizer(torch.optim.Optimizer):
         self._plan = None
 
     def _group_hp(self, gi: int, group: dict) -> dict:
-        return hyper.validate({k: group[k] for k in self._hp_keys}, f"param group {gi}")
+        return hyper.validate_cached({k: group[k] for k in self._hp_keys}, f"param group {gi}")
 
     def _param_name(self, gi: int, i: int) -> str:
         group = self.param_groups[gi]
