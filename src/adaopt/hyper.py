@@ -156,7 +156,8 @@ def validate(hp: dict, where: str = "") -> dict:
     return hp
 
 
-_PLAIN = (bool, int, float, str, type(None))
+_PLAIN_SCALARS = frozenset((bool, int, float, str, type(None)))
+_PLAIN_TYPES = _PLAIN_SCALARS | {tuple}
 _SEEN: dict = {}
 
 
@@ -164,21 +165,24 @@ def validate_cached(hp: dict, where: str = "") -> dict:
     """:func:`validate`, remembered: a group whose values have not changed since a step that
     checked them is not checked again, so validating every step costs a dict lookup.
 
-    Only plain values (numbers, flags, strings, tuples of numbers) are remembered; anything
-    else (a tensor lr that a scheduler changes in place) is checked every time.
+    An unchanged group gets the *same* validated dict back (callers must not change it;
+    the frontends use its identity to skip work). Only plain values (numbers, flags,
+    strings, tuples of numbers) are remembered; anything else, such as a list edited in
+    place, is checked every time.
     """
-    plain = all(type(v) in _PLAIN or (type(v) is tuple and all(type(x) in _PLAIN for x in v))
-                for v in hp.values())
-    if not plain:
-        return validate(hp, where)
-    key = (where, tuple((k, type(v), v) for k, v in hp.items()))
+    values = tuple(hp.values())
+    types = tuple(map(type, values))
+    if not _PLAIN_TYPES.issuperset(types) or (
+            tuple in types and not all(_PLAIN_SCALARS.issuperset(map(type, v)) for v in values if type(v) is tuple)):
+        return validate(dict(hp), where)
+    key = (where, tuple(hp), values, types)
     hit = _SEEN.get(key)
     if hit is None:
         hit = validate(dict(hp), where)
         if len(_SEEN) >= 1024:
             _SEEN.clear()
         _SEEN[key] = hit
-    return dict(hit)
+    return hit
 
 
 # --------------------------------------------------------------------------- the lesson's helpers

@@ -71,6 +71,7 @@ class Optimizer:
         self._trees: list = []  # each group's tree, to match gradient trees against
         self._plan = None  # the step plan, cached while the groups' hyperparameters stay the same
         self._plan_signature = None
+        self._plan_hps: list = []
         self._pre_hooks: dict = {}
         self._post_hooks: dict = {}
         if params is not None:
@@ -215,7 +216,11 @@ class Optimizer:
         """
         hps = [hyper.validate_cached({k: v for k, v in g.items() if k != "params"}, f"param group {i}")
                for i, g in enumerate(self.param_groups)]
-        signature = [self._engine.signature(hp) for hp in hps]
+        if len(hps) == len(self._plan_hps) and all(a is b for a, b in zip(hps, self._plan_hps)):
+            signature = self._plan_signature  # the same validated groups as last step
+        else:
+            signature = [self._engine.signature(hp) for hp in hps]
+        self._plan_hps = hps
         if self._plan is None or self._plan_signature != signature:
             items = [(gi, name, self._arrays[name], self.state[name], hps[gi])
                      for gi, group in enumerate(self.param_groups) for name in group["params"]]

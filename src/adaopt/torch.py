@@ -194,7 +194,7 @@ class Optimizer(torch.optim.Optimizer):
             plan, steps, hps = self._plan_for(entries)
             grads = [_grad_view(p.grad) for _, _, p in entries]
             self._engine.run(plan, grads, hps)
-            steps.add_(1.0)
+            steps += 1.0  # a NumPy view of the counter every parameter's state["step"] is a view of
         for gi, i, p in sparse:
             self._sparse_step(gi, i, p)
         for p, hp, compute in prepared:
@@ -266,7 +266,7 @@ class Optimizer(torch.optim.Optimizer):
         return False
 
     def _plan_for(self, entries):
-        """(plan, shared step counter, validated hps per group).
+        """(plan, the shared step counter as a NumPy view, validated hps per group).
 
         The plan is cached while the same parameters, with the same storage (``param.data
         = ...`` swaps it) and the same options, take part; new values (an LR scheduler) do
@@ -275,8 +275,13 @@ class Optimizer(torch.optim.Optimizer):
         add advances them all.
         """
         hps = [self._group_hp(gi, g) for gi, g in enumerate(self.param_groups)]
-        key = (tuple((id(p), p.data_ptr()) for _, _, p in entries), [self._engine.signature(h) for h in hps])
+        tensors = tuple((id(p), p.data_ptr()) for _, _, p in entries)
+        if self._plan is not None and self._plan[0][0] == tensors and len(hps) == len(self._plan[3]) \
+                and all(a is b for a, b in zip(hps, self._plan[3])):
+            return self._plan[1], self._plan[2], hps  # the same tensors and the very same validated groups
+        key = (tensors, [self._engine.signature(h) for h in hps])
         if self._plan is not None and self._plan[0] == key:
+            self._plan = (*self._plan[:3], hps)
             return self._plan[1], self._plan[2], hps
         items, states = [], []
         for gi, i, p in entries:
@@ -288,8 +293,8 @@ class Optimizer(torch.optim.Optimizer):
         for k, state in enumerate(states):
             state["step"] = steps[k]
         plan = self._engine.build_plan(items)
-        self._plan = (key, plan, steps)
-        return plan, steps, hps
+        self._plan = (key, plan, _numpy_view(steps), hps)
+        return self._plan[1], self._plan[2], hps
 
     # ------------------------------------------------------------------ checkpoints
 
