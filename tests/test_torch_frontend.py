@@ -434,6 +434,75 @@ def test_step_hooks_fire():
     assert not torch.equal(seen["pre"], seen["post"])
 
 
+def test_step_hooks_match_torch_order_globals_and_replaced_arguments():
+    """adaopt wraps step itself (to skip the profiler label when no profiler runs); the
+    hooks must behave as torch.optim's: global pre hooks before the optimizer's, global
+    post hooks after, and a pre hook may replace the step's arguments."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+
+    orders = {}
+    for impl in (torch.optim.SGD, at.SGD):
+        model = make_model()
+        opt = impl(model.parameters(), lr=0.1)
+        events = orders[impl] = []
+        handles = [register_optimizer_step_pre_hook(lambda o, a, k: events.append("global pre")),
+                   opt.register_step_pre_hook(lambda o, a, k: events.append("pre")),
+                   opt.register_step_post_hook(lambda o, a, k: events.append("post")),
+                   register_optimizer_step_post_hook(lambda o, a, k: events.append("global post"))]
+        try:
+            Problem(torch.float64).loss(model).backward()
+            opt.step()
+        finally:
+            for h in handles:
+                h.remove()
+    assert orders[at.SGD] == orders[torch.optim.SGD] == ["global pre", "pre", "post", "global post"]
+
+    model = make_model()
+    opt = at.SGD(model.parameters(), lr=0.1)
+    calls = []
+
+    def closure():
+        calls.append(1)
+        opt.zero_grad()
+        loss = Problem(torch.float64).loss(model)
+        loss.backward()
+        return loss
+
+    opt.register_step_pre_hook(lambda o, args, kwargs: (args, {"closure": closure}))
+    loss = opt.step()  # the hook supplies the closure
+    assert calls == [1] and torch.is_tensor(loss)
+
+    bad = at.SGD(make_model().parameters(), lr=0.1)
+    bad.register_step_pre_hook(lambda o, args, kwargs: "nonsense")
+    with pytest.raises(RuntimeError, match="pre-hook must return None"):
+        bad.step()
+
+
+def test_profiler_sees_the_step_label():
+    model = make_model()
+    opt = at.AdamW(model.parameters(), lr=1e-3)
+    Problem(torch.float64).loss(model).backward()
+    opt.step()  # no profiler: no label to pay for
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        opt.step()
+    names = {e.name for e in prof.events()}
+    assert "Optimizer.step#AdamW.step" in names
+
+
+@pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph")
+def test_step_builds_no_autograd_graph():
+    """step() runs without torch.no_grad on its array path: nothing it does may record
+    autograd history, even for gradients that carry a graph (create_graph=True)."""
+    model = make_model()
+    opt = at.Adam(model.parameters(), lr=1e-2)
+    Problem(torch.float64).loss(model).backward(create_graph=True)
+    assert any(p.grad.requires_grad for p in model.parameters())
+    opt.step()
+    for p in model.parameters():
+        assert p.grad_fn is None and p.is_leaf
+        assert all(v.grad_fn is None for v in opt.state[p].values() if torch.is_tensor(v))
+
+
 @pytest.mark.parametrize("torch_name, hp", [("Adam", dict(lr=1e-2)),
                                             ("RMSprop", dict(lr=1e-3, centered=True)),
                                             ("SGD", dict(lr=0.05, momentum=0.9))],

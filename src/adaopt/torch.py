@@ -23,6 +23,7 @@ What torch does not give:
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from copy import deepcopy
 from itertools import chain
@@ -164,42 +165,64 @@ class Optimizer(torch.optim.Optimizer):
 
     # ------------------------------------------------------------------ stepping
 
-    @torch.no_grad()
+    def _patch_step_function(self) -> None:
+        """Wrap ``step`` as torch does (step hooks, a profiler label), minus the label's cost
+        when no profiler is running: ``record_function`` costs about 10 us a step."""
+        self._zero_grad_profile_name = f"Optimizer.zero_grad#{type(self).__name__}.zero_grad"
+        cls = type(self)
+        if not getattr(cls.step, "hooked", None):
+            cls.step = _hooked(cls.step)
+            cls.step.hooked = True
+
     def step(self, closure=None):
         """One update of every parameter that has a gradient; returns the closure's loss."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        entries, sparse, tensors = [], [], []
+        entries, others = [], False
         for gi, group in enumerate(self.param_groups):
             for i, p in enumerate(group["params"]):
                 g = p.grad
                 if g is None:
                     continue
-                if g.is_sparse:
-                    sparse.append((gi, i, p))
-                elif self._tensor_path or not p.is_cpu:
-                    tensors.append((gi, i, p))
-                else:
-                    entries.append((gi, i, p))
-        if not (entries or sparse or tensors):
+                entries.append((gi, i, p))
+                others = others or g.is_sparse or self._tensor_path or not p.is_cpu
+        if not entries:
             return loss
+        if others or self.on_nonfinite is not None:
+            with torch.no_grad():
+                self._step_general(entries)
+        else:
+            self._step_arrays(entries)  # NumPy views only: no autograd to switch off
+        return loss
+
+    def _step_arrays(self, entries) -> None:
+        """Dense CPU gradients: one engine call over zero-copy views."""
+        plan, steps, hps = self._plan_for(entries)
+        self._engine.run(plan, [_grad_view(p.grad) for _, _, p in entries], hps)
+        steps += 1.0  # a NumPy view of the counter every parameter's state["step"] is a view of
+
+    def _step_general(self, all_entries) -> None:
+        entries, sparse, tensors = [], [], []
+        for gi, i, p in all_entries:
+            if p.grad.is_sparse:
+                sparse.append((gi, i, p))
+            elif self._tensor_path or not p.is_cpu:
+                tensors.append((gi, i, p))
+            else:
+                entries.append((gi, i, p))
         if self.on_nonfinite is not None and not self._grads_finite(entries + sparse + tensors):
-            return loss
+            return
         if sparse:
             self._check_sparse(sparse)
         prepared = [self._tensor_prepare(gi, i, p) for gi, i, p in tensors]  # may refuse: nothing changed yet
         if entries:
-            plan, steps, hps = self._plan_for(entries)
-            grads = [_grad_view(p.grad) for _, _, p in entries]
-            self._engine.run(plan, grads, hps)
-            steps += 1.0  # a NumPy view of the counter every parameter's state["step"] is a view of
+            self._step_arrays(entries)
         for gi, i, p in sparse:
             self._sparse_step(gi, i, p)
         for p, hp, compute in prepared:
             self._tensor_step(p, hp, compute)
-        return loss
 
     def _tensor_prepare(self, gi: int, i: int, p: torch.Tensor):
         hp, name = self._group_hp(gi, self.param_groups[gi]), self._param_name(gi, i)
@@ -350,6 +373,42 @@ class Optimizer(torch.optim.Optimizer):
         self.__setstate__({"state": state, "param_groups": new_groups})
         for post_hook in self._optimizer_load_state_dict_post_hooks.values():
             post_hook(self)
+
+
+def _hooked(step):
+    """``step`` with torch's step pre/post hooks (global ones first before, last after) and,
+    while a profiler runs, torch's ``Optimizer.step#<class>.step`` label."""
+    from torch.optim import optimizer as torch_optimizer
+
+    global_pre = getattr(torch_optimizer, "_global_optimizer_pre_hooks", {})
+    global_post = getattr(torch_optimizer, "_global_optimizer_post_hooks", {})
+    profiling = torch._C._autograd._profiler_enabled
+
+    @functools.wraps(step)
+    def hooked(*args, **kwargs):
+        self = args[0]
+        if profiling():
+            with torch.autograd.profiler.record_function(f"Optimizer.step#{type(self).__name__}.step"):
+                return _run_hooked(step, self, global_pre, global_post, args, kwargs)
+        return _run_hooked(step, self, global_pre, global_post, args, kwargs)
+
+    return hooked
+
+
+def _run_hooked(step, self, global_pre, global_post, args, kwargs):
+    if global_pre or self._optimizer_step_pre_hooks:
+        for hook in chain(global_pre.values(), self._optimizer_step_pre_hooks.values()):
+            result = hook(self, args, kwargs)
+            if result is not None:
+                if not (isinstance(result, tuple) and len(result) == 2):
+                    raise RuntimeError(f"a step pre-hook must return None or (args, kwargs), got {result!r}")
+                args, kwargs = result
+    out = step(*args, **kwargs)
+    self._optimizer_step_code()  # where torch's Python-tracing profiler looks
+    if global_post or self._optimizer_step_post_hooks:
+        for hook in chain(self._optimizer_step_post_hooks.values(), global_post.values()):
+            hook(self, args, kwargs)
+    return out
 
 
 def _refuse_torch_only(options: dict, where: str) -> None:
