@@ -124,6 +124,95 @@ def test_many_tensors_span_several_chunks():
                  TOL["float32"])
 
 
+@pytest.mark.parametrize("parallel", [False, True])
+def test_work_items_cover_every_element_once(parallel, monkeypatch):
+    """The kernel walks the bucket through its work items: they must cover each tensor's
+    elements exactly once, and a threaded group must hold at most BLOCK elements (all
+    but the last exactly BLOCK, so the threads get equal shares)."""
+    monkeypatch.setattr(fused, "BLOCK", 10)
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        sizes = [int(x) for x in rng.integers(0, 35, size=rng.integers(1, 12))]
+        gs, wj, wa, wb = fused.work_items(sizes, parallel)
+        seen = [np.zeros(n, int) for n in sizes]
+        for j, a, z in zip(wj, wa, wb):
+            assert 0 <= a < z <= sizes[j]
+            seen[j][a:z] += 1
+        assert all((s == 1).all() for s in seen)
+        assert gs[0] == 0 and gs[-1] == len(wj) and (np.diff(gs) > 0).all()
+        per_group = [int(sum(wb[i] - wa[i] for i in range(gs[w], gs[w + 1]))) for w in range(len(gs) - 1)]
+        if parallel:
+            assert all(n == 10 for n in per_group[:-1]) and 0 < per_group[-1] <= 10
+        else:
+            assert per_group == [n for n in sizes if n]
+
+
+def test_threaded_kernel_on_mixed_sizes_and_empty_tensors(monkeypatch):
+    """Groups straddle tensors (BLOCK 8, tensors of 0-40 elements): every element is
+    stepped once and only once, empty tensors included."""
+    monkeypatch.setattr(fused, "PARALLEL_MIN", 16)
+    monkeypatch.setattr(fused, "BLOCK", 8)
+    shapes = [(0,), (3,), (40,), (1,), (0,), (8,), (17,), (2, 0), (5, 5)]
+    kw = dict(lr=0.01, weight_decay=0.01)
+    _assert_same(*_run(adaopt.AdamW, kw, "fused", "float32", shapes=shapes, steps=10),
+                 *_run(adaopt.AdamW, kw, "reference", "float32", shapes=shapes, steps=10),
+                 TOL["float32"])
+
+
+def test_non_contiguous_gradient_is_read_as_its_values():
+    """The kernel reads gradients by address: a transposed (non-contiguous) gradient must
+    be copied to C order first, not read in its memory order."""
+    p = _params("float64", [(3, 4)])[0]
+    g = np.asarray(np.random.default_rng(5).normal(size=(4, 3))).T  # shape (3, 4), Fortran order
+    assert not g.flags.c_contiguous
+    out = {}
+    for backend, grad in (("fused", g), ("reference", np.ascontiguousarray(g))):
+        x = p.copy()
+        opt = adaopt.Adam([x], lr=0.1, backend=backend)
+        for _ in range(3):
+            opt.step([grad])
+        out[backend] = x
+    np.testing.assert_allclose(out["fused"], out["reference"], **TOL["float64"])
+
+
+def test_bucket_refuses_a_gradient_of_the_wrong_size_and_changes_nothing():
+    """The kernel trusts the address table, so the bucket checks each gradient's size and
+    dtype itself (a short one would be read past its end)."""
+    p = np.ones(10, np.float32)
+    opt = adaopt.Adam([p], lr=0.1, backend="fused")
+    opt.step([np.full(10, 0.5, np.float32)])
+    plan, _ = opt._cached_plan()
+    bucket = plan.buckets[0]
+    before = (p.copy(), {k: v.copy() for k, v in bucket.states[0].items() if k != "step"}, bucket.t)
+    for bad in (np.ones(9, np.float32), np.ones(10, np.float64)):
+        with pytest.raises(ValueError, match="the kernel needs 10 of float32"):
+            bucket.run([bad])
+    assert np.array_equal(p, before[0]) and bucket.t == before[2]
+    assert all(np.array_equal(bucket.states[0][k], v) for k, v in before[1].items())
+
+
+def test_gradients_given_by_address():
+    """adaopt.torch hands contiguous gradients over as addresses (ints); a bucket takes a
+    list of them, or a mix of addresses and arrays, with the same result as arrays."""
+    shapes = [(5,), (2, 3), (4,)]
+    grads = _grads("float32", shapes, 4)
+    out = {}
+    for mode in ("arrays", "addresses", "mixed"):
+        params = _params("float32", shapes)
+        opt = adaopt.AdamW(params, lr=0.01, backend="fused")
+        opt.step(grads[0])  # builds the plan
+        plan, _ = opt._cached_plan()
+        for g in grads[1:]:
+            gs = [np.ascontiguousarray(x) for x in g]
+            given = {"arrays": gs, "addresses": [x.ctypes.data for x in gs],
+                     "mixed": [gs[0].ctypes.data, gs[1], gs[2].ctypes.data]}[mode]
+            plan.buckets[0].run(given)
+        out[mode] = params
+    for mode in ("addresses", "mixed"):
+        for a, b in zip(out[mode], out["arrays"]):
+            assert np.array_equal(a, b)
+
+
 def test_groups_and_pure_update_use_the_kernels_too():
     x, y = _params("float64", [(4,), (3,)])
     groups = [{"params": [x]}, {"params": [y], "lr": 0.5, "weight_decay": 0.0}]

@@ -24,7 +24,9 @@ What torch does not give:
 from __future__ import annotations
 
 import functools
+import operator
 from collections import defaultdict
+from dataclasses import dataclass
 from copy import deepcopy
 from itertools import chain
 
@@ -199,8 +201,12 @@ class Optimizer(torch.optim.Optimizer):
 
     def _step_arrays(self, entries) -> None:
         """Dense CPU gradients: one engine call over zero-copy views."""
-        plan, steps, hps = self._plan_for(entries)
-        self._engine.run(plan, [_grad_view(p.grad) for _, _, p in entries], hps)
+        plan, steps, hps, fused = self._plan_for(entries)
+        # a fused kernel takes a contiguous gradient by its address (torch gives the gradient
+        # its parameter's shape and dtype); everything else gets a NumPy view
+        grads = [g.data_ptr() if f and g.is_contiguous() else _grad_view(g)
+                 for f, g in zip(fused, [p.grad for _, _, p in entries])]
+        self._engine.run(plan, grads, hps)
         steps += 1.0  # a NumPy view of the counter every parameter's state["step"] is a view of
 
     def _step_general(self, all_entries) -> None:
@@ -289,7 +295,8 @@ class Optimizer(torch.optim.Optimizer):
         return False
 
     def _plan_for(self, entries):
-        """(plan, the shared step counter as a NumPy view, validated hps per group).
+        """(plan, the shared step counter as a NumPy view, validated hps per group, and for
+        each entry whether a fused kernel steps it).
 
         The plan is cached while the same parameters, with the same storage (``param.data
         = ...`` swaps it) and the same options, take part; new values (an LR scheduler) do
@@ -298,14 +305,16 @@ class Optimizer(torch.optim.Optimizer):
         add advances them all.
         """
         hps = [self._group_hp(gi, g) for gi, g in enumerate(self.param_groups)]
-        tensors = tuple((id(p), p.data_ptr()) for _, _, p in entries)
-        if self._plan is not None and self._plan[0][0] == tensors and len(hps) == len(self._plan[3]) \
-                and all(a is b for a, b in zip(hps, self._plan[3])):
-            return self._plan[1], self._plan[2], hps  # the same tensors and the very same validated groups
-        key = (tensors, [self._engine.signature(h) for h in hps])
-        if self._plan is not None and self._plan[0] == key:
-            self._plan = (*self._plan[:3], hps)
-            return self._plan[1], self._plan[2], hps
+        params = [p for _, _, p in entries]
+        ptrs = [p.data_ptr() for p in params]
+        c = self._plan
+        if c is not None and c.ptrs == ptrs and len(c.params) == len(params) \
+                and all(map(operator.is_, c.params, params)):
+            if len(hps) == len(c.hps) and all(map(operator.is_, hps, c.hps)):
+                return c.plan, c.steps, hps, c.fused  # the very same validated groups
+            if [self._engine.signature(h) for h in hps] == c.signatures:
+                c.hps = hps  # new values (a scheduler), the same options
+                return c.plan, c.steps, hps, c.fused
         items, states = [], []
         for gi, i, p in entries:
             state = self.state[p]
@@ -316,8 +325,11 @@ class Optimizer(torch.optim.Optimizer):
         for k, state in enumerate(states):
             state["step"] = steps[k]
         plan = self._engine.build_plan(items)
-        self._plan = (key, plan, _numpy_view(steps), hps)
-        return self._plan[1], self._plan[2], hps
+        in_bucket = {i for bucket in plan.buckets for i in bucket.index}
+        fused = tuple(i in in_bucket for i in range(len(entries)))
+        self._plan = _CachedPlan(params, ptrs, [self._engine.signature(h) for h in hps], hps, plan,
+                                 _numpy_view(steps), fused)
+        return plan, self._plan.steps, hps, fused
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -373,6 +385,19 @@ class Optimizer(torch.optim.Optimizer):
         self.__setstate__({"state": state, "param_groups": new_groups})
         for post_hook in self._optimizer_load_state_dict_post_hooks.values():
             post_hook(self)
+
+
+@dataclass
+class _CachedPlan:
+    """What :meth:`Optimizer._plan_for` built, and what it was built for."""
+
+    params: list          # the tensors stepped, in order
+    ptrs: list            # their data pointers (``param.data = ...`` changes them)
+    signatures: list      # Engine.signature of each group's validated hps
+    hps: list             # the validated hps of the last step (compared by identity)
+    plan: object
+    steps: np.ndarray     # the step counter every state["step"] is a view of
+    fused: tuple          # per tensor: whether a fused bucket steps it
 
 
 def _hooked(step):

@@ -2,23 +2,29 @@
 
 For one bucket of tensors that share hyperparameters, step count and dtypes, the
 rule is traced (:mod:`adaopt.kernels.tracer`) into straight-line code, which is
-wrapped in a loop over the bucket's tensors and their elements::
+wrapped in a loop over the bucket's work items and their elements::
 
-    def kernel(P, G, B0, B1, S):            # tuples of CHUNK flat arrays, scalars
+    def kernel(A, S, GS, WJ, WA, WB):       # address table, scalars, work items
         s0 = S[0]; s1 = S[1]; ...
-        for j in range(len(P)):
-            p = P[j]; g = G[j]; b0 = B0[j]; b1 = B1[j]
-            for i in range(p.shape[0]):     # prange for large tensors
-                p_ = p[i]; g_ = g[i]; exp_avg_ = b0[i]; exp_avg_sq_ = b1[i]
-                <the rule, one line per operation>
-                p[i] = ...; b0[i] = ...; b1[i] = ...
+        for w in range(len(GS) - 1):        # prange in the threaded kernel
+            for it in range(GS[w], GS[w + 1]):
+                j = WJ[it]; a = WA[it]; n = WB[it] - a
+                p = carray(address(A[j, 0] + 4 * a), n, np.float32)   # g, exp_avg, ... alike
+                for i in range(n):
+                    p_ = p[i]; g_ = g[i]; exp_avg_ = b0[i]; exp_avg_sq_ = b1[i]
+                    <the rule, one line per operation>
+                    p[i] = ...; b0[i] = ...; b1[i] = ...
 
 Every element is read once and written once: no temporaries, one pass over memory.
-Tensors go in tuples of a size from ``CHUNKS`` (1, 4 or 16, padded with empty
-arrays), so at most three compiled kernels serve every model whatever its number of
-tensors, and a one-tensor step does not pay for unpacking fifteen empty arrays
-(about 9 us a call). The generated
-source is written to a cache folder (``$ADAOPT_CACHE_DIR``, default
+Row ``j`` of the address table ``A`` holds tensor j's parameter, gradient and state
+buffers (:mod:`.memory`); only the gradient column changes from step to step. A work
+item ``(j, a, z)`` is elements ``a:z`` of tensor j, and ``GS`` groups the items: the
+serial kernel has one item per tensor; the threaded one cuts the bucket, as if its
+tensors were laid end to end, into groups of ``BLOCK`` elements, so every thread
+gets the same amount of work whatever the tensor sizes. So one call steps a whole
+bucket, 1 tensor or 1,000, and one compiled kernel serves every model.
+
+The generated source is written to a cache folder (``$ADAOPT_CACHE_DIR``, default
 ``~/.cache/adaopt``) and compiled with ``cache=True``, so a new process loads the
 machine code from disk instead of compiling it again.
 """
@@ -34,16 +40,17 @@ from pathlib import Path
 import numpy as np
 
 from .. import dtypes
+from . import memory
 from .tracer import Program, trace
 
-#: Tuple sizes a kernel is compiled for: a bucket of n tensors goes in chunks of 16,
-#: and the rest in one chunk of the smallest size that holds it.
+#: Tuple sizes :func:`.memory.gather` is compiled for, to read gradient addresses: 16 at
+#: a time, and the rest in the smallest size that holds it.
 CHUNKS = (1, 4, 16)
 CHUNK = CHUNKS[-1]
 #: Buckets of at least this many elements run the threaded kernel, smaller ones the serial
 #: one: waking the threads costs ~5 us, which a step of fewer elements does not repay.
 PARALLEL_MIN = 1 << 16
-#: Elements per work item of the threaded kernel (large tensors are split into blocks).
+#: Elements per work group of the threaded kernel.
 BLOCK = 1 << 15
 
 _KERNELS: dict = {}
@@ -86,39 +93,39 @@ def _store(kind: str, expr: str) -> str:
 def source(program: Program, p_kind: str, compute: str, parallel: bool) -> str:
     """The Python source of the kernel for ``program`` and these dtypes.
 
-    The serial kernel walks each tensor of the chunk in turn. The threaded kernel walks
-    a list of work items, ``(tensor, start, stop)`` blocks of at most ``BLOCK`` elements,
-    with ``prange``: small tensors and slices of large ones are shared out alike, and
-    each block is sliced first so its loop starts at 0 and vectorises.
+    Parameters and gradients are stored as ``p_kind`` (float16/bfloat16 as their uint16
+    bits), state buffers as ``compute``; each work item's arrays are rebuilt from the
+    address table and start at element 0, so the inner loop vectorises.
     """
     nb = len(program.buffers)
-    bufs = [f"B{k}" for k in range(nb)]
-    work = ", WJ, WA, WB" if parallel else ""
+    store = "uint16" if p_kind in _HALF else p_kind
+    p_size, c_size = np.dtype(store).itemsize, np.dtype(compute).itemsize
     lines = [
         "import numpy as np",
         "import numba",
         "from adaopt.kernels.lowp import f16_to_f32, f32_to_f16, bf16_to_f32, f32_to_bf16",
+        "from adaopt.kernels.memory import address",
         "",
         f"@numba.njit(error_model='numpy', cache=True, parallel={parallel})",
-        f"def kernel(P, G, {''.join(b + ', ' for b in bufs)}S{work}):",
+        "def kernel(A, S, GS, WJ, WA, WB):",
     ]
     lines += [f"    s{k} = S[{k}]" for k in range(len(program.scalars))]
-    if parallel:
-        lines += ["    for w in numba.prange(WJ.shape[0]):",
-                  "        j, a, z = WJ[w], WA[w], WB[w]",
-                  "        p = P[j][a:z]",
-                  "        g = G[j][a:z]"]
-        lines += [f"        b{k} = B{k}[j][a:z]" for k in range(nb)]
-    else:
-        lines += ["    for j in range(len(P)):", "        p = P[j]", "        g = G[j]"]
-        lines += [f"        b{k} = B{k}[j]" for k in range(nb)]
-    lines.append("        for i in range(p.shape[0]):")
+    lines += [f"    for w in {'numba.prange' if parallel else 'range'}(GS.shape[0] - 1):",
+              "        for it in range(GS[w], GS[w + 1]):",
+              "            j = WJ[it]",
+              "            a = WA[it]",
+              "            n = WB[it] - a",
+              f"            p = numba.carray(address(A[j, 0] + {p_size} * a), n, np.{store})",
+              f"            g = numba.carray(address(A[j, 1] + {p_size} * a), n, np.{store})"]
+    lines += [f"            b{k} = numba.carray(address(A[j, {k + 2}] + {c_size} * a), n, np.{compute})"
+              for k in range(nb)]
+    lines.append("            for i in range(n):")
     body = [f"p_ = {_load(p_kind, compute, 'p[i]')}", f"g_ = {_load(p_kind, compute, 'g[i]')}"]
     body += [f"{name}_ = b{k}[i]" for k, name in enumerate(program.buffers)]
     body += list(program.body)
     body.append(f"p[i] = {_store(p_kind, program.p_out)}")
     body += [f"b{k}[i] = {out}" for k, out in enumerate(program.buffer_out)]
-    lines += [f"            {line}" for line in body]
+    lines += [f"                {line}" for line in body]
     return "\n".join(lines) + "\n"
 
 
@@ -152,8 +159,9 @@ def kernel_for(program: Program, p_kind: str, compute: str, parallel: bool):
 
 
 def _storage(a: np.ndarray) -> np.ndarray:
-    """A flat view numba can index: float16/bfloat16 as their uint16 bits."""
-    flat = a.reshape(-1)
+    """A flat C-contiguous array numba can index (a copy only if ``a`` is not
+    contiguous): float16/bfloat16 as their uint16 bits."""
+    flat = a.ravel()
     return flat.view(np.uint16) if flat.dtype.itemsize == 2 else flat
 
 
@@ -164,8 +172,8 @@ def _empty(dtype) -> np.ndarray:
     return e
 
 
-def chunk_bounds(n: int) -> list[int]:
-    """How ``n`` tensors are split into kernel calls: ``(start, stop)`` bounds of each chunk."""
+def chunk_bounds(n: int) -> list[tuple[int, int]]:
+    """How ``n`` tensors are split into tuples: ``(start, stop)`` of each chunk."""
     bounds, start = [], 0
     while n - start > CHUNK:
         bounds.append((start, start + CHUNK))
@@ -191,45 +199,69 @@ def eligible(p: np.ndarray, compute, state: dict) -> bool:
                     for k, v in state.items() if k != "step"))
 
 
-class Bucket:
-    """Tensors stepped by one kernel call per chunk: same hyperparameters, step count
-    and dtypes. Flat views of the parameters and state, and their chunk tuples, are
-    made once; each step only wraps the gradients.
+def work_items(sizes: list[int], parallel: bool) -> tuple[np.ndarray, ...]:
+    """``(GS, WJ, WA, WB)``: work items ``(tensor WJ, elements WA:WB)`` and the groups
+    ``GS[w]:GS[w + 1]`` of items one loop iteration takes.
 
-    ``index[k]`` is the position of the bucket's k-th tensor in the gradient list
-    that :meth:`run` receives.
+    Serial: one item and one group per non-empty tensor. Threaded: the tensors, laid end
+    to end, are cut into groups of ``BLOCK`` elements (the last one shorter), an item
+    being the part of one tensor inside one group.
+    """
+    items, starts, filled = [], [0], 0
+    for j, n in enumerate(sizes):
+        a = 0
+        while a < n:
+            take = n - a if not parallel else min(n - a, BLOCK - filled)
+            items.append((j, a, a + take))
+            a += take
+            filled += take
+            if not parallel or filled == BLOCK:
+                starts.append(len(items))
+                filled = 0
+    if filled:
+        starts.append(len(items))
+    columns = [np.array([item[k] for item in items], dtype=np.int64) for k in range(3)]
+    return (np.array(starts, dtype=np.int64), *columns)
+
+
+class Bucket:
+    """Tensors stepped by one kernel call: same hyperparameters, step count and dtypes.
+
+    The address table (parameters, state buffers) and the work items are made once and
+    the arrays they point into are held here; each step only writes the gradients'
+    addresses. ``index[k]`` is the position of the bucket's k-th tensor in the
+    gradient list that :meth:`run` receives.
     """
 
     def __init__(self, rule, hp: dict, params: list, states: list[dict], index: list[int]):
         self.rule, self.hp, self.states = rule, hp, states
-        self.program = self.kernel = None
+        self.program = self.kernel = self.scalars = None
         self.t = states[0]["step"]
         self.buffers = tuple(rule.buffers(hp))
         self.p_kind = dtypes.dtype_name(params[0].dtype)
         self.compute = dtypes.dtype_name(states[0][self.buffers[0]].dtype) if self.buffers else (
             dtypes.dtype_name(dtypes.compute_dtype(params[0].dtype, hp.get("state_dtype"))))
-        flat_p = [_storage(p) for p in params]
-        store = flat_p[0].dtype
-        self.parallel = sum(p.size for p in params) >= PARALLEL_MIN
         self.index = index
-        self.bounds = chunk_bounds(len(params))
-        cdt = np.dtype(self.compute)
-        # per chunk: the fixed arguments before the gradients (parameters) and after them
-        # (state buffers, then a slot for the scalars and the work items)
-        self.calls = []
-        for a, z in self.bounds:
-            p_chunk = _pad(flat_p[a:z], store)
-            b_chunks = [_pad([st[b].reshape(-1) for st in states[a:z]], cdt) for b in self.buffers]
-            work = _work_items(p_chunk) if self.parallel else ()
-            self.calls.append((p_chunk, index[a:z], len(p_chunk), b_chunks, work))
-        self.store = store
-        self.scalars = None
+        sizes = [p.size for p in params]
+        self.parallel = sum(sizes) >= PARALLEL_MIN
+        self.work = work_items(sizes, self.parallel)
+        # the arrays the table points into, held for as long as the bucket lives
+        self.arrays = [[_storage(p)] + [st[b].reshape(-1) for b in self.buffers]
+                       for p, st in zip(params, states)]
+        self.table = np.zeros((len(params), 2 + len(self.buffers)), dtype=np.int64)
+        for j, (p, *bufs) in enumerate(self.arrays):
+            self.table[j, 0] = p.ctypes.data
+            self.table[j, 2:] = [b.ctypes.data for b in bufs]
+        self.store, self.p_dtype = self.arrays[0][0].dtype, params[0].dtype
+        self.sizes = sizes
 
     def run(self, grads: list, hp: dict | None = None) -> None:
         """One step: parameters and state in place, from ``grads`` (read only).
 
-        ``hp`` gives this step's hyperparameter values (an LR schedule); it must have
-        the options the bucket was built with.
+        ``grads[i]`` for i in ``index`` is an array of the parameter's shape and dtype, or
+        the address (an int) of such an array's C-contiguous data, which the caller keeps
+        alive. ``hp`` gives this step's hyperparameter values (an LR schedule); it must
+        have the options the bucket was built with.
         """
         t = self.t + 1
         hp = self.hp if hp is None else hp
@@ -240,21 +272,35 @@ class Bucket:
             values = self.program.scalars
             self.kernel = kernel_for(self.program, self.p_kind, self.compute, self.parallel)
             self.scalars = np.empty(len(values), dtype=self.compute)
-        scalars = self.scalars
-        scalars[:] = values
-        kernel, store = self.kernel, self.store
-        for p_chunk, index, size, b_chunks, work in self.calls:
-            g = [_storage(grads[i]) for i in index]
-            if len(g) < size:
-                g += [_empty(store)] * (size - len(g))
-            kernel(p_chunk, tuple(g), *b_chunks, scalars, *work)
+        self.scalars[:] = values
+        held = self._grad_addresses([grads[i] for i in self.index])
+        self.kernel(self.table, self.scalars, *self.work)
+        del held  # the flat gradients stayed alive through the call
         self.t = t
         for st in self.states:
             st["step"] = t
 
+    def _grad_addresses(self, grads: list) -> list:
+        """Write the gradients' addresses into the table; returns the arrays to keep alive."""
+        if type(grads[0]) is int and all(type(g) is int for g in grads):
+            self.table[:, 1] = grads  # addresses from the caller (adaopt.torch)
+            return grads
+        if any(type(g) is int for g in grads):  # a mix: rare, so address by address
+            flat = [g if type(g) is int else self._flat(g, k) for k, g in enumerate(grads)]
+            self.table[:, 1] = [g if type(g) is int else g.ctypes.data for g in flat]
+            return flat
+        flat = [g.ravel() for g in grads]
+        # the kernel trusts the table: a short gradient would be read past its end
+        if [g.size for g in flat] != self.sizes or {g.dtype for g in flat} != {self.p_dtype}:
+            flat = [self._flat(g, k) for k, g in enumerate(grads)]  # raises, naming the culprit
+        if self.store != self.p_dtype:
+            flat = [g.view(self.store) for g in flat]
+        for a, z in chunk_bounds(len(flat)):
+            memory.gather(_pad(flat[a:z], self.store), z - a, self.table, a, 1)
+        return flat
 
-def _work_items(chunk: tuple) -> tuple:
-    """``(tensor, start, stop)`` blocks covering every element of a chunk's tensors."""
-    items = [(j, start, min(start + BLOCK, x.size))
-             for j, x in enumerate(chunk) for start in range(0, x.size, BLOCK)]
-    return tuple(np.array([item[i] for item in items], dtype=np.int64) for i in range(3))
+    def _flat(self, g: np.ndarray, k: int) -> np.ndarray:
+        if g.size != self.sizes[k] or g.dtype != self.p_dtype:
+            raise ValueError(f"gradient {k} of the bucket has {g.size} elements of {g.dtype}; "
+                             f"the kernel needs {self.sizes[k]} of {self.p_dtype}")
+        return _storage(g)
