@@ -26,6 +26,8 @@ class Plan:
 
     def __init__(self, params, buckets, reference):
         self.params, self.buckets, self.reference = params, buckets, reference
+        self.shapes = [p.shape for _, p in params]  # what each gradient must match
+        self.dtypes = [p.dtype for _, p in params]
 
 
 class Engine:

@@ -183,7 +183,9 @@ class Optimizer:
                                "pass params to the constructor, or use init/update")
         grads = self._match_grads(grads)
         plan, hps = self._cached_plan()
-        grads = [_check_grad(g, p, name) for (name, p), g in zip(plan.params, grads)]
+        if not (_ARRAYS_ONLY.issuperset(map(type, grads)) and plan.shapes == [g.shape for g in grads]
+                and plan.dtypes == [g.dtype for g in grads]):  # else check one by one, naming the culprit
+            grads = [_check_grad(g, p, name) for (name, p), g in zip(plan.params, grads)]
         for hook in list(self._pre_hooks.values()):
             hook(self, grads)
         self._engine.run(plan, grads, hps)
@@ -391,6 +393,9 @@ def _as_param(leaf, name: str, in_place: bool) -> np.ndarray:
         raise TypeError(f"parameter {name!r} has dtype {arr.dtype.name}; "
                         f"supported: {', '.join(dtypes.SUPPORTED)}")
     return arr
+
+
+_ARRAYS_ONLY = frozenset((np.ndarray,))
 
 
 def _check_grad(g, p: np.ndarray, name: str) -> np.ndarray:

@@ -54,6 +54,7 @@ PARALLEL_MIN = 1 << 16
 BLOCK = 1 << 15
 
 _KERNELS: dict = {}
+_INT = {int}
 _EMPTY: dict = {}
 
 
@@ -183,10 +184,9 @@ def chunk_bounds(n: int) -> list[tuple[int, int]]:
     return bounds
 
 
-def _pad(part: list, dtype) -> tuple:
-    """``part`` as a tuple of the smallest size in ``CHUNKS`` that holds it."""
-    size = next(c for c in CHUNKS if c >= len(part))
-    return tuple(part) + (_empty(dtype),) * (size - len(part))
+def _padded(n: int) -> int:
+    """The smallest size in ``CHUNKS`` that holds ``n`` (n <= CHUNK)."""
+    return next(c for c in CHUNKS if c >= n)
 
 
 def eligible(p: np.ndarray, compute, state: dict) -> bool:
@@ -254,6 +254,9 @@ class Bucket:
             self.table[j, 2:] = [b.ctypes.data for b in bufs]
         self.store, self.p_dtype = self.arrays[0][0].dtype, params[0].dtype
         self.sizes = sizes
+        # gradient addresses are read in tuples of a size from CHUNKS: (start, stop, padding)
+        self.gathers = [(a, z, (_empty(self.store),) * (_padded(z - a) - (z - a)))
+                        for a, z in chunk_bounds(len(params))]
 
     def run(self, grads: list, hp: dict | None = None) -> None:
         """One step: parameters and state in place, from ``grads`` (read only).
@@ -282,10 +285,11 @@ class Bucket:
 
     def _grad_addresses(self, grads: list) -> list:
         """Write the gradients' addresses into the table; returns the arrays to keep alive."""
-        if type(grads[0]) is int and all(type(g) is int for g in grads):
+        kinds = set(map(type, grads))
+        if kinds == _INT:
             self.table[:, 1] = grads  # addresses from the caller (adaopt.torch)
             return grads
-        if any(type(g) is int for g in grads):  # a mix: rare, so address by address
+        if int in kinds:  # a mix: rare, so address by address
             flat = [g if type(g) is int else self._flat(g, k) for k, g in enumerate(grads)]
             self.table[:, 1] = [g if type(g) is int else g.ctypes.data for g in flat]
             return flat
@@ -295,8 +299,9 @@ class Bucket:
             flat = [self._flat(g, k) for k, g in enumerate(grads)]  # raises, naming the culprit
         if self.store != self.p_dtype:
             flat = [g.view(self.store) for g in flat]
-        for a, z in chunk_bounds(len(flat)):
-            memory.gather(_pad(flat[a:z], self.store), z - a, self.table, a, 1)
+        table = self.table
+        for a, z, pad in self.gathers:
+            memory.gather(tuple(flat[a:z]) + pad, z - a, table, a, 1)
         return flat
 
     def _flat(self, g: np.ndarray, k: int) -> np.ndarray:
