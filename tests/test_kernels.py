@@ -213,6 +213,36 @@ def test_gradients_given_by_address():
             assert np.array_equal(a, b)
 
 
+def test_read_only_and_writable_gradients_together():
+    """numba types read-only arrays apart from writable ones, so a bucket given both (an
+    ``np.frombuffer`` gradient) must still read them all."""
+    out = {}
+    for backend in ("fused", "reference"):
+        params = _params("float32", [(3,), (3,), (4,)])
+        opt = adaopt.SGD(params, lr=0.5, momentum=0.9, backend=backend)
+        for _ in range(3):
+            ro = np.frombuffer(np.arange(3, dtype=np.float32).tobytes(), np.float32)
+            assert not ro.flags.writeable
+            opt.step([ro, np.ones(3, np.float32), np.full(4, 2.0, np.float32)])
+        out[backend] = params
+    for a, b in zip(out["fused"], out["reference"]):
+        np.testing.assert_allclose(a, b, **TOL["float32"])
+
+
+def test_a_refused_gradient_in_one_bucket_leaves_every_bucket_untouched():
+    """The engine checks every bucket's gradients before any kernel writes."""
+    a, b = np.zeros(4, np.float32), np.zeros(6, np.float32)
+    opt = adaopt.SGD([{"params": [a]}, {"params": [b], "lr": 0.5}], lr=1.0, backend="fused")
+    opt.step([[np.ones(4, np.float32)], [np.ones(6, np.float32)]])
+    plan, hps = opt._cached_plan()
+    assert len(plan.buckets) == 2
+    before = a.copy(), b.copy()
+    with pytest.raises(ValueError, match="the kernel needs 6 of float32"):
+        opt._engine.run(plan, [np.ones(4, np.float32), np.ones(5, np.float32)], hps)
+    assert np.array_equal(a, before[0]) and np.array_equal(b, before[1])
+    assert [bucket.t for bucket in plan.buckets] == [1, 1]
+
+
 def test_groups_and_pure_update_use_the_kernels_too():
     x, y = _params("float64", [(4,), (3,)])
     groups = [{"params": [x]}, {"params": [y], "lr": 0.5, "weight_decay": 0.0}]

@@ -1170,3 +1170,105 @@ def test_add_param_group_refuses_fused_too():
     opt = at.Adam([model[0].weight])
     with pytest.raises(ValueError, match="fused"):
         opt.add_param_group({"params": [model[0].bias], "fused": True})
+
+
+# ---------------------------------------------------------------------- what reaches a kernel by address
+# Contiguous gradients reach the fused kernel as data_ptr(): the kernel reads raw memory, so
+# everything whose memory does not hold the values it stands for must take another way.
+
+
+def _one_step_each(make_param, make_grad, name="SGD", **kw):
+    out = {}
+    for impl in (getattr(torch.optim, name), getattr(at, name)):
+        p = make_param()
+        opt = impl([p], lr=1.0, **kw)
+        p.grad = make_grad(p)
+        opt.step()
+        out[impl.__module__.split(".")[0]] = p.detach().clone()
+    return out["torch"], out["adaopt"]
+
+
+@pytest.mark.parametrize("grad_dtype", [torch.float64, torch.float16])
+def test_gradient_of_another_dtype_is_read_as_values(grad_dtype):
+    """torch >= 2.9 lets a gradient have its own dtype (param.grad_dtype = None)."""
+    def param():
+        p = nn.Parameter(torch.zeros(8))
+        if not hasattr(p, "grad_dtype"):
+            pytest.skip("this torch ties a gradient's dtype to its parameter's")
+        p.grad_dtype = None
+        return p
+
+    ref, ours = _one_step_each(param, lambda p: torch.arange(1, 9, dtype=grad_dtype))
+    torch.testing.assert_close(ours, ref)
+    assert ours[-1] == -8.0
+
+
+def test_gradient_with_a_lazy_negation_is_read_as_values():
+    def grad(p):
+        g = torch._neg_view(torch.ones(3))  # what z.conj().imag can hand out
+        assert g.is_neg() and g.is_contiguous()
+        return g
+
+    ref, ours = _one_step_each(lambda: nn.Parameter(torch.zeros(3)), grad)
+    torch.testing.assert_close(ours, ref)
+    assert (ours == 1.0).all()
+
+
+def test_parameter_narrowed_in_place_of_its_storage_is_replanned():
+    """``p.data = base[:5]`` keeps the data pointer and halves the size: the cached plan must
+    not step 10 elements (5 of them outside the parameter)."""
+    for impl in (torch.optim.SGD, at.SGD):
+        p = nn.Parameter(torch.zeros(10))
+        base = p.data
+        opt = impl([p], lr=1.0)
+        p.grad = torch.ones(10)
+        opt.step()
+        p.data = base[:5]
+        grad = torch.full((10,), 100.0)
+        grad[:5] = 1.0
+        p.grad = grad[:5]
+        opt.step()
+        assert (p.detach() == -2.0).all()
+        assert (base[5:] == -1.0).all(), impl  # outside the parameter now: untouched
+
+
+@pytest.mark.parametrize("how", ["parameter replaced", "state_dict of another model"])
+def test_state_of_another_size_is_refused_and_nothing_changes(how):
+    """torch.optim fails at the step with a size mismatch; adaopt names the state and the
+    parameter, and changes nothing (a kernel would have written past the state)."""
+    p = nn.Parameter(torch.zeros(10))
+    opt = at.Adam([p], lr=0.1)
+    if how == "parameter replaced":
+        p.grad = torch.ones(10)
+        opt.step()
+        p.data = torch.zeros(4096)
+    else:
+        src = nn.Parameter(torch.zeros(8))
+        other = torch.optim.Adam([src])
+        src.grad = torch.ones(8)
+        other.step()
+        p.data = torch.zeros(4096)
+        opt.load_state_dict(other.state_dict())
+    p.grad = torch.ones(4096)
+    before = {k: v.clone() for k, v in opt.state[p].items()}
+    with pytest.raises(ValueError, match=r"state 'exp_avg' of .* has shape \((10|8),\), the parameter has \(4096,\)"):
+        opt.step()
+    assert (p.detach() == 0).all()
+    assert all(torch.equal(opt.state[p][k], v) for k, v in before.items())
+
+
+def test_skipping_nonfinite_steps_with_sparse_gradients():
+    torch.manual_seed(0)
+    emb = nn.Embedding(20, 4, sparse=True)
+    opt = at.AdaGrad(emb.parameters(), lr=0.1, on_nonfinite="skip")
+    w0 = emb.weight.detach().clone()
+    emb(torch.tensor([1, 3])).sum().backward()
+    emb.weight.grad = torch.sparse_coo_tensor(emb.weight.grad._indices(),
+                                              emb.weight.grad._values() * float("nan"), (20, 4),
+                                              check_invariants=True)
+    opt.step()
+    assert opt.skipped_steps == 1 and torch.equal(emb.weight.detach(), w0)
+    opt.zero_grad()
+    emb(torch.tensor([1, 3])).sum().backward()
+    opt.step()
+    assert opt.skipped_steps == 1 and not torch.equal(emb.weight.detach(), w0)

@@ -130,6 +130,11 @@ class Engine:
         reference = []
         for i, (gi, name, p, st, hp, cdtype) in enumerate(prepared):
             self.add_missing_buffers(st, p, hp, cdtype)
+            for key, value in st.items():  # a kernel trusts sizes: refuse state of another shape
+                if key != "step" and np.shape(value) != p.shape:
+                    raise ValueError(f"state {key!r} of {name!r} has shape {tuple(np.shape(value))}, "
+                                     f"the parameter has {p.shape} (was the parameter replaced, or "
+                                     "a state_dict of another model loaded?)")
             if fused is not None and fused.eligible(p, cdtype, st) and not _low(p, hp, "stochastic_rounding"):
                 groups.setdefault((gi, st["step"], p.dtype, cdtype), (hp, []))[1].append((i, p, st))
             else:
@@ -155,9 +160,13 @@ class Engine:
     def run(self, plan: Plan, grads: list, hps: list | None = None) -> None:
         """One step in place. ``hps`` (one validated dict per group) overrides the values the
         plan was built with; its signature must be the same."""
-        for bucket in plan.buckets:
-            hp = bucket.hp if hps is None else self.resolved(hps[bucket.group], bucket.cdtype, bucket.name)
-            bucket.run(grads, hp)
+        # every bucket reads and checks its gradients before any kernel writes: a refused
+        # gradient in the last group leaves the first one untouched too
+        launches = [bucket.prepare(grads, bucket.hp if hps is None else
+                                   self.resolved(hps[bucket.group], bucket.cdtype, bucket.name))
+                    for bucket in plan.buckets]
+        for launch in launches:
+            launch()
         for i, gi, name, p, st, hp, cdtype in plan.reference:
             if hps is not None:
                 hp = self.resolved(hps[gi], cdtype, name)

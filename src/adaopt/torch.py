@@ -202,10 +202,12 @@ class Optimizer(torch.optim.Optimizer):
     def _step_arrays(self, entries) -> None:
         """Dense CPU gradients: one engine call over zero-copy views."""
         plan, steps, hps, fused = self._plan_for(entries)
-        # a fused kernel takes a contiguous gradient by its address (torch gives the gradient
-        # its parameter's shape and dtype); everything else gets a NumPy view
-        grads = [g.data_ptr() if f and g.is_contiguous() else _grad_view(g)
-                 for f, g in zip(fused, [p.grad for _, _, p in entries])]
+        # A fused kernel takes a gradient by its address when its memory holds exactly the
+        # values it stands for: contiguous, the parameter's dtype (torch >= 2.9 allows another
+        # one: param.grad_dtype), no lazy negation. Anything else becomes a NumPy array of them.
+        grads = [g.data_ptr() if dt is g.dtype and g.is_contiguous() and not g.is_neg()
+                 else _grad_view(g.resolve_neg().to(p.dtype))
+                 for dt, p, g in zip(fused, [p for _, _, p in entries], [p.grad for _, _, p in entries])]
         self._engine.run(plan, grads, hps)
         steps += 1.0  # a NumPy view of the counter every parameter's state["step"] is a view of
 
@@ -284,7 +286,8 @@ class Optimizer(torch.optim.Optimizer):
     def _grads_finite(self, entries) -> bool:
         # g * 0 is 0 where g is finite and NaN where it is not; a norm of g itself could
         # overflow to inf for large finite gradients (loss-scaled float16).
-        norms = torch._foreach_norm(torch._foreach_mul([p.grad for _, _, p in entries], 0.0))
+        grads = [p.grad._values() if p.grad.is_sparse else p.grad for _, _, p in entries]
+        norms = torch._foreach_norm(torch._foreach_mul(grads, 0.0))
         bad = [k for k, n in enumerate(norms) if not torch.isfinite(n)]
         if not bad:
             return True
@@ -296,7 +299,7 @@ class Optimizer(torch.optim.Optimizer):
 
     def _plan_for(self, entries):
         """(plan, the shared step counter as a NumPy view, validated hps per group, and for
-        each entry whether a fused kernel steps it).
+        each entry the parameter's dtype if a fused kernel steps it, else None).
 
         The plan is cached while the same parameters, with the same storage (``param.data
         = ...`` swaps it) and the same options, take part; new values (an LR scheduler) do
@@ -306,7 +309,7 @@ class Optimizer(torch.optim.Optimizer):
         """
         hps = [self._group_hp(gi, g) for gi, g in enumerate(self.param_groups)]
         params = [p for _, _, p in entries]
-        ptrs = [p.data_ptr() for p in params]
+        ptrs = [(p.data_ptr(), p.numel()) for p in params]
         c = self._plan
         if c is not None and c.ptrs == ptrs and len(c.params) == len(params) \
                 and all(map(operator.is_, c.params, params)):
@@ -326,7 +329,7 @@ class Optimizer(torch.optim.Optimizer):
             state["step"] = steps[k]
         plan = self._engine.build_plan(items)
         in_bucket = {i for bucket in plan.buckets for i in bucket.index}
-        fused = tuple(i in in_bucket for i in range(len(entries)))
+        fused = tuple(p.dtype if i in in_bucket else None for i, p in enumerate(params))
         self._plan = _CachedPlan(params, ptrs, [self._engine.signature(h) for h in hps], hps, plan,
                                  _numpy_view(steps), fused)
         return plan, self._plan.steps, hps, fused
@@ -392,12 +395,12 @@ class _CachedPlan:
     """What :meth:`Optimizer._plan_for` built, and what it was built for."""
 
     params: list          # the tensors stepped, in order
-    ptrs: list            # their data pointers (``param.data = ...`` changes them)
+    ptrs: list            # their data pointers and sizes (``param.data = ...`` changes them)
     signatures: list      # Engine.signature of each group's validated hps
     hps: list             # the validated hps of the last step (compared by identity)
     plan: object
     steps: np.ndarray     # the step counter every state["step"] is a view of
-    fused: tuple          # per tensor: whether a fused bucket steps it
+    fused: tuple          # per tensor: its dtype if a fused bucket steps it, else None
 
 
 def _hooked(step):

@@ -38,6 +38,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from numba.core.errors import TypingError
 
 from .. import dtypes
 from . import memory
@@ -253,6 +254,7 @@ class Bucket:
             self.table[j, 0] = p.ctypes.data
             self.table[j, 2:] = [b.ctypes.data for b in bufs]
         self.store, self.p_dtype = self.arrays[0][0].dtype, params[0].dtype
+        self.mixed_flags = False  # set once gradients came read-only and writable together
         self.sizes = sizes
         # gradient addresses are read in tuples of a size from CHUNKS: (start, stop, padding)
         self.gathers = [(a, z, (_empty(self.store),) * (_padded(z - a) - (z - a)))
@@ -266,22 +268,35 @@ class Bucket:
         alive. ``hp`` gives this step's hyperparameter values (an LR schedule); it must
         have the options the bucket was built with.
         """
+        self.prepare(grads, hp)()
+
+    def prepare(self, grads: list, hp: dict | None = None):
+        """Everything :meth:`run` does before writing: the step's scalars and the gradients'
+        addresses, checked. Returns the call that writes (the kernel, then the step count);
+        nothing has changed if this raises."""
         t = self.t + 1
         hp = self.hp if hp is None else hp
         s = self.rule.scalars(t, hp)
-        values = None if self.program is None else self.program.replay(hp, s)
+        program, kernel = self.program, self.kernel
+        values = None if program is None else program.replay(hp, s)
         if values is None:  # first step, or the rule took another branch (SGD's first step)
-            self.program = trace(self.rule, hp, s)
-            values = self.program.scalars
-            self.kernel = kernel_for(self.program, self.p_kind, self.compute, self.parallel)
-            self.scalars = np.empty(len(values), dtype=self.compute)
-        self.scalars[:] = values
-        held = self._grad_addresses([grads[i] for i in self.index])
-        self.kernel(self.table, self.scalars, *self.work)
-        del held  # the flat gradients stayed alive through the call
-        self.t = t
-        for st in self.states:
-            st["step"] = t
+            program = trace(self.rule, hp, s)
+            values = program.scalars
+            kernel = kernel_for(program, self.p_kind, self.compute, self.parallel)
+        held = self._grad_addresses([grads[i] for i in self.index])  # alive until launch returns
+
+        def launch():
+            if program is not self.program:
+                self.program, self.kernel = program, kernel
+                self.scalars = np.empty(len(values), dtype=self.compute)
+            self.scalars[:] = values
+            kernel(self.table, self.scalars, *self.work)
+            self.t = t
+            for st in self.states:
+                st["step"] = t
+            return held
+
+        return launch
 
     def _grad_addresses(self, grads: list) -> list:
         """Write the gradients' addresses into the table; returns the arrays to keep alive."""
@@ -300,8 +315,14 @@ class Bucket:
         if self.store != self.p_dtype:
             flat = [g.view(self.store) for g in flat]
         table = self.table
-        for a, z, pad in self.gathers:
-            memory.gather(tuple(flat[a:z]) + pad, z - a, table, a, 1)
+        if not self.mixed_flags:
+            try:
+                for a, z, pad in self.gathers:
+                    memory.gather(tuple(flat[a:z]) + pad, z - a, table, a, 1)
+                return flat
+            except TypingError:  # read-only and writable gradients in one tuple: numba types them apart
+                self.mixed_flags = True
+        table[:, 1] = [g.ctypes.data for g in flat]
         return flat
 
     def _flat(self, g: np.ndarray, k: int) -> np.ndarray:
