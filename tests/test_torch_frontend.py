@@ -1272,3 +1272,36 @@ def test_skipping_nonfinite_steps_with_sparse_gradients():
     emb(torch.tensor([1, 3])).sum().backward()
     opt.step()
     assert opt.skipped_steps == 1 and not torch.equal(emb.weight.detach(), w0)
+
+
+@pytest.mark.parametrize("reset", ["state replaced", "state cleared", "one parameter's dict",
+                                   "one buffer replaced", "one buffer zeroed in place"])
+def test_state_reset_between_steps_matches_torch(reset):
+    """torch.optim reads its state every step, so code that resets it works there; adaopt's
+    cached plan must notice every such reset (it holds the old tensors' addresses)."""
+    from collections import defaultdict
+
+    out = {}
+    for impl in (torch.optim.Adam, at.Adam):
+        model = make_model()
+        opt = impl(model.parameters(), lr=1e-2)
+        problem = Problem(torch.float64)
+        for step in range(6):
+            if step == 3:
+                w = model[0].weight
+                if reset == "state replaced":
+                    opt.state = defaultdict(dict)
+                elif reset == "state cleared":
+                    opt.state.clear()
+                elif reset == "one parameter's dict":
+                    opt.state[w] = {}
+                elif reset == "one buffer replaced":
+                    opt.state[w]["exp_avg"] = torch.zeros_like(w)
+                else:
+                    opt.state[w]["exp_avg"].zero_()
+            opt.zero_grad()
+            problem.loss(model).backward()
+            opt.step()
+        out[impl] = [p.detach().clone() for p in model.parameters()]
+    for a, b in zip(out[at.Adam], out[torch.optim.Adam]):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
