@@ -243,6 +243,44 @@ def test_a_refused_gradient_in_one_bucket_leaves_every_bucket_untouched():
     assert [bucket.t for bucket in plan.buckets] == [1, 1]
 
 
+@pytest.mark.parametrize("reset", ["cleared", "dict replaced", "buffer replaced", "buffer zeroed in place"])
+def test_state_edited_between_steps_is_seen_by_both_backends(reset):
+    """A plan holds the state arrays' addresses; editing ``opt.state`` between steps (not in
+    place) must give a new plan, so the kernels see what the reference rule sees. A cleared
+    state starts afresh, as a new optimizer would."""
+    shapes = [(5,), (2, 3)]
+    grads = _grads("float64", shapes, 6)
+    out = {}
+    for backend in ("fused", "reference"):
+        params = _params("float64", shapes)
+        opt = adaopt.Adam(params, lr=0.1, backend=backend)
+        for k, g in enumerate(grads):
+            if k == 3:
+                name = next(iter(opt.state))
+                if reset == "cleared":
+                    opt.state.clear()
+                elif reset == "dict replaced":
+                    opt.state[name] = {"step": 0}
+                elif reset == "buffer replaced":
+                    opt.state[name]["exp_avg"] = np.zeros(5)
+                else:
+                    opt.state[name]["exp_avg"][...] = 0
+            opt.step(g)
+        out[backend] = params
+    for a, b in zip(out["fused"], out["reference"]):
+        np.testing.assert_allclose(a, b, **TOL["float64"])
+    if reset == "cleared":  # the last three steps are those of a fresh optimizer
+        params = _params("float64", shapes)
+        first = adaopt.Adam(params, lr=0.1, backend="reference")
+        for g in grads[:3]:
+            first.step(g)
+        fresh = adaopt.Adam(params, lr=0.1, backend="reference")
+        for g in grads[3:]:
+            fresh.step(g)
+        for a, b in zip(out["fused"], params):
+            np.testing.assert_allclose(a, b, **TOL["float64"])
+
+
 def test_groups_and_pure_update_use_the_kernels_too():
     x, y = _params("float64", [(4,), (3,)])
     groups = [{"params": [x]}, {"params": [y], "lr": 0.5, "weight_decay": 0.0}]

@@ -10,6 +10,7 @@ no parameters and no state of its own.
 
 from __future__ import annotations
 
+import operator
 from types import ModuleType
 
 import numpy as np
@@ -196,3 +197,35 @@ def _engine_from(rule_module: str, eps_base, backend: str) -> Engine:
 def _low(p, hp: dict, option: str) -> bool:
     """Whether ``option`` (kahan, stochastic_rounding) applies: set, and ``p`` is 16-bit."""
     return bool(hp.get(option)) and p.dtype.itemsize == 2
+
+
+class StateWatch:
+    """Whether an optimizer's ``state`` was replaced or edited since a plan was built.
+
+    torch.optim reads its state every step, so code that resets it (``opt.state =
+    defaultdict(dict)``, ``opt.state.clear()``, ``opt.state[p] = {}``,
+    ``opt.state[p]["exp_avg"] = zeros``) works there; a plan holds addresses of the old
+    arrays, so it must notice. The per-parameter dicts and their values are compared by
+    identity (with ``step_counts``, not the "step" entries: the NumPy frontend's integer
+    step counts, which the plan itself rewrites); in-place edits
+    (``state["exp_avg"][...] = 0``) need no new plan.
+    """
+
+    def __init__(self, state, step_counts: bool = False):
+        self.state, self.step_counts = state, step_counts
+        self.dicts = list(state.values())
+        self.values = self._values(self.dicts)
+
+    def _values(self, dicts) -> list:
+        if self.step_counts:
+            return [v for d in dicts for k, v in d.items() if k != "step"]
+        return [v for d in dicts for v in d.values()]
+
+    def unchanged(self, state) -> bool:
+        if state is not self.state:
+            return False
+        dicts = list(state.values())
+        if len(dicts) != len(self.dicts) or not all(map(operator.is_, dicts, self.dicts)):
+            return False
+        values = self._values(dicts)
+        return len(values) == len(self.values) and all(map(operator.is_, values, self.values))

@@ -26,7 +26,7 @@ from types import ModuleType
 import numpy as np
 
 from . import _tree, dtypes, hyper, rules
-from .engine import Engine, Plan
+from .engine import Engine, Plan, StateWatch
 
 _DEFAULT = None  # an argument left at None takes the conventions preset's default
 
@@ -72,6 +72,7 @@ class Optimizer:
         self._plan = None  # the step plan, cached while the groups' hyperparameters stay the same
         self._plan_signature = None
         self._plan_hps: list = []
+        self._plan_state = None
         self._pre_hooks: dict = {}
         self._post_hooks: dict = {}
         if params is not None:
@@ -213,8 +214,9 @@ class Optimizer:
         """The step plan for the bound parameters and this step's validated group hyperparameters.
 
         Every hyperparameter is validated each step, so a group edited to an invalid value
-        is refused before anything changes. The plan is rebuilt only when an option changes,
-        not when a value does (an LR schedule).
+        is refused before anything changes. The plan is rebuilt when an option changes (not
+        when a value does: an LR schedule) and when ``state`` was replaced or edited other
+        than in place.
         """
         hps = [hyper.validate_cached({k: v for k, v in g.items() if k != "params"}, f"param group {i}")
                for i, g in enumerate(self.param_groups)]
@@ -223,10 +225,16 @@ class Optimizer:
         else:
             signature = [self._engine.signature(hp) for hp in hps]
         self._plan_hps = hps
-        if self._plan is None or self._plan_signature != signature:
+        if self._plan is None or self._plan_signature != signature or not self._plan_state.unchanged(self.state):
+            for gi, group in enumerate(self.param_groups):  # state cleared since: start afresh, as torch
+                for name in group["params"]:
+                    if name not in self.state:
+                        self.state[name] = self._engine.fresh_state(self._arrays[name], hps[gi], name)
             items = [(gi, name, self._arrays[name], self.state[name], hps[gi])
                      for gi, group in enumerate(self.param_groups) for name in group["params"]]
             self._plan, self._plan_signature = self._engine.build_plan(items), signature
+            # the state as the plan found it: replaced or edited (not in place) means a new plan
+            self._plan_state = StateWatch(self.state, step_counts=True)
         return self._plan, hps
 
     def _match_grads(self, grads) -> list:

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from . import dtypes, hyper, rules
-from .engine import Engine
+from .engine import Engine, StateWatch
 
 __all__ = ["SGD", "AdaGrad", "Adagrad", "RMSprop", "Adam", "AdamW", "Optimizer"]
 
@@ -302,7 +302,7 @@ class Optimizer(torch.optim.Optimizer):
         each entry the parameter's dtype if a fused kernel steps it, else None).
 
         The plan is cached while the same parameters, with the same storage (``param.data
-        = ...`` swaps it), the same state objects (:class:`_StateWatch`) and the same options
+        = ...`` swaps it), the same state objects (:class:`~adaopt.engine.StateWatch`) and the same options
         take part; new values (an LR scheduler) do not rebuild it. Each parameter's
         ``state["step"]`` is a 0-d view into one counter, so one in-place add advances them all.
         """
@@ -330,7 +330,7 @@ class Optimizer(torch.optim.Optimizer):
         in_bucket = {i for bucket in plan.buckets for i in bucket.index}
         fused = tuple(p.dtype if i in in_bucket else None for i, p in enumerate(params))
         self._plan = _CachedPlan(params, ptrs, [self._engine.signature(h) for h in hps], hps, plan,
-                                 _numpy_view(steps), fused, _StateWatch(self.state))
+                                 _numpy_view(steps), fused, StateWatch(self.state))
         return plan, self._plan.steps, hps, fused
 
     # ------------------------------------------------------------------ checkpoints
@@ -400,31 +400,7 @@ class _CachedPlan:
     plan: object
     steps: np.ndarray     # the step counter every state["step"] is a view of
     fused: tuple          # per tensor: its dtype if a fused bucket steps it, else None
-    state: "_StateWatch"  # the optimizer's state as the plan found it
-
-
-class _StateWatch:
-    """Whether ``optimizer.state`` was replaced or edited since a plan was built.
-
-    torch.optim reads its state every step, so code that resets it (``opt.state =
-    defaultdict(dict)``, ``opt.state[p] = {}``, ``opt.state[p]["exp_avg"] = torch.zeros_like(p)``)
-    works there; the plan holds addresses into the old tensors, so it must notice. The
-    per-parameter dicts and their values are compared by identity; in-place edits
-    (``state["exp_avg"].zero_()``) need no new plan.
-    """
-
-    def __init__(self, state):
-        self.state, self.dicts = state, list(state.values())
-        self.values = [v for d in self.dicts for v in d.values()]
-
-    def unchanged(self, state) -> bool:
-        if state is not self.state:
-            return False
-        dicts = list(state.values())
-        if len(dicts) != len(self.dicts) or not all(map(operator.is_, dicts, self.dicts)):
-            return False
-        values = [v for d in dicts for v in d.values()]
-        return len(values) == len(self.values) and all(map(operator.is_, values, self.values))
+    state: StateWatch     # the optimizer's state as the plan found it
 
 
 def _hooked(step):
