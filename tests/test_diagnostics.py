@@ -414,6 +414,34 @@ def test_monitor_never_changes_the_update_torch():
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("opt_cls", ["torch.optim.Adam", "adaopt.torch.Adam"])
+def test_a_parameter_without_gradient_is_no_alarm(opt_cls):
+    """A frozen or unused parameter (no .grad) is not stepped; the monitor must read its
+    gradient as zero, not as a non-finite value, and judge the run as it would without it."""
+    import adaopt.torch as at
+
+    cls = torch.optim.Adam if opt_cls.startswith("torch") else at.Adam
+
+    def go(frozen: bool):
+        torch.manual_seed(0)
+        X, y = torch.randn(64, 5), torch.randn(64, 1)
+        model = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+        params = list(model.parameters()) + ([torch.nn.Parameter(torch.ones(3))] if frozen else [])
+        mon = Monitor(cls(params, lr=1e-2), every=5)
+        for _ in range(60):
+            mon.optimizer.zero_grad()
+            loss = ((model(X) - y) ** 2).mean()
+            loss.backward()
+            mon.log(loss.item())
+            mon.optimizer.step()
+        return mon.diagnose(), mon.history
+
+    (plain, h0), (with_frozen, h1) = go(False), go(True)
+    assert with_frozen.verdict == plain.verdict and with_frozen.verdict != "NONFINITE"
+    assert with_frozen.code == plain.code
+    assert np.all(h1["nonfinite"] == 0)
+
+
 def test_log_before_or_after_the_step_gives_the_same_loss_column():
     P = get_problem("quadratic")
 

@@ -178,7 +178,9 @@ class Monitor:
                 np.copyto(out, flats[0][self._index[0]])
             return out
         for f, index, (lo, hi) in zip(flats, self._index, self._where):
-            out[lo:hi] = np.nan if f is None else f[index]
+            # a tensor without a gradient this step (frozen, unused) is not stepped: its
+            # gradient counts as zero, as its update is
+            out[lo:hi] = 0.0 if f is None else f[index]
         return out
 
     def _pre(self, grads) -> None:
