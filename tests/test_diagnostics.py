@@ -442,6 +442,85 @@ def test_a_parameter_without_gradient_is_no_alarm(opt_cls):
     assert np.all(h1["nonfinite"] == 0)
 
 
+@pytest.mark.parametrize("kind", ["bfloat16", "transposed"])
+def test_monitor_follows_parameters_it_reads_through_a_copy(kind):
+    """bfloat16 parameters are read as float32 copies and non-contiguous ones through a
+    reshape copy: those copies must be read anew every step, not kept from the first."""
+    torch.manual_seed(0)
+    if kind == "bfloat16":
+        w = torch.nn.Parameter(torch.randn(6, 5, dtype=torch.bfloat16))
+    else:
+        w = torch.nn.Parameter(torch.randn(5, 6).t())
+        assert not w.is_contiguous()
+    opt = torch.optim.SGD([w], lr=0.1)
+    mon = Monitor(opt, every=5)
+    x = torch.randn(8, 5, dtype=w.dtype)
+    before = []  # param_norm is the norm of the parameters a step started from
+    for _ in range(5):
+        opt.zero_grad()
+        (x @ w.t()).float().pow(2).mean().backward()
+        before.append(float(w.detach().double().norm()))
+        opt.step()
+        mon.log(1.0)
+    h = mon.history
+    assert mon.exact and np.all(h["update_norm"] > 0)
+    np.testing.assert_allclose(h["param_norm"], before, rtol=1e-6)
+
+
+def test_more_log_calls_between_steps_add_columns_to_the_same_row():
+    x = np.array([3.0, -2.0])
+    opt = adaopt.SGD([x], lr=0.1)
+    mon = Monitor(opt)
+    losses = []
+    for k in range(30):
+        opt.step([2 * x])
+        losses.append(float(x @ x))
+        mon.log(losses[-1])
+        if k % 10 == 9:
+            mon.log(val_loss=losses[-1] / 2)  # a second call for the same step
+    h = mon.history
+    np.testing.assert_allclose(h["loss"], losses)
+    steps, val = h.series("val_loss")
+    assert list(steps) == [10, 20, 30] and np.allclose(val, [losses[9] / 2, losses[19] / 2, losses[29] / 2])
+
+
+def test_a_skipped_step_keeps_each_loss_on_its_own_row():
+    """A GradScaler skips optimizer.step() on overflow: those iterations have no row, and the
+    losses of the steps that ran stay on their rows."""
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(4))
+    opt = torch.optim.SGD([w], lr=0.05)
+    mon = Monitor(opt)
+    stepped = []
+    for k in range(20):
+        opt.zero_grad()
+        loss = (w ** 2).sum()
+        loss.backward()
+        if k % 7 != 3:  # skipped on iterations 3, 10, 17
+            opt.step()
+            stepped.append(loss.item())
+        mon.log(loss.item())
+    np.testing.assert_allclose(mon.history["loss"], stepped)
+
+
+def test_lr_column_and_advice_follow_the_scheduler():
+    torch.manual_seed(0)
+    a, b = torch.nn.Parameter(torch.randn(40)), torch.nn.Parameter(torch.randn(40))
+    opt = torch.optim.Adam([{"params": [a], "lr": 1e-3}, {"params": [b], "lr": 1e-1}])
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=20, gamma=0.1)
+    mon = Monitor(opt, every=10)
+    for _ in range(60):
+        opt.zero_grad()
+        loss = (a ** 2).sum() + (b ** 2).sum()
+        loss.backward()
+        opt.step()
+        sched.step()
+        mon.log(loss.item())
+    steps, lr = mon.history.series("lr")
+    np.testing.assert_allclose(lr, [1e-3 * 0.1 ** ((s - 1) // 20) for s in steps])  # group 0, as scheduled
+    assert mon.meta["lr"] == pytest.approx(1e-3 * 0.1 ** 3)
+
+
 def test_log_before_or_after_the_step_gives_the_same_loss_column():
     P = get_problem("quadratic")
 

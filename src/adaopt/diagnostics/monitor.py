@@ -53,8 +53,10 @@ class Monitor:
 
     ``optimizer`` is an :class:`adaopt.Optimizer` or any ``torch.optim.Optimizer``.
     Call :meth:`log` once per step with the loss (before or after the step: both
-    work, as long as a run keeps to one). ``stop_on=("NONFINITE", "DIVERGING")``
-    makes every step run :meth:`check` and raise :class:`StopTraining` on those.
+    work, as long as a run keeps to one; the first call tells which). More calls
+    between two steps add columns to the same row (``mon.log(val_loss=...)``).
+    ``stop_on=("NONFINITE", "DIVERGING")`` makes every step run :meth:`check` and
+    raise :class:`StopTraining` on those.
     """
 
     def __init__(self, optimizer, *, every: int = 10, sample: int = 1024, stop_on=()):
@@ -93,9 +95,8 @@ class Monitor:
         self._recent_losses: list[float] = []
         self._first_loss = None
         self._pending_loss = None
-        self._logged_since_step = True
+        self._log_after = None  # whether log() is called after its step (set by the first call)
         self._handles = self._probe.hook(self._pre, self._post)
-        self._meta = None
         self._history = None
 
     # ------------------------------------------------------------------ the user's side
@@ -111,11 +112,14 @@ class Monitor:
             if self._first_loss is None:
                 self._first_loss = values["loss"]
             self._recent_losses = (self._recent_losses + [values["loss"]])[-MIN_WINDOW:]
-        if self._steps and not self._logged_since_step:  # logged after its step
-            self._set_row(values)
-        else:  # logged before its step: held for it
+        if self._log_after is None:  # the first call tells which way this run logs
+            self._log_after = self._steps > 0
+        if self._log_after:  # into the last step's row; a value it already has stays (a step
+            # skipped in between, as a GradScaler does, has no row of its own)
+            self._extra[-1] = {**values, **(self._extra[-1] or {})}
+            self._history = None
+        else:  # logged before its step: held for it (the latest value of each name)
             self._pending_loss = {**(self._pending_loss or {}), **values}
-        self._logged_since_step = True
 
     @property
     def history(self) -> History:
@@ -125,10 +129,8 @@ class Monitor:
 
     @property
     def meta(self) -> dict:
-        if self._meta is None:
-            sampled = sum(b - a for spans in self._spans for a, b in spans)
-            self._meta = {**self._probe.meta(), "sampled": sampled, "every": self.every}
-        return self._meta
+        sampled = sum(b - a for spans in self._spans for a, b in spans)  # read anew: a scheduler moves lr
+        return {**self._probe.meta(), "sampled": sampled, "every": self.every}
 
     def diagnose(self, **kwargs) -> Diagnosis:
         """The verdict on the run so far; see :func:`adaopt.diagnostics.diagnose`."""
@@ -202,9 +204,6 @@ class Monitor:
         if self._pending_loss is not None:
             extra = {**(extra or {}), **self._pending_loss}
             self._pending_loss = None
-            self._logged_since_step = True
-        else:
-            self._logged_since_step = False
         self._extra.append(extra)
         self._history = None
         if i == len(self._G) - 1:
@@ -260,7 +259,7 @@ class Monitor:
         eff, vhat, lr, factors = [], [], None, {}
         for hp, step, buffers in taken:
             s = rule.scalars(step, hp)
-            lr = float(hp["lr"])
+            lr = float(hp["lr"]) if lr is None else lr  # the first sampled tensor's group
             e = rule.effective_lr(buffers, hp, s)
             eff.append(e if np.ndim(e) else np.full(len(next(iter(buffers.values()))), e))
             if hasattr(rule, "second_moment"):
@@ -284,10 +283,6 @@ class Monitor:
         return out
 
     # ------------------------------------------------------------------ rows
-
-    def _set_row(self, values: dict) -> None:
-        self._extra[-1] = {**(self._extra[-1] or {}), **values}
-        self._history = None
 
     def _build_history(self) -> History:
         """The columns, computed from the raw dot products in one pass."""

@@ -115,7 +115,9 @@ class TorchProbe:
         if hit is not None and hit[0] == ptr and hit[1] is t:
             return hit[2]
         view = self._flat(t)
-        if t.is_cpu and view.base is not None:  # a view, not a copy: safe to keep
+        # keep it only if it is the parameter's own memory (a contiguous float32/64/16 CPU tensor):
+        # a copy (bfloat16 as float32, a non-contiguous tensor reshaped) would go stale
+        if t.is_cpu and view.size and view.__array_interface__["data"][0] == ptr:
             self._views[key] = (ptr, t, view)
         return view
 

@@ -177,7 +177,9 @@ class _Run:
         return int(self.steps[-self.w]), int(self.steps[-1])
 
     def lr_advice(self, factor: float) -> str:
-        lr = self.meta.get("lr")
+        _, recorded = self.h.series("lr")  # the last recorded lr: as a scheduler left it
+        recorded = recorded[np.isfinite(recorded)]
+        lr = float(recorded[-1]) if len(recorded) else self.meta.get("lr")
         if lr:
             return f"lr x {factor:g}: lr = {_fmt(float(lr))} -> {_fmt(float(lr) * factor)}"
         return f"lr x {factor:g}"
