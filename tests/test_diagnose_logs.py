@@ -123,6 +123,26 @@ def test_handwritten_rising_loss_is_diverging(tmp_path):
     assert diagnose(path, meta={"lr": 0.3}).advice[0] == "lr x 0.1: lr = 0.3 -> 0.03"
 
 
+def test_slowly_rising_loss_is_diverging_not_a_low_lr(tmp_path):
+    """A loss that climbs 40% (too slow for the blow-up test) must not be told to raise the
+    lr: it is a rising loss, and the evidence says "above", not a signed percentage."""
+    t = np.arange(1, 201)
+    path = _write_csv(tmp_path / "up.csv", t, 1.0 + 0.4 * (t - 1) / 199)
+    d = diagnose(path)
+    assert (d.verdict, d.code) == ("DIVERGING", "lr_too_high"), str(d)
+    assert d.advice[0] == "lr x 0.1"
+    assert "above the first value" in d.evidence[0] and "higher than the window before" in d.evidence[0]
+    down = diagnose(_write_csv(tmp_path / "down.csv", t, 1.0 / t))
+    assert "lower than the window before" in down.evidence[0] and "below the first value" in down.evidence[0]
+
+
+def test_a_crawl_without_gradient_columns_does_not_claim_a_gradient_direction(tmp_path):
+    t = np.arange(1, 201)
+    d = diagnose(_write_csv(tmp_path / "crawl.csv", t, 1.0 / (1.0 + 0.05 * t)), target=0.01, budget=250)
+    assert d.verdict == "SLOW", str(d)
+    assert "gradient still points" not in d.cause
+
+
 def test_handwritten_jsonl_with_nulls_and_extra_keys(tmp_path):
     path = tmp_path / "run.jsonl"
     with open(path, "w") as fh:

@@ -320,8 +320,8 @@ def _progress(run: _Run) -> Diagnosis:
     cos_grad = run.median("cos_grad")
     consistent = cos_grad >= CONSISTENT_COS if cos_grad is not None else None
     cause = _state_cause(run, consistent)
-    evidence = [f"{level}; {improvement:+.1%} against the window before; "
-                f"{total:.1%} below the first value"]
+    evidence = [f"{level}; {abs(improvement):.1%} {'lower' if improvement >= 0 else 'higher'} than the "
+                f"window before; {abs(total):.1%} {'below' if total >= 0 else 'above'} the first value"]
     if cos_grad is not None:
         evidence.append(f"median cosine between successive gradients {cos_grad:.2f}")
     signals.update(cos_grad=cos_grad)
@@ -346,6 +346,14 @@ def _progress(run: _Run) -> Diagnosis:
                 "recovered (dead or saturated units keep it stuck)", "lr_too_high", evidence=evidence,
                 advice=[run.lr_advice(0.1), "or warm the lr up over the first steps"], steps=(at, hi),
                 signals={**signals, "spike": factor})
+
+    if total < -RISE_SIGNIFICANT and improvement < PLATEAU:
+        # above where it started and not coming down: too slow a climb for the blow-up test above
+        return Diagnosis(
+            "DIVERGING", f"the {run.quantity} is rising: {-total:.1%} above its first value and not coming "
+            "down; a learning rate too high for this problem does that", "lr_too_high", evidence=evidence,
+            advice=[run.lr_advice(0.1), "if it rises at every lr, check the loss and the gradient's sign "
+                    "(maximize=)"], steps=(lo, hi), signals=signals)
 
     if improvement < PLATEAU or previous - recent <= noise:
         if improvement >= PLATEAU:
@@ -569,7 +577,9 @@ def _crawl(run: _Run) -> _Cause:
         return _Cause("ill-conditioning: the loss fell fast along steep directions and crawls along flat ones, "
                       "because one lr must suit the steepest curvature", "ill_conditioned", [],
                       ["momentum = 0.9 (or Nesterov)", "or a per-coordinate method: RMSprop or Adam"], {})
-    return _Cause("progress slowed to a crawl although the gradient still points one way", "crawl", [],
+    why = "although the gradient still points one way" if run.median("cos_grad") is not None else \
+        "(the log has no gradient columns to say why)"
+    return _Cause(f"progress slowed to a crawl {why}", "crawl", [],
                   [run.lr_advice(3), "or a schedule with warm restarts"], {})
 
 
