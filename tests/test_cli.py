@@ -67,3 +67,57 @@ def test_python_dash_m_runs_the_cli():
     out = subprocess.run([sys.executable, "-m", "adaopt", *EXAMPLE1], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "3.90228" in out.stdout
+
+
+def _refused(result, *fragments):
+    """Exit 2, a message naming ``fragments``, and no traceback."""
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in result.output
+
+
+@pytest.mark.parametrize("f, why", [
+    ("1/0", "division by zero"),
+    ("x/0", "division by zero"),
+    ("log(-1)*x", "imaginary"),
+    ("sqrt(x)", "nan or inf"),
+])
+def test_trace_a_function_without_a_real_value_exits_2(f, why):
+    x0 = "-1" if f == "sqrt(x)" else "1"
+    result = runner.invoke(app, ["trace", "adam", "--f", f, "--x0", x0, "--steps", "2"])
+    _refused(result, f"--f={f!r}", f"no real, finite value and derivative at x = {x0}", why)
+
+
+def test_trace_zero_steps_prints_the_header_and_the_start():
+    result = runner.invoke(app, ["trace", "adam", "--f", "x**2", "--x0", "3", "--steps", "0"])
+    assert result.exit_code == 0, result.output
+    assert result.exception is None
+    assert "f(x[t])" in result.output and "0 steps: x = 3, f = 9" in result.output
+
+
+@pytest.mark.parametrize("rows, shown", [(3, ["1", "2", "...", "6"]), (4, ["1", "2", "...", "5", "6"]),
+                                         (2, ["1", "...", "6"]), (0, ["1", "2", "3", "4", "5", "6"]),
+                                         (6, ["1", "2", "3", "4", "5", "6"])])
+def test_trace_rows_shows_exactly_that_many(rows, shown):
+    result = runner.invoke(app, ["trace", "sgd", "--f", "x**2", "--x0", "1", "--lr", "0.1", "--steps", "6",
+                                 "--rows", str(rows)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.lstrip().startswith("t "))
+    table = lines[header + 1:lines.index("", header)]
+    assert [line.split()[0] for line in table] == shown
+
+
+@pytest.mark.parametrize("rows", ["-1", "1"])
+def test_trace_rows_below_2_are_refused(rows):
+    result = runner.invoke(app, ["trace", "sgd", "--f", "x**2", "--x0", "1", "--steps", "3", "--rows", rows])
+    _refused(result, f"--rows={rows}", "0 (all rows) or an integer >= 2")
+
+
+@pytest.mark.parametrize("x0", ["nan", "1e400", "-inf", "1,nan"])
+def test_trace_non_finite_x0_is_refused(x0):
+    f = "x**2 + y**2" if "," in x0 else "x**2"
+    result = runner.invoke(app, ["trace", "adam", "--f", f, "--x0", x0, "--steps", "2"])
+    _refused(result, f"--x0={x0!r}", "finite")

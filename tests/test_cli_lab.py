@@ -1,6 +1,8 @@
 """The diagnostics and lab commands: output, exit codes, --help (typer's CliRunner)."""
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,3 +104,116 @@ def test_compare_prints_a_table_and_writes_a_report(tmp_path):
     assert "rosenbrock" in result.output and "adam" in result.output
     assert "16 runs" in result.output  # 2 optimizers x 4 lrs x 2 seeds
     assert (out / "report.html").is_file()
+
+
+def _refused(result, *fragments):
+    """Exit 2, a message naming ``fragments``, and no traceback."""
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in result.output
+
+
+@pytest.fixture
+def no_sweep(monkeypatch):
+    """Make any sweep fail the test: a bad option must be refused before the work starts."""
+    import adaopt.diagnostics
+    import adaopt.lab.run
+
+    def boom(*args, **kwargs):
+        raise AssertionError("the sweep ran before the options were checked")
+
+    monkeypatch.setattr(adaopt.lab.run, "run_lab", boom)
+    monkeypatch.setattr(adaopt.diagnostics, "lr_find", boom)
+
+
+TINY_LAB = ["--optimizers", "sgd", "--seeds", "1", "--lrs", "2", "--steps", "3"]
+
+
+@pytest.mark.parametrize("command", [["lab", "--problems", "saddle"], ["compare", "saddle"]])
+@pytest.mark.parametrize("where, message", [("a_file", "is a file"), ("a_file/sub", "is a file"),
+                                            ("", "give a folder")])
+def test_lab_bad_out_is_refused_before_the_sweep(tmp_path, monkeypatch, no_sweep, command, where, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a_file").write_text("keep me")
+    result = runner.invoke(app, [*command, *TINY_LAB, "--out", where])
+    _refused(result, f"--out={where!r}", message)
+    assert (tmp_path / "a_file").read_text() == "keep me"
+
+
+def test_lab_unwritable_out_is_refused_before_the_sweep(tmp_path, no_sweep):
+    """A folder no file can be created in: read-only for a user; /proc even for root."""
+    if hasattr(os, "geteuid") and os.geteuid() != 0:
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o555)
+    elif Path("/proc").is_dir():
+        locked = Path("/proc")
+    else:
+        pytest.skip("running as root without /proc: no folder refuses a new file")
+    try:
+        result = runner.invoke(app, ["lab", "--problems", "saddle", *TINY_LAB, "--out", str(locked)])
+    finally:
+        if locked != Path("/proc"):
+            locked.chmod(0o755)
+    _refused(result, "--out=", "cannot write in")
+
+
+@pytest.mark.parametrize("name, message", [("nodir/lr.png", "does not exist"), ("lr.xyz", "unsupported format"),
+                                           ("", "give a file name")])
+def test_lr_find_bad_plot_is_refused_before_the_sweep(tmp_path, monkeypatch, no_sweep, name, message):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["lr-find", "saddle", "--steps", "10", "--plot", name])
+    _refused(result, f"--plot={name!r}", message, ".png, .pdf, .svg" if name != "nodir/lr.png" else "nodir")
+
+
+def test_lr_find_plot_without_suffix_says_the_file_it_wrote(tmp_path):
+    pytest.importorskip("matplotlib")
+    result = runner.invoke(app, ["lr-find", "saddle", "--steps", "10", "--plot", str(tmp_path / "lr")])
+    assert result.exit_code == 0, result.output
+    assert f"plot: {tmp_path / 'lr.png'}" in result.output
+    assert (tmp_path / "lr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    result = runner.invoke(app, ["lr-find", "saddle", "--steps", "10", "--plot", str(tmp_path / "lr.svg")])
+    assert result.exit_code == 0, result.output
+    assert b"<svg" in (tmp_path / "lr.svg").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lr.png", "lr.svg"]  # no temporary files left
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--lr", "-1", "--lr=-1.0: allowed a finite number > 0"),
+    ("--lr", "nan", "--lr=nan"),
+    ("--floor", "nan", "--floor=nan: allowed a finite number"),
+    ("--target", "nan", "--target=nan: allowed a finite number"),
+    ("--optimizer", "foo", "--optimizer='foo': unknown; choose from sgd, adagrad, rmsprop, adam, adamw"),
+])
+def test_diagnose_bad_options_exit_2(tmp_path, option, value, message):
+    result = runner.invoke(app, ["diagnose", str(_log(tmp_path, 1.05 ** np.arange(50))), option, value])
+    _refused(result, message)
+
+
+def test_diagnose_a_directory_or_a_binary_file_names_it(tmp_path):
+    result = runner.invoke(app, ["diagnose", str(tmp_path)])
+    _refused(result, f"{tmp_path}: is a directory")
+    binary = tmp_path / "x.csv"
+    binary.write_bytes(bytes(range(256)) * 4)
+    result = runner.invoke(app, ["diagnose", str(binary)])
+    _refused(result, f"{binary}: not a text log", "UTF-8")
+
+
+def test_compare_takes_several_problems_and_names_its_argument(no_sweep):
+    result = runner.invoke(app, ["compare", "saddle,nope"])
+    _refused(result, "PROBLEM: unknown 'nope'")
+    assert "--problems" not in result.output
+    result = runner.invoke(app, ["compare", "--help"])
+    assert "several comma-separated" in " ".join(result.output.split())
+
+
+def test_lr_find_help_lists_every_optimizer_it_accepts():
+    from adaopt.cli.app import LAB_OPTIMIZERS
+    from adaopt.lab.sweep import OPTIMIZERS
+
+    assert LAB_OPTIMIZERS == tuple(OPTIMIZERS)
+    result = runner.invoke(app, ["lr-find", "--help"], env={"COLUMNS": "200"})
+    for name in OPTIMIZERS:
+        assert name in result.output

@@ -167,7 +167,15 @@ def evaluate(node, env: dict) -> float:
     if node.is_Symbol:
         return env[node.name]
     if not node.free_symbols:
-        return float(node)
+        try:
+            return float(node)
+        except TypeError:  # zoo (1/0), I*pi (log(-1)), ...: sympy cannot make a real number of it
+            if str(node) == "zoo":
+                raise ValueError("a division by zero gives complex infinity") from None
+            if node.has(_sympy().I):
+                raise ValueError(f"{node} is imaginary, not a real number (log or sqrt of a negative number?)") \
+                    from None
+            raise ValueError(f"{node} is not a real number") from None
     args = [evaluate(a, env) for a in node.args]
     if node.is_Add:
         return sum(args[1:], args[0])

@@ -55,8 +55,11 @@ class Trace:
 
         One row per step ``t``: the point it starts from, the gradient there, the
         state after the update, the effective learning rate and the new point. Runs
-        longer than ``max_rows`` show their first and last rows.
+        longer than ``max_rows`` show that many rows: the first half (rounded up) and the
+        last half, with a row of ``...`` between. ``max_rows=0`` shows every row.
         """
+        if not isinstance(max_rows, (int, np.integer)) or max_rows < 0 or max_rows == 1:
+            raise ValueError(f"max_rows={max_rows!r} is invalid: allowed 0 (all rows) or an integer >= 2")
         cols = ["t", "x[t-1]", "grad", *self.state, "lr_eff", "x[t]", "f(x[t])"]
         rows = []
         for t in range(1, self.steps + 1):
@@ -64,9 +67,9 @@ class Trace:
                          *(_fmt(v[t - 1]) for v in self.state.values()),
                          _fmt(self.eff_lr[t - 1]), _fmt(self.x[t]), _fmt(self.f[t])])
         if max_rows and len(rows) > max_rows:
-            half = max_rows // 2
-            rows = rows[:half] + [["..."] * len(cols)] + rows[-half:]
-        widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
+            head, tail = (max_rows + 1) // 2, max_rows // 2
+            rows = rows[:head] + [["..."] * len(cols)] + rows[len(rows) - tail:]
+        widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(cols)]
         lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths))]
         lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in rows]
         return "\n".join(lines)

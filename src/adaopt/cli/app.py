@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import os
 import sys
+import tempfile
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -27,9 +31,72 @@ def _fail(message: str) -> None:
 
 def _floats(text: str, what: str) -> list[float]:
     try:
-        return [float(v) for v in text.replace(" ", "").split(",") if v]
+        values = [float(v) for v in text.replace(" ", "").split(",") if v]
     except ValueError:
         _fail(f"{what}={text!r}: expected a number or comma-separated numbers")
+    if not all(math.isfinite(v) for v in values):
+        _fail(f"{what}={text!r}: allowed finite numbers only (not nan, inf or out of float range)")
+    return values
+
+
+#: The formats ``lr-find --plot`` writes, by file suffix.
+PLOT_FORMATS = ("png", "pdf", "svg")
+#: The lab's optimizer names (adaopt.lab.sweep.OPTIMIZERS; a test keeps the two in step).
+LAB_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "adam-nobc")
+
+
+def _cannot_write_in(folder: Path) -> Optional[str]:
+    """Why a file cannot be created in ``folder`` (None when it can): tried, not guessed."""
+    try:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".adaopt-check-")
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    os.close(fd)
+    os.unlink(name)
+    return None
+
+
+def _check_out_dir(out: Optional[str]) -> None:
+    """Fail before any work unless the report folder ``out`` exists and is writable, or can be made."""
+    if out is None:
+        return
+    if not out.strip():
+        _fail(f"--out={out!r}: give a folder for the report (it is created if needed)")
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        _fail(f"--out={out!r} is a file: give a folder for the report (it is created if needed)")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        _fail(f"--out={out!r}: cannot create the folder, {str(existing)!r} is a file")
+    why = _cannot_write_in(existing)
+    if why:
+        _fail(f"--out={out!r}: cannot write in {str(existing)!r} ({why})")
+
+
+def _check_plot(plot: Optional[str]) -> Optional[tuple[Path, str]]:
+    """The file and format ``lr-find --plot`` will write; fails before any work when it cannot."""
+    if plot is None:
+        return None
+    allowed = ", ".join("." + f for f in PLOT_FORMATS)
+    if not plot.strip():
+        _fail(f"--plot={plot!r}: give a file name ending in {allowed}")
+    path = Path(plot)
+    fmt = path.suffix[1:].lower()
+    if not fmt:  # no suffix: a PNG, and the name says so
+        path, fmt = path.with_name(path.name + ".png"), "png"
+    elif fmt not in PLOT_FORMATS:
+        _fail(f"--plot={plot!r}: unsupported format {path.suffix!r}; allowed: {allowed}")
+    if path.is_dir():
+        _fail(f"--plot={plot!r} is a folder: give a file name ending in {allowed}")
+    folder = path.parent
+    if not folder.is_dir():
+        _fail(f"--plot={plot!r}: the folder {str(folder)!r} does not exist")
+    why = _cannot_write_in(folder)
+    if why:
+        _fail(f"--plot={plot!r}: cannot write in {str(folder)!r} ({why})")
+    return path, fmt
 
 
 @app.command()
@@ -54,14 +121,18 @@ def trace(
     lr_decay: Annotated[Optional[float], typer.Option(help="AdaGrad lr_decay")] = None,
     initial_accumulator: Annotated[Optional[float], typer.Option(help="AdaGrad initial accumulator")] = None,
     eps_in_sqrt: Annotated[Optional[bool], typer.Option("--eps-in-sqrt/--eps-outside-sqrt")] = None,
-    rows: Annotated[int, typer.Option(help="rows to show (first and last half); 0 shows all")] = 20,
+    rows: Annotated[int, typer.Option(help="rows to show, at least 2 (first and last half); 0 shows all")] = 20,
 ) -> None:
     """Run OPTIMIZER on a function of x (or x and y) and print every step: the lesson's tables.
 
     Example: adaopt trace adagrad --f "10*x**2" --x0 5 --lr 0.5 --eps 0 --steps 3 --conventions lesson
     """
+    import numpy as np
+
     from ..expr import parse
 
+    if rows < 0 or rows == 1:
+        _fail(f"--rows={rows}: allowed 0 (all rows) or an integer >= 2")
     try:
         cls = get(optimizer)
         hyper.check_choice("conventions", conventions, hyper.PRESETS)
@@ -87,15 +158,28 @@ def trace(
     except ValueError as exc:
         _fail(str(exc))
     x_start = start[0] if len(start) == 1 else start
-    tr = minimize(objective, x_start, opt, steps)
     variables = ", ".join(objective.variables)
+    try:
+        with np.errstate(all="ignore"):
+            value, grad = objective(x_start)
+        why = "" if np.isfinite(value) and np.all(np.isfinite(grad)) else ": it is nan or inf there"
+    except ValueError as exc:  # a part of it that is no real number, such as 1/0 or log(-1)
+        why = f": {exc}"
+    if why:
+        _fail(f"--f={f!r}: the function has no real, finite value and derivative at {variables} = {x0}{why}")
+    try:
+        tr = minimize(objective, x_start, opt, steps)
+    except ValueError as exc:
+        _fail(f"--f={f!r}: {exc}")
     typer.echo(f"{opt!r}\nminimizing f({variables}) = {f} from {variables} = {x0}\n")
     typer.echo(tr.table(max_rows=rows))
-    if steps:
-        from ..trace import _fmt
+    from ..trace import _fmt
 
+    if steps:
         typer.echo(f"\nafter {steps} step(s): x = {_fmt(tr.x[-1])}, f = {_fmt(tr.f[-1])}, "
                    f"lr_eff = {_fmt(tr.eff_lr[-1])}")
+    else:
+        typer.echo(f"\n0 steps: x = {_fmt(tr.x[0])}, f = {_fmt(tr.f[0])}")
 
 
 @app.command()
@@ -104,8 +188,9 @@ def diagnose(
     target: Annotated[Optional[float], typer.Option(help="a loss to reach")] = None,
     budget: Annotated[Optional[int], typer.Option(min=1, help="steps the run may take in all")] = None,
     floor: Annotated[Optional[float], typer.Option(help="the best attainable loss, if known")] = None,
-    optimizer: Annotated[Optional[str], typer.Option(help="the optimizer that wrote the log (sgd, adam, ...)")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="its learning rate, for concrete advice")] = None,
+    optimizer: Annotated[Optional[str], typer.Option(
+        help=f"the optimizer family that wrote the log: {', '.join(REGISTRY)} (momentum runs are sgd)")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="its learning rate (> 0), for concrete advice")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the diagnosis as JSON")] = False,
 ) -> None:
     """Read a training log and say whether the run is diverging, oscillating, stalled, slow or converging.
@@ -118,49 +203,81 @@ def diagnose(
     from ..diagnostics import LogError
     from ..diagnostics import diagnose as run_diagnose
 
+    if lr is not None and not (math.isfinite(lr) and lr > 0):
+        _fail(f"--lr={lr!r}: allowed a finite number > 0")
+    for name, value in (("--target", target), ("--floor", floor)):
+        if value is not None and not math.isfinite(value):
+            _fail(f"{name}={value!r}: allowed a finite number")
+    if optimizer is not None:
+        if optimizer.lower() not in REGISTRY:
+            _fail(f"--optimizer={optimizer!r}: unknown; choose from {', '.join(REGISTRY)} "
+                  "(momentum and Nesterov runs are sgd)")
+        optimizer = optimizer.lower()
+    if Path(log).is_dir():
+        _fail(f"{log}: is a directory, not a log file")
     meta = {k: v for k, v in {"optimizer": optimizer, "lr": lr}.items() if v is not None}
     try:
         found = run_diagnose(log, target=target, budget=budget, floor=floor, meta=meta)
     except LogError as exc:
         _fail(str(exc))
+    except UnicodeDecodeError as exc:  # a ValueError: caught first, to name the file
+        _fail(f"{log}: not a text log (byte {exc.start + 1} is not UTF-8); give a CSV or JSON Lines file")
     except ValueError as exc:
         _fail(str(exc))
+    except OSError as exc:
+        _fail(f"{log}: cannot read it ({exc.strerror or exc})")
     typer.echo(json.dumps(found.to_dict(), indent=2) if as_json else str(found))
     if found.verdict in ("DIVERGING", "NONFINITE", "STALLED", "OSCILLATING"):
         raise typer.Exit(1)
 
 
 def _lab_names(text: Optional[str], known, what: str) -> Optional[list[str]]:
+    """The comma-separated names in ``text``; ``what`` is how the user gave them (``--problems``, ``PROBLEM``)."""
     if text is None:
         return None
     names = [v.strip() for v in text.split(",") if v.strip()]
     unknown = [n for n in names if n not in known]
     if unknown or not names:
-        _fail(f"--{what}: unknown {', '.join(map(repr, unknown)) or 'empty list'}; choose from {', '.join(known)}")
+        _fail(f"{what}: unknown {', '.join(map(repr, unknown)) or 'empty list'}; choose from {', '.join(known)}")
     return names
 
 
 @app.command("lr-find")
 def lr_find_cmd(
     problem: Annotated[str, typer.Argument(help="a lab problem (adaopt list shows them)")],
-    optimizer: Annotated[str, typer.Option(help="sgd, momentum, adagrad, rmsprop, adam or adamw")] = "adam",
+    optimizer: Annotated[str, typer.Option(help=", ".join(LAB_OPTIMIZERS[:-1]) + " or " + LAB_OPTIMIZERS[-1])] = "adam",
     start: Annotated[float, typer.Option(help="first lr")] = 1e-7,
     end: Annotated[float, typer.Option(help="last lr")] = 10.0,
     steps: Annotated[int, typer.Option(min=2, help="steps of the sweep")] = 100,
-    plot: Annotated[Optional[str], typer.Option(help="write the plot to this PNG file")] = None,
+    plot: Annotated[Optional[str], typer.Option(
+        help=f"write the plot to this file: {', '.join('.' + f for f in PLOT_FORMATS)} (no suffix: .png)")] = None,
 ) -> None:
     """The learning-rate range test on a lab problem: a suggested lr and, with --plot, a picture."""
+    import io
+
     from ..diagnostics import lr_find
 
+    target = _check_plot(plot)
     try:
         found = lr_find(problem, optimizer, start=start, end=end, steps=steps)
     except (ValueError, ImportError) as exc:
         _fail(str(exc))
     typer.echo(str(found))
-    if plot:
-        ax = found.plot()
-        ax.figure.savefig(plot, dpi=100, bbox_inches="tight")
-        typer.echo(f"plot: {plot}")
+    if target:
+        path, fmt = target
+        try:
+            figure = found.plot().figure
+        except ImportError as exc:
+            _fail(str(exc))
+        buf = io.BytesIO()
+        figure.savefig(buf, format=fmt, dpi=100, bbox_inches="tight")
+        from ..lab.report import atomic_write
+
+        try:
+            atomic_write(path, buf.getvalue())
+        except OSError as exc:
+            _fail(f"--plot={plot!r}: cannot write {str(path)!r} ({exc.strerror or exc})")
+        typer.echo(f"plot: {path}")
 
 
 @app.command()
@@ -173,31 +290,33 @@ def lab(
     out: Annotated[str, typer.Option(help="where the report goes")] = "lab-report",
 ) -> None:
     """Compare the optimizers on the built-in problems: tuned lrs, seeds, verdicts, plots, an HTML report."""
-    _run_lab(problems, optimizers, steps, seeds, lrs, out)
+    _run_lab(problems, optimizers, steps, seeds, lrs, out, problems_given_as="--problems")
 
 
 @app.command()
 def compare(
-    problem: Annotated[str, typer.Argument(help="a lab problem (adaopt list shows them)")],
+    problem: Annotated[str, typer.Argument(
+        metavar="PROBLEM", help="a lab problem, or several comma-separated (adaopt list shows them)")],
     optimizers: Annotated[Optional[str], typer.Option(help="comma-separated optimizers (default: the six)")] = None,
     steps: Annotated[Optional[int], typer.Option(min=1, help="steps per run")] = None,
     seeds: Annotated[int, typer.Option(min=1, help="seeds per configuration")] = 3,
     lrs: Annotated[int, typer.Option(min=2, help="learning rates on the grid")] = 16,
     out: Annotated[Optional[str], typer.Option(help="also write an HTML report here")] = None,
 ) -> None:
-    """Compare optimizers on one problem: the lab, narrowed to PROBLEM."""
-    _run_lab(problem, optimizers, steps, seeds, lrs, out)
+    """Compare optimizers on one problem, or several comma-separated: the lab, narrowed to PROBLEM."""
+    _run_lab(problem, optimizers, steps, seeds, lrs, out, problems_given_as="PROBLEM")
 
 
-def _run_lab(problems, optimizers, steps, seeds, lrs, out) -> None:
+def _run_lab(problems, optimizers, steps, seeds, lrs, out, problems_given_as) -> None:
     import numpy as np
 
     from ..lab.problems import PROBLEMS
     from ..lab.run import run_lab
     from ..lab.sweep import DEFAULT_OPTIMIZERS, OPTIMIZERS
 
-    chosen_problems = _lab_names(problems, list(PROBLEMS), "problems")
-    chosen_optimizers = _lab_names(optimizers, list(OPTIMIZERS), "optimizers") or list(DEFAULT_OPTIMIZERS)
+    chosen_problems = _lab_names(problems, list(PROBLEMS), problems_given_as)
+    chosen_optimizers = _lab_names(optimizers, list(OPTIMIZERS), "--optimizers") or list(DEFAULT_OPTIMIZERS)
+    _check_out_dir(out)
     grid = tuple(float(f"{v:.3g}") for v in np.logspace(-4, 1, lrs))
     try:
         from ..lab.report import summary_text, write_report
@@ -216,6 +335,8 @@ def _run_lab(problems, optimizers, steps, seeds, lrs, out) -> None:
             path = write_report(result, out)
         except ImportError as exc:
             _fail(str(exc))
+        except OSError as exc:
+            _fail(f"--out={out!r}: cannot write the report ({exc.strerror or exc})")
         typer.echo(f"report: {path}")
 
 

@@ -86,7 +86,7 @@ def _fmt(v, spec: str = ".4g") -> str:
     return format(v, spec)
 
 
-def _atomic_write(path: Path, data: bytes | str) -> None:
+def atomic_write(path: Path, data: bytes | str) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and os.replace."""
     raw = data.encode("utf-8") if isinstance(data, str) else data
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
@@ -384,9 +384,9 @@ def write_report(result, out_dir) -> Path:
     }
     page = report_html(result, summary, evidence)  # first: without matplotlib nothing is written
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / "results.json", json.dumps(doc, indent=1, allow_nan=False) + "\n")
-    _atomic_write(out / "results.csv", _csv_text(records))
-    _atomic_write(out / "summary.csv", _csv_text(summary))
+    atomic_write(out / "results.json", json.dumps(doc, indent=1, allow_nan=False) + "\n")
+    atomic_write(out / "results.csv", _csv_text(records))
+    atomic_write(out / "summary.csv", _csv_text(summary))
     path = out / "report.html"
-    _atomic_write(path, page)
+    atomic_write(path, page)
     return path
