@@ -67,3 +67,17 @@ def test_range_test_on_a_torch_model_restores_its_weights():
     assert r2.optimizer == "SGD" and len(r2.lrs) >= 2
     with pytest.raises(ValueError, match="loss_fn"):
         adaopt.lr_find(model, "adam")
+
+
+def test_summary_offers_two_choices_without_contradicting_itself():
+    from adaopt.diagnostics.lr_find import LRFindResult
+
+    lrs = np.logspace(-4, 0, 50)
+    found = LRFindResult(lrs, 1 / lrs, 1 / lrs, suggestion=0.5, min_loss_lr=float(lrs[-1]),
+                         stopped_early=False, optimizer="adam")
+    text = str(found)
+    assert "suggested lr: 0.5" in text and "a tenth of that, 0.1," in text
+    assert "upper bound" not in text  # the old line called lr/10 safe while suggesting more
+    assert "still falling at the largest lr tried" in text
+    found.stopped_early = True
+    assert "still falling" not in str(found)

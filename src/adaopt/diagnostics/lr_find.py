@@ -31,9 +31,15 @@ class LRFindResult:
 
     def __str__(self) -> str:
         how = "stopped when the smoothed loss passed 4x its best" if self.stopped_early else "ran to the end"
-        return (f"lr range test ({self.optimizer}, {len(self.lrs)} steps, {self.lrs[0]:.3g} to {self.lrs[-1]:.3g}, "
-                f"{how})\n  suggested lr: {self.suggestion:.3g} (steepest fall of the smoothed loss)\n"
-                f"  lowest loss at lr {self.min_loss_lr:.3g}; a safe upper bound is about a tenth of it")
+        lines = [f"lr range test ({self.optimizer}, {len(self.lrs)} steps, {self.lrs[0]:.3g} to "
+                 f"{self.lrs[-1]:.3g}, {how})",
+                 f"  suggested lr: {self.suggestion:.3g} (steepest fall of the smoothed loss)",
+                 f"  lowest smoothed loss at lr {self.min_loss_lr:.3g}; a tenth of that, "
+                 f"{self.min_loss_lr / 10:.3g}, is the other common choice"]
+        if not self.stopped_early and self.min_loss_lr >= self.lrs[-1]:
+            lines.append("  note: the loss was still falling at the largest lr tried; widen the range "
+                         "(a larger end) before trusting the suggestion")
+        return "\n".join(lines)
 
     def plot(self, ax=None):
         """Loss and smoothed loss against lr (log x), the suggestion marked. Returns the Axes."""
