@@ -521,6 +521,35 @@ def test_lr_column_and_advice_follow_the_scheduler():
     assert mon.meta["lr"] == pytest.approx(1e-3 * 0.1 ** 3)
 
 
+def test_sparse_gradients_are_sampled_without_densifying():
+    """An embedding's sparse gradient is read at the sampled coordinates only; on a model the
+    sample covers whole, its norm is exact."""
+    torch.manual_seed(0)
+    emb = torch.nn.Embedding(40, 6, sparse=True)
+    opt = torch.optim.SGD(emb.parameters(), lr=0.1)
+    mon = Monitor(opt)
+    norms = []
+    for k in range(5):
+        opt.zero_grad()
+        emb(torch.tensor([k, 7, 7, 30])).pow(2).sum().backward()
+        norms.append(float(emb.weight.grad.coalesce().values().double().norm()))
+        opt.step()
+    assert mon.exact
+    np.testing.assert_allclose(mon.history["grad_norm"], norms, rtol=1e-6)
+
+
+def test_parameters_added_later_are_named_in_a_warning():
+    a = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.SGD([a], lr=0.1)
+    mon = Monitor(opt)
+    b = torch.nn.Parameter(torch.ones(2))
+    opt.add_param_group({"params": [b]})
+    a.grad, b.grad = torch.ones(3), torch.ones(2)
+    with pytest.warns(UserWarning, match="add_param_group"):
+        opt.step()
+    assert len(mon.history) == 1
+
+
 def test_log_before_or_after_the_step_gives_the_same_loss_column():
     P = get_problem("quadratic")
 

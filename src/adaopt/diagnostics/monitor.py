@@ -11,6 +11,7 @@ the optimizer's state on the same coordinates, through the rule's own
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -96,6 +97,7 @@ class Monitor:
         self._first_loss = None
         self._pending_loss = None
         self._log_after = None  # whether log() is called after its step (set by the first call)
+        self._warned_added = False
         self._handles = self._probe.hook(self._pre, self._post)
         self._history = None
 
@@ -175,7 +177,7 @@ class Monitor:
         """The sampled coordinates of flat arrays, as one float64 vector (written into ``out``)."""
         if out is None:
             out = np.empty(self._n_sample)
-        if len(flats) == 1 and flats[0] is not None:
+        if len(flats) == 1 and isinstance(flats[0], np.ndarray):
             np.take(flats[0], self._index[0], out=out) if flats[0].dtype == np.float64 else \
                 np.copyto(out, flats[0][self._index[0]])
             return out
@@ -195,6 +197,11 @@ class Monitor:
     def _post(self, grads) -> None:
         """Record the step: copy the sampled gradient and parameters into the queue. The dot
         products wait, to be done for up to ``QUEUE`` steps at once (or when asked)."""
+        if not self._warned_added and self._probe.added():
+            self._warned_added = True
+            warnings.warn("parameters were added to the optimizer after the monitor was attached "
+                          "(add_param_group); it does not watch them: attach a new Monitor to see them",
+                          stacklevel=3)
         i = self._queued = self._queued + 1
         g = self._sample(self._probe.flat(grads), out=self._G[i])
         self._sample(self._probe.params(), out=self._P[i])

@@ -38,6 +38,10 @@ class NumpyProbe:
     def sizes(self) -> list[int]:
         return [p.size for p in self._params]
 
+    def added(self) -> bool:
+        """Whether the optimizer holds parameters this probe does not know (add_param_group)."""
+        return sum(len(g["params"]) for g in self.opt.param_groups) != len(self._params)
+
     def choose(self, chosen: list[int]) -> None:
         """Read only these parameters (indices into the optimizer's order) from now on."""
         self.chosen = chosen
@@ -87,6 +91,10 @@ class TorchProbe:
     def sizes(self) -> list[int]:
         return [p.numel() for p in self._params]
 
+    def added(self) -> bool:
+        """Whether the optimizer holds parameters this probe does not know (add_param_group)."""
+        return sum(len(g["params"]) for g in self.opt.param_groups) != len(self._params)
+
     def choose(self, chosen: list[int]) -> None:
         self.chosen = chosen
         self._views = {}
@@ -99,8 +107,8 @@ class TorchProbe:
         if t is None:
             return None
         t = t.detach()
-        if t.is_sparse:
-            t = t.to_dense()
+        if t.is_sparse:  # the sample's coordinates only: an embedding's dense gradient is huge
+            return _SparseRows(t)
         if t.is_cpu and t.dtype in (self.torch.float32, self.torch.float64, self.torch.float16):
             return t.reshape(-1).numpy()
         return t.reshape(-1).float().cpu().numpy()  # bfloat16 or a device tensor: a float32 copy
@@ -162,6 +170,27 @@ class TorchProbe:
                       if self.torch.is_tensor(v) and v.shape == first.shape), None)
         state_dtype = str(state.dtype).replace("torch.", "") if state is not None else None
         return _meta(self.family, hp, name, state_dtype, sum(p.numel() for p in self._params))
+
+
+class _SparseRows:
+    """A sparse (row-wise, as ``nn.Embedding(sparse=True)`` makes) gradient, indexed like the
+    flat dense array it stands for: ``rows[index]`` reads only the coordinates asked for."""
+
+    def __init__(self, t):
+        t = t.coalesce()
+        self.rows = t.indices()[0].numpy()  # sorted by coalesce()
+        values = t.values()
+        self.width = int(np.prod(t.shape[1:], dtype=np.int64))
+        self.values = values.reshape(len(self.rows), self.width).double().numpy()
+        self.size = int(np.prod(t.shape, dtype=np.int64))
+
+    def __getitem__(self, index: np.ndarray) -> np.ndarray:
+        row, col = np.divmod(index, self.width)
+        at = np.minimum(np.searchsorted(self.rows, row), max(len(self.rows) - 1, 0))
+        hit = (self.rows[at] == row) if len(self.rows) else np.zeros(len(index), bool)
+        out = np.zeros(len(index))
+        out[hit] = self.values[at[hit], col[hit]]
+        return out
 
 
 def probe(opt):
