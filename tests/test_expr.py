@@ -68,3 +68,11 @@ def test_never_evaluates_python():
         with pytest.raises(ValueError, match=f"unknown name '{name}'"):
             parse(f"{name}(x)")
     assert math.isfinite(parse("x")(1.0)[0])
+
+
+def test_a_constant_beyond_float_range_is_refused_not_computed():
+    """sympy would work out 10**(10**10) exactly (minutes, gigabytes): refused at parse time."""
+    with pytest.raises(ValueError, match="beyond the range of a float"):
+        parse("10**10**10 * x")
+    assert parse("2**10 * x**2")(1.0)[0] == 1024.0
+    assert parse("x**1000000")(1.0)[0] == 1.0  # a symbol's power is left alone

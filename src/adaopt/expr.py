@@ -11,6 +11,7 @@ sympy is optional (``pip install 'adaopt[cli]'``) and imported only here.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -96,7 +97,11 @@ class _Parser:
         base = self.atom()
         if self.peek()[1] in ("**", "^"):
             self.take()
-            return base ** self.unary()  # right-associative; binds tighter than unary minus on its left
+            exponent = self.unary()  # right-associative; binds tighter than unary minus on its left
+            if base.is_Number and exponent.is_Number and abs(base) > 1 and \
+                    float(exponent) * math.log10(float(abs(base))) > 308:  # sympy would compute it exactly
+                raise ValueError(f"{base}**{exponent} is beyond the range of a float (about 1e308)")
+            return base ** exponent
         return base
 
     def atom(self):
