@@ -106,15 +106,6 @@ def test_compare_prints_a_table_and_writes_a_report(tmp_path):
     assert (out / "report.html").is_file()
 
 
-def _refused(result, *fragments):
-    """Exit 2, a message naming ``fragments``, and no traceback."""
-    assert result.exit_code == 2, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in result.output
-
-
 @pytest.fixture
 def no_sweep(monkeypatch):
     """Make any sweep fail the test: a bad option must be refused before the work starts."""
@@ -134,15 +125,15 @@ TINY_LAB = ["--optimizers", "sgd", "--seeds", "1", "--lrs", "2", "--steps", "3"]
 @pytest.mark.parametrize("command", [["lab", "--problems", "saddle"], ["compare", "saddle"]])
 @pytest.mark.parametrize("where, message", [("a_file", "is a file"), ("a_file/sub", "is a file"),
                                             ("", "give a folder")])
-def test_lab_bad_out_is_refused_before_the_sweep(tmp_path, monkeypatch, no_sweep, command, where, message):
+def test_lab_bad_out_is_refused_before_the_sweep(tmp_path, monkeypatch, no_sweep, command, where, message, refused):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "a_file").write_text("keep me")
     result = runner.invoke(app, [*command, *TINY_LAB, "--out", where])
-    _refused(result, f"--out={where!r}", message)
+    refused(result, f"--out={where!r}", message)
     assert (tmp_path / "a_file").read_text() == "keep me"
 
 
-def test_lab_unwritable_out_is_refused_before_the_sweep(tmp_path, no_sweep):
+def test_lab_unwritable_out_is_refused_before_the_sweep(tmp_path, no_sweep, refused):
     """A folder no file can be created in: read-only for a user; /proc even for root."""
     if hasattr(os, "geteuid") and os.geteuid() != 0:
         locked = tmp_path / "locked"
@@ -157,15 +148,15 @@ def test_lab_unwritable_out_is_refused_before_the_sweep(tmp_path, no_sweep):
     finally:
         if locked != Path("/proc"):
             locked.chmod(0o755)
-    _refused(result, "--out=", "cannot write in")
+    refused(result, "--out=", "cannot write in")
 
 
 @pytest.mark.parametrize("name, message", [("nodir/lr.png", "does not exist"), ("lr.xyz", "unsupported format"),
                                            ("", "give a file name")])
-def test_lr_find_bad_plot_is_refused_before_the_sweep(tmp_path, monkeypatch, no_sweep, name, message):
+def test_lr_find_bad_plot_is_refused_before_the_sweep(tmp_path, monkeypatch, no_sweep, name, message, refused):
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["lr-find", "saddle", "--steps", "10", "--plot", name])
-    _refused(result, f"--plot={name!r}", message, ".png, .pdf, .svg" if name != "nodir/lr.png" else "nodir")
+    refused(result, f"--plot={name!r}", message, ".png, .pdf, .svg" if name != "nodir/lr.png" else "nodir")
 
 
 def test_lr_find_plot_without_suffix_says_the_file_it_wrote(tmp_path):
@@ -187,23 +178,23 @@ def test_lr_find_plot_without_suffix_says_the_file_it_wrote(tmp_path):
     ("--target", "nan", "--target=nan: allowed a finite number"),
     ("--optimizer", "foo", "--optimizer='foo': unknown; choose from sgd, adagrad, rmsprop, adam, adamw"),
 ])
-def test_diagnose_bad_options_exit_2(tmp_path, option, value, message):
+def test_diagnose_bad_options_exit_2(tmp_path, option, value, message, refused):
     result = runner.invoke(app, ["diagnose", str(_log(tmp_path, 1.05 ** np.arange(50))), option, value])
-    _refused(result, message)
+    refused(result, message)
 
 
-def test_diagnose_a_directory_or_a_binary_file_names_it(tmp_path):
+def test_diagnose_a_directory_or_a_binary_file_names_it(tmp_path, refused):
     result = runner.invoke(app, ["diagnose", str(tmp_path)])
-    _refused(result, f"{tmp_path}: is a directory")
+    refused(result, f"{tmp_path}: is a directory")
     binary = tmp_path / "x.csv"
     binary.write_bytes(bytes(range(256)) * 4)
     result = runner.invoke(app, ["diagnose", str(binary)])
-    _refused(result, f"{binary}: not a text log", "UTF-8")
+    refused(result, f"{binary}: not a text log", "UTF-8")
 
 
-def test_compare_takes_several_problems_and_names_its_argument(no_sweep):
+def test_compare_takes_several_problems_and_names_its_argument(no_sweep, refused):
     result = runner.invoke(app, ["compare", "saddle,nope"])
-    _refused(result, "PROBLEM: unknown 'nope'")
+    refused(result, "PROBLEM: unknown 'nope'")
     assert "--problems" not in result.output
     result = runner.invoke(app, ["compare", "--help"])
     assert "several comma-separated" in " ".join(result.output.split())

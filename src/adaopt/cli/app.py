@@ -45,15 +45,15 @@ PLOT_FORMATS = ("png", "pdf", "svg")
 LAB_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "adam-nobc")
 
 
-def _cannot_write_in(folder: Path) -> Optional[str]:
-    """Why a file cannot be created in ``folder`` (None when it can): tried, not guessed."""
+def _require_writable(given: str, folder: Path) -> None:
+    """Fail naming ``given`` (``--out='x'``) unless a file can be created in ``folder``:
+    tried, not guessed."""
     try:
         fd, name = tempfile.mkstemp(dir=folder, prefix=".adaopt-check-")
     except OSError as exc:
-        return exc.strerror or str(exc)
+        _fail(f"{given}: cannot write in {str(folder)!r} ({exc.strerror or exc})")
     os.close(fd)
     os.unlink(name)
-    return None
 
 
 def _check_out_dir(out: Optional[str]) -> None:
@@ -70,9 +70,7 @@ def _check_out_dir(out: Optional[str]) -> None:
         existing = existing.parent
     if not existing.is_dir():
         _fail(f"--out={out!r}: cannot create the folder, {str(existing)!r} is a file")
-    why = _cannot_write_in(existing)
-    if why:
-        _fail(f"--out={out!r}: cannot write in {str(existing)!r} ({why})")
+    _require_writable(f"--out={out!r}", existing)
 
 
 def _check_plot(plot: Optional[str]) -> Optional[tuple[Path, str]]:
@@ -93,9 +91,7 @@ def _check_plot(plot: Optional[str]) -> Optional[tuple[Path, str]]:
     folder = path.parent
     if not folder.is_dir():
         _fail(f"--plot={plot!r}: the folder {str(folder)!r} does not exist")
-    why = _cannot_write_in(folder)
-    if why:
-        _fail(f"--plot={plot!r}: cannot write in {str(folder)!r} ({why})")
+    _require_writable(f"--plot={plot!r}", folder)
     return path, fmt
 
 
