@@ -11,6 +11,8 @@ import copy
 import json
 import math
 import os
+from decimal import Decimal
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -125,6 +127,48 @@ INVALID = [
     (adaopt.RMSprop, dict(centered=1), ValueError, ["centered=1"]),
     (adaopt.AdaGrad, dict(eps_in_sqrt="no"), ValueError, ["eps_in_sqrt", "'no'"]),
     (adaopt.AdamW, dict(wd_form="multiply"), ValueError, ["wd_form", "'multiply'"]),
+    # numbers a float cannot hold, and things that are not real numbers: the same ValueError
+    # naming the argument (10**400 used to escape as OverflowError from math.isfinite)
+    (adaopt.Adam, dict(lr=10**400), ValueError, ["lr=1000", "...", "401 digits", "finite number"]),
+    (adaopt.SGD, dict(lr=-10**400), ValueError, ["lr=-1000", "..."]),
+    (adaopt.Adam, dict(lr=10**5000), ValueError, ["lr=", "digits"]),  # beyond int->str's limit
+    (adaopt.Adam, dict(betas=(10**400, 0.9)), ValueError, ["betas=(1000", "digits), 0.9)"]),
+    (adaopt.Adam, dict(betas=(0.9, 10**400)), ValueError, ["betas=(0.9, 1000"]),
+    (adaopt.Adam, dict(eps=10**400), ValueError, ["eps=1000"]),
+    (adaopt.AdaGrad, dict(eps=10**400), ValueError, ["eps=1000"]),
+    (adaopt.Adam, dict(weight_decay=10**400), ValueError, ["weight_decay=1000"]),
+    (adaopt.SGD, dict(weight_decay=10**400), ValueError, ["weight_decay=1000"]),
+    (adaopt.SGD, dict(momentum=10**400), ValueError, ["momentum=1000"]),
+    (adaopt.RMSprop, dict(momentum=10**400), ValueError, ["momentum=1000"]),
+    (adaopt.SGD, dict(momentum=0.5, dampening=10**400), ValueError, ["dampening=1000"]),
+    (adaopt.RMSprop, dict(alpha=10**400), ValueError, ["alpha=1000"]),
+    (adaopt.AdaGrad, dict(lr_decay=10**400), ValueError, ["lr_decay=1000"]),
+    (adaopt.AdaGrad, dict(initial_accumulator_value=10**400), ValueError,
+     ["initial_accumulator_value=1000"]),
+    (adaopt.Adam, dict(lr=Fraction(10**400)), ValueError, ["lr=Fraction("]),
+    (adaopt.Adam, dict(lr=np.float32("nan")), ValueError, ["lr=", "nan"]),
+    (adaopt.Adam, dict(lr=np.float64("inf")), ValueError, ["lr=", "inf"]),
+    (adaopt.SGD, dict(lr=np.int64(-1)), ValueError, ["lr=", "-1"]),
+    (adaopt.Adam, dict(betas=(np.float32("nan"), 0.9)), ValueError, ["betas=", "nan"]),
+    (adaopt.Adam, dict(lr=Decimal("NaN")), ValueError, ["lr=Decimal('NaN')"]),
+    (adaopt.Adam, dict(lr=Decimal("sNaN")), ValueError, ["lr=Decimal('sNaN')"]),
+    (adaopt.Adam, dict(lr=Decimal("1e400")), ValueError, ["lr=Decimal('1E+400')"]),
+    (adaopt.Adam, dict(lr=Decimal("-0.1")), ValueError, ["lr=Decimal('-0.1')"]),
+    (adaopt.Adam, dict(lr=1 + 2j), ValueError, ["lr=(1+2j)"]),
+    (adaopt.Adam, dict(lr=0.1 + 0j), ValueError, ["lr=(0.1+0j)"]),
+    (adaopt.SGD, dict(momentum=np.complex128(0.5)), ValueError, ["momentum=", "0.5"]),
+    (adaopt.Adam, dict(eps=1j), ValueError, ["eps=1j"]),
+    (adaopt.Adam, dict(lr="0.1"), ValueError, ["lr='0.1'"]),
+    (adaopt.SGD, dict(momentum="0.9"), ValueError, ["momentum='0.9'"]),
+    (adaopt.Adam, dict(lr="x" * 10_000), ValueError, ["lr='xxx", "..."]),  # shortened
+    (adaopt.Adam, dict(betas=(0.9, None)), ValueError, ["betas=(0.9, None)"]),
+    (adaopt.Adam, dict(betas=(0.9, "0.99")), ValueError, ["betas=(0.9, '0.99')"]),
+    (adaopt.Adam, dict(betas=(0.9, 0.99 + 0j)), ValueError, ["betas=(0.9, (0.99+0j))"]),
+    (adaopt.Adam, dict(betas="ab"), ValueError, ["betas='ab'"]),
+    (adaopt.Adam, dict(betas=np.array([0.9, 0.99])), ValueError, ["betas="]),
+    # a rule whose test itself raises (an array compared to 'shrink') still names the argument
+    (adaopt.AdamW, dict(wd_form=np.array(["add", "add"])), ValueError, ["wd_form="]),
+    (adaopt.Adam, dict(amsgrad=np.array([True, False])), ValueError, ["amsgrad="]),
     # an unknown keyword is Python's TypeError, which names the argument
     (adaopt.Adam, dict(foo=1), TypeError, ["foo"]),
     (adaopt.SGD, dict(betas=(0.9, 0.99)), TypeError, ["betas"]),
@@ -132,9 +176,17 @@ INVALID = [
 ]
 
 
+def _short(v):
+    try:
+        r = repr(v)
+    except ValueError:  # an int beyond int->str's digit limit
+        r = f"int{v.bit_length()}bits"
+    return r if len(r) <= 40 else r[:20] + "..."
+
+
 def _id(case):
     cls, kw, _, _ = case
-    return f"{cls.__name__}-" + ",".join(f"{k}={v!r}" for k, v in kw.items())
+    return f"{cls.__name__}-" + ",".join(f"{k}={_short(v)}" for k, v in kw.items())
 
 
 @pytest.mark.parametrize("case", INVALID, ids=[_id(c) for c in INVALID])
@@ -183,6 +235,72 @@ def test_valid_hyperparameters_are_accepted():
     adaopt.AdaGrad([x], lr_decay=0, initial_accumulator_value=0, eps_in_sqrt=True)
     adaopt.Adam([x], betas=[0.5, 0.5], lr=np.float32(0.5), eps=np.float64(1e-8))
     adaopt.SGD([x], lr=1, momentum=np.float64(0.5))
+
+
+def test_numbers_of_other_types_are_accepted_as_floats():
+    """NumPy scalars, Fraction and Decimal that a float holds are numbers; they are kept as
+    Python floats, like every other number (one arithmetic for all inputs)."""
+    x = np.ones(2)
+    opt = adaopt.Adam([x], lr=np.int64(1), betas=(np.float16(0.5), Fraction(999, 1000)),
+                      eps=Decimal("1e-8"), weight_decay=Fraction(1, 100))
+    d = opt.defaults
+    assert d["lr"] == 1.0 and type(d["lr"]) is float
+    assert d["betas"] == (0.5, 0.999) and all(type(b) is float for b in d["betas"])
+    assert d["eps"] == 1e-8 and type(d["eps"]) is float
+    assert d["weight_decay"] == 0.01 and type(d["weight_decay"]) is float
+    opt = adaopt.SGD([x], lr=10**300, momentum=np.float32(0.5))  # a big int a float holds is fine
+    assert opt.defaults["lr"] == 1e300 and opt.defaults["momentum"] == 0.5
+
+
+def test_huge_values_make_short_messages():
+    for value in (10**400, -(10**400), 10**5000, Fraction(10**400, 3), "x" * 10_000,
+                  (10**400, 10**400)):
+        with pytest.raises(ValueError) as info:
+            adaopt.Adam([np.ones(2)], lr=value)
+        assert len(str(info.value)) < 300, str(info.value)
+    with pytest.raises(ValueError) as info:
+        adaopt.Adam([np.ones(2)], betas=(10**400, 10**400))
+    assert len(str(info.value)) < 300, str(info.value)
+
+
+MUTATED = [
+    # (classes, key, values): each value written into a bound group before a step
+    (ALL, "lr", [10**400, -(10**400), np.float32("nan"), Fraction(10**400), Decimal("NaN"), 1 + 0j,
+                 "0.1", None]),
+    (ALL, "weight_decay", [10**400, np.float64("inf"), None, "0"]),
+    ([adaopt.Adam, adaopt.AdamW], "betas", [(10**400, 0.9), (0.9, np.float32("nan")), (0.9, None),
+                                             None, (0.9, 0.99 + 0j)]),
+    ([adaopt.Adam, adaopt.AdamW, adaopt.RMSprop, adaopt.AdaGrad], "eps", [10**400, 1j, "1e-8"]),
+    ([adaopt.SGD, adaopt.RMSprop], "momentum", [10**400, None, np.complex64(0.5)]),
+]
+MUTATED_CASES = [(cls, key, v) for classes, key, values in MUTATED for cls in classes for v in values]
+
+
+@pytest.mark.parametrize("cls, key, value", MUTATED_CASES,
+                         ids=[f"{c.__name__}-{k}-{i}" for i, (c, k, v) in enumerate(MUTATED_CASES)])
+def test_group_edited_to_a_value_no_float_holds_makes_step_raise_and_change_nothing(cls, key, value):
+    """opt.param_groups[0]["lr"] = 10**400 used to raise OverflowError from the step."""
+    params = list(two_params())
+    opt = warmed_up(cls, params)
+    snap = snapshot(opt, params)
+    opt.param_groups[0][key] = value
+    with pytest.raises(ValueError) as info:
+        opt.step([np.ones(3), np.ones((2, 2))])
+    msg = str(info.value)
+    assert f"{key}=" in msg and "param group 0" in msg, msg
+    assert len(msg) < 300, msg
+    opt.param_groups[0][key] = snap[1]["param_groups"][0][key]
+    assert_unchanged(opt, params, snap)
+    same_next_step(opt, params, cls)
+
+
+def test_lesson_helpers_refuse_huge_and_odd_betas():
+    from adaopt import hyper
+
+    for beta in (10**400, np.float32("nan"), 1j, "0.9", None, Decimal("NaN")):
+        for fn in (hyper.ema_window, hyper.half_life, lambda b: hyper.bias_correction_factor(b, 1)):
+            with pytest.raises(ValueError, match="beta="):
+                fn(beta)
 
 
 @pytest.mark.parametrize("cls, flag", [(adaopt.Adam, "amsgrad"), (adaopt.RMSprop, "centered"),

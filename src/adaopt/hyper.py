@@ -17,6 +17,7 @@ AdamW decay form       p *= 1 - lr*wd, first       update += wd*p, times lr    u
 
 from __future__ import annotations
 
+import decimal
 import math
 import numbers
 from collections.abc import Callable
@@ -79,16 +80,36 @@ class Rule:
     allowed: str
 
 
+def _as_float(x) -> float | None:
+    """``x`` as a finite Python float, or None when it is not a real number a float holds.
+
+    Real numbers are Python and NumPy ints and floats, Fraction and Decimal; not bools,
+    complex numbers, strings or None. ``float(x)`` of an int beyond the float range
+    (``10**400``) raises OverflowError, and of a signalling Decimal NaN ValueError: both
+    are simply "not a number a float holds" here, so the caller's ValueError names the
+    argument. Comparisons are made on this float, the value the arithmetic will use.
+    """
+    if _flag(x) or not isinstance(x, (numbers.Real, decimal.Decimal)):
+        return None
+    try:
+        f = float(x)
+    except (OverflowError, ValueError, TypeError):
+        return None
+    return f if math.isfinite(f) else None
+
+
 def _number(x) -> bool:
-    return isinstance(x, numbers.Real) and not _flag(x) and math.isfinite(x)
+    return _as_float(x) is not None
 
 
 def _at_least_0(x):
-    return _number(x) and x >= 0
+    f = _as_float(x)
+    return f is not None and f >= 0
 
 
 def _unit_open(x):
-    return _number(x) and 0 <= x < 1
+    f = _as_float(x)
+    return f is not None and 0 <= f < 1
 
 
 def _flag(x):
@@ -110,14 +131,14 @@ def _state_dtype(x):
 RULES: dict[str, Rule] = {
     "lr": Rule(_at_least_0, "a finite number >= 0"),
     "momentum": Rule(_unit_open, "0 <= momentum < 1"),
-    "dampening": Rule(lambda x: _number(x) and 0 <= x <= 1, "0 <= dampening <= 1"),
+    "dampening": Rule(lambda x: _number(x) and 0 <= _as_float(x) <= 1, "0 <= dampening <= 1"),
     "weight_decay": Rule(_at_least_0, "a finite number >= 0"),
     "lr_decay": Rule(_at_least_0, "a finite number >= 0"),
     "initial_accumulator_value": Rule(_at_least_0, "a finite number >= 0"),
     "eps": Rule(_eps, "None (the default for the dtype) or a finite number >= 0"),
     "alpha": Rule(_unit_open, "0 <= alpha < 1"),
     "betas": Rule(_betas, "a pair (beta1, beta2), each 0 <= beta < 1"),
-    "wd_form": Rule(lambda x: x in ("shrink", "add"), "'shrink' or 'add'"),
+    "wd_form": Rule(lambda x: isinstance(x, str) and x in ("shrink", "add"), "'shrink' or 'add'"),
     "state_dtype": Rule(_state_dtype, f"None or one of {', '.join(dtypes.SUPPORTED)}"),
 }
 for _name in ("nesterov", "maximize", "eps_in_sqrt", "centered", "amsgrad", "bias_correction",
@@ -126,8 +147,47 @@ for _name in ("nesterov", "maximize", "eps_in_sqrt", "centered", "amsgrad", "bia
 
 
 def check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{name}={value!r} is not one of {', '.join(map(repr, choices))}")
+    try:
+        ok = isinstance(value, str) and value in choices or any(value is c for c in choices)
+    except Exception:  # noqa: BLE001 - an odd value is simply not a choice
+        ok = False
+    if not ok:
+        raise ValueError(f"{name}={short_repr(value)} is not one of {', '.join(map(repr, choices))}")
+
+
+def short_repr(value, limit: int = 60) -> str:
+    """``repr(value)``, shortened for messages: an int of hundreds of digits reads
+    ``1000...0 (401 digits)``, a long string or other repr keeps its first and last
+    characters, and the items of a tuple or list are shortened one by one."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            text = repr(value)
+        except ValueError:  # beyond int -> str's digit limit (sys.get_int_max_str_digits)
+            sign = "-" if value < 0 else ""
+            return f"{sign}<int of about {int(abs(value).bit_length() * math.log10(2)) + 1} digits>"
+        digits = len(text.lstrip("-"))
+        return text if len(text) <= limit else f"{text[:5]}...{text[-1]} ({digits} digits)"
+    if type(value) in (tuple, list):
+        items = [short_repr(v, max(limit // 2, 20)) for v in value[:8]]
+        if len(value) > 8:
+            items.append(f"... ({len(value)} items)")
+        inner = ", ".join(items) + ("," if type(value) is tuple and len(value) == 1 else "")
+        return f"({inner})" if type(value) is tuple else f"[{inner}]"
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a value whose repr fails still gets named
+        text = f"<{type(value).__name__}>"
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit - 15]}...{text[-8:]} ({len(text)} characters)"
+
+
+def _passes(rule: Rule, value) -> bool:
+    """``rule.test(value)``; a test that raises (an array compared to a string) is a refusal."""
+    try:
+        return bool(rule.test(value))
+    except Exception:  # noqa: BLE001
+        return False
 
 
 def validate(hp: dict, where: str = "") -> dict:
@@ -135,12 +195,15 @@ def validate(hp: dict, where: str = "") -> dict:
 
     The message names the argument, the value it got and the values it allows, e.g.
     ``ValueError: betas=(0.9, 1.0) is invalid: allowed a pair (beta1, beta2), each 0 <= beta < 1``.
+    Numbers are Python or NumPy ints and floats, Fraction or Decimal, that a float holds:
+    ``10**400``, NaN, infinities, complex numbers, strings and bools are refused (the same
+    ValueError), and every accepted number is stored as a Python float.
     """
     suffix = f" ({where})" if where else ""
     for name, value in hp.items():
         rule = RULES.get(name)
-        if rule is not None and not rule.test(value):
-            raise ValueError(f"{name}={value!r} is invalid{suffix}: allowed {rule.allowed}")
+        if rule is not None and not _passes(rule, value):
+            raise ValueError(f"{name}={short_repr(value)} is invalid{suffix}: allowed {rule.allowed}")
     if hp.get("nesterov") and (hp["momentum"] <= 0 or hp["dampening"] != 0):
         raise ValueError(
             f"nesterov=True needs momentum > 0 and dampening = 0{suffix}; "
@@ -148,11 +211,11 @@ def validate(hp: dict, where: str = "") -> dict:
         )
     for name, value in hp.items():  # numbers as Python floats: one arithmetic for all inputs
         if name in RULES and _number(value):
-            hp[name] = float(value)
+            hp[name] = _as_float(value)
     if hp.get("kahan") and hp.get("stochastic_rounding"):
         raise ValueError(f"kahan=True and stochastic_rounding=True{suffix}: choose one")
     if "betas" in hp:
-        hp["betas"] = tuple(float(b) for b in hp["betas"])
+        hp["betas"] = tuple(_as_float(b) for b in hp["betas"])
     return hp
 
 
@@ -217,10 +280,10 @@ def bias_correction_factor(beta: float, k: int) -> float:
     """
     _check_decay(beta)
     if not isinstance(k, int) or k < 1:
-        raise ValueError(f"k={k!r} is invalid: allowed an integer step >= 1")
+        raise ValueError(f"k={short_repr(k)} is invalid: allowed an integer step >= 1")
     return 1.0 / (1.0 - beta**k)
 
 
 def _check_decay(beta) -> None:
     if not _unit_open(beta):
-        raise ValueError(f"beta={beta!r} is invalid: allowed 0 <= beta < 1")
+        raise ValueError(f"beta={short_repr(beta)} is invalid: allowed 0 <= beta < 1")
