@@ -255,7 +255,7 @@ def ema_window(beta: float) -> float:
     r"""The effective window :math:`1/(1-\beta)` of a moving average with decay ``beta``.
 
     >>> ema_window(0.9), ema_window(0.99)
-    (10.000000000000002, 100.00000000000009)
+    (10.000000000000002, 99.99999999999991)
     """
     _check_decay(beta)
     return 1.0 / (1.0 - beta)
