@@ -78,7 +78,7 @@ def compute_dtype(param_dtype, state_dtype=None) -> np.dtype:
     name = dtype_name(param_dtype)
     if name in ("float16", "bfloat16"):
         return np.dtype(np.float32)
-    return np.dtype(param_dtype)
+    return np.dtype(param_dtype).newbyteorder("=")  # arithmetic in this machine's byte order
 
 
 def smallest_normal(dtype) -> float:

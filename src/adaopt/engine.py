@@ -11,6 +11,7 @@ no parameters and no state of its own.
 from __future__ import annotations
 
 import operator
+from itertools import chain
 from types import ModuleType
 
 import numpy as np
@@ -23,12 +24,23 @@ BACKENDS = ("auto", "fused", "reference")
 
 
 class Plan:
-    """How one step runs: the parameters in order, fused buckets, reference steps."""
+    """How one step runs: the parameters in order, fused buckets, reference steps.
 
-    def __init__(self, params, buckets, reference):
+    ``states`` are the state dicts the plan steps, in parameter order; ``steps()`` reads
+    their step counts, which a frontend compares with ``expected_steps`` (what the last
+    run wrote) to notice a count edited by hand (``state["step"] = 0``).
+    """
+
+    def __init__(self, params, buckets, reference, states):
         self.params, self.buckets, self.reference = params, buckets, reference
         self.shapes = [p.shape for _, p in params]  # what each gradient must match
         self.dtypes = [p.dtype for _, p in params]
+        self.arrays = [p for _, p in params]
+        self.states = states
+        self.expected_steps = self.steps()
+
+    def steps(self) -> list:
+        return [st["step"] for st in self.states]
 
 
 class Engine:
@@ -64,8 +76,7 @@ class Engine:
         return hp
 
     def fresh_state(self, p: np.ndarray, hp: dict, name: str) -> dict:
-        cdtype = dtypes.compute_dtype(p.dtype, hp["state_dtype"])
-        self.resolved(hp, cdtype, name)  # fail now, not at the first step
+        _, cdtype = self.prepare(p, hp, name)  # fail now, not at the first step
         st: dict = {"step": 0}
         self.add_missing_buffers(st, p, hp, cdtype)
         return st
@@ -127,6 +138,7 @@ class Engine:
         """
         fused = self.fused()
         prepared = [(gi, name, p, st, *self.prepare(p, hp, name)) for gi, name, p, st, hp in items]
+        shared = _sharing_memory([(name, p) for _, name, p, *_ in prepared])
         groups: dict = {}
         reference = []
         for i, (gi, name, p, st, hp, cdtype) in enumerate(prepared):
@@ -136,7 +148,8 @@ class Engine:
                     raise ValueError(f"state {key!r} of {name!r} has shape {tuple(np.shape(value))}, "
                                      f"the parameter has {p.shape} (was the parameter replaced, or "
                                      "a state_dict of another model loaded?)")
-            if fused is not None and fused.eligible(p, cdtype, st) and not _low(p, hp, "stochastic_rounding"):
+            if (fused is not None and i not in shared and fused.eligible(p, cdtype, st)
+                    and not _low(p, hp, "stochastic_rounding")):
                 groups.setdefault((gi, st["step"], p.dtype, cdtype), (hp, []))[1].append((i, p, st))
             else:
                 reference.append((i, gi, name, p, st, hp, cdtype))
@@ -146,7 +159,8 @@ class Engine:
                                   [i for i, _, _ in m])
             bucket.group, bucket.name, bucket.cdtype = gi, f"param group {gi}", cdtype
             buckets.append(bucket)
-        return Plan([(name, p) for _, name, p, *_ in prepared], buckets, reference)
+        return Plan([(name, p) for _, name, p, *_ in prepared], buckets, reference,
+                    [st for _, _, _, st, *_ in prepared])
 
     @staticmethod
     def signature(hp: dict) -> tuple:
@@ -178,6 +192,7 @@ class Engine:
                 else:
                     st[k][...] = v
             p[...] = new_p
+        plan.expected_steps = plan.steps()
 
     def fused(self):
         """The fused-kernel module when this optimizer's backend uses it, else None."""
@@ -192,6 +207,39 @@ def _engine_from(rule_module: str, eps_base, backend: str) -> Engine:
     import importlib
 
     return Engine(importlib.import_module(rule_module), eps_base, backend)
+
+
+def _sharing_memory(named: list) -> set:
+    """Positions of parameters whose memory overlaps an earlier one's (``[a, a]``, two views of
+    one buffer). A threaded kernel would race on them; they take the reference rule instead,
+    after the buckets, one after the other, as torch.optim steps them (with a warning)."""
+    clusters: list = []  # [end of the cluster's memory, positions in it], by start address
+    for lo, hi, i in sorted((*_byte_bounds(p), i) for i, (_, p) in enumerate(named) if p.size):
+        if clusters and lo < clusters[-1][0]:
+            clusters[-1][0] = max(clusters[-1][0], hi)
+            clusters[-1][1].append(i)
+        else:
+            clusters.append([hi, [i]])
+    later = {i for _, members in clusters for i in sorted(members)[1:]}
+    if later:
+        import warnings
+
+        names = [named[i][0] for i in sorted(later)]
+        warnings.warn(f"parameters {names} share memory with another parameter; they are stepped "
+                      "one after the other (as torch.optim does), not by the fused kernel",
+                      RuntimeWarning, stacklevel=4)
+    return later
+
+
+def _byte_bounds(a: np.ndarray) -> tuple[int, int]:
+    """The first and one-past-the-last byte address of ``a``'s elements."""
+    lo = hi = a.__array_interface__["data"][0]
+    for n, stride in zip(a.shape, a.strides):
+        if stride > 0:
+            hi += (n - 1) * stride
+        else:
+            lo += (n - 1) * stride
+    return lo, hi + a.itemsize
 
 
 def _low(p, hp: dict, option: str) -> bool:
@@ -219,7 +267,7 @@ class StateWatch:
     def _values(self, dicts) -> list:
         if self.step_counts:
             return [v for d in dicts for k, v in d.items() if k != "step"]
-        return [v for d in dicts for v in d.values()]
+        return list(chain.from_iterable(map(dict.values, dicts)))
 
     def unchanged(self, state) -> bool:
         if state is not self.state:

@@ -187,6 +187,9 @@ class Optimizer:
         if not (_ARRAYS_ONLY.issuperset(map(type, grads)) and plan.shapes == [g.shape for g in grads]
                 and plan.dtypes == [g.dtype for g in grads]):  # else check one by one, naming the culprit
             grads = [_check_grad(g, p, name) for (name, p), g in zip(plan.params, grads)]
+        if not all(a.flags.writeable for a in plan.arrays):  # made read-only since construction
+            name = next(n for n, a in plan.params if not a.flags.writeable)
+            raise ValueError(f"parameter {name!r} is a read-only array; nothing was changed")
         for hook in list(self._pre_hooks.values()):
             hook(self, grads)
         self._engine.run(plan, grads, hps)
@@ -225,7 +228,8 @@ class Optimizer:
         else:
             signature = [self._engine.signature(hp) for hp in hps]
         self._plan_hps = hps
-        if self._plan is None or self._plan_signature != signature or not self._plan_state.unchanged(self.state):
+        if (self._plan is None or self._plan_signature != signature or not self._plan_state.unchanged(self.state)
+                or self._plan.steps() != self._plan.expected_steps):  # a step count set by hand
             for gi, group in enumerate(self.param_groups):  # state cleared since: start afresh, as torch
                 for name in group["params"]:
                     if name not in self.state:
@@ -329,8 +333,9 @@ class Optimizer:
                                   f"this optimizer has {len(self.param_groups)}")
         new_groups = []
         for i, (saved, mine) in enumerate(zip(saved_groups, self.param_groups)):
-            if not isinstance(saved, dict) or not isinstance(saved.get("params"), list):
-                raise CheckpointError(f"param group {i} of the state_dict has no 'params' list")
+            if not isinstance(saved, dict) or not isinstance(saved.get("params"), list) \
+                    or not all(isinstance(n, str) for n in saved["params"]):
+                raise CheckpointError(f"param group {i} of the state_dict has no 'params' list of names")
             if sorted(saved["params"]) != sorted(mine["params"]):
                 raise CheckpointError(f"param group {i} holds {sorted(saved['params'])} in the state_dict "
                                       f"but {sorted(mine['params'])} here")
@@ -355,7 +360,7 @@ class Optimizer:
         """Read a file written by :meth:`save` into this optimizer."""
         from .checkpoint import load
 
-        self.load_state_dict(load(path))
+        self.load_state_dict(load(path, expect=self._arrays))  # sizes checked before any data is read
 
 
 class HookHandle:
@@ -407,11 +412,17 @@ _ARRAYS_ONLY = frozenset((np.ndarray,))
 
 
 def _check_grad(g, p: np.ndarray, name: str) -> np.ndarray:
+    """``g`` as an array of ``p``'s shape and dtype; a gradient in the other byte order (a file
+    written on another machine) is converted to this machine's."""
     g = np.asarray(g)
     if g.shape != p.shape:
         raise ValueError(f"gradient for {name!r} has shape {g.shape}, the parameter has {p.shape}")
     if g.dtype != p.dtype:
-        raise TypeError(f"gradient for {name!r} has dtype {g.dtype.name}, the parameter has {p.dtype.name}")
+        if g.dtype.newbyteorder("=") != p.dtype.newbyteorder("="):
+            raise TypeError(f"gradient for {name!r} has dtype {g.dtype.name}, the parameter has {p.dtype.name}")
+        g = g.astype(g.dtype.newbyteorder("="))
+    elif not g.dtype.isnative:
+        g = g.astype(g.dtype.newbyteorder("="))
     return g
 
 

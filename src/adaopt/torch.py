@@ -24,6 +24,8 @@ What torch does not give:
 from __future__ import annotations
 
 import functools
+import math
+import numbers
 import operator
 from collections import defaultdict
 from dataclasses import dataclass
@@ -122,7 +124,12 @@ class Optimizer(torch.optim.Optimizer):
         if unknown:
             raise ValueError(f"{where} sets unknown hyperparameter(s) {sorted(unknown)}")
         hyper.validate(trial, where)
-        super().add_param_group(param_group)
+        params = param_group["params"]
+        params = [params] if torch.is_tensor(params) else list(params)
+        if trial["stochastic_rounding"] and any(torch.is_tensor(p) and p.dtype == torch.float16 for p in params):
+            raise ValueError(f"stochastic_rounding is for bfloat16 parameters; {where} holds float16 ones "
+                             "(use kahan=True for float16)")
+        super().add_param_group({**param_group, "params": params})
         self._plan = None
 
     def __setstate__(self, state: dict) -> None:
@@ -201,15 +208,34 @@ class Optimizer(torch.optim.Optimizer):
 
     def _step_arrays(self, entries) -> None:
         """Dense CPU gradients: one engine call over zero-copy views."""
-        plan, steps, hps, fused = self._plan_for(entries)
+        plan, c, hps = self._plan_for(entries)
+        grads = [p.grad for _, _, p in entries]
         # A fused kernel takes a gradient by its address when its memory holds exactly the
-        # values it stands for: contiguous, the parameter's dtype (torch >= 2.9 allows another
-        # one: param.grad_dtype), no lazy negation. Anything else becomes a NumPy array of them.
-        grads = [g.data_ptr() if dt is g.dtype and g.is_contiguous() and not g.is_neg()
-                 else _grad_view(g.resolve_neg().to(p.dtype))
-                 for dt, p, g in zip(fused, [p for _, _, p in entries], [p.grad for _, _, p in entries])]
+        # values it stands for: the parameter's shape (a kernel trusts sizes), contiguous, the
+        # parameter's dtype (torch >= 2.9 allows another one: param.grad_dtype), no lazy
+        # negation. Anything else becomes a NumPy array of them, or is refused.
+        if (c.all_fused and list(map(_size, grads)) == c.shapes and list(map(_dtype, grads)) == c.dtypes
+                and all(map(_contiguous, grads)) and not any(map(_is_neg, grads))):
+            grads = list(map(_data_ptr, grads))
+        else:
+            grads = [self._grad_input(g, k, c, entries) for k, g in enumerate(grads)]
         self._engine.run(plan, grads, hps)
-        steps += 1.0  # a NumPy view of the counter every parameter's state["step"] is a view of
+        c.steps += 1.0  # a NumPy view of the counter every parameter's state["step"] is a view of
+        c.expected += 1.0
+
+    def _grad_input(self, g: torch.Tensor, k: int, c, entries):
+        """Gradient ``k`` as the engine takes it (an address, or a NumPy array of the
+        parameter's dtype); refused, naming the parameter, if its shape or kind is wrong."""
+        p = c.params[k]
+        if g.shape != c.shapes[k] or not g.dtype.is_floating_point:
+            gi, i, _ = entries[k]
+            what = (f"shape {tuple(g.shape)}, the parameter {tuple(c.shapes[k])}" if g.shape != c.shapes[k]
+                    else f"dtype {g.dtype}; a {p.dtype} parameter takes floating-point gradients")
+            raise (ValueError if g.shape != c.shapes[k] else TypeError)(
+                f"the gradient of {self._param_name(gi, i)} has {what}; nothing was changed")
+        if c.fused[k] is g.dtype and g.is_contiguous() and not g.is_neg():
+            return g.data_ptr()
+        return _grad_view(g.resolve_neg().to(p.dtype))
 
     def _step_general(self, all_entries) -> None:
         entries, sparse, tensors = [], [], []
@@ -298,25 +324,26 @@ class Optimizer(torch.optim.Optimizer):
         return False
 
     def _plan_for(self, entries):
-        """(plan, the shared step counter as a NumPy view, validated hps per group, and for
-        each entry the parameter's dtype if a fused kernel steps it, else None).
+        """(plan, the cached plan's record, validated hps per group).
 
-        The plan is cached while the same parameters, with the same storage (``param.data
-        = ...`` swaps it), the same state objects (:class:`~adaopt.engine.StateWatch`) and the same options
-        take part; new values (an LR scheduler) do not rebuild it. Each parameter's
-        ``state["step"]`` is a 0-d view into one counter, so one in-place add advances them all.
+        The plan is cached while the same parameters with the same memory layout (``param.data
+        = ...``, ``set_``, ``resize_`` change it), the same state tensors with the same layout
+        (:class:`~adaopt.engine.StateWatch` and :func:`_extent`), the same step counts and the
+        same options take part; new values (an LR scheduler) do not rebuild it. Each
+        parameter's ``state["step"]`` is a 0-d view into one counter, so one in-place add
+        advances them all, and a count set by hand (``state["step"].fill_(0)``) is seen.
         """
         hps = [self._group_hp(gi, g) for gi, g in enumerate(self.param_groups)]
         params = [p for _, _, p in entries]
-        ptrs = [(p.data_ptr(), p.numel()) for p in params]
         c = self._plan
-        if c is not None and c.ptrs == ptrs and len(c.params) == len(params) \
-                and all(map(operator.is_, c.params, params)) and c.state.unchanged(self.state):
+        if (c is not None and len(c.params) == len(params) and all(map(operator.is_, c.params, params))
+                and _layout(params) == c.layout and c.state.unchanged(self.state)
+                and _extent(c.buffers) == c.buffer_extent and np.array_equal(c.steps, c.expected)):
             if len(hps) == len(c.hps) and all(map(operator.is_, hps, c.hps)):
-                return c.plan, c.steps, hps, c.fused  # the very same validated groups
+                return c.plan, c, hps  # the very same validated groups
             if [self._engine.signature(h) for h in hps] == c.signatures:
                 c.hps = hps  # new values (a scheduler), the same options
-                return c.plan, c.steps, hps, c.fused
+                return c.plan, c, hps
         items, states = [], []
         for gi, i, p in entries:
             state = self.state[p]
@@ -328,10 +355,15 @@ class Optimizer(torch.optim.Optimizer):
             state["step"] = steps[k]
         plan = self._engine.build_plan(items)
         in_bucket = {i for bucket in plan.buckets for i in bucket.index}
-        fused = tuple(p.dtype if i in in_bucket else None for i, p in enumerate(params))
-        self._plan = _CachedPlan(params, ptrs, [self._engine.signature(h) for h in hps], hps, plan,
-                                 _numpy_view(steps), fused, StateWatch(self.state))
-        return plan, self._plan.steps, hps, fused
+        buffers = [v for st in states for k, v in st.items() if k != "step" and torch.is_tensor(v)]
+        self._plan = c = _CachedPlan(
+            params=params, layout=_layout(params), shapes=[p.shape for p in params],
+            signatures=[self._engine.signature(h) for h in hps], hps=hps, plan=plan,
+            steps=_numpy_view(steps), expected=_numpy_view(steps).copy(),
+            fused=tuple(p.dtype if i in in_bucket else None for i, p in enumerate(params)),
+            all_fused=len(in_bucket) == len(params), dtypes=[p.dtype for p in params],
+            state=StateWatch(self.state), buffers=buffers, buffer_extent=_extent(buffers))
+        return plan, c, hps
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -367,9 +399,13 @@ class Optimizer(torch.optim.Optimizer):
             else:
                 id_map.update(zip(sg["params"], g["params"]))
         state = defaultdict(dict)
-        for sid, value in state_dict["state"].items():
+        saved_state = state_dict["state"]
+        if not isinstance(saved_state, dict):
+            raise ValueError(f"the state_dict's 'state' is a {type(saved_state).__name__}, not a dict")
+        for sid, value in saved_state.items():
             if sid in id_map:
                 p = id_map[sid]
+                _check_saved_state(sid, value, p)
                 state[p] = {k: (v.to(device=p.device, copy=True) if torch.is_tensor(v) else deepcopy(v))
                             for k, v in value.items()}
                 if self.family == "sgd" and "step" not in state[p]:
@@ -394,13 +430,37 @@ class _CachedPlan:
     """What :meth:`Optimizer._plan_for` built, and what it was built for."""
 
     params: list          # the tensors stepped, in order
-    ptrs: list            # their data pointers and sizes (``param.data = ...`` changes them)
+    layout: tuple         # their memory (:func:`_layout`): ``param.data = ...`` changes it
+    shapes: list          # their shapes: what each gradient must match
     signatures: list      # Engine.signature of each group's validated hps
     hps: list             # the validated hps of the last step (compared by identity)
     plan: object
     steps: np.ndarray     # the step counter every state["step"] is a view of
+    expected: np.ndarray  # what the counter holds unless someone set it
     fused: tuple          # per tensor: its dtype if a fused bucket steps it, else None
+    all_fused: bool       # every tensor is in a fused bucket
+    dtypes: list          # the parameters' dtypes: what a gradient taken by address must have
     state: StateWatch     # the optimizer's state as the plan found it
+    buffers: list         # the state tensors the plan points into
+    buffer_extent: tuple  # and their memory (:func:`_extent`)
+
+
+_data_ptr, _size, _numel = torch.Tensor.data_ptr, torch.Tensor.size, torch.Tensor.numel
+_contiguous, _is_neg, _dtype = torch.Tensor.is_contiguous, torch.Tensor.is_neg, operator.attrgetter("dtype")
+
+
+def _layout(tensors: list) -> tuple:
+    """Where each parameter's elements are: address, shape, and whether they are contiguous
+    (``.data =``, ``set_``, ``resize_``, ``t_()`` change it). A kernel's address table is
+    valid while this is unchanged."""
+    return list(map(_data_ptr, tensors)), list(map(_size, tensors)), list(map(_contiguous, tensors))
+
+
+def _extent(tensors: list) -> tuple:
+    """Address and size of each state tensor: what a kernel needs to stay inside it (state
+    is made contiguous by adaopt, and another layout of the same size is harmless to it
+    unless someone transposes a square buffer in place)."""
+    return list(map(_data_ptr, tensors)), list(map(_numel, tensors))
 
 
 def _hooked(step):
@@ -437,6 +497,29 @@ def _run_hooked(step, self, global_pre, global_post, args, kwargs):
         for hook in chain(self._optimizer_step_post_hooks.values(), global_post.values()):
             hook(self, args, kwargs)
     return out
+
+
+def _check_saved_state(sid, value, p: torch.Tensor) -> None:
+    """Refuse a saved state entry the optimizer could not step, naming it; nothing is loaded."""
+    where = f"the state_dict's state of parameter {sid!r}"
+    if not isinstance(value, dict):
+        raise ValueError(f"{where} is a {type(value).__name__}; it must be a dict of tensors")
+    step = value.get("step", 0)
+    if torch.is_tensor(step):
+        if step.numel() != 1 or step.is_complex():
+            raise ValueError(f"{where} has a 'step' of shape {tuple(step.shape)}; it must be one number")
+        step = step.item()
+    if not isinstance(step, numbers.Real) or isinstance(step, bool) or not math.isfinite(step) \
+            or step < 0 or step != int(step):
+        raise ValueError(f"{where} has step={step!r}; it must be a whole number >= 0")
+    for key, buf in value.items():
+        if key == "step" or buf is None:
+            continue
+        if not torch.is_tensor(buf):
+            raise ValueError(f"{where} has {key!r} of type {type(buf).__name__}; state buffers are tensors")
+        if buf.shape != p.shape or not buf.dtype.is_floating_point:
+            raise ValueError(f"{where} has {key!r} of shape {tuple(buf.shape)} and dtype {buf.dtype}; "
+                             f"the parameter is {tuple(p.shape)} {p.dtype} (a state_dict of another model?)")
 
 
 def _refuse_torch_only(options: dict, where: str) -> None:

@@ -57,6 +57,18 @@ BLOCK = 1 << 15
 _KERNELS: dict = {}
 _INT = {int}
 _EMPTY: dict = {}
+_FORKED = [False]
+
+
+def _after_fork_in_child() -> None:
+    """GNU OpenMP aborts a forked child's first parallel region ("fork() called from a
+    process already using GNU OpenMP"), and data loader workers fork: a child runs the
+    serial kernels (same results, one thread)."""
+    _FORKED[0] = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def available() -> bool:
@@ -192,11 +204,12 @@ def _padded(n: int) -> int:
 
 def eligible(p: np.ndarray, compute, state: dict) -> bool:
     """Whether the fused path can step ``p`` and its ``state`` in place: C-contiguous
-    arrays, state in the compute dtype, and float32 or float64 arithmetic (numba has
-    no float16 arithmetic on the CPU)."""
-    return (p.flags.c_contiguous and dtypes.is_supported(p.dtype)
+    arrays in the machine's byte order (a big-endian array from another machine's file
+    takes the reference rule), state in the compute dtype, and float32 or float64
+    arithmetic (numba has no float16 arithmetic on the CPU)."""
+    return (p.flags.c_contiguous and p.dtype.isnative and dtypes.is_supported(p.dtype)
             and dtypes.dtype_name(compute) in ("float32", "float64")
-            and all(v.dtype == compute and v.flags.c_contiguous
+            and all(v.dtype == compute and v.dtype.isnative and v.flags.c_contiguous
                     for k, v in state.items() if k != "step"))
 
 
@@ -237,6 +250,7 @@ class Bucket:
     def __init__(self, rule, hp: dict, params: list, states: list[dict], index: list[int]):
         self.rule, self.hp, self.states = rule, hp, states
         self.program = self.kernel = self.scalars = None
+        self.kernel_parallel = False
         self.t = states[0]["step"]
         self.buffers = tuple(rule.buffers(hp))
         self.p_kind = dtypes.dtype_name(params[0].dtype)
@@ -282,12 +296,15 @@ class Bucket:
         if values is None:  # first step, or the rule took another branch (SGD's first step)
             program = trace(self.rule, hp, s)
             values = program.scalars
-            kernel = kernel_for(program, self.p_kind, self.compute, self.parallel)
+            kernel = kernel_for(program, self.p_kind, self.compute, self.parallel and not _FORKED[0])
+        elif self.parallel and _FORKED[0] and self.kernel_parallel:  # forked since the last step
+            kernel = kernel_for(program, self.p_kind, self.compute, False)
         held = self._grad_addresses([grads[i] for i in self.index])  # alive until launch returns
 
         def launch():
-            if program is not self.program:
+            if program is not self.program or kernel is not self.kernel:
                 self.program, self.kernel = program, kernel
+                self.kernel_parallel = self.parallel and not _FORKED[0]
                 self.scalars = np.empty(len(values), dtype=self.compute)
             self.scalars[:] = values
             kernel(self.table, self.scalars, *self.work)
