@@ -16,7 +16,7 @@ from types import ModuleType
 
 import numpy as np
 
-from . import dtypes
+from . import dtypes, rounding
 
 #: "auto": fused kernels when numba is installed, else the reference rule;
 #: "fused": fused kernels or an error; "reference": the rule on whole arrays.
@@ -55,7 +55,6 @@ class Engine:
             if not available():
                 raise ImportError("backend='fused' needs numba: pip install 'adaopt[fast]'")
         self.rule, self.eps_base, self.backend = rule, eps_base, backend
-        self.rng = np.random.default_rng(0)  # stochastic rounding's bits: the same run, the same numbers
 
     def __reduce__(self):  # picklable (deepcopy of an optimizer): the rule travels by module name
         return _engine_from, (self.rule.__name__, self.eps_base, self.backend)
@@ -96,10 +95,13 @@ class Engine:
                              f"{dtypes.dtype_name(p.dtype)}")
         return self.resolved(hp, cdtype, name), cdtype
 
-    def advance(self, p: np.ndarray, g: np.ndarray, st: dict, hp: dict, cdtype):
+    def advance(self, p: np.ndarray, g: np.ndarray, st: dict, hp: dict, cdtype, *, name: str = "",
+                index: np.ndarray | None = None):
         """The rule applied once: new parameter (param dtype) and new state. Pure.
 
-        ``hp`` and ``cdtype`` come from :meth:`prepare`.
+        ``hp`` and ``cdtype`` come from :meth:`prepare`. ``name`` keys stochastic rounding's
+        bits (:mod:`adaopt.rounding`); ``index`` gives the elements' flat positions in
+        the parameter when ``p`` is only some of its rows (sparse gradients).
         """
         st = dict(st)
         self.add_missing_buffers(st, p, hp, cdtype)
@@ -112,23 +114,9 @@ class Engine:
         out = {**st, "step": t}
         for k, v in new_buffers.items():
             out[k] = np.array(v, dtype=st[k].dtype)  # a copy: never alias the caller's gradient
-        return self._to_param_dtype(np.asarray(new_p), p, st, out, cdtype, hp), out
-
-    def _to_param_dtype(self, new_p, p, st, out, cdtype, hp):
-        """Round the new parameter to its storage dtype: nearest (default), compensated
-        (``kahan``: the rounding error is kept in ``kahan_comp`` and added back next step),
-        or stochastic (``stochastic_rounding``: up or down with odds set by the distance)."""
-        if _low(p, hp, "kahan"):
-            old = p.astype(cdtype)
-            y = (new_p - old) + st["kahan_comp"].astype(cdtype)  # this step's update plus what was lost
-            rounded = (old + y).astype(p.dtype)
-            out["kahan_comp"] = (y - (rounded.astype(cdtype) - old)).astype(p.dtype)
-            return rounded
-        if _low(p, hp, "stochastic_rounding"):  # bfloat16 only, checked by prepare()
-            bits = np.ascontiguousarray(new_p, dtype=np.float32).view(np.uint32)
-            noise = self.rng.integers(0, 1 << 16, size=bits.shape, dtype=np.uint32)
-            return ((bits + noise) & np.uint32(0xFFFF0000)).view(np.float32).astype(p.dtype)
-        return new_p.astype(p.dtype)
+        new_p = rounding.to_param_dtype(np.asarray(new_p), p, out, hp, cdtype,
+                                        key=rounding.param_key(name), step=t, index=index)
+        return new_p, out
 
     def build_plan(self, items) -> Plan:
         """Sort ``(group, name, param, state, hp)`` into fused buckets and reference steps.
@@ -185,7 +173,7 @@ class Engine:
         for i, gi, name, p, st, hp, cdtype in plan.reference:
             if hps is not None:
                 hp = self.resolved(hps[gi], cdtype, name)
-            new_p, new_st = self.advance(p, grads[i], st, hp, cdtype)
+            new_p, new_st = self.advance(p, grads[i], st, hp, cdtype, name=name)
             for k, v in new_st.items():
                 if k == "step":
                     st[k] = v

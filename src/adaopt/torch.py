@@ -302,7 +302,11 @@ class Optimizer(torch.optim.Optimizer):
         hp, cdtype = self._engine.prepare(_numpy_view(p), hp, name)
         st = {"step": int(state["step"].item())}
         st.update({k: _numpy_view(v[rows]) for k, v in state.items() if k != "step" and torch.is_tensor(v)})
-        new_p, new_st = self._engine.advance(_numpy_view(p[rows]), _numpy_view(grad.values()), st, hp, cdtype)
+        width = p[0].numel() if p.dim() else 1
+        index = (rows.numpy().astype(np.uint64)[:, None] * width + np.arange(width, dtype=np.uint64)).reshape(
+            (len(rows), *p.shape[1:]))
+        new_p, new_st = self._engine.advance(_numpy_view(p[rows]), _numpy_view(grad.values()), st, hp, cdtype,
+                                             name=name, index=index)
         p.detach()[rows] = _from_numpy(new_p, p.dtype)
         for k, v in new_st.items():
             if k != "step":
