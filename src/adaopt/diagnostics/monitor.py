@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from array import array
 
 import numpy as np
 
@@ -58,6 +59,15 @@ class Monitor:
     between two steps add columns to the same row (``mon.log(val_loss=...)``).
     ``stop_on=("NONFINITE", "DIVERGING")`` makes every step run :meth:`check` and
     raise :class:`StopTraining` on those.
+
+    After a stop, a run can be rolled back to a checkpoint and continued: restore the
+    parameters and ``optimizer.load_state_dict(saved)``, and the monitor notices at the
+    next step (the optimizer's step count went back and the parameters moved without a
+    step): the steps after the checkpoint leave the history (``meta["rollbacks"]`` keeps
+    ``[last step, step returned to]``), and the next update is measured from the restored
+    parameters, not read as a jump. A restore the optimizer's state does not show (the
+    parameters alone, or an optimizer that keeps no step count, as SGD without momentum
+    in torch) is told with :meth:`rollback`.
     """
 
     def __init__(self, optimizer, *, every: int = 10, sample: int = 1024, stop_on=()):
@@ -98,6 +108,8 @@ class Monitor:
         self._pending_loss = None
         self._log_after = None  # whether log() is called after its step (set by the first call)
         self._warned_added = False
+        self._counters = array("q")  # per row: the optimizer's step count after it (-1: unknown)
+        self._rollbacks: list[list[int]] = []  # [rows before, rows kept] of every rollback
         self._handles = self._probe.hook(self._pre, self._post)
         self._history = None
 
@@ -118,13 +130,15 @@ class Monitor:
             self._log_after = self._steps > 0
         if self._log_after:  # into the last step's row; a value it already has stays (a step
             # skipped in between, as a GradScaler does, has no row of its own)
-            self._extra[-1] = {**values, **(self._extra[-1] or {})}
+            if self._extra:  # (none when a rollback undid every step: the value has no row)
+                self._extra[-1] = {**values, **(self._extra[-1] or {})}
             self._history = None
         else:  # logged before its step: held for it (the latest value of each name)
             self._pending_loss = {**(self._pending_loss or {}), **values}
 
     @property
     def history(self) -> History:
+        self._notice_rollback()
         if self._history is None:
             self._history = self._build_history()
         return self._history
@@ -132,7 +146,10 @@ class Monitor:
     @property
     def meta(self) -> dict:
         sampled = sum(b - a for spans in self._spans for a, b in spans)  # read anew: a scheduler moves lr
-        return {**self._probe.meta(), "sampled": sampled, "every": self.every}
+        out = {**self._probe.meta(), "sampled": sampled, "every": self.every}
+        if self._rollbacks:
+            out["rollbacks"] = [list(r) for r in self._rollbacks]
+        return out
 
     def diagnose(self, **kwargs) -> Diagnosis:
         """The verdict on the run so far; see :func:`adaopt.diagnostics.diagnose`."""
@@ -141,6 +158,10 @@ class Monitor:
     def check(self) -> Diagnosis | None:
         """A cheap look at the last steps: a :class:`Diagnosis` if the run is DIVERGING or
         NONFINITE, else None. Cheap enough to call every step."""
+        self._notice_rollback()
+        return self._check()
+
+    def _check(self) -> Diagnosis | None:
         self._flush()
         if not self._raw:
             return None
@@ -154,6 +175,30 @@ class Monitor:
             return None
         found = diagnose(self.history)
         return found if found.verdict in ALARMS else None
+
+    def rollback(self, to_step=None) -> None:
+        """Say that the run was restored from a checkpoint taken after ``to_step`` steps: the
+        history keeps its first ``to_step`` rows (0: none), and the next update is measured
+        from the parameters as they are now (the restored ones).
+
+        Without ``to_step``, the optimizer's state says it (its step count, when it went
+        back since the last step: ``optimizer.load_state_dict`` of an earlier state, which
+        the monitor also notices by itself). Call it after restoring, before the next step.
+        """
+        self._flush()
+        n = len(self._extra)
+        if to_step is None:
+            keep = self._restored_rows()
+            if keep is None:
+                raise ValueError("rollback(): the optimizer's step count did not go back, so it does not say "
+                                 "which step was restored; say it: rollback(to_step=k), k the number of steps "
+                                 f"the checkpoint had taken (0 to {n})")
+        else:
+            if isinstance(to_step, bool) or not isinstance(to_step, (int, np.integer)) or not 0 <= to_step <= n:
+                raise ValueError(f"rollback(to_step={to_step!r}): allowed an integer from 0 to {n} "
+                                 "(the steps in the history)")
+            keep = int(to_step)
+        self._truncate(keep)
 
     def save(self, path):
         """Write the history as CSV or JSON Lines (by suffix); ``adaopt diagnose`` reads it."""
@@ -189,7 +234,9 @@ class Monitor:
 
     def _pre(self, grads) -> None:
         # The parameters after the last step are the ones before this one, unless something
-        # changed them in between: the update measured is then what the parameters really did.
+        # changed them in between: the update measured is then what the parameters really did
+        # (a rollback to a checkpoint excepted: it is not an update).
+        self._notice_rollback()
         if self._queued == 0 and not self._primed:
             self._sample(self._probe.params(), out=self._P[0])
             self._primed = True
@@ -206,6 +253,8 @@ class Monitor:
         g = self._sample(self._probe.flat(grads), out=self._G[i])
         self._sample(self._probe.params(), out=self._P[i])
         self._steps += 1
+        count = self._probe.counter()
+        self._counters.append(-1 if count is None else count)
         step = self._steps
         extra = self._summary(g) if step == 1 or step % self.every == 0 else None
         if self._pending_loss is not None:
@@ -216,7 +265,7 @@ class Monitor:
         if i == len(self._G) - 1:
             self._flush()
         if self.stop_on:
-            found = self.check()
+            found = self._check()
             if found is not None and found.verdict in self.stop_on:
                 raise StopTraining(found)
 
@@ -242,6 +291,57 @@ class Monitor:
         for buf in (G, P, U):
             buf[0] = buf[k]
         self._queued = 0
+
+    # ------------------------------------------------------------------ rollbacks
+
+    def _restored_rows(self):
+        """How many rows the optimizer's state says were kept, if its step count went back
+        since the last step (a state_dict of an earlier step loaded); else None."""
+        if not self._counters or self._counters[-1] < 0:
+            return None
+        count = self._probe.counter()
+        if count is None or count >= self._counters[-1]:
+            return None
+        keep = len(self._counters)
+        while keep and self._counters[keep - 1] > count:  # the rows of steps after the checkpoint's
+            keep -= 1
+        return keep
+
+    def _notice_rollback(self) -> None:
+        """Undo the rows of the steps a checkpoint's restore undid: the optimizer's step count
+        went back, and the parameters are not the ones the last step left. (An earlier state
+        loaded onto the same parameters undoes no step: the history stays.)"""
+        keep = self._restored_rows()
+        if keep is None:
+            return
+        now = self._sample(self._probe.params())
+        if np.array_equal(now, self._P[self._queued], equal_nan=True):
+            return
+        self._truncate(keep, now)
+
+    def _truncate(self, keep: int, params=None) -> None:
+        """Keep the first ``keep`` rows; the next update is measured from the parameters now."""
+        self._flush()
+        n = len(self._extra)
+        if keep < n:
+            raw = np.concatenate(self._raw)
+            self._raw = [raw[:keep]] if keep else []
+            del self._extra[keep:]
+            del self._counters[keep:]
+            self._rollbacks.append([n, keep])
+        self._steps = keep
+        # the step before the next one is the restored point: its gradient and update are
+        # not known (the next cosines are absent), its parameters are the ones now
+        self._G[0] = np.nan
+        self._U[0] = np.nan
+        self._P[0] = self._sample(self._probe.params()) if params is None else params
+        self._primed = True
+        losses = [e["loss"] for e in self._extra if e and "loss" in e]
+        if self._pending_loss and "loss" in self._pending_loss:
+            losses.append(self._pending_loss["loss"])
+        self._recent_losses = losses[-MIN_WINDOW:]
+        self._first_loss = losses[0] if losses else None
+        self._history = None
 
     # ------------------------------------------------------------------ the state summary
 

@@ -56,6 +56,13 @@ class NumpyProbe:
     def flat(self, grads) -> list:
         return [np.asarray(grads[i]).reshape(-1) for i in self.chosen]
 
+    def counter(self):
+        """The optimizer's step count as its state holds it, or None (no state yet). Every
+        parameter steps together: the first chosen one's count is the optimizer's."""
+        st = self.opt.state.get(self.names[self.chosen[0]]) if self.chosen else None
+        step = None if st is None else st.get("step")
+        return None if step is None else int(step)
+
     def states(self):
         """``(hp with eps resolved, step, {buffer: flat array})`` per chosen parameter."""
         out = []
@@ -87,6 +94,7 @@ class TorchProbe:
         self.names = [f"{gi}.{i}" for gi, g in enumerate(opt.param_groups) for i, _ in enumerate(g["params"])]
         self.chosen = list(range(len(self._params)))
         self._views: dict = {}
+        self._ref = None  # the parameter whose state's step count stands for the optimizer's
 
     def sizes(self) -> list[int]:
         return [p.numel() for p in self._params]
@@ -98,6 +106,33 @@ class TorchProbe:
     def choose(self, chosen: list[int]) -> None:
         self.chosen = chosen
         self._views = {}
+        self._ref = None
+
+    def counter(self):
+        """The optimizer's step count as its state holds it, or None (no state, or a rule that
+        keeps no count: SGD without momentum). One parameter's count is read: the chosen one
+        stepped most when first asked (a parameter without a gradient is not stepped)."""
+        if self._ref is not None:
+            step = self._step_of(self._params[self._ref])
+            if step is not None:
+                return step
+            self._ref = None  # its state is gone (cleared): choose again
+        best = None
+        for i in self.chosen:
+            step = self._step_of(self._params[i])
+            if step is not None and (best is None or step > best[0]):
+                best = (step, i)
+        if best is None:
+            return None
+        self._ref = best[1]
+        return best[0]
+
+    def _step_of(self, p):
+        st = self.opt.state.get(p)  # .get: the state is a defaultdict, asking must not add to it
+        step = None if not st else st.get("step")
+        if step is None:
+            return None
+        return int(step.item()) if self.torch.is_tensor(step) else int(step)
 
     def hook(self, pre, post):
         return [self.opt.register_step_pre_hook(lambda opt, args, kwargs: pre(None)),
