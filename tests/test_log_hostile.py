@@ -309,3 +309,51 @@ def test_save_removes_temporary_files_of_killed_writers(tmp_path):
     History({"step": [1], "loss": [1.0]}, meta={"n": np.int64(3)}).save(tmp_path / "run.jsonl")
     assert sorted(os.listdir(tmp_path)) == ["run.jsonl"]
     assert read_log(tmp_path / "run.jsonl").meta == {"n": 3}  # a NumPy scalar in meta is written as a number
+
+
+@pytest.mark.parametrize("state_dtype", [np.float32, np.dtype("float32"), "float32"])
+def test_a_monitor_given_state_dtype_as_a_numpy_type_saves(tmp_path, state_dtype):
+    """meta["state_dtype"] is the dtype's name however the optimizer was given it (a NumPy
+    type in meta made JSON refuse the whole save)."""
+    import adaopt
+    from adaopt.diagnostics import Monitor
+
+    x = np.ones(4, np.float32)
+    opt = adaopt.Adam([x], lr=0.1, state_dtype=state_dtype)
+    mon = Monitor(opt)
+    for _ in range(3):
+        mon.log(float(x @ x))
+        opt.step([0.1 * x])
+    assert mon.meta["state_dtype"] == "float32"
+    for suffix in (".jsonl", ".csv"):
+        assert read_log(mon.save(tmp_path / f"run{suffix}")).meta["state_dtype"] == "float32"
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_save_streams_rows(tmp_path, suffix):
+    """Saving a long history writes it block by block: no list of every row's dict."""
+    n = 200_000
+    h = History({"step": np.arange(1, n + 1), "loss": np.linspace(2, 1, n), "grad_norm": np.ones(n),
+                 "lr": [0.1 if i % 10 == 0 else None for i in range(n)]})
+    tracemalloc.start()
+    try:
+        h.save(tmp_path / f"run{suffix}")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8e6, peak
+    back = read_log(tmp_path / f"run{suffix}")
+    assert np.array_equal(back["loss"], h["loss"]) and back.present("lr").sum() == n // 10
+
+
+def test_utf16_text_is_named(tmp_path):
+    path = tmp_path / "unicode.txt"
+    path.write_text("step\tloss\n1\t0.5\n", encoding="utf-16")
+    message = _error(path)
+    assert "line 1" in message and "UTF-16" in message and "UTF-8" in message
+
+
+def test_sniffing_prefers_tabs_over_commas_in_names(tmp_path):
+    path = tmp_path / "run.txt"
+    path.write_text("step\tloss\tloss, smoothed\n1\t0.5\t0.6\n2\t0.4\t0.5\n")
+    assert read_log(path).columns == ["step", "loss", "loss, smoothed"]

@@ -59,7 +59,10 @@ STEP_LIMIT = 2**53
 _STEPS_ALLOWED = "an integer from 0 to 2**53 - 1"
 _BOM = b"\xef\xbb\xbf"
 _NAN = array("d", [math.nan])
-_DELIMITERS = {",": "comma", "\t": "tab", ";": "semicolon"}
+_DELIMITERS = {"\t": "tab", ",": "comma", ";": "semicolon"}  # sniffed in this order: a tab is
+# never part of a column's name, a comma may be ("loss, smoothed")
+#: Rows written at a time by ``save`` (each column's block as Python floats, then freed).
+_SAVE_BLOCK = 8192
 
 
 class LogError(ValueError):
@@ -139,16 +142,22 @@ class History:
         """One dict a step, absent values left out."""
         return list(self._rows())
 
-    def _rows(self):
+    def _blocks(self):
+        """``(steps, [(name, values, present)])`` as Python lists, ``_SAVE_BLOCK`` rows at a time."""
         names = list(self._values)
-        values = [self._values[n].tolist() for n in names]
-        present = [self._present[n].tolist() for n in names]
-        for i, step in enumerate(self.steps.tolist()):
-            row = {"step": step}
-            for name, v, p in zip(names, values, present):
-                if p[i]:
-                    row[name] = v[i]
-            yield row
+        for lo in range(0, len(self.steps), _SAVE_BLOCK):
+            hi = lo + _SAVE_BLOCK
+            yield self.steps[lo:hi].tolist(), [(n, self._values[n][lo:hi].tolist(), self._present[n][lo:hi].tolist())
+                                              for n in names]
+
+    def _rows(self):
+        for steps, cols in self._blocks():
+            for i, step in enumerate(steps):
+                row = {"step": step}
+                for name, v, p in cols:
+                    if p[i]:
+                        row[name] = v[i]
+                yield row
 
     # ------------------------------------------------------------------ files
 
@@ -172,11 +181,9 @@ class History:
                         fh.write("# meta: " + json.dumps(self.meta, default=_json_default) + "\n")
                     writer = csv.writer(fh, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
                     writer.writerow(self.columns)
-                    names = list(self._values)
-                    values = [self._values[n].tolist() for n in names]
-                    present = [self._present[n].tolist() for n in names]
-                    for i, step in enumerate(self.steps.tolist()):
-                        writer.writerow([step] + [repr(v[i]) if p[i] else "" for v, p in zip(values, present)])
+                    for steps, cols in self._blocks():
+                        writer.writerows([step] + [repr(v[i]) if p[i] else "" for _, v, p in cols]
+                                         for i, step in enumerate(steps))
                 fh.flush()
             finally:
                 fh.detach()  # the binary file stays open for atomic_write to sync and close
@@ -274,8 +281,12 @@ def _lines(path: Path, fh):
         if len(raw) > limit and not (len(raw) == limit + 1 and raw.endswith(b"\n")):
             raise LogError(f"{path}: line {number} is longer than {limit} bytes; "
                            f"a log's lines are at most {limit} bytes")
-        if number == 1 and raw.startswith(_BOM):
-            raw = raw[len(_BOM):]
+        if number == 1:
+            if raw.startswith(_BOM):
+                raw = raw[len(_BOM):]
+            elif raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+                raise LogError(f"{path}: line 1: the file is UTF-16 text (Excel's \"Unicode Text\"); "
+                               "a log is UTF-8: save it as \"CSV UTF-8\"")
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:

@@ -77,8 +77,11 @@ class NumpyProbe:
     def meta(self) -> dict:
         first = self._params[0] if self._params else np.zeros(0)
         hp = self.states()[0][0] if self._params else dict(self.opt.defaults)
-        return _meta(self.family, hp, dtypes.dtype_name(first.dtype),
-                     self.opt.defaults.get("state_dtype"), sum(p.size for p in self._params))
+        state_dtype = self.opt.defaults.get("state_dtype")
+        if state_dtype is not None:  # a name, however it was given (np.float32 is no JSON)
+            state_dtype = dtypes.dtype_name(state_dtype)
+        return _meta(self.family, hp, dtypes.dtype_name(first.dtype), state_dtype,
+                     sum(p.size for p in self._params))
 
 
 class TorchProbe:
