@@ -57,6 +57,7 @@ MAX_LINE_BYTES = 1 << 24
 #: Steps are below this: every one is exact as a float64 (and fits an int64).
 STEP_LIMIT = 2**53
 _STEPS_ALLOWED = "an integer from 0 to 2**53 - 1"
+_VALUES_ALLOWED = "allowed: a number, nan, inf, or empty (null in JSON) for not measured"
 _BOM = b"\xef\xbb\xbf"
 _NAN = array("d", [math.nan])
 _DELIMITERS = {"\t": "tab", ",": "comma", ";": "semicolon"}  # sniffed in this order: a tab is
@@ -305,9 +306,9 @@ def _pad(values: array, present: bytearray, n: int) -> None:
 
 def _number(value, path, line, column) -> float:
     """A JSON value or a CSV cell's text as a float; a LogError saying what is wrong."""
-    where = f"{path}: line {line}, column {column!r}"
+    where = f"{path}: line {line}, column {_shown(column)}"
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise LogError(f"{where}: {_shown(value)} is not a number")
+        raise LogError(f"{where}: {_shown(value)} is not a number; {_VALUES_ALLOWED}")
     if isinstance(value, str) and len(value) > MAX_CELL:
         raise LogError(f"{where}: a value of {len(value)} characters; at most {MAX_CELL} are allowed")
     try:
@@ -315,7 +316,7 @@ def _number(value, path, line, column) -> float:
     except OverflowError:
         raise LogError(f"{where}: {_shown(value)} is outside the float range (about 1.8e308)") from None
     except ValueError:
-        raise LogError(f"{where}: {_shown(value)} is not a number") from None
+        raise LogError(f"{where}: {_shown(value)} is not a number; {_VALUES_ALLOWED}") from None
 
 
 def _step(value, path, line) -> int:
@@ -461,7 +462,7 @@ def _read_csv(path: Path, fh, delimiter):
             for j, name in enumerate(header):  # one pass: a dict of first positions
                 k = first.setdefault(name, j)
                 if k != j:
-                    raise LogError(f"{path}: line {line}: column {name!r} appears twice in the header "
+                    raise LogError(f"{path}: line {line}: column {_shown(name)} appears twice in the header "
                                    f"(columns {k + 1} and {j + 1})")
             step_at = header.index("step")
             for j, name in enumerate(header):
@@ -476,7 +477,7 @@ def _read_csv(path: Path, fh, delimiter):
         if len(body) > MAX_CELL:  # only a long line can hold a long cell
             for j, cell in enumerate(cells):
                 if len(cell) > MAX_CELL:
-                    raise LogError(f"{path}: line {line}, column {header[j]!r}: a cell of {len(cell)} characters; "
+                    raise LogError(f"{path}: line {line}, column {_shown(header[j])}: a cell of {len(cell)} characters; "
                                    f"at most {MAX_CELL} are allowed")
         cell = cells[step_at]
         try:
@@ -499,8 +500,8 @@ def _read_csv(path: Path, fh, delimiter):
                     continue
                 except ValueError:
                     if cell.strip():
-                        raise LogError(f"{path}: line {line}, column {name!r}: {_shown(cell)} is not a number "
-                                       "(a number, nan, inf, or empty for not measured)") from None
+                        raise LogError(f"{path}: line {line}, column {_shown(name)}: {_shown(cell)} is not a "
+                                       f"number; {_VALUES_ALLOWED}") from None
             values.append(math.nan)
             present.append(0)
     if header is None:
@@ -545,7 +546,7 @@ def _read_jsonl(path: Path, fh):
                 try:
                     values.append(float(value))
                 except OverflowError:
-                    raise LogError(f"{path}: line {line}, column {name!r}: {_shown(value)} is outside the "
+                    raise LogError(f"{path}: line {line}, column {_shown(name)}: {_shown(value)} is outside the "
                                    "float range (about 1.8e308)") from None
             else:
                 values.append(_number(value, path, line, name))
