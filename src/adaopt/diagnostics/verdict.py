@@ -4,9 +4,12 @@
 stops at the first rule that fires:
 
 1. **NONFINITE** / **DIVERGING** on the first non-finite value: DIVERGING when the
-   loss (or gradient, or parameters) had grown 10x before it, else NONFINITE with
-   where it came from (the gradient, the update, eps rounding to 0).
-2. **DIVERGING**: the loss over the last window is more than twice the first loss.
+   loss (or, while the loss did not fall, the gradient or parameters) had grown 10x
+   before it, else NONFINITE with where it came from (the gradient, the update, eps
+   rounding to 0).
+2. **DIVERGING**: the loss over the last window is more than 1.5x the first loss, or 3x
+   its best window's. Also, before 4: a loss that spiked 10x and never came back 10%
+   below its first value, or one that sits 5% above it and stopped falling.
 3. **CONVERGED**: the target was reached, the gap to the optimum shrank 1e6-fold,
    or the gradient vanished (1e-6 of its first size).
 4. The loss stopped improving (under 1% between the last two windows):
@@ -246,13 +249,23 @@ def _nonfinite(run: _Run) -> Diagnosis | None:
 
 
 def _growth_before(run: _Run):
-    """(what, factor, step0, step1) when something grew 10x before the first non-finite row."""
+    """(what, factor, step0, step1) when something grew 10x before the first non-finite row.
+
+    The gradient or parameter norm counts only when no loss was logged or the loss did not
+    fall: parameters that grow 10x from a start near 0 on the way to a minimum far from it,
+    or a gradient that steepens while the loss falls, are no divergence.
+    """
     h, k = run.h, run.bad
+    loss_fell = False
     for name, what in (("loss", "loss"), ("grad_norm", "gradient norm"), ("param_norm", "parameter norm")):
         mask = h.present(name).copy()
         mask[k:] = False
         values = h[name][mask]
         values = values[np.isfinite(values)]
+        if name == "loss":
+            loss_fell = len(values) >= 2 and values[-1] < values[0]
+        elif loss_fell:
+            break
         if len(values) >= 2 and values[0] > 0 and values.max() > GROWTH_BEFORE_OVERFLOW * values[0]:
             steps = h.steps[mask]
             return what, float(values.max() / values[0]), int(steps[0]), int(steps[int(np.argmax(values))])
@@ -340,10 +353,16 @@ def _progress(run: _Run) -> Diagnosis:
     if spike is not None:
         factor, at = spike
         evidence.append(f"the {run.quantity} spiked {factor:.3g}x above its first value at step {at}")
-        if total < LITTLE_PROGRESS and (improvement < PLATEAU or previous - recent <= noise):
+        # Not recovered: the recent window is not even LITTLE_PROGRESS below the first value. Stuck
+        # there (dead or saturated units), or moving about there (a chaotic run at too high an lr,
+        # whose fall between two windows is no progress while the level has not come back down).
+        if total < LITTLE_PROGRESS:
+            stuck = improvement < PLATEAU or previous - recent <= noise
+            how = "(dead or saturated units keep it stuck)" if stuck else \
+                f"(its recent window is {abs(total):.1%} {'below' if total >= 0 else 'above'} the first value)"
             return Diagnosis(
                 "DIVERGING", f"the learning rate is too high: the {run.quantity} blew up at step {at} and never "
-                "recovered (dead or saturated units keep it stuck)", "lr_too_high", evidence=evidence,
+                f"recovered {how}", "lr_too_high", evidence=evidence,
                 advice=[run.lr_advice(0.1), "or warm the lr up over the first steps"], steps=(at, hi),
                 signals={**signals, "spike": factor})
 
