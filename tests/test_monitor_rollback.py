@@ -173,3 +173,29 @@ def test_torch_model_rolled_back_after_a_nan_continues_without_a_second_stop():
     assert mon.meta["rollbacks"] == [[NAN_AT + 1, 150]]
     d = mon.diagnose()
     assert d.verdict not in ALARMS, str(d)
+
+
+def test_explicit_rollback_after_the_monitor_noticed_it_is_a_no_op():
+    """mon.rollback() after a restore the monitor already saw (reading the history does):
+    nothing more is undone, and no error."""
+    P = get_problem("quadratic")
+    x = P.x0(0).copy()
+    opt = adaopt.Adam([x], lr=0.05)
+    mon = Monitor(opt)
+    for t in range(30):
+        if t == 10:
+            saved = (x.copy(), opt.state_dict())
+        f, g = P.value_and_grad(x)
+        mon.log(float(f))
+        opt.step([g])
+    x[:] = saved[0]
+    opt.load_state_dict(saved[1])
+    assert len(mon.history) == 10  # noticed on reading
+    mon.rollback()
+    assert len(mon.history) == 10 and mon.meta["rollbacks"] == [[30, 10]]
+    f, g = P.value_and_grad(x)
+    mon.log(float(f))
+    opt.step([g])
+    assert len(mon.history) == 11
+    with pytest.raises(ValueError, match="to_step"):
+        mon.rollback()  # a step later: nothing says what to undo

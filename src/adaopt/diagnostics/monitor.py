@@ -110,6 +110,7 @@ class Monitor:
         self._warned_added = False
         self._counters = array("q")  # per row: the optimizer's step count after it (-1: unknown)
         self._rollbacks: list[list[int]] = []  # [rows before, rows kept] of every rollback
+        self._restored = False  # whether a rollback was taken since the last step
         self._handles = self._probe.hook(self._pre, self._post)
         self._history = None
 
@@ -183,12 +184,15 @@ class Monitor:
 
         Without ``to_step``, the optimizer's state says it (its step count, when it went
         back since the last step: ``optimizer.load_state_dict`` of an earlier state, which
-        the monitor also notices by itself). Call it after restoring, before the next step.
+        the monitor also notices by itself; calling it then too does no harm). Call it
+        after restoring, before the next step.
         """
         self._flush()
         n = len(self._extra)
         if to_step is None:
             keep = self._restored_rows()
+            if keep is None and self._restored:  # already noticed (reading the history does)
+                return
             if keep is None:
                 raise ValueError("rollback(): the optimizer's step count did not go back, so it does not say "
                                  "which step was restored; say it: rollback(to_step=k), k the number of steps "
@@ -253,6 +257,7 @@ class Monitor:
         g = self._sample(self._probe.flat(grads), out=self._G[i])
         self._sample(self._probe.params(), out=self._P[i])
         self._steps += 1
+        self._restored = False
         count = self._probe.counter()
         self._counters.append(-1 if count is None else count)
         step = self._steps
@@ -335,7 +340,7 @@ class Monitor:
         self._G[0] = np.nan
         self._U[0] = np.nan
         self._P[0] = self._sample(self._probe.params()) if params is None else params
-        self._primed = True
+        self._primed, self._restored = True, True
         losses = [e["loss"] for e in self._extra if e and "loss" in e]
         if self._pending_loss and "loss" in self._pending_loss:
             losses.append(self._pending_loss["loss"])
