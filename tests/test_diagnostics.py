@@ -70,9 +70,19 @@ def nan_at(step):
     return hook
 
 
-def lesson_rmsprop(steps=1000):
-    """The lesson's example 2: f(x) = x^2 from x0 = 10, RMSprop lr=0.1, alpha=0.9."""
-    x = np.array([10.0])
+def _perturbed(x0, seed):
+    """``x0`` itself for seed 0, else ``x0`` plus 0.1 of a standard normal draw from ``default_rng(seed)``
+    (what the lab problems' ``x0(seed)`` does)."""
+    x = np.array(x0, dtype=np.float64)
+    if seed:
+        x += 0.1 * np.random.default_rng(seed).standard_normal(x.shape)
+    return x
+
+
+def lesson_rmsprop(steps=1000, seed=0):
+    """The lesson's example 2: f(x) = x^2 from x0 = 10 (seed 0; perturbed by the seed otherwise),
+    RMSprop lr=0.1, alpha=0.9."""
+    x = _perturbed([10.0], seed)
     opt = adaopt.RMSprop([x], lr=0.1, alpha=0.9, conventions="lesson")
     mon = Monitor(opt)
     for _ in range(steps):
@@ -81,10 +91,11 @@ def lesson_rmsprop(steps=1000):
     return mon
 
 
-def scale_drop_adam(betas, steps=1500, drop_at=200):
-    """Adam on s(t) * 0.5 * sum h (x - 1)^2, h = logspace(-2, 2, 10): s = 100 before ``drop_at``, then 1."""
+def scale_drop_adam(betas, steps=1500, drop_at=200, seed=0):
+    """Adam on s(t) * 0.5 * sum h (x - 1)^2, h = logspace(-2, 2, 10): s = 100 before ``drop_at``, then 1.
+    The start is 0 (seed 0; perturbed by the seed otherwise)."""
     h = np.logspace(-2, 2, 10)
-    x = np.zeros(10)
+    x = _perturbed(np.zeros(10), seed)
     opt = adaopt.Adam([x], lr=1e-3, betas=betas)
     mon = Monitor(opt)
     for t in range(steps):
@@ -94,14 +105,15 @@ def scale_drop_adam(betas, steps=1500, drop_at=200):
     return mon
 
 
-def fp16_adam(eps, steps=50):
+def fp16_adam(eps, steps=50, seed=0):
     """torch.optim.Adam on a float16 regression MLP whose first input column is always 0.
 
     That column's weights get exactly-zero gradients, so v-hat stays 0 there; torch keeps
     the state in float16, where eps = 1e-8 rounds to 0: the update is 0/0 = NaN.
+    ``seed`` draws the data and the initial weights.
     Returns (monitor, whether every parameter is still finite).
     """
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     X = torch.randn(64, 4)
     X[:, 0] = 0
     y = X @ torch.tensor([0.0, 1.0, -2.0, 0.5]) + 0.1
@@ -144,7 +156,7 @@ def torch_mlp(lr, steps=300, act="tanh", seed=0):
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    build: Callable[[], Diagnosis]  # runs the scenario and returns its diagnosis
+    build: Callable[[int], Diagnosis]  # runs the scenario with a seed and returns its diagnosis
     verdicts: frozenset  # any of these is right
     code: frozenset  # the cause code(s) that go with them
     torch: bool = False
@@ -160,9 +172,10 @@ def S(name, build, verdicts, code, **kw) -> Scenario:
 
 
 def diag(problem, opt_cls, *, floor=False, **kw):
-    """Build a scenario: run ``problem`` and diagnose it (with ``floor=f_opt`` if ``floor``)."""
-    def build():
-        mon, P = run(problem, opt_cls, **kw)
+    """Build a scenario: run ``problem`` from ``x0(seed)`` on the seed's minibatches and diagnose it
+    (with ``floor=f_opt`` if ``floor``)."""
+    def build(seed):
+        mon, P = run(problem, opt_cls, seed=seed, **kw)
         return mon.diagnose(floor=P.f_opt) if floor else mon.diagnose()
     return build
 
@@ -191,18 +204,18 @@ SCENARIOS = [
     S("sgd_quadratic_lr1.5e-6", diag("quadratic", adaopt.SGD, lr=1.5e-6), {"SLOW", "STALLED"}, "lr_too_low"),
     S("adam_quadratic_lr1e-5", diag("quadratic", adaopt.Adam, lr=1e-5), {"SLOW", "STALLED"}, "lr_too_low"),
     # 5. oscillation
-    S("rmsprop_lesson_example2", lambda: lesson_rmsprop().diagnose(), "OSCILLATING", "oscillation"),
+    S("rmsprop_lesson_example2", lambda s: lesson_rmsprop(seed=s).diagnose(), "OSCILLATING", "oscillation"),
     S("adam_noisy_quadratic_lr0.5", diag("noisy_quadratic", adaopt.Adam, floor=True, lr=0.5, steps=500),
       "OSCILLATING", "oscillation"),
     # 6. AdaGrad's accumulator
     S("adagrad_breast_cancer_2000", diag("breast_cancer", adaopt.AdaGrad, lr=0.001, steps=2000), "STALLED",
       "adagrad_accumulator"),
     # 7. beta2 after a 100x drop of the gradient scale, and its contrast
-    S("adam_beta2_0.9999_after_drop", lambda: scale_drop_adam((0.9, 0.9999)).diagnose(), {"STALLED", "SLOW"},
+    S("adam_beta2_0.9999_after_drop", lambda s: scale_drop_adam((0.9, 0.9999), seed=s).diagnose(), {"STALLED", "SLOW"},
       "beta2_memory"),
-    S("adam_beta2_0.99_after_drop", lambda: scale_drop_adam((0.9, 0.99)).diagnose(), CONVERGING, HEALTHY_CODES),
+    S("adam_beta2_0.99_after_drop", lambda s: scale_drop_adam((0.9, 0.99), seed=s).diagnose(), CONVERGING, HEALTHY_CODES),
     # 8. fp16 state with eps = 1e-8
-    S("torch_fp16_adam_eps1e-8", lambda: fp16_adam(1e-8)[0].diagnose(), "NONFINITE", "eps_precision",
+    S("torch_fp16_adam_eps1e-8", lambda s: fp16_adam(1e-8, seed=s)[0].diagnose(), "NONFINITE", "eps_precision",
       torch=True, check=_fp16_advice),
     # 9. a NaN gradient
     S("adam_quadratic_nan_grad_at_151", diag("quadratic", adaopt.Adam, floor=True, lr=0.1, grad_hook=nan_at(150)),
@@ -213,26 +226,31 @@ SCENARIOS = [
     S("momentum_quadratic_lr0.02", diag("quadratic", adaopt.SGD, floor=True, lr=0.02, momentum=0.9), CONVERGING,
       HEALTHY_CODES),
     # 11. adaopt.torch.AdamW on a torch model
-    S("torch_adamw_mlp_lr0.01", lambda: torch_mlp(1e-2).diagnose(), CONVERGING, HEALTHY_CODES, torch=True),
-    # lr=10 blows the loss up ~6000x within 3 steps; judged over those first 30 steps. Over 300 steps
-    S("torch_adamw_mlp_lr10_first30", lambda: torch_mlp(10.0, steps=30).diagnose(), {"DIVERGING", "NONFINITE"},
-      {"lr_too_high", "nonfinite_gradient", "nonfinite_update", "nonfinite_loss"}, torch=True),
-    # extra: the 2-D problems
-    # lr = 10 with ReLU: the loss jumps 1e6x, every unit dies and the loss sits at its first value.
-    S("torch_adamw_relu_mlp_lr10_300", lambda: torch_mlp(10.0, act="relu").diagnose(), {"DIVERGING"},
-      {"lr_too_high"}, torch=True),
-    # lr = 10 with tanh: the loss jumps 6000x within 3 steps, then Adam recovers: CONVERGING is true of
-    # the end of the run, and the evidence must still report the early blow-up.
-    S("torch_adamw_mlp_lr10_300_recovers", lambda: torch_mlp(10.0).diagnose(), CONVERGING, HEALTHY_CODES,
-      torch=True, check=lambda d: _assert_spike_reported(d)),
+    S("torch_adamw_mlp_lr0.01", lambda s: torch_mlp(1e-2, seed=s).diagnose(), CONVERGING, HEALTHY_CODES, torch=True),
+    # lr=10 blows the loss up ~6000x within 3 steps; judged over those first 30 steps (over 300, see below)
+    S("torch_adamw_mlp_lr10_first30", lambda s: torch_mlp(10.0, steps=30, seed=s).diagnose(),
+      {"DIVERGING", "NONFINITE"}, {"lr_too_high", "nonfinite_gradient", "nonfinite_update", "nonfinite_loss"},
+      torch=True),
+    # lr = 10 with ReLU: the loss jumps 1e6x, the units die and the loss sits still at the level of a
+    # constant prediction. With seeds 0 and 2 that is its first value: DIVERGING (it never recovered).
+    # With seed 1 the first loss (0.90) is above that level (0.67), and what holds it there is read
+    # from the state: v-hat remembers the blow-up's gradients (g^2/v-hat ~ 1e-32), STALLED
+    # beta2_memory. Both are true of the run; either way the evidence must report the blow-up.
+    S("torch_adamw_relu_mlp_lr10_300", lambda s: torch_mlp(10.0, act="relu", seed=s).diagnose(),
+      {"DIVERGING", "STALLED"}, {"lr_too_high", "beta2_memory"}, torch=True,
+      check=lambda d: _assert_spike_reported(d)),
+    # lr = 10 with tanh: the loss jumps 3000-11000x within 3 steps, then Adam recovers (95% below the
+    # first loss by step 300): no alarm, and the evidence must still report the early blow-up. Whether
+    # the end reads as CONVERGING, or SLOW because v-hat still remembers the blow-up (g^2/v-hat
+    # ~ 1e-6, seeds 1 and 2; seed 0 has it as a note), depends on the seed.
+    S("torch_adamw_mlp_lr10_300_recovers", lambda s: torch_mlp(10.0, seed=s).diagnose(), CONVERGING | {"SLOW"},
+      HEALTHY_CODES | {"beta2_memory"}, torch=True, check=lambda d: _assert_spike_reported(d)),
+    # the 2-D problems
     S("adam_beale_lr0.01", diag("beale", adaopt.Adam, floor=True, lr=0.01), CONVERGING, HEALTHY_CODES),
     S("adam_rosenbrock_lr0.01_3000", diag("rosenbrock", adaopt.Adam, floor=True, lr=0.01, steps=3000), CONVERGING,
       HEALTHY_CODES),
     S("sgd_saddle_lr0.05", diag("saddle", adaopt.SGD, floor=True, lr=0.05), CONVERGING, HEALTHY_CODES),
 ]
-
-#: Runs the detector gets wrong today (what it should say; what it says is in the xfail reason).
-
 
 def _assert_spike_reported(d: Diagnosis):
     assert any("spiked" in e for e in d.evidence), d.evidence
@@ -243,16 +261,23 @@ def _assert_overflow_after_growth(d: Diagnosis):
     assert d.signals["growth"] >= 10
 
 
-_RESULTS: dict[str, Diagnosis] = {}
+#: Every scenario runs under these seeds and must give its verdict under each: a verdict that
+#: holds for one start (or one set of minibatches) only may rest on the last bits of a chaotic
+#: run, which change with the CPU, the BLAS kernel and the thread count.
+SEEDS = (0, 1, 2)
+CASES = [pytest.param(sc, seed, id=sc.name if seed == 0 else f"{sc.name}-seed{seed}")
+         for sc in SCENARIOS for seed in SEEDS]
+
+_RESULTS: dict[tuple[str, int], Diagnosis] = {}
 
 
-def outcome(sc: Scenario) -> Diagnosis:
-    """The scenario's diagnosis, computed once per session."""
-    if sc.name not in _RESULTS:
+def outcome(sc: Scenario, seed: int = 0) -> Diagnosis:
+    """The scenario's diagnosis under ``seed``, computed once per session."""
+    if (sc.name, seed) not in _RESULTS:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            _RESULTS[sc.name] = sc.build()
-    return _RESULTS[sc.name]
+            _RESULTS[sc.name, seed] = sc.build(seed)
+    return _RESULTS[sc.name, seed]
 
 
 def passes(sc: Scenario, d: Diagnosis) -> bool:
@@ -267,28 +292,29 @@ def test_scenario_suite_is_big_enough_and_well_formed():
     assert {v for sc in SCENARIOS for v in sc.verdicts} == set(VERDICTS)  # every verdict is exercised
 
 
-@pytest.mark.parametrize("sc", SCENARIOS, ids=str)
-def test_scenario(sc: Scenario):
+@pytest.mark.parametrize("sc, seed", CASES)
+def test_scenario(sc: Scenario, seed: int):
     if sc.torch and torch is None:
         pytest.skip("needs torch")
-    d = outcome(sc)
+    d = outcome(sc, seed)
     assert d.verdict in sc.verdicts and d.code in sc.code, (
-        f"{sc.name}: expected {sorted(sc.verdicts)} / {sorted(sc.code)}, got {d.verdict} / {d.code}\n{d}")
+        f"{sc.name} seed {seed}: expected {sorted(sc.verdicts)} / {sorted(sc.code)}, got {d.verdict} / {d.code}\n{d}")
     if sc.check is not None:
         sc.check(d)
 
 
 def test_scenario_accuracy():
-    suite = [sc for sc in SCENARIOS if torch is not None or not sc.torch]
+    suite = [(sc, seed) for sc in SCENARIOS for seed in SEEDS if torch is not None or not sc.torch]
     rows, ok = [], 0
-    for sc in suite:
-        d = outcome(sc)
+    for sc, seed in suite:
+        d = outcome(sc, seed)
         good = passes(sc, d)
         ok += good
-        rows.append(f"  {'ok  ' if good else 'MISS'} {sc.name:36s} expected {'/'.join(sorted(sc.verdicts)):22s} "
-                    f"got {d.verdict} ({d.code})")
+        rows.append(f"  {'ok  ' if good else 'MISS'} {sc.name:36s} seed {seed}  expected "
+                    f"{'/'.join(sorted(sc.verdicts)):22s} got {d.verdict} ({d.code})")
     print("\n".join(rows))
-    print(f"diagnostics scenario accuracy: {ok}/{len(suite)}")
+    print(f"diagnostics scenario accuracy: {ok}/{len(suite)} ({len(suite) // len(SEEDS)} scenarios x "
+          f"{len(SEEDS)} seeds)")
     assert ok == len(suite), "\n".join(r for r in rows if "MISS" in r)
 
 
