@@ -18,6 +18,12 @@ arithmetic alone. It is not zero: torch's CPU kernels (``add(alpha=)``, ``addcmu
 differ in the last ulp after the first step; the tolerances check that this stays at
 rounding level over the whole run. Every optimizer and option combination is a row of
 ``CASES``; each row runs in float64 and in float32.
+
+In float32, how much 200 steps amplify those last-ulp differences depends on the run and on
+the machine (BLAS kernels, threads). Where the fixed float32 tolerance is not enough, the
+difference may be up to 4x how far torch's own second implementation of the same run (its
+fused kernels, or for RMSprop the run from a start moved one ulp) lands from its for-loop
+run: tests/torch_spread.py.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ torch = pytest.importorskip("torch")
 sklearn_datasets = pytest.importorskip("sklearn.datasets")
 
 import adaopt  # noqa: E402
+from torch_spread import assert_within_spread, nudge_, second_run  # noqa: E402
 
 torch.set_num_threads(1)  # deterministic, and faster than threading for a model this small
 
@@ -42,7 +49,8 @@ HIDDEN = 32
 # small atol is for entries that pass near zero (a bias crossing 0), where a
 # relative tolerance means nothing.
 # float32: ulps are ~1e-7, and 200 steps of a nonlinear model amplify them a little
-# (the worst case uses < 0.5 of the tolerance).
+# (the worst case used < 0.5 of the tolerance on the machine these were set on); where they
+# are amplified more, torch's own spread on the run sets the bound (tests/torch_spread.py).
 TOLERANCES = {
     "float64": dict(rtol=1e-10, atol=1e-12),
     "float32": dict(rtol=1e-5, atol=1e-6),
@@ -199,11 +207,41 @@ def _run_pair(torch_name, ada_cls, hp, dtype_name, steps=STEPS):
     return problem, t_params, t_opt, a_params, a_opt, losses
 
 
-def _assert_params_close(t_final: dict, a_params: dict, dtype_name: str, what=""):
+def _torch_second(torch_name, hp, dtype_name, bias_hp=None):
+    """torch's second implementation of a case's run (torch_spread.second_run): (params, opt).
+
+    ``bias_hp``: two groups, the weights and the biases with these overrides, as in
+    test_param_groups_match_torch.
+    """
+    flags, nudge = second_run(torch_name)
+    problem = Problem(dtype_name)
+    negate = bool(hp.get("maximize", False))
+    t_params = {k: torch.nn.Parameter(torch.tensor(v)) for k, v in _init_params(problem.np_dtype).items()}
+    if nudge:
+        nudge_(t_params.values())
+    groups = list(t_params.values()) if bias_hp is None else [
+        {"params": [t_params["W1"], t_params["W2"]]}, {"params": [t_params["b1"], t_params["b2"]], **bias_hp}]
+    t_opt = getattr(torch.optim, torch_name)(groups, **flags, **hp)
+    for _ in range(STEPS):
+        t_opt.zero_grad()
+        problem.objective(t_params, negate).backward()
+        t_opt.step()
+    return t_params, t_opt
+
+
+def _assert_params_close(t_final: dict, a_params: dict, dtype_name: str, what="", second=None):
+    """adaopt's parameters against torch's for-loop run: the fixed tolerance, and in float32
+    4x torch's own spread where that is more (``second()`` makes torch's second run)."""
     for name, t_value in t_final.items():
-        a_value = a_params[name]
-        assert a_value.dtype == t_value.dtype, name
-        np.testing.assert_allclose(a_value, t_value, **TOLERANCES[dtype_name],
+        assert a_params[name].dtype == t_value.dtype, name
+    if dtype_name == "float32":
+        names = list(t_final)
+        assert_within_spread([a_params[k] for k in names], [t_final[k] for k in names],
+                             lambda: [second()[0][k] for k in names], **TOLERANCES[dtype_name], names=names,
+                             what=f"{what} parameters differ from torch")
+        return
+    for name, t_value in t_final.items():
+        np.testing.assert_allclose(a_params[name], t_value, **TOLERANCES[dtype_name],
                                    err_msg=f"{what} parameter {name!r} differs from torch")
 
 
@@ -227,7 +265,8 @@ def test_matches_torch_on_digits_mlp(case, dtype_name):
 
     _assert_trained(losses, case_id)
     t_final = {k: v.detach().numpy() for k, v in t_params.items()}
-    _assert_params_close(t_final, a_params, dtype_name)
+    _assert_params_close(t_final, a_params, dtype_name, case_id,
+                         second=lambda: _torch_second(torch_name, hp, dtype_name))
     # the bound arrays were updated in place: a_opt.params are the very same arrays
     assert all(a_opt.params[k] is a_params[k] for k in a_params)
     assert all(st["step"] == STEPS for st in a_opt.state.values())
@@ -253,6 +292,13 @@ def test_state_buffers_match_torch(case, dtype_name):
     case_id, torch_name, ada_cls, hp, keys = case
     _, t_params, t_opt, a_params, a_opt, losses = _run_pair(torch_name, ada_cls, hp, dtype_name)
     _assert_trained(losses, case_id)
+    made = []
+
+    def second_state(name, key):  # the same buffer in torch's second run (made once, when needed)
+        if not made:
+            made.append(_torch_second(torch_name, hp, dtype_name))
+        params, opt = made[0]
+        return opt.state[params[name]][key]
 
     for name, tp in t_params.items():
         t_state = t_opt.state[tp]
@@ -267,8 +313,13 @@ def test_state_buffers_match_torch(case, dtype_name):
             assert a_buf.dtype == t_buf.dtype, (name, key)
             tol = STATE_TOLERANCES[dtype_name]
             atol = tol["atol"] * max(float(np.abs(t_buf).max()), np.finfo(t_buf.dtype).tiny)
-            np.testing.assert_allclose(a_buf, t_buf, rtol=tol["rtol"], atol=atol,
-                                       err_msg=f"state {key!r} of {name!r} differs from torch")
+            if dtype_name == "float32":
+                assert_within_spread([a_buf], [t_buf], lambda name=name, key=key: [second_state(name, key)],
+                                     rtol=tol["rtol"], atol=atol, names=[f"{name}.{key}"],
+                                     what="state differs from torch")
+            else:
+                np.testing.assert_allclose(a_buf, t_buf, rtol=tol["rtol"], atol=atol,
+                                           err_msg=f"state {key!r} of {name!r} differs from torch")
         # and adaopt keeps no buffer torch does not have
         assert set(a_state) - {"step"} == set(keys), (name, sorted(a_state))
 
@@ -314,7 +365,8 @@ def test_param_groups_match_torch(case, dtype_name):
 
     t_final = {k: v.detach().numpy() for k, v in t_params.items()}
     _assert_trained((loss0, problem.loss_of_numpy(t_final), problem.loss_of_numpy(a_params)), case_id)
-    _assert_params_close(t_final, a_params, dtype_name, what=f"{case_id} (groups)")
+    _assert_params_close(t_final, a_params, dtype_name, what=f"{case_id} (groups)",
+                         second=lambda: _torch_second(torch_name, hp, dtype_name, bias_hp=bias_hp))
 
     # with several groups adaopt names parameters "<group>.<key>"
     assert sorted(a_opt.state) == ["0.W1", "0.W2", "1.b1", "1.b2"]
