@@ -1,4 +1,5 @@
 import math
+import re
 
 import numpy as np
 import pytest
@@ -76,3 +77,127 @@ def test_a_constant_beyond_float_range_is_refused_not_computed():
         parse("10**10**10 * x")
     assert parse("2**10 * x**2")(1.0)[0] == 1024.0
     assert parse("x**1000000")(1.0)[0] == 1.0  # a symbol's power is left alone
+
+
+# A hang in sympy's exact arithmetic is a C-level big-integer computation that no signal
+# interrupts, so the inputs that used to hang are parsed in a child process: a regression
+# fails the test after _HUNG seconds instead of stalling the suite.
+_HUNG = 30
+_CHILD = r"""
+import json, sys, time
+import numpy as np
+t0 = time.perf_counter()
+try:
+    from adaopt.expr import parse
+    f = parse(sys.argv[1])
+    with np.errstate(all="ignore"):
+        value = float(f(np.ones(len(f.variables)) if len(f.variables) > 1 else 1.0)[0])
+    out = {"ok": value}
+except Exception as exc:
+    out = {"error": type(exc).__name__, "message": str(exc)}
+out["seconds"] = time.perf_counter() - t0
+print(json.dumps(out))
+"""
+
+
+def _parse_bounded(text: str) -> dict:
+    """``parse(text)`` and its value at 1 in a child process, within _HUNG seconds."""
+    import json
+    import subprocess
+    import sys
+
+    try:
+        run = subprocess.run([sys.executable, "-c", _CHILD, text], capture_output=True, text=True, timeout=_HUNG)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"parse({text[:60]!r}) still running after {_HUNG} s")
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["seconds"] < 5, out  # the bug was a hang of minutes; anything near 5 s is a new one
+    return out
+
+
+POWERS_3000 = " + ".join(f"x**{k}" for k in range(1, 3001))
+
+
+@pytest.mark.parametrize("text, value", [
+    ("2**-10**10 * x", 0.0),            # underflows to 0, as it does in floats
+    ("(1/2)**10**10 + x", 1.0),
+    ("(2/3)**(10**9) + x", 1.0),
+    ("x**2 * 2**-1074", 5e-324),        # the smallest subnormal float is still a float
+])
+def test_numeric_powers_are_computed_in_floats(text, value):
+    """sympy raised 1/2 or 2/3 to 10**10 exactly (minutes at 100% CPU)."""
+    assert _parse_bounded(text) == {"ok": value, "seconds": pytest.approx(0, abs=5)}
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("pi^exp(45837.7)*x", "'exp(45837.7)' is beyond the range of a float"),   # found by a fuzzer
+    ("10**10**10 * x", "'10**10**10' is beyond the range of a float"),
+    ("exp(exp(exp(10))) + x", "beyond the range of a float"),
+    ("(2*x)**10**10", "outside the range of a float"),      # sympy multiplies 2**10**10 out
+    ("((3*x)**1e300)**1e300", "outside the range of a float"),
+    ("(x/10)**400", "outside the range of a float"),        # 1e-400 * x**400: no float holds 1e-400
+    (POWERS_3000, "characters long; at most 2000"),
+])
+def test_numbers_beyond_float_range_and_huge_sums_are_refused_at_once(text, fragment):
+    out = _parse_bounded(text)
+    assert out.get("error") == "ValueError", out
+    assert fragment in out["message"]
+    assert len(out["message"]) < 400  # the 12,000-character text is not repeated
+
+
+def test_a_long_expression_is_refused_naming_the_limit():
+    with pytest.raises(ValueError, match="at most 500"):
+        parse(" + ".join(["x"] * 300))
+    with pytest.raises(ValueError, match="characters long; at most 2000"):
+        parse(" " * 3000 + "x")
+    assert parse(" + ".join(["x"] * 250))(1.0)[0] == 250.0  # 499 tokens
+
+
+@pytest.mark.parametrize("build", [
+    lambda n: "(" * n + "x" + ")" * n,
+    lambda n: "-" * n + "x",
+    lambda n: "sin(" * n + "x" + ")" * n,
+    lambda n: "exp(" * n + "x" + ")" * n,
+    lambda n: "**".join(["x"] * (n + 1)),
+    lambda n: "abs(" * n + "x" + ")" * n,
+    lambda n: "sin(x*" * n + "x" + ")" * n,  # sympy's deepest recursion per level: 1,600 frames at 100
+])
+def test_deep_nesting_is_refused_not_a_recursion_error(build):
+    """About 150 levels ended in RecursionError; up to 100 parse and differentiate."""
+    deep = build(150)
+    too_long = len(re.findall(r"\d+|\w+|\*\*|\S", deep)) > 500  # sin(x*... is 751 tokens at 150
+    with pytest.raises(ValueError, match="at most 500 are allowed" if too_long else "nested more than 100 levels deep"):
+        parse(deep)
+    with pytest.raises(ValueError, match="at most"):  # the length limits come first
+        parse(build(1000))
+    f = parse(build(99))  # 99: sin(x*...) at 100 is 501 tokens
+    with np.errstate(all="ignore"):
+        value, grad = f(0.5)  # exp(exp(...)) is inf there: a value all the same
+    assert isinstance(float(value), float) and np.shape(grad) == ()
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("1" * 10_000, "10000 characters long; at most 2000"),
+    ("1" * 1500, "a number of more than 100 digits"),
+    ("x + 0." + "5" * 200, "more than 100 digits"),
+    ("1e400 * x", "1e400 is beyond the range of a float"),
+    ("9" * 90 + "e300", "beyond the range of a float"),
+])
+def test_a_literal_too_long_or_beyond_float_range_is_refused(text, fragment):
+    """A 10,000-digit literal raised TypeError from sympy."""
+    with pytest.raises(ValueError) as info:
+        parse(text)
+    assert fragment in str(info.value)
+    assert len(str(info.value)) < 300
+
+
+def test_numbers_are_floats_and_existing_forms_keep_their_values():
+    assert parse("x/3")(1.0)[0] == 1 / 3
+    assert parse("1e-400 + x")(1.0)[0] == 1.0  # a literal below the range reads as float() reads it
+    with pytest.raises(ValueError, match="imaginary"):
+        parse("log(-1)*x")(1.0)  # refused where it is evaluated, as before
+    with pytest.raises(ValueError, match="division by zero"):
+        parse("1/0 + x")(1.0)
+    f = parse("2^0.5 * x**3")
+    assert f(2.0) == (pytest.approx(2 ** 0.5 * 8), pytest.approx(2 ** 0.5 * 12))
