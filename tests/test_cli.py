@@ -112,3 +112,71 @@ def test_trace_non_finite_x0_is_refused(x0, refused):
     f = "x**2 + y**2" if "," in x0 else "x**2"
     result = runner.invoke(app, ["trace", "adam", "--f", f, "--x0", x0, "--steps", "2"])
     refused(result, f"--x0={x0!r}", "finite")
+
+
+# The inputs that hung ran sympy's exact arithmetic in C, where no signal reaches: they run
+# in a child process, so a regression fails after _HUNG seconds instead of stalling the suite.
+_HUNG = 30
+_CHILD = r"""
+import json, sys, time
+from typer.testing import CliRunner
+from adaopt.cli.app import app
+args = json.loads(sys.argv[1])
+t0 = time.perf_counter()
+r = CliRunner().invoke(app, args)
+exc = r.exception
+print(json.dumps({"exit_code": r.exit_code, "output": r.output, "seconds": time.perf_counter() - t0,
+                  "exception": None if exc is None or isinstance(exc, SystemExit) else repr(exc)}))
+"""
+
+
+def _invoke_bounded(args):
+    """``runner.invoke(app, args)`` in a child process; a result the ``refused`` fixture takes."""
+    import json
+    from types import SimpleNamespace
+
+    try:
+        run = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(args)], capture_output=True, text=True,
+                             timeout=_HUNG)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"adaopt {' '.join(args)[:80]} still running after {_HUNG} s")
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["seconds"] < 5, out  # the bug was a hang of minutes
+    return SimpleNamespace(exit_code=out["exit_code"], output=out["output"],
+                           exception=None if out["exception"] is None else RuntimeError(out["exception"]))
+
+
+@pytest.mark.parametrize("f", ["2**-10**10 + x", "(1/2)**10**10 * x + x**2", "(2/3)**(10**9) + x**2"])
+def test_trace_numeric_powers_that_hung_run_in_floats(f):
+    result = _invoke_bounded(["trace", "sgd", "--f", f, "--x0", "1", "--lr", "0.1", "--steps", "2"])
+    assert result.exit_code == 0, result.output
+    assert "after 2 step(s)" in result.output
+
+
+@pytest.mark.parametrize("f, message", [
+    ("pi^exp(45837.7)*x", "'exp(45837.7)' is beyond the range of a float"),
+    ("(2*x)**10**10", "outside the range of a float"),
+    (" + ".join(f"x**{k}" for k in range(1, 3001)), "characters long; at most 2000 are allowed"),
+    ("+".join(f"x**{k}" for k in range(1, 201)), "799 numbers, names, operators and parentheses; at most 500"),
+])
+def test_trace_refuses_at_once_what_hung(f, message, refused):
+    result = _invoke_bounded(["trace", "adam", "--f", f, "--x0", "1", "--steps", "2"])
+    refused(result, "--f=", message)
+    assert len(result.output.splitlines()) == 1 and len(result.output) < 400
+
+
+@pytest.mark.parametrize("f", ["(" * 150 + "x" + ")" * 150, "-" * 150 + "x", "sin(" * 150 + "x" + ")" * 150,
+                               "**".join(["x"] * 151)])
+def test_trace_deep_nesting_is_refused_not_a_recursion_error(f, refused):
+    result = runner.invoke(app, ["trace", "adam", "--f", f, "--x0", "1", "--steps", "2"])
+    refused(result, "--f=", "nested more than 100 levels deep")
+    assert "RecursionError" not in result.output and len(result.output.splitlines()) == 1
+
+
+@pytest.mark.parametrize("f, message", [("1" * 10_000, "at most 2000"), ("1" * 150 + "*x", "more than 100 digits"),
+                                        ("1e400*x", "1e400 is beyond the range of a float")])
+def test_trace_a_literal_too_long_or_too_large_is_refused(f, message, refused):
+    result = runner.invoke(app, ["trace", "adam", "--f", f, "--x0", "1", "--steps", "2"])
+    refused(result, "--f=", message)
+    assert "TypeError" not in result.output and len(result.output.splitlines()) == 1

@@ -29,6 +29,11 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def _short(text: str, width: int = 60) -> str:
+    """``repr(text)`` for a one-line message, shortened when ``text`` is long."""
+    return repr(text) if len(text) <= width else repr(text[:width - 20]) + f"... ({len(text)} characters)"
+
+
 def _floats(text: str, what: str) -> list[float]:
     try:
         values = [float(v) for v in text.replace(" ", "").split(",") if v]
@@ -132,9 +137,15 @@ def trace(
     try:
         cls = get(optimizer)
         hyper.check_choice("conventions", conventions, hyper.PRESETS)
-        objective = parse(f)
-    except (ValueError, ImportError) as exc:
+    except ValueError as exc:
         _fail(str(exc))
+    given_f = f"--f={_short(f)}"
+    try:
+        objective = parse(f)
+    except ImportError as exc:
+        _fail(str(exc))
+    except ValueError as exc:  # a syntax error, a limit (length, depth), a number out of float range
+        _fail(f"{given_f}: {exc}")
     start = _floats(x0, "--x0")
     if len(start) != len(objective.variables):
         _fail(f"--x0 has {len(start)} value(s), the function has variables {', '.join(objective.variables)}")
@@ -162,11 +173,11 @@ def trace(
     except ValueError as exc:  # a part of it that is no real number, such as 1/0 or log(-1)
         why = f": {exc}"
     if why:
-        _fail(f"--f={f!r}: the function has no real, finite value and derivative at {variables} = {x0}{why}")
+        _fail(f"{given_f}: the function has no real, finite value and derivative at {variables} = {x0}{why}")
     try:
         tr = minimize(objective, x_start, opt, steps)
     except ValueError as exc:
-        _fail(f"--f={f!r}: {exc}")
+        _fail(f"{given_f}: {exc}")
     typer.echo(f"{opt!r}\nminimizing f({variables}) = {f} from {variables} = {x0}\n")
     typer.echo(tr.table(max_rows=rows))
     from ..trace import _fmt
