@@ -87,20 +87,11 @@ def _fmt(v, spec: str = ".4g") -> str:
 
 
 def atomic_write(path: Path, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and os.replace."""
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(raw)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    """Write ``data`` to ``path`` atomically: :func:`adaopt._io.atomic_write` (a short
+    temporary name beside it, fsynced, renamed into place), kept here under its old name."""
+    from .._io import atomic_write as write
+
+    write(path, data)
 
 
 def _csv_text(rows: list[dict]) -> str:
