@@ -208,3 +208,63 @@ def test_lr_find_help_lists_every_optimizer_it_accepts():
     result = runner.invoke(app, ["lr-find", "--help"], env={"COLUMNS": "200"})
     for name in OPTIMIZERS:
         assert name in result.output
+
+
+LONG = "n" * 300  # beyond the 255 bytes a file name may have on common file systems
+
+
+def test_diagnose_a_file_name_too_long_is_refused(tmp_path, refused):
+    result = runner.invoke(app, ["diagnose", str(tmp_path / (LONG + ".csv"))])
+    refused(result, "cannot read it", "304 bytes long", "allows 255")
+    assert len(result.output.splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", [["lab", "--problems", "saddle"], ["compare", "saddle"]])
+@pytest.mark.parametrize("where", [LONG, f"{LONG}/sub", f"ok/{LONG}"])
+def test_lab_out_name_too_long_is_refused_before_the_sweep(tmp_path, monkeypatch, no_sweep, command, where, refused):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, [*command, *TINY_LAB, "--out", where])
+    refused(result, "--out=", "300 bytes long", "allows 255")
+    assert list(tmp_path.iterdir()) == []  # nothing created
+
+
+@pytest.mark.parametrize("name", [LONG + ".png", LONG, f"{LONG}/lr.png"])
+def test_lr_find_plot_name_too_long_is_refused_before_the_sweep(tmp_path, monkeypatch, no_sweep, name, refused):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["lr-find", "saddle", "--steps", "10", "--plot", name])
+    refused(result, "--plot=", "bytes long", "allows 255")
+
+
+def test_lr_find_plot_with_the_longest_name_allowed_is_written(tmp_path):
+    """255 bytes is a legal name: the temporary file beside it must not be longer (it was
+    '.<name>.<pid>.<random>.tmp', refused by the file system after the sweep)."""
+    pytest.importorskip("matplotlib")
+    png = tmp_path / ("p" * 251 + ".png")
+    result = runner.invoke(app, ["lr-find", "saddle", "--steps", "10", "--plot", str(png)])
+    assert result.exit_code == 0, result.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == [png.name]
+
+
+def test_report_atomic_write_is_the_shared_one(tmp_path, monkeypatch):
+    """adaopt.lab.report.atomic_write keeps its name and writes through adaopt._io: a name of
+    255 bytes, fsynced, no temporary file left."""
+    import adaopt._io
+    from adaopt.lab.report import atomic_write
+
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(adaopt._io.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    target = tmp_path / ("r" * 255)
+    atomic_write(target, "text")
+    atomic_write(target, b"bytes")
+    assert target.read_bytes() == b"bytes" and len(synced) == 2
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+def test_compare_report_in_a_folder_with_the_longest_name_allowed(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / ("d" * 255)
+    result = runner.invoke(app, ["compare", "saddle", *TINY_LAB, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "report.html").is_file()

@@ -50,13 +50,40 @@ PLOT_FORMATS = ("png", "pdf", "svg")
 LAB_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "adam-nobc")
 
 
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name too long, a loop of links: it cannot be there
+        return False
+
+
+def _name_problem(path: Path) -> Optional[str]:
+    """Why the file system will not take ``path`` as a name (a part of it, or the whole,
+    longer than it allows), or None; asked of the nearest folder that exists."""
+    anchor = path.absolute()
+    while not _exists(anchor) and anchor != anchor.parent:
+        anchor = anchor.parent
+    try:
+        name_max, path_max = os.pathconf(anchor, "PC_NAME_MAX"), os.pathconf(anchor, "PC_PATH_MAX")
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows) or no answer: the common limits
+        name_max, path_max = 255, 4096
+    for part in path.parts:
+        size = len(os.fsencode(part))
+        if name_max and name_max > 0 and size > name_max:
+            return f"the name {_short(part, 40)} is {size} bytes long; the file system allows {name_max}"
+    size = len(os.fsencode(str(path)))
+    if path_max and path_max > 0 and size >= path_max:
+        return f"the path is {size} bytes long; the file system allows {path_max - 1}"
+    return None
+
+
 def _require_writable(given: str, folder: Path) -> None:
     """Fail naming ``given`` (``--out='x'``) unless a file can be created in ``folder``:
-    tried, not guessed."""
+    tried, not guessed. The trial file's name is short, whatever the folder's."""
     try:
         fd, name = tempfile.mkstemp(dir=folder, prefix=".adaopt-check-")
     except OSError as exc:
-        _fail(f"{given}: cannot write in {str(folder)!r} ({exc.strerror or exc})")
+        _fail(f"{given}: cannot write in {_short(str(folder))} ({exc.strerror or exc})")
     os.close(fd)
     os.unlink(name)
 
@@ -65,39 +92,74 @@ def _check_out_dir(out: Optional[str]) -> None:
     """Fail before any work unless the report folder ``out`` exists and is writable, or can be made."""
     if out is None:
         return
+    given = f"--out={_short(out)}"
     if not out.strip():
-        _fail(f"--out={out!r}: give a folder for the report (it is created if needed)")
+        _fail(f"{given}: give a folder for the report (it is created if needed)")
     path = Path(out)
-    if path.exists() and not path.is_dir():
-        _fail(f"--out={out!r} is a file: give a folder for the report (it is created if needed)")
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        _fail(f"--out={out!r}: cannot create the folder, {str(existing)!r} is a file")
-    _require_writable(f"--out={out!r}", existing)
+    problem = _name_problem(path)
+    if problem:
+        _fail(f"{given}: cannot make the folder: {problem}")
+    try:
+        if path.exists() and not path.is_dir():
+            _fail(f"{given} is a file: give a folder for the report (it is created if needed)")
+        existing = path
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            _fail(f"{given}: cannot create the folder, {_short(str(existing))} is a file")
+    except OSError as exc:
+        _fail(f"{given}: cannot use it ({exc.strerror or exc})")
+    _require_writable(given, existing)
 
 
 def _check_plot(plot: Optional[str]) -> Optional[tuple[Path, str]]:
     """The file and format ``lr-find --plot`` will write; fails before any work when it cannot."""
     if plot is None:
         return None
+    given = f"--plot={_short(plot)}"
     allowed = ", ".join("." + f for f in PLOT_FORMATS)
     if not plot.strip():
-        _fail(f"--plot={plot!r}: give a file name ending in {allowed}")
+        _fail(f"{given}: give a file name ending in {allowed}")
     path = Path(plot)
     fmt = path.suffix[1:].lower()
     if not fmt:  # no suffix: a PNG, and the name says so
         path, fmt = path.with_name(path.name + ".png"), "png"
     elif fmt not in PLOT_FORMATS:
-        _fail(f"--plot={plot!r}: unsupported format {path.suffix!r}; allowed: {allowed}")
-    if path.is_dir():
-        _fail(f"--plot={plot!r} is a folder: give a file name ending in {allowed}")
+        _fail(f"{given}: unsupported format {_short(path.suffix, 20)}; allowed: {allowed}")
+    problem = _name_problem(path)
+    if problem:
+        _fail(f"{given}: cannot write the plot: {problem}")
     folder = path.parent
-    if not folder.is_dir():
-        _fail(f"--plot={plot!r}: the folder {str(folder)!r} does not exist")
-    _require_writable(f"--plot={plot!r}", folder)
+    try:
+        if path.is_dir():
+            _fail(f"{given} is a folder: give a file name ending in {allowed}")
+        if not folder.is_dir():
+            _fail(f"{given}: the folder {_short(str(folder))} does not exist")
+    except OSError as exc:
+        _fail(f"{given}: cannot use it ({exc.strerror or exc})")
+    _require_writable(given, folder)
     return path, fmt
+
+
+def _check_log(log: str) -> None:
+    """Fail naming ``log`` when it cannot be a log: a name too long, a folder, binary data.
+    What is wrong inside a text log, read_log says."""
+    path = Path(log)
+    problem = _name_problem(path)
+    if problem:
+        _fail(f"{log}: cannot read it: {problem}")
+    try:
+        if path.is_dir():
+            _fail(f"{log}: is a directory, not a log file")
+        if not path.is_file():
+            return  # missing, a device, a pipe: read_log says so (and a pipe is not read here)
+        with open(path, "rb") as fh:
+            head = fh.read(8192)
+    except OSError as exc:
+        _fail(f"{log}: cannot read it ({exc.strerror or exc})")
+    if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16: read_log names it
+        _fail(f"{log}: not a text log (byte {head.index(0) + 1} is a NUL byte; a log is UTF-8 text); "
+              "give a CSV or JSON Lines file")
 
 
 @app.command()
@@ -220,8 +282,7 @@ def diagnose(
             _fail(f"--optimizer={optimizer!r}: unknown; choose from {', '.join(REGISTRY)} "
                   "(momentum and Nesterov runs are sgd)")
         optimizer = optimizer.lower()
-    if Path(log).is_dir():
-        _fail(f"{log}: is a directory, not a log file")
+    _check_log(log)
     meta = {k: v for k, v in {"optimizer": optimizer, "lr": lr}.items() if v is not None}
     try:
         found = run_diagnose(log, target=target, budget=budget, floor=floor, meta=meta)
@@ -278,12 +339,12 @@ def lr_find_cmd(
             _fail(str(exc))
         buf = io.BytesIO()
         figure.savefig(buf, format=fmt, dpi=100, bbox_inches="tight")
-        from ..lab.report import atomic_write
+        from .._io import atomic_write
 
         try:
             atomic_write(path, buf.getvalue())
         except OSError as exc:
-            _fail(f"--plot={plot!r}: cannot write {str(path)!r} ({exc.strerror or exc})")
+            _fail(f"--plot={_short(plot)}: cannot write {_short(str(path))} ({exc.strerror or exc})")
         typer.echo(f"plot: {path}")
 
 
@@ -343,7 +404,7 @@ def _run_lab(problems, optimizers, steps, seeds, lrs, out, problems_given_as) ->
         except ImportError as exc:
             _fail(str(exc))
         except OSError as exc:
-            _fail(f"--out={out!r}: cannot write the report ({exc.strerror or exc})")
+            _fail(f"--out={_short(out)}: cannot write the report ({exc.strerror or exc})")
         typer.echo(f"report: {path}")
 
 
