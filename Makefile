@@ -1,12 +1,14 @@
 # make demo  - set up .venv, run the lab (six optimizers x eight problems, tuned) and write lab-report/report.html
 # make lesson - print the lesson's worked examples, computed step by step by adaopt trace
-# make test  - set up .venv with the test extras (torch, hypothesis, scikit-learn) and run pytest
+# make test  - set up .venv with the test extras (torch, hypothesis, scikit-learn) and run pytest (it prints the 15 slowest tests)
+# make test-portable - the numeric tests (verdicts, parity with torch and the references, kernels, lesson) as other CPUs
+#              would run them: under each OpenBLAS core type, numba's generic CPU, one thread, torch without AVX-512
 # make bench - the optimizer-step benchmark: adaopt vs torch.optim, side by side, with the stream roofline
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo lesson test bench clean
+.PHONY: demo lesson test test-portable bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +28,38 @@ lesson: $(VENV)/.cli
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
 test: $(VENV)/.test
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
+
+# test-portable: the tests whose numbers (or verdicts) a CPU, a BLAS kernel or a thread count could move, each
+# under the settings that move them. An OpenBLAS core type changes NumPy's matrix products only: the lab problems
+# with data (breast cancer, digits) under the verdict scenarios, and the batched-equals-single checks. numba's
+# generic CPU (no AVX, no FMA) and one thread change adaopt's kernels: the kernels against the reference, the
+# oracles, the lesson, parity with torch.optim (float32, where rounding shows) and every verdict scenario.
+# ATen/MKL without AVX-512 changes torch's side of the parity tests. Each numba CPU name gets its own kernel
+# cache. Under the generic CPU float16 is left out: its fused kernels segfault on a CPU without F16C (see
+# test_float16_kernels_run_on_a_cpu_without_f16c in tests/test_kernels.py, an xfail until kernels/lowp.py
+# converts float16 without LLVM's half libcalls).
+PORTABLE_BLAS  ?= Haswell SkylakeX Zen Sandybridge
+PORTABLE_NUMPY := tests/test_diagnostics.py::test_scenario tests/test_problems.py::test_batched_equals_row_by_row 	tests/test_lab.py::test_a_batched_sweep_equals_the_same_runs_one_by_one
+PORTABLE_TORCH := tests/test_torch_parity.py tests/test_torch_tensor_path.py 	tests/test_torch_frontend.py::test_parity_with_torch_optim tests/test_torch_frontend.py::test_onecycle_schedule_matches_torch 	tests/test_torch_frontend.py::test_two_param_groups_match_torch
+PORTABLE_ALL   := tests/test_diagnostics.py::test_scenario tests/test_kernels.py tests/test_oracle.py tests/test_lesson.py 	$(PORTABLE_TORCH)
+PORTABLE_CACHE := $(CURDIR)/$(VENV)/portable-cache
+PORTABLE_RUN    = ADAOPT_CACHE_DIR=$(PORTABLE_CACHE)/$(1) NUMBA_CACHE_DIR=$(PORTABLE_CACHE)/$(1)/numba \
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-portable: $(VENV)/.test
+	@set -e; for core in $(PORTABLE_BLAS); do \
+	  echo "== OPENBLAS_CORETYPE=$$core (NumPy's OpenBLAS runs: $$(OPENBLAS_CORETYPE=$$core $(BIN)/python -c \
+	    "import numpy, threadpoolctl; print(*{d.get('architecture') for d in threadpoolctl.threadpool_info() if d['internal_api'] == 'openblas'})"))"; \
+	  OPENBLAS_CORETYPE=$$core $(call PORTABLE_RUN,host) $(PORTABLE_NUMPY) -k "not scenario or breast or digits"; \
+	done
+	@echo "== NUMBA_CPU_NAME=generic"
+	@NUMBA_CPU_NAME=generic $(call PORTABLE_RUN,generic) $(PORTABLE_ALL) -k "not (float64 and torch) and not float16"
+	@echo "== one thread (OMP, numba, OpenBLAS, MKL)"
+	@OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(call PORTABLE_RUN,host) \
+	  $(PORTABLE_ALL) -k "not (float64 and torch)"
+	@echo "== torch without AVX-512 (ATEN_CPU_CAPABILITY=avx2, MKL_ENABLE_INSTRUCTIONS=AVX2)"
+	@ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 $(call PORTABLE_RUN,host) $(PORTABLE_TORCH) -k "float32"
 
 bench: $(VENV)/.test
 	$(BIN)/python benchmarks/bench_step.py
