@@ -675,6 +675,15 @@ def _load_fails(opt, params, path, *fragments):
     return msg
 
 
+def _load_fails_in_memory(opt, params, state_dict, *fragments):
+    snap = snapshot(opt, params)
+    with pytest.raises(CheckpointError) as info:
+        opt.load_state_dict(state_dict)
+    for fragment in fragments:
+        assert fragment in str(info.value), (fragment, str(info.value))
+    assert_unchanged(opt, params, snap)
+
+
 @pytest.mark.parametrize("keep", [0, 2, 10, 0.5, -22, -1])
 def test_truncated_checkpoint(trained, tmp_path, keep):
     cls, opt, params, good = trained
@@ -815,7 +824,9 @@ def test_checkpoint_with_other_group_count(trained, tmp_path):
     other = cls([{"params": [x]}, {"params": [y]}], **OPTIONS[cls])
     path = tmp_path / "groups.npz"
     other.save(path)
-    _load_fails(opt, params, path, "2 param groups", "1")
+    # the parameters are named by group there ('0.0', '1.0'): refused by name before any array is read
+    _load_fails(opt, params, path, "'0.0'", "'0', '1'")
+    _load_fails_in_memory(opt, params, other.state_dict(), "2 param groups", "1")
 
 
 def test_missing_checkpoint_file(trained, tmp_path):

@@ -13,8 +13,11 @@ Only NumPy is imported here; torch, sympy, typer and rich load when a feature ne
 from .checkpoint import CheckpointError
 from .dtypes import default_eps
 from .hyper import PRESETS, bias_correction_factor, ema_window, half_life
-from .optim import SGD, AdaGrad, Adagrad, Adam, AdamW, Optimizer, RMSprop
+from . import optim, registry
+from .optim import Optimizer
 from .trace import Trace, minimize
+
+globals().update({name: getattr(optim, name) for name in optim.__all__})  # every registered optimizer
 
 __version__ = "0.1.0"
 
@@ -28,7 +31,6 @@ def __getattr__(name):  # the diagnostics' entry points, imported on first use
 
 
 __all__ = [
-    "PRESETS", "SGD", "AdaGrad", "Adagrad", "Adam", "AdamW", "CheckpointError", "Optimizer",
-    "RMSprop", "Trace", "bias_correction_factor", "default_eps", "ema_window", "half_life",
-    "minimize", "diagnose", "lr_find", "Monitor",
+    *optim.__all__, "PRESETS", "CheckpointError", "Trace", "bias_correction_factor", "default_eps",
+    "ema_window", "half_life", "minimize", "registry", "diagnose", "lr_find", "Monitor",
 ]

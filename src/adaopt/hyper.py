@@ -1,18 +1,10 @@
-"""Hyperparameters: defaults, convention presets, validation, and the lesson's helpers.
+"""Hyperparameters: what each may be, validation, and the lesson's helpers.
 
-Libraries disagree silently about the same optimizer. adaopt says it out loud: a
-``conventions`` preset fixes where epsilon goes and which defaults apply, so a
-recipe written for torch, optax or the lesson gives that library's numbers.
-
-=====================  ==========================  ==========================  ==========================
-topic                  ``"torch"`` (default)       ``"optax"``                 ``"lesson"``
-=====================  ==========================  ==========================  ==========================
-AdaGrad eps            1e-10, outside the root     1e-7, inside the root       1e-8, inside the root
-AdaGrad G0             0                           0.1                         0
-RMSprop alpha / eps    0.99 / 1e-8 outside         0.9 / 1e-8 inside           0.9 / 1e-8 inside
-AdamW decay default    1e-2                        1e-4                        1e-2
-AdamW decay form       p *= 1 - lr*wd, first       update += wd*p, times lr    update += wd*p, times lr
-=====================  ==========================  ==========================  ==========================
+Every hyperparameter any optimizer has is in :data:`CHECKS`, with the test its values
+must pass and the words that say what is allowed; :func:`validate` refuses a value
+that fails, naming the argument, the value and the allowed range, and refuses a name
+it has no check for (fail closed). Which hyperparameters an optimizer has, their
+defaults and what each ``conventions`` preset changes live in :mod:`adaopt.registry`.
 """
 
 from __future__ import annotations
@@ -27,53 +19,22 @@ import numpy as np
 
 from . import dtypes
 
+#: The conventions presets: whose numbers an optimizer gives (``registry.Family.presets``).
 PRESETS = ("torch", "optax", "lesson")
-
-#: torch.optim's defaults, the base every preset starts from.
-_TORCH = {
-    "sgd": dict(lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0, maximize=False),
-    "adagrad": dict(
-        lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10,
-        maximize=False, eps_in_sqrt=False,
-    ),
-    "rmsprop": dict(
-        lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
-        maximize=False, eps_in_sqrt=False,
-    ),
-    "adam": dict(
-        lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, maximize=False,
-        bias_correction=True, decoupled_weight_decay=False, wd_form="shrink",
-    ),
-}
-_TORCH["adamw"] = dict(_TORCH["adam"], weight_decay=1e-2, decoupled_weight_decay=True)
-
-#: What each preset changes relative to torch.
-_OVERRIDES = {
-    "torch": {},
-    "optax": {
-        "adagrad": dict(eps=1e-7, initial_accumulator_value=0.1, eps_in_sqrt=True),
-        "rmsprop": dict(alpha=0.9, eps_in_sqrt=True),
-        "adamw": dict(weight_decay=1e-4, wd_form="add"),
-    },
-    "lesson": {
-        "adagrad": dict(eps=1e-8, eps_in_sqrt=True),
-        "rmsprop": dict(alpha=0.9, eps_in_sqrt=True),
-        "adamw": dict(wd_form="add"),
-    },
-}
 
 
 def defaults(family: str, conventions: str = "torch") -> dict:
-    """The default hyperparameters of optimizer ``family`` under a preset."""
-    check_choice("conventions", conventions, PRESETS)
-    return {**_TORCH[family], **_OVERRIDES[conventions].get(family, {})}
+    """Deprecated: ``registry.family(family).defaults_for(conventions)``."""
+    from .registry import family as lookup
+
+    return lookup(family).defaults_for(conventions)
 
 
 # --------------------------------------------------------------------------- validation
 
 
 @dataclass(frozen=True)
-class Rule:
+class Check:
     """One hyperparameter's allowed values, and how to say them."""
 
     test: Callable[[object], bool]
@@ -128,22 +89,22 @@ def _state_dtype(x):
     return x is None or (isinstance(x, str) and x in dtypes.SUPPORTED) or dtypes.is_supported(x)
 
 
-RULES: dict[str, Rule] = {
-    "lr": Rule(_at_least_0, "a finite number >= 0"),
-    "momentum": Rule(_unit_open, "0 <= momentum < 1"),
-    "dampening": Rule(lambda x: _number(x) and 0 <= _as_float(x) <= 1, "0 <= dampening <= 1"),
-    "weight_decay": Rule(_at_least_0, "a finite number >= 0"),
-    "lr_decay": Rule(_at_least_0, "a finite number >= 0"),
-    "initial_accumulator_value": Rule(_at_least_0, "a finite number >= 0"),
-    "eps": Rule(_eps, "None (the default for the dtype) or a finite number >= 0"),
-    "alpha": Rule(_unit_open, "0 <= alpha < 1"),
-    "betas": Rule(_betas, "a pair (beta1, beta2), each 0 <= beta < 1"),
-    "wd_form": Rule(lambda x: isinstance(x, str) and x in ("shrink", "add"), "'shrink' or 'add'"),
-    "state_dtype": Rule(_state_dtype, f"None or one of {', '.join(dtypes.SUPPORTED)}"),
+CHECKS: dict[str, Check] = {
+    "lr": Check(_at_least_0, "a finite number >= 0"),
+    "momentum": Check(_unit_open, "0 <= momentum < 1"),
+    "dampening": Check(lambda x: _number(x) and 0 <= _as_float(x) <= 1, "0 <= dampening <= 1"),
+    "weight_decay": Check(_at_least_0, "a finite number >= 0"),
+    "lr_decay": Check(_at_least_0, "a finite number >= 0"),
+    "initial_accumulator_value": Check(_at_least_0, "a finite number >= 0"),
+    "eps": Check(_eps, "None (the default for the dtype) or a finite number >= 0"),
+    "alpha": Check(_unit_open, "0 <= alpha < 1"),
+    "betas": Check(_betas, "a pair (beta1, beta2), each 0 <= beta < 1"),
+    "wd_form": Check(lambda x: isinstance(x, str) and x in ("shrink", "add"), "'shrink' or 'add'"),
+    "state_dtype": Check(_state_dtype, f"None or one of {', '.join(dtypes.SUPPORTED)}"),
 }
 for _name in ("nesterov", "maximize", "eps_in_sqrt", "centered", "amsgrad", "bias_correction",
               "decoupled_weight_decay", "kahan", "stochastic_rounding"):
-    RULES[_name] = Rule(_flag, "True or False")
+    CHECKS[_name] = Check(_flag, "True or False")
 
 
 def check_choice(name: str, value, choices) -> None:
@@ -182,10 +143,10 @@ def short_repr(value, limit: int = 60) -> str:
     return f"{text[:limit - 15]}...{text[-8:]} ({len(text)} characters)"
 
 
-def _passes(rule: Rule, value) -> bool:
-    """``rule.test(value)``; a test that raises (an array compared to a string) is a refusal."""
+def _passes(check: Check, value) -> bool:
+    """``check.test(value)``; a test that raises (an array compared to a string) is a refusal."""
     try:
-        return bool(rule.test(value))
+        return bool(check.test(value))
     except Exception:  # noqa: BLE001
         return False
 
@@ -201,16 +162,13 @@ def validate(hp: dict, where: str = "") -> dict:
     """
     suffix = f" ({where})" if where else ""
     for name, value in hp.items():
-        rule = RULES.get(name)
-        if rule is not None and not _passes(rule, value):
-            raise ValueError(f"{name}={short_repr(value)} is invalid{suffix}: allowed {rule.allowed}")
-    if hp.get("nesterov") and (hp["momentum"] <= 0 or hp["dampening"] != 0):
-        raise ValueError(
-            f"nesterov=True needs momentum > 0 and dampening = 0{suffix}; "
-            f"got momentum={hp['momentum']!r}, dampening={hp['dampening']!r}"
-        )
+        check = CHECKS.get(name)
+        if check is None:
+            raise ValueError(f"{short_repr(name)} is not a hyperparameter adaopt knows{suffix}")
+        if not _passes(check, value):
+            raise ValueError(f"{name}={short_repr(value)} is invalid{suffix}: allowed {check.allowed}")
     for name, value in hp.items():  # numbers as Python floats: one arithmetic for all inputs
-        if name in RULES and _number(value):
+        if _number(value):
             hp[name] = _as_float(value)
     if hp.get("kahan") and hp.get("stochastic_rounding"):
         raise ValueError(f"kahan=True and stochastic_rounding=True{suffix}: choose one")
@@ -224,9 +182,10 @@ _PLAIN_TYPES = _PLAIN_SCALARS | {tuple}
 _SEEN: dict = {}
 
 
-def validate_cached(hp: dict, where: str = "") -> dict:
-    """:func:`validate`, remembered: a group whose values have not changed since a step that
-    checked them is not checked again, so validating every step costs a dict lookup.
+def validate_cached(hp: dict, where: str = "", check: Callable[[dict, str], dict] = validate) -> dict:
+    """``check(dict(hp), where)`` (:func:`validate`, or a family's own), remembered: a group
+    whose values have not changed since a step that checked them is not checked again, so
+    validating every step costs a dict lookup.
 
     An unchanged group gets the *same* validated dict back (callers must not change it;
     the frontends use its identity to skip work). Only plain values (numbers, flags,
@@ -237,11 +196,11 @@ def validate_cached(hp: dict, where: str = "") -> dict:
     types = tuple(map(type, values))
     if not _PLAIN_TYPES.issuperset(types) or (
             tuple in types and not all(_PLAIN_SCALARS.issuperset(map(type, v)) for v in values if type(v) is tuple)):
-        return validate(dict(hp), where)
-    key = (where, tuple(hp), values, types)
+        return check(dict(hp), where)
+    key = (check, where, tuple(hp), values, types)
     hit = _SEEN.get(key)
     if hit is None:
-        hit = validate(dict(hp), where)
+        hit = check(dict(hp), where)
         if len(_SEEN) >= 1024:
             _SEEN.clear()
         _SEEN[key] = hit

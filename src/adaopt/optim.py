@@ -21,11 +21,12 @@ where each group may override any hyperparameter. ``grads`` has the structure of
 from __future__ import annotations
 
 import copy
+import inspect
 from types import ModuleType
 
 import numpy as np
 
-from . import _tree, dtypes, hyper, rules
+from . import _tree, dtypes, hyper, registry
 from .engine import Engine, Plan, StateWatch
 
 _DEFAULT = None  # an argument left at None takes the conventions preset's default
@@ -41,30 +42,31 @@ def _is_groups(params) -> bool:
 class Optimizer:
     """Base class: parameter groups, state, validation, checkpoints.
 
-    Subclasses set ``family`` (a key of :func:`adaopt.hyper.defaults`) and ``rule``
-    (a module of :mod:`adaopt.rules`) and write nothing else but their signature.
+    Each optimizer class is made from its :class:`adaopt.registry.Family` (``entry``):
+    its arguments, defaults and rule come from there, and this class holds the
+    plumbing. Hyperparameters may be given by position in torch.optim's order or by
+    name; one left at ``None`` takes the ``conventions`` preset's default.
 
     Every optimizer also takes ``conventions``, ``state_dtype``, ``backend`` and, for
     float16/bfloat16 parameters, ``kahan=True`` (the rounding error of each update is kept
     in ``state["kahan_comp"]`` and added back) or ``stochastic_rounding=True`` (bfloat16).
     """
 
-    family: str
-    rule: ModuleType
+    entry: registry.Family
+    family: str  # the entry's key ("adamw")
+    rule: ModuleType  # the entry's rule module
 
-    def __init__(self, params=None, *, conventions: str = "torch", state_dtype=None, backend="auto",
+    def __init__(self, params=None, *args, conventions: str = "torch", state_dtype=None, backend="auto",
                  kahan=False, stochastic_rounding=False, **given):
-        base = hyper.defaults(self.family, conventions)
-        unknown = set(given) - set(base)
-        if unknown:
-            raise TypeError(f"{type(self).__name__} got unexpected argument(s) {sorted(unknown)}")
+        given = self.entry.bind(type(self).__name__, args, given, torch=False)
+        base = self.entry.defaults_for(conventions)
         self.conventions = conventions
         self._engine = Engine(self.rule, base.get("eps"), backend)
         hp = {**base, **{k: v for k, v in given.items() if v is not _DEFAULT}}
         if "eps" in base and given.get("eps") is None:
             hp["eps"] = None  # resolved per parameter for its compute dtype
         hp.update(state_dtype=state_dtype, kahan=kahan, stochastic_rounding=stochastic_rounding)
-        self.defaults = hyper.validate(hp)
+        self.defaults = self.entry.validate(hp)
         self.param_groups: list[dict] = []
         self.state: dict[str, dict] = {}
         self._arrays: dict[str, np.ndarray] = {}
@@ -99,7 +101,7 @@ class Optimizer:
             raise ValueError(f"{where} sets unknown hyperparameter(s) {sorted(unknown)}; "
                              f"allowed: {sorted(self.defaults)}")
         hp = {**self.defaults, **{k: v for k, v in group.items() if k != "params"}}
-        return hyper.validate(hp, where)
+        return self.entry.validate(hp, where)
 
     def _entries(self, params, *, in_place: bool):
         """(trees, [(name, array, group_index)], hps) for params or groups, validated."""
@@ -221,7 +223,8 @@ class Optimizer:
         when a value does: an LR schedule) and when ``state`` was replaced or edited other
         than in place.
         """
-        hps = [hyper.validate_cached({k: v for k, v in g.items() if k != "params"}, f"param group {i}")
+        hps = [hyper.validate_cached({k: v for k, v in g.items() if k != "params"}, f"param group {i}",
+                                     self.entry.validate)
                for i, g in enumerate(self.param_groups)]
         if len(hps) == len(self._plan_hps) and all(a is b for a, b in zip(hps, self._plan_hps)):
             signature = self._plan_signature  # the same validated groups as last step
@@ -452,120 +455,37 @@ def _check_state(st, p: np.ndarray, name: str, copy_: bool = False) -> dict:
 # ---------------------------------------------------------------------- the optimizers
 
 
-class SGD(Optimizer):
-    r"""Stochastic gradient descent, with optional heavy-ball or Nesterov momentum.
-
-    ``p -= lr * d`` where ``d`` is the gradient (plain), the momentum buffer
-    ``b = momentum*b + (1-dampening)*g`` (heavy ball; the first ``b`` is ``g``), or
-    ``g + momentum*b`` (Nesterov). See :mod:`adaopt.rules.sgd`.
-
-    Arguments left at ``None`` take the ``conventions`` preset's default (torch:
-    ``lr=1e-3``, no momentum, no weight decay).
-    """
-
-    family = "sgd"
-    rule = rules.sgd
-
-    def __init__(self, params=None, lr=None, momentum=None, dampening=None, nesterov=None,
-                 weight_decay=None, maximize=None, *, conventions="torch", state_dtype=None,
-                 backend="auto", **rounding):
-        super().__init__(params, lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov,
-                         weight_decay=weight_decay, maximize=maximize, conventions=conventions,
-                         state_dtype=state_dtype, backend=backend, **rounding)
+def _optimizer_class(entry: registry.Family) -> type[Optimizer]:
+    """The NumPy frontend's class for a registry entry: its name, signature and docstring."""
+    options = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d) for n, d in (
+        ("conventions", "torch"), ("state_dtype", None), ("backend", "auto"), ("kahan", False),
+        ("stochastic_rounding", False))]
+    cls = type(entry.name, (Optimizer,), {
+        "entry": entry, "family": entry.key, "rule": entry.rule, "__module__": __name__, "__qualname__": entry.name,
+        "__doc__": _docstring(entry),
+    })
+    cls.__signature__ = registry.signature(entry, torch=False, options=options, first_default=None)
+    return cls
 
 
-class AdaGrad(Optimizer):
-    r"""AdaGrad: ``G += g*g``; ``p -= lr_t * g / (sqrt(G) + eps)``.
-
-    ``eps_in_sqrt=True`` divides by ``sqrt(G + eps)`` instead, as the lesson and optax
-    do (``conventions="lesson"`` or ``"optax"`` set it). ``lr_t = lr / (1 + (t-1) *
-    lr_decay)``. torch defaults: ``lr=1e-2, eps=1e-10``. See :mod:`adaopt.rules.adagrad`.
-    """
-
-    family = "adagrad"
-    rule = rules.adagrad
-
-    def __init__(self, params=None, lr=None, lr_decay=None, weight_decay=None,
-                 initial_accumulator_value=None, eps=None, maximize=None, *, eps_in_sqrt=None,
-                 conventions="torch", state_dtype=None, backend="auto", **rounding):
-        super().__init__(params, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
-                         initial_accumulator_value=initial_accumulator_value, eps=eps,
-                         maximize=maximize, eps_in_sqrt=eps_in_sqrt, conventions=conventions,
-                         state_dtype=state_dtype, backend=backend, **rounding)
+def _docstring(entry: registry.Family) -> str:
+    rows = "\n".join(f"    {k}={v!r}" for k, v in entry.defaults.items() if k not in entry.fixed)
+    return (f"{entry.summary}\n\nArguments and torch's defaults (``None`` takes the ``conventions`` "
+            f"preset's)::\n\n{rows}\n\nThe update, its symbols and how libraries differ: "
+            f":mod:`{entry.rule.__name__}`.")
 
 
-Adagrad = AdaGrad
+#: The optimizer classes, by registry key.
+CLASSES: dict[str, type[Optimizer]] = {key: _optimizer_class(entry) for key, entry in registry.FAMILIES.items()}
+globals().update({cls.__name__: cls for cls in CLASSES.values()})
+globals().update({alias: CLASSES[e.key] for e in registry.FAMILIES.values() for alias in e.aliases})
+__all__ = ["Optimizer", "get", *(e.name for e in registry.FAMILIES.values()),
+           *(a for e in registry.FAMILIES.values() for a in e.aliases)]
 
 
-class RMSprop(Optimizer):
-    r"""RMSprop: ``v = alpha*v + (1-alpha)*g*g``; ``p -= lr * g / (sqrt(v) + eps)``.
-
-    ``centered`` divides by the root of the variance ``v - mean(g)^2``; ``momentum``
-    accumulates the scaled step; ``eps_in_sqrt`` as in :class:`AdaGrad`. torch
-    defaults: ``lr=1e-2, alpha=0.99, eps=1e-8``. See :mod:`adaopt.rules.rmsprop`.
-    """
-
-    family = "rmsprop"
-    rule = rules.rmsprop
-
-    def __init__(self, params=None, lr=None, alpha=None, eps=None, weight_decay=None, momentum=None,
-                 centered=None, maximize=None, *, eps_in_sqrt=None, conventions="torch",
-                 state_dtype=None, backend="auto", **rounding):
-        super().__init__(params, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
-                         momentum=momentum, centered=centered, maximize=maximize,
-                         eps_in_sqrt=eps_in_sqrt, conventions=conventions, state_dtype=state_dtype,
-                         backend=backend, **rounding)
-
-
-class Adam(Optimizer):
-    r"""Adam: ``p -= lr * m-hat / (sqrt(v-hat) + eps)``, with L2 ``weight_decay``.
-
-    ``m`` and ``v`` are moving averages of ``g`` and ``g*g`` (``betas``), and the hats
-    divide by ``1 - beta^t`` (``bias_correction=False`` drops that, to show the
-    lesson's example 3). ``amsgrad`` divides by the running max of ``v``. torch
-    defaults: ``lr=1e-3, betas=(0.9, 0.999), eps=1e-8``. See :mod:`adaopt.rules.adam`.
-    """
-
-    family = "adam"
-    rule = rules.adam
-
-    def __init__(self, params=None, lr=None, betas=None, eps=None, weight_decay=None, amsgrad=None,
-                 maximize=None, *, bias_correction=None, decoupled_weight_decay=None,
-                 conventions="torch", state_dtype=None, backend="auto", **rounding):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         amsgrad=amsgrad, maximize=maximize, bias_correction=bias_correction,
-                         decoupled_weight_decay=decoupled_weight_decay, conventions=conventions,
-                         state_dtype=state_dtype, backend=backend, **rounding)
-
-
-class AdamW(Optimizer):
-    r"""AdamW: Adam with decoupled weight decay (default ``weight_decay=1e-2``).
-
-    torch's form shrinks first, ``p *= 1 - lr*weight_decay``; the lesson's and optax's
-    add ``lr*weight_decay*p`` to the update (``wd_form="add"``, set by their presets).
-    """
-
-    family = "adamw"
-    rule = rules.adam
-
-    def __init__(self, params=None, lr=None, betas=None, eps=None, weight_decay=None, amsgrad=None,
-                 maximize=None, *, bias_correction=None, wd_form=None, conventions="torch",
-                 state_dtype=None, backend="auto", **rounding):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         amsgrad=amsgrad, maximize=maximize, bias_correction=bias_correction,
-                         wd_form=wd_form, conventions=conventions, state_dtype=state_dtype,
-                         backend=backend, **rounding)
-
-
-#: Every optimizer by the names the CLI and :func:`adaopt.minimize` accept.
-REGISTRY: dict[str, type[Optimizer]] = {
-    "sgd": SGD, "adagrad": AdaGrad, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW,
-}
+REGISTRY = CLASSES  # the CLI's old name for it, until the CLI reads the registry
 
 
 def get(name: str) -> type[Optimizer]:
-    """The optimizer class called ``name`` (case-insensitive)."""
-    try:
-        return REGISTRY[name.lower()]
-    except KeyError:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(REGISTRY)}") from None
+    """The optimizer class called ``name`` (a registry key or class name, case-insensitive)."""
+    return CLASSES[registry.family(name).key]

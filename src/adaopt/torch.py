@@ -24,9 +24,11 @@ What torch does not give:
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import numbers
 import operator
+from types import ModuleType
 from collections import defaultdict
 from dataclasses import dataclass
 from copy import deepcopy
@@ -35,14 +37,12 @@ from itertools import chain
 import numpy as np
 import torch
 
-from . import dtypes, hyper, rules
+from . import dtypes, hyper, registry
 from .engine import Engine, StateWatch
 
-__all__ = ["SGD", "AdaGrad", "Adagrad", "RMSprop", "Adam", "AdamW", "Optimizer"]
 
 _NONFINITE = (None, "skip", "raise")
-#: torch.optim group keys that do not change adaopt's math; accepted and kept for interchange.
-_TORCH_KEYS = ("foreach", "fused", "capturable", "differentiable")
+_TORCH_KEYS = registry.TORCH_FLAGS  # group keys that do not change adaopt's math: kept for interchange
 
 
 def _numpy_view(t: torch.Tensor) -> np.ndarray:
@@ -71,25 +71,28 @@ _TORCH_DTYPE = {"float64": torch.float64, "float32": torch.float32,
 
 
 class Optimizer(torch.optim.Optimizer):
-    """Base class of adaopt's torch optimizers: plumbing only, no math."""
+    """Base class of adaopt's torch optimizers: plumbing only, no math.
 
-    family: str
-    rule = None
+    Each class is made from its :class:`adaopt.registry.Family` (``entry``): torch.optim's
+    positional and keyword arguments and defaults, adaopt's extras keyword-only.
+    """
 
-    def __init__(self, params, *, conventions="torch", state_dtype=None, on_nonfinite=None,
+    entry: registry.Family
+    family: str  # the entry's key ("adamw")
+    rule: ModuleType  # the entry's rule module
+
+    def __init__(self, params, *args, conventions="torch", state_dtype=None, on_nonfinite=None,
                  kahan=False, stochastic_rounding=False, backend="auto", **given):
-        base = hyper.defaults(self.family, conventions)
-        torch_only = {k: given.pop(k) for k in _TORCH_KEYS if k in given}
-        unknown = set(given) - set(base)
-        if unknown:
-            raise TypeError(f"{type(self).__name__} got unexpected argument(s) {sorted(unknown)}")
+        given = self.entry.bind(type(self).__name__, args, given, torch=True)
+        base = self.entry.defaults_for(conventions)
+        torch_only = {k: given.pop(k) for k in registry.TORCH_FLAGS if k in given}
         hyper.check_choice("on_nonfinite", on_nonfinite, _NONFINITE)
         _refuse_torch_only(torch_only, "")
         defaults = {**base, **{k: v for k, v in given.items() if v is not None}}
         defaults.update(state_dtype=state_dtype, kahan=kahan, stochastic_rounding=stochastic_rounding)
         if "eps" in base and given.get("eps") is None:
             defaults["eps"] = None
-        hyper.validate(defaults)
+        self.entry.validate(defaults)
         if defaults.get("eps", 0) is None:
             # concrete, so torch.optim can read our state_dict: the preset's value unless that
             # underflows the state dtype (float16 state: 1e-4)
@@ -123,7 +126,7 @@ class Optimizer(torch.optim.Optimizer):
         unknown = set(trial) - set(self.defaults)
         if unknown:
             raise ValueError(f"{where} sets unknown hyperparameter(s) {sorted(unknown)}")
-        hyper.validate(trial, where)
+        self.entry.validate(trial, where)
         params = param_group["params"]
         params = [params] if torch.is_tensor(params) else list(params)
         if trial["stochastic_rounding"] and any(torch.is_tensor(p) and p.dtype == torch.float16 for p in params):
@@ -143,7 +146,7 @@ class Optimizer(torch.optim.Optimizer):
         self._plan = None
 
     def _group_hp(self, gi: int, group: dict) -> dict:
-        return hyper.validate_cached({k: group[k] for k in self._hp_keys}, f"param group {gi}")
+        return hyper.validate_cached({k: group[k] for k in self._hp_keys}, f"param group {gi}", self.entry.validate)
 
     def _param_name(self, gi: int, i: int) -> str:
         group = self.param_groups[gi]
@@ -282,9 +285,9 @@ class Optimizer(torch.optim.Optimizer):
         """Sparse gradients (``nn.Embedding(sparse=True)``): AdaGrad, and SGD without momentum."""
         for gi, i, p in sparse:
             group, name = self.param_groups[gi], self._param_name(gi, i)
-            if self.family not in ("adagrad", "sgd") or (self.family == "sgd" and group["momentum"] != 0):
-                raise NotImplementedError(f"{name} has a sparse gradient; {type(self).__name__} "
-                                          "steps sparse gradients only as AdaGrad or momentum-free SGD")
+            if self.entry.sparse is None or not self.entry.sparse(group):
+                raise NotImplementedError(f"{name} has a sparse gradient; {type(self).__name__} with these "
+                                          "options has no sparse step (AdaGrad and momentum-free SGD have)")
             if group["weight_decay"] != 0:
                 raise ValueError(f"{name} has a sparse gradient: weight_decay must be 0 (it would "
                                  "touch every row)")
@@ -541,72 +544,25 @@ def _numpy_dtype(torch_dtype) -> str:
                     f"{', '.join(_TORCH_DTYPE)}")
 
 
-class SGD(Optimizer):
-    """torch.optim.SGD's arguments and defaults, adaopt's rule (:mod:`adaopt.rules.sgd`)."""
-
-    family, rule = "sgd", rules.sgd
-
-    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
-                 *, maximize=False, foreach=None, differentiable=False, fused=None, **adaopt_kw):
-        super().__init__(params, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-                         nesterov=nesterov, maximize=maximize, foreach=foreach,
-                         differentiable=differentiable, fused=fused, **adaopt_kw)
-
-
-class AdaGrad(Optimizer):
-    """torch.optim.Adagrad's arguments and defaults, adaopt's rule (:mod:`adaopt.rules.adagrad`)."""
-
-    family, rule = "adagrad", rules.adagrad
-
-    def __init__(self, params, lr=None, lr_decay=None, weight_decay=None, initial_accumulator_value=None,
-                 eps=None, foreach=None, *, maximize=None, differentiable=False, fused=None,
-                 eps_in_sqrt=None, **adaopt_kw):
-        super().__init__(params, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
-                         initial_accumulator_value=initial_accumulator_value, eps=eps, maximize=maximize,
-                         eps_in_sqrt=eps_in_sqrt, foreach=foreach, differentiable=differentiable,
-                         fused=fused, **adaopt_kw)
+def _optimizer_class(entry: registry.Family) -> type[Optimizer]:
+    """adaopt.torch's class for a registry entry: torch.optim's name, arguments and defaults."""
+    P = inspect.Parameter
+    options = [P(n, P.KEYWORD_ONLY, default=d) for n, d in (
+        ("conventions", "torch"), ("state_dtype", None), ("on_nonfinite", None), ("kahan", False),
+        ("stochastic_rounding", False), ("backend", "auto"))]
+    torch_name = entry.torch_name or entry.name
+    cls = type(entry.name, (Optimizer,), {
+        "entry": entry, "family": entry.key, "rule": entry.rule, "__module__": __name__, "__qualname__": entry.name,
+        "__doc__": f"torch.optim.{torch_name}'s arguments and defaults, adaopt's rule "
+                   f"(:mod:`{entry.rule.__name__}`).\n\n{entry.summary}",
+    })
+    cls.__signature__ = registry.signature(entry, torch=True, options=options)
+    return cls
 
 
-Adagrad = AdaGrad
-
-
-class RMSprop(Optimizer):
-    """torch.optim.RMSprop's arguments and defaults, adaopt's rule (:mod:`adaopt.rules.rmsprop`)."""
-
-    family, rule = "rmsprop", rules.rmsprop
-
-    def __init__(self, params, lr=None, alpha=None, eps=None, weight_decay=None, momentum=None,
-                 centered=None, capturable=False, foreach=None, maximize=None, differentiable=False,
-                 *, eps_in_sqrt=None, **adaopt_kw):
-        super().__init__(params, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
-                         centered=centered, maximize=maximize, eps_in_sqrt=eps_in_sqrt,
-                         capturable=capturable, foreach=foreach, differentiable=differentiable,
-                         **adaopt_kw)
-
-
-class Adam(Optimizer):
-    """torch.optim.Adam's arguments and defaults, adaopt's rule (:mod:`adaopt.rules.adam`)."""
-
-    family, rule = "adam", rules.adam
-
-    def __init__(self, params, lr=None, betas=None, eps=None, weight_decay=None, amsgrad=None, *,
-                 foreach=None, maximize=None, capturable=False, differentiable=False, fused=None,
-                 decoupled_weight_decay=None, bias_correction=None, **adaopt_kw):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                         maximize=maximize, decoupled_weight_decay=decoupled_weight_decay,
-                         bias_correction=bias_correction, foreach=foreach, capturable=capturable,
-                         differentiable=differentiable, fused=fused, **adaopt_kw)
-
-
-class AdamW(Optimizer):
-    """torch.optim.AdamW's arguments and defaults, adaopt's rule (:mod:`adaopt.rules.adam`)."""
-
-    family, rule = "adamw", rules.adam
-
-    def __init__(self, params, lr=None, betas=None, eps=None, weight_decay=None, amsgrad=None, *,
-                 maximize=None, foreach=None, capturable=False, differentiable=False, fused=None,
-                 bias_correction=None, wd_form=None, **adaopt_kw):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                         maximize=maximize, bias_correction=bias_correction, wd_form=wd_form,
-                         foreach=foreach, capturable=capturable, differentiable=differentiable,
-                         fused=fused, **adaopt_kw)
+#: The optimizer classes, by registry key.
+CLASSES: dict[str, type[Optimizer]] = {key: _optimizer_class(entry) for key, entry in registry.FAMILIES.items()}
+globals().update({cls.__name__: cls for cls in CLASSES.values()})
+globals().update({alias: CLASSES[e.key] for e in registry.FAMILIES.values() for alias in e.aliases})
+__all__ = ["Optimizer", *(e.name for e in registry.FAMILIES.values()),
+           *(a for e in registry.FAMILIES.values() for a in e.aliases)]

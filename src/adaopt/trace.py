@@ -15,18 +15,6 @@ import numpy as np
 
 from .optim import Optimizer, get
 
-#: The lesson's names for torch's state buffers.
-LESSON_NAMES = {
-    "sum": "G",
-    "square_avg": "G",
-    "grad_avg": "g_avg",
-    "momentum_buffer": "b",
-    "exp_avg": "m",
-    "exp_avg_sq": "v",
-    "max_exp_avg_sq": "v_max",
-}
-
-
 @dataclass
 class Trace:
     """Every step of one run.
@@ -124,9 +112,11 @@ def minimize(fun, x0, optimizer: Optimizer | str, steps: int, **hyperparameters)
 
 
 def _lesson_state(optimizer: Optimizer, st: dict) -> dict:
-    out = {LESSON_NAMES.get(k, k): np.array(v) for k, v in st.items() if k != "step"}
-    if "exp_avg" in st:  # Adam: the bias-corrected moments the lesson prints
-        s = optimizer.rule.scalars(st["step"], optimizer.defaults)
-        out["m_hat"] = st["exp_avg"] / s["bc1"]
-        out["v_hat"] = st["exp_avg_sq"] / s["bc2"]
+    """The state in the lesson's symbols (``G``, ``m``, ``v``), and what the rule derives from
+    it for the lesson's tables (Adam's bias-corrected ``m_hat``, ``v_hat``)."""
+    rule = optimizer.rule
+    symbols = getattr(rule, "SYMBOLS", {})
+    out = {symbols.get(k, k): np.array(v) for k, v in st.items() if k != "step"}
+    if hasattr(rule, "corrected"):
+        out.update(rule.corrected(st, optimizer.defaults, rule.scalars(st["step"], optimizer.defaults)))
     return out

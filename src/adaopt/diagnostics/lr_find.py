@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import registry
+
 
 @dataclass
 class LRFindResult:
@@ -139,15 +141,12 @@ def _is_module(obj) -> bool:
 
 def _problem_stepper(problem, optimizer: str, lr0: float, seed: int, hp: dict):
     from ..lab.problems import get_problem
-    from ..lab.sweep import OPTIMIZERS
     from ..optim import get
 
     problem = get_problem(problem) if isinstance(problem, str) else problem
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
-    family, extra = OPTIMIZERS[optimizer]
+    variant = registry.variant(optimizer)
     x = problem.x0(seed).copy()
-    opt = get(family)([x], lr=lr0, **{**extra, **hp})
+    opt = get(variant.family)([x], lr=lr0, **{**variant.overrides, **hp})
     t = 0
 
     def step(lr: float) -> float:
@@ -172,14 +171,10 @@ def _torch_stepper(model, optimizer, loss_fn, data, lr0: float, hp: dict):
         raise ValueError("lr_find on a torch model needs loss_fn= and data= (an iterable of (inputs, targets))")
     if isinstance(optimizer, str):
         from .. import torch as adaopt_torch
-        from ..lab.sweep import OPTIMIZERS
 
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
-        family, extra = OPTIMIZERS[optimizer]
-        cls = {"sgd": adaopt_torch.SGD, "adagrad": adaopt_torch.AdaGrad, "rmsprop": adaopt_torch.RMSprop,
-               "adam": adaopt_torch.Adam, "adamw": adaopt_torch.AdamW}[family]
-        hp = {**extra, **hp}
+        variant = registry.variant(optimizer)
+        cls = adaopt_torch.CLASSES[variant.family]
+        hp = {**variant.overrides, **hp}
         name = optimizer
     else:
         cls, name = optimizer, optimizer.__name__

@@ -16,9 +16,10 @@ from array import array
 
 import numpy as np
 
-from .. import dtypes
+from .. import dtypes, registry
 from .history import History, _column_order
-from .probes import RULES, probe
+from . import state
+from .probes import probe
 from .verdict import ALARMS, DIVERGE_FACTOR, MIN_WINDOW, Diagnosis, diagnose
 
 
@@ -353,8 +354,7 @@ class Monitor:
     def _summary(self, g: np.ndarray):
         """Copy what the state summary needs (a thinned sample of the state, the step's
         scalars); the numbers are worked out when the history is read."""
-        rule = RULES.get(self._probe.family)
-        if rule is None:
+        if self._probe.family not in registry.FAMILIES:
             return None
         taken = []
         for (hp, step, arrays), spans in zip(self._probe.states(), self._spans):
@@ -365,33 +365,31 @@ class Monitor:
 
     def _summarise(self, taken, g) -> dict:
         """Percentiles of the effective lr, eps's share of the denominator, g^2 / v-hat and the
-        bias-correction factors, through the rule's own math."""
+        bias-correction factors, through the rule's own math (:mod:`.state`)."""
         family = self._probe.family
-        rule = RULES[family]
+        rule = registry.FAMILIES[family].rule
         eff, vhat, lr, factors = [], [], None, {}
         for hp, step, buffers in taken:
             s = rule.scalars(step, hp)
             lr = float(hp["lr"]) if lr is None else lr  # the first sampled tensor's group
-            e = rule.effective_lr(buffers, hp, s)
-            eff.append(e if np.ndim(e) else np.full(len(next(iter(buffers.values()))), e))
-            if hasattr(rule, "second_moment"):
-                # eps dominates where eps >= sqrt(v-hat), i.e. eps^2 >= v-hat (eps >= v-hat inside the root)
-                vhat.append((rule.second_moment(buffers, hp, s), hp["eps"] if hp.get("eps_in_sqrt") else hp["eps"] ** 2))
-            if family in ("adam", "adamw") and hp.get("bias_correction", True):
-                b1, b2 = hp["betas"]
-                factors = {"bc1": 1 / (1 - b1**step), "bc2": 1 / (1 - b2**step)}
+            sample = next(iter(buffers.values()))
+            eff.append(state.effective_lr(rule, buffers, hp, s, sample))
+            v = state.second_moment(rule, buffers, hp, s)
+            if v is not None:
+                vhat.append((v, state.eps_dominates(v, hp)))
+            factors = state.bias_factors(rule, hp, s) or factors
         eff = np.concatenate(eff)
         p5, p50, p95 = _quantiles(eff, (0.05, 0.5, 0.95))
         out = {"lr": lr, "eff_lr_p5": p5, "eff_lr_p50": p50, "eff_lr_p95": p95, **factors}
         if vhat:
             v = np.concatenate([x for x, _ in vhat])
-            limit = np.concatenate([np.full(len(x), c) for x, c in vhat])
-            out["eps_frac"] = float(np.count_nonzero(v <= limit)) / max(len(v), 1)
+            out["eps_frac"] = float(np.count_nonzero(np.concatenate([d for _, d in vhat]))) / max(len(v), 1)
             out["vhat_p50"] = _quantiles(v, (0.5,))[0]
-            if family != "adagrad" and len(v) == len(g):
-                ok = v > 0
-                if ok.any():
-                    out["g2_vhat"] = _quantiles(np.square(g[ok]) / v[ok], (0.5,))[0]
+            if not state.remembers_a_sum(family) and len(v) == len(g):
+                ratio = state.g2_over_vhat(g, v)
+                ratio = ratio[~np.isnan(ratio)]
+                if len(ratio):
+                    out["g2_vhat"] = _quantiles(ratio, (0.5,))[0]
         return out
 
     # ------------------------------------------------------------------ rows

@@ -11,13 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import dtypes, hyper, rules
-
-#: Rule module of each family: the diagnostics read state through the rules' own math.
-RULES = {"sgd": rules.sgd, "adagrad": rules.adagrad, "rmsprop": rules.rmsprop, "adam": rules.adam,
-         "adamw": rules.adam}
-_TORCH_FAMILY = {"SGD": "sgd", "Adagrad": "adagrad", "AdaGrad": "adagrad", "RMSprop": "rmsprop",
-                 "Adam": "adam", "AdamW": "adamw"}
+from .. import dtypes, registry
 
 
 class NumpyProbe:
@@ -91,7 +85,8 @@ class TorchProbe:
         import torch
 
         self.torch, self.opt = torch, opt
-        self.family = getattr(opt, "family", None) or _TORCH_FAMILY.get(type(opt).__name__)
+        entry = getattr(opt, "entry", None) or registry.of_torch_class(type(opt).__name__)
+        self.family = entry.key if entry is not None else None
         self._params = [p for g in opt.param_groups for p in g["params"]]
         self._group_of = [gi for gi, g in enumerate(opt.param_groups) for _ in g["params"]]
         self.names = [f"{gi}.{i}" for gi, g in enumerate(opt.param_groups) for i, _ in enumerate(g["params"])]
@@ -187,14 +182,14 @@ class TorchProbe:
                       if k != "step" and self.torch.is_tensor(v) and v.shape == p.shape}
             if "eps" in hp and hp["eps"] is None:
                 cdtype = next((v.dtype for v in arrays.values()), np.dtype("float32"))
-                hp = {**hp, "eps": dtypes.default_eps(cdtype, hyper.defaults(self.family, "torch")["eps"])}
+                hp = {**hp, "eps": dtypes.default_eps(cdtype, registry.FAMILIES[self.family].defaults["eps"])}
             out.append((hp, step, arrays))
         return out
 
     def _hp(self, group) -> dict:
         if self.family is None:
             return {"lr": group.get("lr")}
-        base = hyper.defaults(self.family, getattr(self.opt, "conventions", "torch"))
+        base = registry.FAMILIES[self.family].defaults_for(getattr(self.opt, "conventions", "torch"))
         hp = {**base, **{k: v for k, v in group.items() if k in base}}
         if self.family == "adam" and group.get("decoupled_weight_decay"):
             hp["decoupled_weight_decay"] = True

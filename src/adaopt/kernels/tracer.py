@@ -28,6 +28,8 @@ from __future__ import annotations
 import numbers
 from dataclasses import dataclass, field
 
+from ..rules._ops import ELEMENTWISE
+
 
 @dataclass
 class Tape:
@@ -150,13 +152,13 @@ class Elem:
         return self._bin("**", self, o)
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        if method == "__call__" and ufunc.__name__ in ("maximum", "minimum", "sqrt", "abs", "absolute"):
+        if method == "__call__" and ufunc.__name__ in ELEMENTWISE:
             args = ", ".join(self._ref(x) for x in inputs)
             return self.tape.temp(f"np.{ufunc.__name__}({args})")
         return NotImplemented
 
     def _no_branch(self, *_):
-        raise TypeError("a rule may not branch on array values; use np.maximum/np.where-free arithmetic")
+        raise TypeError("a rule may not branch on array values; use the functions of adaopt.rules._ops")
 
     __bool__ = __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _no_branch
     __hash__ = None

@@ -15,9 +15,8 @@ import io
 
 import numpy as np
 
-from .. import hyper
+from .. import hyper, registry
 from .problems import get_problem
-from .sweep import OPTIMIZERS
 
 __all__ = [
     "plot_trajectories", "plot_loss_curves", "plot_lr_sensitivity", "plot_effective_lr",
@@ -258,7 +257,7 @@ def plot_effective_lr(result, problem, ax=None):
     """
     name = _name(problem)
     p = get_problem(name)
-    pairs = [(o, sw) for o, sw in _pairs(result, name) if OPTIMIZERS[o][0] != "sgd"]
+    pairs = [(o, sw) for o, sw in _pairs(result, name) if registry.variant(o).family != "sgd"]
     ax = _axes(ax)
     ax.axhline(1.0, color="0.5", ls=":", lw=1.2, label="SGD / momentum (x1)")
     for opt, sw in pairs:

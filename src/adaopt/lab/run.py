@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import registry
 from .problems import PROBLEMS, get_problem
-from .sweep import DEFAULT_LRS, DEFAULT_OPTIMIZERS, OPTIMIZERS, Sweep, run_sweep
+from .sweep import DEFAULT_LRS, DEFAULT_OPTIMIZERS, Sweep, run_sweep
 
 #: Problems whose curvature differs by orders of magnitude across coordinates.
 ILL_CONDITIONED = ("quadratic", "breast_cancer", "rosenbrock")
@@ -83,8 +84,7 @@ def run_lab(problems=None, optimizers=DEFAULT_OPTIMIZERS, *, lrs=DEFAULT_LRS, se
         get_problem(p)
     optimizers = list(optimizers)
     for o in optimizers:
-        if o not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {o!r}; choose from {', '.join(OPTIMIZERS)}")
+        registry.variant(o)  # an unknown name is refused, naming the known ones
     result = LabResult(problems, optimizers, np.asarray(lrs, float), np.asarray(seeds))
     # the bias-correction evidence: Adam without it, at Adam's best lr only
     extra = [(p, "adam-nobc") for p in problems if "adam" in optimizers and "adam-nobc" not in optimizers]

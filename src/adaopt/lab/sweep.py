@@ -17,39 +17,27 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import hyper
+from .. import registry
+from ..diagnostics import state
 from ..diagnostics.history import History
-from ..diagnostics.probes import RULES
 from ..diagnostics.verdict import Diagnosis, diagnose
 from .problems import Problem, get_problem
 
-#: The lab's optimizers: name -> (family, hyperparameters over torch's defaults).
-OPTIMIZERS: dict[str, tuple[str, dict]] = {
-    "sgd": ("sgd", {}),
-    "momentum": ("sgd", {"momentum": 0.9}),
-    "nesterov": ("sgd", {"momentum": 0.9, "nesterov": True}),
-    "adagrad": ("adagrad", {}),
-    "rmsprop": ("rmsprop", {}),
-    "adam": ("adam", {}),
-    "adamw": ("adamw", {"weight_decay": 1e-2}),
-    "adam-nobc": ("adam", {"bias_correction": False}),
-}
-#: The six the lab compares by default (the lesson's table, with AdamW).
+#: The six the lab compares by default (the lesson's table, with AdamW). Any name of
+#: :data:`adaopt.registry.VARIANTS` can be swept.
 DEFAULT_OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw")
+#: Deprecated view of :data:`adaopt.registry.VARIANTS`: name -> (family, overrides).
+OPTIMIZERS = {name: (v.family, dict(v.overrides)) for name, v in registry.VARIANTS.items()}
 #: 16 learning rates, 1e-4 to 10, three to a decade.
 DEFAULT_LRS = tuple(float(f"{v:.3g}") for v in np.logspace(-4, 1, 16))
 
 
 def optimizer_hp(name: str, lr=1e-3) -> dict:
     """Validated hyperparameters of lab optimizer ``name`` (eps resolved for float64)."""
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
-    family, extra = OPTIMIZERS[name]
-    hp = {**hyper.defaults(family, "torch"), **extra, "lr": lr, "state_dtype": None, "kahan": False,
-          "stochastic_rounding": False}
-    if "eps" in hp and hp["eps"] is None:
-        hp["eps"] = hyper.defaults(family, "torch")["eps"]
-    return hyper.validate(hp)
+    v = registry.variant(name)
+    family = registry.FAMILIES[v.family]
+    hp = {**family.defaults_for("torch"), **v.overrides, "lr": lr}
+    return family.validate(hp)
 
 
 @dataclass
@@ -110,7 +98,7 @@ class Sweep:
             full = np.full(self.steps, np.nan)
             full[self.summary_steps - 1] = arr[:, row]
             cols[name] = [None if np.isnan(v) else float(v) for v in full]
-        family, extra = OPTIMIZERS[self.optimizer]
+        family = registry.variant(self.optimizer).family
         hp = optimizer_hp(self.optimizer, float(self.lrs[row // len(self.seeds)]))
         keep = ("lr", "betas", "alpha", "eps", "momentum", "weight_decay", "bias_correction")
         meta = {"optimizer": family, "dtype": "float64", "state_dtype": "float64",
@@ -142,14 +130,14 @@ def run_sweep(problem: Problem | str, optimizer: str, lrs=DEFAULT_LRS, seeds=(0,
         raise ValueError(f"steps={steps}: a sweep takes at least 1 step")
     for lr in lrs:
         optimizer_hp(optimizer, float(lr))  # every configuration is checked before anything runs
-    family, _ = OPTIMIZERS[optimizer]
-    rule = RULES[family]
+    family = registry.variant(optimizer).family
+    rule = registry.FAMILIES[family].rule
     hp = optimizer_hp(optimizer, float(lrs[0]))
     rows = len(lrs) * len(seeds)
     hp["lr"] = np.repeat(lrs, len(seeds))[:, None]
     row_seeds = np.tile(seeds, len(lrs))
     x = np.stack([problem.x0(int(s)) for s in row_seeds])
-    state = {k: np.full(x.shape, fill, dtype=np.float64) for k, fill in rule.buffers(hp).items()}
+    buffers = {k: np.full(x.shape, fill, dtype=np.float64) for k, fill in rule.buffers(hp).items()}
 
     names = ("loss", "grad_norm", "update_norm", "param_norm", "update_ratio", "cos_grad", "cos_update")
     signals = {k: np.full((steps, rows), np.nan) for k in names}
@@ -165,7 +153,7 @@ def run_sweep(problem: Problem | str, optimizer: str, lrs=DEFAULT_LRS, seeds=(0,
         for t in range(1, steps + 1):
             f, g = problem.value_and_grad(x, step=t - 1, seeds=row_seeds)
             s = rule.scalars(t, hp)
-            x_new, state = rule.update(x, g, state, hp, s)
+            x_new, buffers = rule.update(x, g, buffers, hp, s)
             u = x_new - x
             gg, uu, pp = _dot(g, g), _dot(u, u), _dot(x, x)
             sig = signals
@@ -179,7 +167,7 @@ def run_sweep(problem: Problem | str, optimizer: str, lrs=DEFAULT_LRS, seeds=(0,
                 sig["cos_update"][t - 1] = _cos(u, uu, *u_prev)
             g_prev, u_prev = (g, gg), (u, uu)
             if k < len(summary_steps) and summary_steps[k] == t:
-                _summarise(summaries, k, rule, family, state, hp, s, g)
+                _summarise(summaries, k, rule, family, buffers, hp, s, g)
                 k += 1
             x = x_new
             if trajectory is not None:
@@ -201,19 +189,17 @@ def _cos(a, aa, b, bb):
     return np.where(ok, _dot(a, b) / np.where(ok, den, 1), np.nan)
 
 
-def _summarise(summaries, k, rule, family, state, hp, s, g) -> None:
+def _summarise(summaries, k, rule, family, buffers, hp, s, g) -> None:
+    """The Monitor's state summary (:mod:`adaopt.diagnostics.state`), a median per row."""
     summaries["lr"][k] = hp["lr"][:, 0]
-    eff = np.broadcast_to(rule.effective_lr(state, hp, s), g.shape)
-    summaries["eff_lr_p50"][k] = np.median(eff, axis=1)
-    if hasattr(rule, "second_moment"):
-        v = rule.second_moment(state, hp, s)
-        root = v if hp.get("eps_in_sqrt") else np.sqrt(v)
-        summaries["eps_frac"][k] = np.mean(hp["eps"] >= root, axis=1)
-        if family != "adagrad":
-            ratio = np.where(v > 0, g * g / np.where(v > 0, v, 1), np.nan)
+    summaries["eff_lr_p50"][k] = np.median(state.effective_lr(rule, buffers, hp, s, g), axis=1)
+    v = state.second_moment(rule, buffers, hp, s)
+    if v is not None:
+        summaries["eps_frac"][k] = np.mean(state.eps_dominates(v, hp), axis=1)
+        if not state.remembers_a_sum(family):
             with warnings.catch_warnings():  # rows where v-hat is 0 everywhere (a diverged run)
                 warnings.simplefilter("ignore", RuntimeWarning)
-                summaries["g2_vhat"][k] = np.nanmedian(ratio, axis=1)
+                summaries["g2_vhat"][k] = np.nanmedian(state.g2_over_vhat(g, v), axis=1)
 
 
 def sweep_one_by_one(problem, optimizer: str, lrs=DEFAULT_LRS, seeds=(0, 1, 2), steps: int | None = None,

@@ -1,26 +1,70 @@
 """The update rules: each optimizer's math, written once.
 
-A rule module holds three pure functions and no framework imports:
+A rule module is plain arithmetic with no framework imports. It must define the four
+functions of :class:`Rule`; the optional ones (:class:`Diagnosable`) let the
+diagnostics and ``trace`` read its state through its own math.
 
 ``buffers(hp)``
-    the state buffers the rule keeps for one parameter, and the value each
-    starts at (torch.optim's state names, so checkpoints read alike);
+    the state buffers the rule keeps for one parameter, and the value each starts at
+    (torch.optim's state names, so checkpoints read alike);
 ``scalars(t, hp)``
-    the step-dependent scalars (bias corrections, a decayed learning rate),
-    computed once per step, outside any elementwise loop;
+    the step-dependent scalars (bias corrections, a decayed learning rate), computed
+    once per step in Python floats, outside any elementwise loop;
 ``update(p, g, state, hp, s)``
-    the elementwise update: parameter ``p``, gradient ``g``, the buffers in
-    ``state`` and the scalars ``s`` in; the new parameter and buffers out.
-    Plain arithmetic only, so the same function runs on whole arrays (the
-    reference path) and on single numbers inside a fused loop.
+    the elementwise update: parameter ``p``, gradient ``g``, the buffers in ``state``
+    and the scalars ``s`` in; the new parameter and the new buffers out;
 ``effective_lr(state, hp, s)``
-    the per-coordinate step size the rule applied: the lesson's
-    ``eta / sqrt(G)``, ``eta / (sqrt(v-hat) + eps)``.
+    the per-coordinate step size the rule applied: the lesson's ``eta / sqrt(G)``,
+    ``eta / (sqrt(v-hat) + eps)``.
 
-``hp`` is a parameter group's hyperparameters (a dict) with ``eps`` already
-resolved for the compute dtype.
+Optional: ``second_moment(state, hp, s)`` (the quantity under the root of the
+denominator: ``G``, ``v-hat``), ``corrected(state, hp, s)`` (what the lesson's tables
+print beside the buffers: Adam's ``m_hat``, ``v_hat``) and ``SYMBOLS`` (the lesson's
+names for the buffers).
+
+``hp`` is a parameter group's hyperparameters (a dict) with ``eps`` already resolved
+for the compute dtype.
+
+What the arithmetic may use, so the same function runs on whole NumPy arrays (the
+reference path), on torch tensors (``backend="tensor"``), on a ``(rows, dim)`` batch
+of configurations (the lab) and on the tracer's symbols (the fused kernels,
+:mod:`adaopt.kernels.tracer`): ``+ - * /``, ``**`` (``** 0.5`` becomes a square root),
+unary minus, and the elementwise functions of :mod:`adaopt.rules._ops` (``maximum``,
+``minimum``, ``sign``, ``abs``). Branches may test hyperparameters and step scalars
+(``if hp["amsgrad"]``, ``if s["first"]``): they are resolved before the loop. A rule
+may not branch on array values.
+
+State that is one number per parameter, not per element (NAdam's running product of
+momentum factors), belongs in ``scalars``: everything it depends on is the step and
+the hyperparameters, so ``scalars(t, hp)`` recomputes it (exactly, in the same order
+of operations) rather than storing it.
 """
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
 
 from . import adagrad, adam, rmsprop, sgd
 
-__all__ = ["adagrad", "adam", "rmsprop", "sgd"]
+
+@runtime_checkable
+class Rule(Protocol):
+    """What every rule module defines (checked for every registry entry by the tests)."""
+
+    def buffers(self, hp: dict) -> dict: ...
+
+    def scalars(self, t: int, hp: dict) -> dict: ...
+
+    def update(self, p, g, state: dict, hp: dict, s: dict) -> tuple: ...
+
+    def effective_lr(self, state: dict, hp: dict, s: dict): ...
+
+
+@runtime_checkable
+class Diagnosable(Protocol):
+    """A rule whose denominator has a second moment the diagnostics can read."""
+
+    def second_moment(self, state: dict, hp: dict, s: dict): ...
+
+
+__all__ = ["Diagnosable", "Rule", "adagrad", "adam", "rmsprop", "sgd"]

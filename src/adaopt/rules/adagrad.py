@@ -26,6 +26,10 @@ differs from this rule when ``eps = 0`` and the gradient is 0 (0/0).
 """
 
 
+#: The lesson's symbol for the buffer.
+SYMBOLS = {"sum": "G"}
+
+
 def buffers(hp):
     return {"sum": hp["initial_accumulator_value"]}
 

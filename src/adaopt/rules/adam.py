@@ -33,6 +33,9 @@ The arithmetic follows torch.optim's order (``sqrt(v) / sqrt(1-beta2^t) + eps`` 
 
 from ._ops import maximum
 
+#: The lesson's symbols for the buffers.
+SYMBOLS = {"exp_avg": "m", "exp_avg_sq": "v", "max_exp_avg_sq": "v_max"}
+
 
 def buffers(hp):
     out = {"exp_avg": 0.0, "exp_avg_sq": 0.0}
@@ -78,6 +81,12 @@ def update(p, g, state, hp, s):
 def effective_lr(state, hp, s):
     v = state["max_exp_avg_sq"] if hp["amsgrad"] else state["exp_avg_sq"]
     return hp["lr"] / _denominator(v, hp, s)
+
+
+def corrected(state, hp, s):
+    """The bias-corrected moments the lesson prints, m-hat and v-hat (the raw ones without
+    bias correction, where ``bc1 = bc2 = 1``)."""
+    return {"m_hat": state["exp_avg"] / s["bc1"], "v_hat": state["exp_avg_sq"] / s["bc2"]}
 
 
 def second_moment(state, hp, s):

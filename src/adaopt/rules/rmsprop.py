@@ -21,6 +21,9 @@ optax use ``alpha=0.9`` and put ``eps`` inside the root.
 
 from ._ops import maximum
 
+#: The lesson's symbols for the buffers (it calls the average G, as AdaGrad's sum).
+SYMBOLS = {"square_avg": "G", "grad_avg": "g_avg", "momentum_buffer": "b"}
+
 
 def buffers(hp):
     out = {"square_avg": 0.0}

@@ -21,6 +21,10 @@ optax's ``trace`` (``m = g + mu*m``, starting at 0) is the same when ``dampening
 """
 
 
+#: The lesson's symbol for the buffer.
+SYMBOLS = {"momentum_buffer": "b"}
+
+
 def buffers(hp):
     return {"momentum_buffer": 0.0} if hp["momentum"] != 0 else {}
 
