@@ -36,9 +36,7 @@ test: $(VENV)/.test
 # generic CPU (no AVX, no FMA) and one thread change adaopt's kernels: the kernels against the reference, the
 # oracles, the lesson, parity with torch.optim (float32, where rounding shows) and every verdict scenario.
 # ATen/MKL without AVX-512 changes torch's side of the parity tests. Each numba CPU name gets its own kernel
-# cache. Under the generic CPU float16 is left out: its fused kernels segfault on a CPU without F16C (see
-# test_float16_kernels_run_on_a_cpu_without_f16c in tests/test_kernels.py, an xfail until kernels/lowp.py
-# converts float16 without LLVM's half libcalls).
+# cache. Under the generic CPU float16 is converted on its bits (kernels/lowp.py: no F16C there).
 PORTABLE_BLAS  ?= Haswell SkylakeX Zen Sandybridge
 PORTABLE_NUMPY := tests/test_diagnostics.py::test_scenario tests/test_problems.py::test_batched_equals_row_by_row 	tests/test_lab.py::test_a_batched_sweep_equals_the_same_runs_one_by_one
 PORTABLE_TORCH := tests/test_torch_parity.py tests/test_torch_tensor_path.py 	tests/test_torch_frontend.py::test_parity_with_torch_optim tests/test_torch_frontend.py::test_onecycle_schedule_matches_torch 	tests/test_torch_frontend.py::test_two_param_groups_match_torch
@@ -54,7 +52,7 @@ test-portable: $(VENV)/.test
 	  OPENBLAS_CORETYPE=$$core $(call PORTABLE_RUN,host) $(PORTABLE_NUMPY) -k "not scenario or breast or digits"; \
 	done
 	@echo "== NUMBA_CPU_NAME=generic"
-	@NUMBA_CPU_NAME=generic $(call PORTABLE_RUN,generic) $(PORTABLE_ALL) -k "not (float64 and torch) and not float16"
+	@NUMBA_CPU_NAME=generic $(call PORTABLE_RUN,generic) $(PORTABLE_ALL) -k "not (float64 and torch)"
 	@echo "== one thread (OMP, numba, OpenBLAS, MKL)"
 	@OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(call PORTABLE_RUN,host) \
 	  $(PORTABLE_ALL) -k "not (float64 and torch)"

@@ -5,7 +5,15 @@ kernels see such arrays as ``uint16`` and convert each element to float32 on loa
 and back on store. Both directions round to nearest, ties to even, exactly as
 NumPy's and ml_dtypes' ``astype`` do, so the fused and reference paths agree bit
 for bit.
+
+float16 uses the CPU's conversion instructions (x86's F16C, ARM's FCVT) where the
+compile target has them. Without them (a pre-2012 x86, QEMU's default CPU, or
+``NUMBA_CPU_NAME=generic`` for caches shared between machines) LLVM would call
+``__extendhfsf2``/``__truncsfhf2``, which numba's JIT leaves unresolved (the process
+dies), so the conversion is done on the bits instead, as NumPy's own C code does it.
 """
+
+import platform
 
 import numpy as np
 from llvmlite import ir
@@ -14,7 +22,7 @@ from numba.extending import intrinsic
 
 
 @intrinsic
-def f16_to_f32(typingctx, x):
+def _f16_to_f32_hw(typingctx, x):
     sig = types.float32(types.uint16)
 
     def codegen(context, builder, signature, args):
@@ -24,7 +32,7 @@ def f16_to_f32(typingctx, x):
 
 
 @intrinsic
-def f32_to_f16(typingctx, x):
+def _f32_to_f16_hw(typingctx, x):
     sig = types.uint16(types.float32)
 
     def codegen(context, builder, signature, args):
@@ -65,3 +73,65 @@ def f32_to_bf16(x):
     bits = _f32_bits(x)
     bits = bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))
     return np.uint16(bits >> np.uint32(16))
+
+
+@njit(inline="always")
+def _f16_to_f32_bits(h):
+    sign = np.uint32(h & np.uint16(0x8000)) << np.uint32(16)
+    exp = np.uint32((h >> np.uint16(10)) & np.uint16(0x1F))
+    mant = np.uint32(h & np.uint16(0x3FF))
+    if exp == 0:  # zero or subnormal: mant * 2**-24, exact in float32
+        magnitude = np.float32(mant) * np.float32(5.960464477539063e-08)
+        return _bits_f32(sign | _f32_bits(magnitude))
+    if exp == 31:  # inf or NaN (the payload kept)
+        return _bits_f32(sign | np.uint32(0x7F800000) | (mant << np.uint32(13)))
+    return _bits_f32(sign | ((exp + np.uint32(112)) << np.uint32(23)) | (mant << np.uint32(13)))
+
+
+@njit(inline="always")
+def _f32_to_f16_bits(x):
+    """NumPy's npy_floatbits_to_halfbits: round to nearest, ties to even."""
+    f = _f32_bits(x)
+    h_sgn = np.uint16((f & np.uint32(0x80000000)) >> np.uint32(16))
+    f_exp = f & np.uint32(0x7F800000)
+    if f_exp >= np.uint32(0x47800000):  # overflow, inf or NaN
+        f_sig = f & np.uint32(0x007FFFFF)
+        if f_exp == np.uint32(0x7F800000) and f_sig != 0:
+            ret = np.uint16(0x7C00 + (f_sig >> np.uint32(13)))
+            if ret == np.uint16(0x7C00):
+                ret = np.uint16(0x7C01)
+            return np.uint16(h_sgn + ret)
+        return np.uint16(h_sgn + np.uint16(0x7C00))
+    if f_exp <= np.uint32(0x38000000):  # a float16 subnormal, or zero
+        if f_exp < np.uint32(0x33000000):
+            return h_sgn
+        e = f_exp >> np.uint32(23)
+        f_sig = np.uint32(0x00800000) + (f & np.uint32(0x007FFFFF))
+        f_sig = f_sig >> (np.uint32(113) - e)
+        if (f_sig & np.uint32(0x3FFF)) != np.uint32(0x1000) or (f & np.uint32(0x7FF)) != 0:
+            f_sig = f_sig + np.uint32(0x1000)
+        return np.uint16(h_sgn + np.uint16(f_sig >> np.uint32(13)))
+    h_exp = np.uint16((f_exp - np.uint32(0x38000000)) >> np.uint32(13))
+    f_sig = f & np.uint32(0x007FFFFF)
+    if (f_sig & np.uint32(0x3FFF)) != np.uint32(0x1000):
+        f_sig = f_sig + np.uint32(0x1000)
+    return np.uint16(h_sgn + np.uint16(np.uint16(f_sig >> np.uint32(13)) + h_exp))
+
+
+def has_half_instructions() -> bool:
+    """Whether numba's compile target converts float16 in hardware (F16C on x86)."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
+        return True
+    from numba.core import config
+
+    if config.CPU_NAME is None:
+        import llvmlite.binding as llvm
+
+        return bool(llvm.get_host_cpu_features().get("f16c", False))
+    return "+f16c" in (config.CPU_FEATURES or "")
+
+
+if has_half_instructions():
+    f16_to_f32, f32_to_f16 = _f16_to_f32_hw, _f32_to_f16_hw
+else:
+    f16_to_f32, f32_to_f16 = _f16_to_f32_bits, _f32_to_f16_bits
