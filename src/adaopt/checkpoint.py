@@ -259,7 +259,7 @@ def _read(zf: zipfile.ZipFile, path: Path, file_size: int, wanted, where: list) 
             raise CheckpointError(f"{path}: array {item['param']}.{item['key']} ({label}) has dtype "
                                   f"{dtype.name}, the index says {item['dtype']}")
         count = math.prod(shape)
-        if wanted is not None:
+        if wanted is not None and shape != ():  # 0-d: a per-parameter scalar (NAdam's mu_product)
             want_shape, want_count = wanted[item["param"]]
             if (want_shape is not None and shape != want_shape) or count != want_count:
                 have = f"shape {want_shape}" if want_shape is not None else f"{want_count} elements"

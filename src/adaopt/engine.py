@@ -16,7 +16,7 @@ from types import ModuleType
 
 import numpy as np
 
-from . import dtypes, rounding
+from . import dtypes, rounding, rules
 
 #: "auto": fused kernels when numba is installed, else the reference rule;
 #: "fused": fused kernels or an error; "reference": the rule on whole arrays.
@@ -84,6 +84,9 @@ class Engine:
         for key, fill in self.rule.buffers(hp).items():
             if key not in st:
                 st[key] = np.full(p.shape, fill, dtype=cdtype)
+        for key, start in rules.scalar_state(self.rule, hp).items():
+            if key not in st:
+                st[key] = np.array(start)  # one number per parameter, in its declared dtype
         if _low(p, hp, "kahan") and "kahan_comp" not in st:
             st["kahan_comp"] = np.zeros(p.shape, dtype=p.dtype)
 
@@ -106,7 +109,7 @@ class Engine:
         st = dict(st)
         self.add_missing_buffers(st, p, hp, cdtype)
         t = st["step"] + 1
-        s = self.rule.scalars(t, hp)
+        s = rules.step_scalars(self.rule, t, hp, st)
         buffers = {k: st[k] for k in self.rule.buffers(hp)}
         new_p, new_buffers = self.rule.update(
             p.astype(cdtype, copy=False), g.astype(cdtype, copy=False), buffers, hp, s
@@ -114,6 +117,8 @@ class Engine:
         out = {**st, "step": t}
         for k, v in new_buffers.items():
             out[k] = np.array(v, dtype=st[k].dtype)  # a copy: never alias the caller's gradient
+        for k in rules.scalar_state(self.rule, hp):
+            out[k] = np.array(s[k], dtype=st[k].dtype)
         new_p = rounding.to_param_dtype(np.asarray(new_p), p, out, hp, cdtype,
                                         key=rounding.param_key(name), step=t, index=index)
         return new_p, out
@@ -131,12 +136,14 @@ class Engine:
         reference = []
         for i, (gi, name, p, st, hp, cdtype) in enumerate(prepared):
             self.add_missing_buffers(st, p, hp, cdtype)
+            scalar_keys = rules.scalar_state(self.rule, hp)
             for key, value in st.items():  # a kernel trusts sizes: refuse state of another shape
-                if key != "step" and np.shape(value) != p.shape:
+                if key != "step" and np.shape(value) != (() if key in scalar_keys else p.shape):
                     raise ValueError(f"state {key!r} of {name!r} has shape {tuple(np.shape(value))}, "
                                      f"the parameter has {p.shape} (was the parameter replaced, or "
                                      "a state_dict of another model loaded?)")
-            if (fused is not None and i not in shared and fused.eligible(p, cdtype, st)
+            elementwise = {k: v for k, v in st.items() if k not in scalar_keys}
+            if (fused is not None and i not in shared and fused.eligible(p, cdtype, elementwise)
                     and not _low(p, hp, "stochastic_rounding")):
                 groups.setdefault((gi, st["step"], p.dtype, cdtype), (hp, []))[1].append((i, p, st))
             else:

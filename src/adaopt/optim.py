@@ -26,7 +26,7 @@ from types import ModuleType
 
 import numpy as np
 
-from . import _tree, dtypes, hyper, registry
+from . import _tree, dtypes, hyper, registry, rules
 from .engine import Engine, Plan, StateWatch
 
 _DEFAULT = None  # an argument left at None takes the conventions preset's default
@@ -258,7 +258,7 @@ class Optimizer:
         g_leaves = [_check_grad(g, p, name) for (name, p, _), g in zip(entries, g_leaves)]
         new_state = dict(state)
         for name, p, _ in entries:
-            new_state[name] = _check_state(state[name], p, name, copy_=True)
+            new_state[name] = _check_state(state[name], p, name, copy_=True, scalar_keys=self._scalar_keys)
         new_leaves = [p.copy() for _, p, _ in entries]
         plan = self._engine.build_plan([(gi, name, new_p, new_state[name], hps[gi])
                                  for (name, _, gi), new_p in zip(entries, new_leaves)])
@@ -291,9 +291,14 @@ class Optimizer:
             hp = self.defaults
         cdtype = next((v.dtype for v in st.values() if isinstance(v, np.ndarray)), np.dtype("float64"))
         hp = self._engine.resolved(hp, cdtype, name or "param")
-        s = self.rule.scalars(max(st["step"], 1), hp)
+        s = rules.step_scalars(self.rule, max(st["step"], 1), hp, st)
         buffers = {k: v for k, v in st.items() if k != "step"}
         return self.rule.effective_lr(buffers, hp, s)
+
+    @property
+    def _scalar_keys(self) -> dict:
+        """The names of the rule's per-parameter scalar state (NAdam's mu_product)."""
+        return rules.scalar_state(self.rule, self.defaults)
 
     def _hp_of(self, name: str) -> dict:
         for group in self.param_groups:
@@ -348,7 +353,8 @@ class Optimizer:
         for name in self._arrays:
             if name not in saved_state:
                 raise CheckpointError(f"the state_dict has no state for parameter {name!r}")
-            new_state[name] = _check_state(saved_state[name], self._arrays[name], name, copy_=True)
+            new_state[name] = _check_state(saved_state[name], self._arrays[name], name, copy_=True,
+                                           scalar_keys=self._scalar_keys)
         self.param_groups = new_groups
         self.state = new_state
         self._plan = None
@@ -429,7 +435,7 @@ def _check_grad(g, p: np.ndarray, name: str) -> np.ndarray:
     return g
 
 
-def _check_state(st, p: np.ndarray, name: str, copy_: bool = False) -> dict:
+def _check_state(st, p: np.ndarray, name: str, copy_: bool = False, scalar_keys=()) -> dict:
     from .checkpoint import CheckpointError
 
     if not isinstance(st, dict) or "step" not in st:
@@ -444,7 +450,7 @@ def _check_state(st, p: np.ndarray, name: str, copy_: bool = False) -> dict:
         if key == "step":
             continue
         arr = np.asarray(value)
-        if arr.shape != p.shape:
+        if arr.shape != (() if key in scalar_keys else p.shape):
             raise CheckpointError(f"state {key!r} of {name!r} has shape {arr.shape}, the parameter has {p.shape}")
         if not dtypes.is_supported(arr.dtype):
             raise CheckpointError(f"state {key!r} of {name!r} has dtype {arr.dtype.name}")

@@ -37,7 +37,7 @@ from itertools import chain
 import numpy as np
 import torch
 
-from . import dtypes, hyper, registry
+from . import dtypes, hyper, registry, rules
 from .engine import Engine, StateWatch
 
 
@@ -167,6 +167,9 @@ class Optimizer(torch.optim.Optimizer):
                                              memory_format=torch.preserve_format)
         if hp["kahan"] and p.element_size() == 2 and "kahan_comp" not in state:
             state["kahan_comp"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        for key, start in rules.scalar_state(self.rule, hp).items():  # 0-d, as torch keeps mu_product
+            if state.get(key) is None:
+                state[key] = torch.tensor(float(start), dtype=_TORCH_DTYPE[np.dtype(type(start)).name])
 
     def _views(self, p, state) -> dict:
         st = {"step": int(state["step"].item()) if torch.is_tensor(state["step"]) else int(state["step"])}
@@ -273,12 +276,14 @@ class Optimizer(torch.optim.Optimizer):
         """The rule on torch tensors: the same function, tensors in place of arrays."""
         state = self.state[p]
         self._init_state(p, state, hp, "")
-        s = self.rule.scalars(int(state["step"]) + 1, hp)
+        s = rules.step_scalars(self.rule, int(state["step"]) + 1, hp, state)
         buffers = {k: state[k] for k in self.rule.buffers(hp)}
         new_p, new_buffers = self.rule.update(p.detach().to(compute), p.grad.to(compute), buffers, hp, s)
         p.detach().copy_(new_p)
         for k, v in new_buffers.items():
             state[k].copy_(v)
+        for k in rules.scalar_state(self.rule, hp):
+            state[k].fill_(float(s[k]))
         state["step"] += 1
 
     def _check_sparse(self, sparse) -> None:
@@ -412,7 +417,7 @@ class Optimizer(torch.optim.Optimizer):
         for sid, value in saved_state.items():
             if sid in id_map:
                 p = id_map[sid]
-                _check_saved_state(sid, value, p)
+                _check_saved_state(sid, value, p, rules.scalar_state(self.rule, self.defaults))
                 state[p] = {k: (v.to(device=p.device, copy=True) if torch.is_tensor(v) else deepcopy(v))
                             for k, v in value.items()}
                 if self.family == "sgd" and "step" not in state[p]:
@@ -506,7 +511,7 @@ def _run_hooked(step, self, global_pre, global_post, args, kwargs):
     return out
 
 
-def _check_saved_state(sid, value, p: torch.Tensor) -> None:
+def _check_saved_state(sid, value, p: torch.Tensor, scalar_keys=()) -> None:
     """Refuse a saved state entry the optimizer could not step, naming it; nothing is loaded."""
     where = f"the state_dict's state of parameter {sid!r}"
     if not isinstance(value, dict):
@@ -524,7 +529,7 @@ def _check_saved_state(sid, value, p: torch.Tensor) -> None:
             continue
         if not torch.is_tensor(buf):
             raise ValueError(f"{where} has {key!r} of type {type(buf).__name__}; state buffers are tensors")
-        if buf.shape != p.shape or not buf.dtype.is_floating_point:
+        if buf.shape != (() if key in scalar_keys else p.shape) or not buf.dtype.is_floating_point:
             raise ValueError(f"{where} has {key!r} of shape {tuple(buf.shape)} and dtype {buf.dtype}; "
                              f"the parameter is {tuple(p.shape)} {p.dtype} (a state_dict of another model?)")
 

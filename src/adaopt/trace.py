@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import rules
 from .optim import Optimizer, get
 
 @dataclass
@@ -118,5 +119,5 @@ def _lesson_state(optimizer: Optimizer, st: dict) -> dict:
     symbols = getattr(rule, "SYMBOLS", {})
     out = {symbols.get(k, k): np.array(v) for k, v in st.items() if k != "step"}
     if hasattr(rule, "corrected"):
-        out.update(rule.corrected(st, optimizer.defaults, rule.scalars(st["step"], optimizer.defaults)))
+        out.update(rule.corrected(st, optimizer.defaults, rules.step_scalars(rule, st["step"], optimizer.defaults, st)))
     return out

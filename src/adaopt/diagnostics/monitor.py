@@ -16,7 +16,7 @@ from array import array
 
 import numpy as np
 
-from .. import dtypes, registry
+from .. import dtypes, registry, rules
 from .history import History, _column_order
 from . import state
 from .probes import probe
@@ -370,13 +370,13 @@ class Monitor:
         rule = registry.FAMILIES[family].rule
         eff, vhat, lr, factors = [], [], None, {}
         for hp, step, buffers in taken:
-            s = rule.scalars(step, hp)
+            s = rules.step_scalars(rule, step, hp)
             lr = float(hp["lr"]) if lr is None else lr  # the first sampled tensor's group
             sample = next(iter(buffers.values()))
             eff.append(state.effective_lr(rule, buffers, hp, s, sample))
             v = state.second_moment(rule, buffers, hp, s)
             if v is not None:
-                vhat.append((v, state.eps_dominates(v, hp)))
+                vhat.append((v, state.eps_dominates(rule, v, hp)))
             factors = state.bias_factors(rule, hp, s) or factors
         eff = np.concatenate(eff)
         p5, p50, p95 = _quantiles(eff, (0.05, 0.5, 0.95))

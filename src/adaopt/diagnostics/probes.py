@@ -62,7 +62,8 @@ class NumpyProbe:
         out = []
         for name in (self.names[i] for i in self.chosen):
             st = self.opt.state[name]
-            arrays = {k: v.reshape(-1) for k, v in st.items() if isinstance(v, np.ndarray)}
+            p = self.opt._arrays[name]
+            arrays = {k: v.reshape(-1) for k, v in st.items() if isinstance(v, np.ndarray) and v.shape == p.shape}
             cdtype = next((v.dtype for v in arrays.values()), np.dtype("float64"))
             hp = self.opt._engine.resolved(self.opt._hp_of(name), cdtype, name)
             out.append((hp, int(st["step"]), arrays))

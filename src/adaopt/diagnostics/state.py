@@ -30,9 +30,11 @@ def second_moment(rule, buffers: dict, hp: dict, s: dict):
     return rule.second_moment(buffers, hp, s) if hasattr(rule, "second_moment") else None
 
 
-def eps_dominates(v: np.ndarray, hp: dict) -> np.ndarray:
-    """True where epsilon is at least the root of ``v`` in the denominator."""
-    limit = hp["eps"] if hp.get("eps_in_sqrt") else hp["eps"] ** 2
+def eps_dominates(rule, v: np.ndarray, hp: dict) -> np.ndarray:
+    """True where epsilon is at least the root of ``v`` in the denominator (epsilon inside
+    the root where the rule says so: ``eps_inside_root(hp)``, else ``hp["eps_in_sqrt"]``)."""
+    inside = rule.eps_inside_root(hp) if hasattr(rule, "eps_inside_root") else hp.get("eps_in_sqrt", False)
+    limit = hp["eps"] if inside else hp["eps"] ** 2
     return v <= limit
 
 

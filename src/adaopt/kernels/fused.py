@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 from numba.core.errors import TypingError
 
-from .. import dtypes
+from .. import dtypes, rules
 from . import memory
 from .tracer import Program, trace
 
@@ -253,6 +253,7 @@ class Bucket:
         self.kernel_parallel = False
         self.t = states[0]["step"]
         self.buffers = tuple(rule.buffers(hp))
+        self.carried = tuple(rules.scalar_state(rule, hp))
         self.p_kind = dtypes.dtype_name(params[0].dtype)
         self.compute = dtypes.dtype_name(states[0][self.buffers[0]].dtype) if self.buffers else (
             dtypes.dtype_name(dtypes.compute_dtype(params[0].dtype, hp.get("state_dtype"))))
@@ -290,7 +291,7 @@ class Bucket:
         nothing has changed if this raises."""
         t = self.t + 1
         hp = self.hp if hp is None else hp
-        s = self.rule.scalars(t, hp)
+        s = rules.step_scalars(self.rule, t, hp, self.states[0])
         program, kernel = self.program, self.kernel
         values = None if program is None else program.replay(hp, s)
         if values is None:  # first step, or the rule took another branch (SGD's first step)
@@ -311,6 +312,8 @@ class Bucket:
             self.t = t
             for st in self.states:
                 st["step"] = t
+                for key in self.carried:  # scalar state: 0-d arrays (or views of 0-d tensors)
+                    st[key][...] = s[key]
             return held
 
         return launch

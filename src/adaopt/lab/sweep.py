@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import registry
+from .. import registry, rules
 from ..diagnostics import state
 from ..diagnostics.history import History
 from ..diagnostics.verdict import Diagnosis, diagnose
@@ -138,6 +138,7 @@ def run_sweep(problem: Problem | str, optimizer: str, lrs=DEFAULT_LRS, seeds=(0,
     row_seeds = np.tile(seeds, len(lrs))
     x = np.stack([problem.x0(int(s)) for s in row_seeds])
     buffers = {k: np.full(x.shape, fill, dtype=np.float64) for k, fill in rule.buffers(hp).items()}
+    carried = rules.scalar_state(rule, hp)
 
     names = ("loss", "grad_norm", "update_norm", "param_norm", "update_ratio", "cos_grad", "cos_update")
     signals = {k: np.full((steps, rows), np.nan) for k in names}
@@ -152,7 +153,8 @@ def run_sweep(problem: Problem | str, optimizer: str, lrs=DEFAULT_LRS, seeds=(0,
     with np.errstate(all="ignore"):
         for t in range(1, steps + 1):
             f, g = problem.value_and_grad(x, step=t - 1, seeds=row_seeds)
-            s = rule.scalars(t, hp)
+            s = rules.step_scalars(rule, t, hp, carried)
+            carried = {k: s[k] for k in carried}  # scalar state (NAdam's product): one for all rows
             x_new, buffers = rule.update(x, g, buffers, hp, s)
             u = x_new - x
             gg, uu, pp = _dot(g, g), _dot(u, u), _dot(x, x)
@@ -195,7 +197,7 @@ def _summarise(summaries, k, rule, family, buffers, hp, s, g) -> None:
     summaries["eff_lr_p50"][k] = np.median(state.effective_lr(rule, buffers, hp, s, g), axis=1)
     v = state.second_moment(rule, buffers, hp, s)
     if v is not None:
-        summaries["eps_frac"][k] = np.mean(state.eps_dominates(v, hp), axis=1)
+        summaries["eps_frac"][k] = np.mean(state.eps_dominates(rule, v, hp), axis=1)
         if not state.remembers_a_sum(family):
             with warnings.catch_warnings():  # rows where v-hat is 0 everywhere (a diverged run)
                 warnings.simplefilter("ignore", RuntimeWarning)

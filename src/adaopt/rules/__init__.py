@@ -35,9 +35,14 @@ unary minus, and the elementwise functions of :mod:`adaopt.rules._ops` (``maximu
 may not branch on array values.
 
 State that is one number per parameter, not per element (NAdam's running product of
-momentum factors), belongs in ``scalars``: everything it depends on is the step and
-the hyperparameters, so ``scalars(t, hp)`` recomputes it (exactly, in the same order
-of operations) rather than storing it.
+momentum factors, which depends on every beta1 used so far, so a schedule that moves
+beta1 changes it), is declared by ``scalar_state(hp)``: its names and starting values
+(as NumPy scalars: their dtype is the dtype it is kept in). Such a rule's ``scalars``
+takes a third argument, ``scalars(t, hp, carried)``, the values after step ``t - 1``,
+and returns the new values under the same names among the step's scalars; the
+frontends keep them in the parameter's state (0-d arrays, 0-d tensors as torch does)
+and :func:`step_scalars` is the one way to call ``scalars``. Buffers are per element;
+scalar state is per parameter, and all of a bucket's parameters share its value.
 """
 
 from __future__ import annotations
@@ -67,4 +72,21 @@ class Diagnosable(Protocol):
     def second_moment(self, state: dict, hp: dict, s: dict): ...
 
 
-__all__ = ["Diagnosable", "Rule", "adagrad", "adam", "rmsprop", "sgd"]
+def scalar_state(rule, hp: dict) -> dict:
+    """The rule's per-parameter scalar state and its starting values ({} for most rules)."""
+    return rule.scalar_state(hp) if hasattr(rule, "scalar_state") else {}
+
+
+def step_scalars(rule, t: int, hp: dict, state=None) -> dict:
+    """``rule.scalars`` of step ``t``; a rule with scalar state reads it from ``state`` (the
+    parameter's state before step ``t``: 0-d arrays or tensors, or nothing yet)."""
+    if not hasattr(rule, "scalar_state"):
+        return rule.scalars(t, hp)
+    carried = {}
+    for key, start in rule.scalar_state(hp).items():
+        value = start if state is None or state.get(key) is None else state[key]
+        carried[key] = type(start)(float(value))  # a NumPy scalar of the declared dtype
+    return rule.scalars(t, hp, carried)
+
+
+__all__ = ["Diagnosable", "Rule", "adagrad", "adam", "rmsprop", "scalar_state", "sgd", "step_scalars"]
