@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from types import ModuleType, MappingProxyType
 
 from . import hyper, rules
+from .rules import adadelta
 
 #: torch.optim's switches that choose an implementation, not the math (adaopt.torch's own).
 TORCH_FLAGS = ("foreach", "fused", "capturable", "differentiable")
@@ -182,8 +183,16 @@ ADAMW = Family(
     presets={"optax": dict(weight_decay=1e-4, wd_form="add"), "lesson": dict(wd_form="add")},
 )
 
+ADADELTA = Family(
+    "adadelta", "Adadelta", adadelta,
+    "Adadelta: RMSprop's moving average of g^2, and a step scaled by the RMS of past steps.",
+    dict(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, maximize=False),
+    args=("lr", "rho", "eps", "weight_decay", "foreach"),
+    kwargs=("capturable", "maximize", "differentiable"),
+)
 #: Every family, by key.
-FAMILIES: Mapping[str, Family] = MappingProxyType({f.key: f for f in (SGD, ADAGRAD, RMSPROP, ADAM, ADAMW)})
+FAMILIES: Mapping[str, Family] = MappingProxyType({f.key: f for f in (
+    SGD, ADAGRAD, RMSPROP, ADAM, ADAMW, ADADELTA)})
 
 _NAMED = (
     Variant("momentum", "sgd", {"momentum": 0.9}),
