@@ -91,8 +91,8 @@ def test_list_names_optimizers_problems_and_presets():
 def test_lab_unknown_names_exit_2():
     result = runner.invoke(app, ["lab", "--problems", "quadratic,nope"])
     assert result.exit_code == 2 and "'nope'" in result.output
-    result = runner.invoke(app, ["lab", "--optimizers", "adamax"])
-    assert result.exit_code == 2 and "'adamax'" in result.output
+    result = runner.invoke(app, ["lab", "--optimizers", "lion"])
+    assert result.exit_code == 2 and "'lion'" in result.output
 
 
 def test_compare_prints_a_table_and_writes_a_report(tmp_path):

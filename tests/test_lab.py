@@ -76,7 +76,7 @@ def test_sweep_refuses_bad_input_before_running():
     with pytest.raises(ValueError, match="lr"):
         run_sweep("quadratic", "adam", [-1.0], (0,), 10)
     with pytest.raises(ValueError, match="unknown optimizer"):
-        run_sweep("quadratic", "adamax", [0.1], (0,), 10)
+        run_sweep("quadratic", "lion", [0.1], (0,), 10)
     with pytest.raises(ValueError, match="steps"):
         run_sweep("quadratic", "adam", [0.1], (0,), 0)
     with pytest.raises(ValueError, match="nope"):

@@ -34,8 +34,8 @@ def test_bad_arguments_are_refused():
         lr_find("quadratic", steps=1)
     with pytest.raises(ValueError, match="smooth"):
         lr_find("quadratic", smooth=1.0)
-    with pytest.raises(ValueError, match="adamax"):
-        lr_find("quadratic", "adamax")
+    with pytest.raises(ValueError, match="lion"):
+        lr_find("quadratic", "lion")
     with pytest.raises(ValueError, match="nope"):
         lr_find("nope")
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from types import ModuleType, MappingProxyType
 
 from . import hyper, rules
-from .rules import adadelta
+from .rules import adadelta, adamax
 
 #: torch.optim's switches that choose an implementation, not the math (adaopt.torch's own).
 TORCH_FLAGS = ("foreach", "fused", "capturable", "differentiable")
@@ -190,9 +190,16 @@ ADADELTA = Family(
     args=("lr", "rho", "eps", "weight_decay", "foreach"),
     kwargs=("capturable", "maximize", "differentiable"),
 )
+ADAMAX = Family(
+    "adamax", "Adamax", adamax,
+    "Adamax: Adam with a decaying running maximum of |g| in place of the root of v.",
+    dict(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, maximize=False),
+    args=("lr", "betas", "eps", "weight_decay", "foreach"),
+    kwargs=("maximize", "differentiable", "capturable"),
+)
 #: Every family, by key.
 FAMILIES: Mapping[str, Family] = MappingProxyType({f.key: f for f in (
-    SGD, ADAGRAD, RMSPROP, ADAM, ADAMW, ADADELTA)})
+    SGD, ADAGRAD, RMSPROP, ADAM, ADAMW, ADADELTA, ADAMAX)})
 
 _NAMED = (
     Variant("momentum", "sgd", {"momentum": 0.9}),
