@@ -99,6 +99,7 @@ CHECKS: dict[str, Check] = {
     "eps": Check(_eps, "None (the default for the dtype) or a finite number >= 0"),
     "alpha": Check(_unit_open, "0 <= alpha < 1"),
     "rho": Check(lambda x: _number(x) and 0 <= _as_float(x) <= 1, "0 <= rho <= 1"),
+    "momentum_decay": Check(_at_least_0, "a finite number >= 0"),
     "betas": Check(_betas, "a pair (beta1, beta2), each 0 <= beta < 1"),
     "wd_form": Check(lambda x: isinstance(x, str) and x in ("shrink", "add"), "'shrink' or 'add'"),
     "state_dtype": Check(_state_dtype, f"None or one of {', '.join(dtypes.SUPPORTED)}"),

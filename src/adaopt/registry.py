@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from types import ModuleType, MappingProxyType
 
 from . import hyper, rules
-from .rules import adadelta, adamax
+from .rules import adadelta, adamax, nadam
 
 #: torch.optim's switches that choose an implementation, not the math (adaopt.torch's own).
 TORCH_FLAGS = ("foreach", "fused", "capturable", "differentiable")
@@ -197,9 +197,18 @@ ADAMAX = Family(
     args=("lr", "betas", "eps", "weight_decay", "foreach"),
     kwargs=("maximize", "differentiable", "capturable"),
 )
+NADAM = Family(
+    "nadam", "NAdam", nadam,
+    "NAdam: Adam with Nesterov momentum, whose momentum warms up over the first few thousand steps.",
+    dict(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=4e-3,
+         decoupled_weight_decay=False, maximize=False),
+    args=("lr", "betas", "eps", "weight_decay", "momentum_decay", "decoupled_weight_decay"),
+    kwargs=("foreach", "maximize", "capturable", "differentiable"),
+)
+
 #: Every family, by key.
 FAMILIES: Mapping[str, Family] = MappingProxyType({f.key: f for f in (
-    SGD, ADAGRAD, RMSPROP, ADAM, ADAMW, ADADELTA, ADAMAX)})
+    SGD, ADAGRAD, RMSPROP, ADAM, ADAMW, ADADELTA, ADAMAX, NADAM)})
 
 _NAMED = (
     Variant("momentum", "sgd", {"momentum": 0.9}),
