@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from types import ModuleType, MappingProxyType
 
 from . import hyper, rules
-from .rules import adadelta, adamax, nadam
+from .rules import adadelta, adamax, nadam, radam
 
 #: torch.optim's switches that choose an implementation, not the math (adaopt.torch's own).
 TORCH_FLAGS = ("foreach", "fused", "capturable", "differentiable")
@@ -197,6 +197,15 @@ ADAMAX = Family(
     args=("lr", "betas", "eps", "weight_decay", "foreach"),
     kwargs=("maximize", "differentiable", "capturable"),
 )
+RADAM = Family(
+    "radam", "RAdam", radam,
+    "RAdam: Adam whose adaptive step waits until v is trustworthy, rectified by its variance.",
+    dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled_weight_decay=False,
+         maximize=False),
+    args=("lr", "betas", "eps", "weight_decay", "decoupled_weight_decay"),
+    kwargs=("foreach", "maximize", "capturable", "differentiable"),
+)
+
 NADAM = Family(
     "nadam", "NAdam", nadam,
     "NAdam: Adam with Nesterov momentum, whose momentum warms up over the first few thousand steps.",
@@ -208,7 +217,7 @@ NADAM = Family(
 
 #: Every family, by key.
 FAMILIES: Mapping[str, Family] = MappingProxyType({f.key: f for f in (
-    SGD, ADAGRAD, RMSPROP, ADAM, ADAMW, ADADELTA, ADAMAX, NADAM)})
+    SGD, ADAGRAD, RMSPROP, ADAM, ADAMW, ADADELTA, ADAMAX, NADAM, RADAM)})
 
 _NAMED = (
     Variant("momentum", "sgd", {"momentum": 0.9}),
