@@ -59,6 +59,13 @@ CASES = [
     ("adagrad-bf16-kahan", "AdaGrad", dict(lr=0.01, kahan=True), "bfloat16"),
     ("rmsprop-bf16-stochastic", "RMSprop", dict(lr=1e-3, stochastic_rounding=True), "bfloat16"),
     ("rmsprop-fp16-state32", "RMSprop", dict(lr=1e-3, state_dtype="float32", kahan=True), "float16"),
+    ("adadelta-l2", "Adadelta", dict(rho=0.8, weight_decay=0.01), "float32"),
+    ("adamax", "Adamax", dict(lr=5e-3), "float32"),
+    ("adamax-bf16-stochastic", "Adamax", dict(lr=1e-3, stochastic_rounding=True), "bfloat16"),
+    ("nadam", "NAdam", dict(lr=5e-3), "float32"),  # mu_product: scalar state, saved and restored
+    ("nadam-decoupled-f64", "NAdam", dict(lr=5e-3, weight_decay=0.05, decoupled_weight_decay=True), "float64"),
+    ("radam", "RAdam", dict(lr=5e-3), "float32"),  # the rectification switches on at step 6, after the stop
+    ("radam-bf16-kahan", "RAdam", dict(lr=1e-3, kahan=True), "bfloat16"),
 ]
 FRONTENDS = ["numpy-fused", "numpy-reference", "torch", "torch-tensor"]
 #: the tensor backend runs the rule on torch tensors; it has no 16-bit rounding options yet
@@ -208,8 +215,10 @@ def resumed(tmp_path_factory):
 
 
 def test_the_table_covers_every_optimizer_and_rounding_option():
+    from adaopt import registry
+
     names = {opt for _, opt, _, _ in CASES}
-    assert names == {"SGD", "AdaGrad", "RMSprop", "Adam", "AdamW"}
+    assert names == {f.name for f in registry.FAMILIES.values()}, "every registered optimizer resumes"
     for option in ("kahan", "stochastic_rounding", "state_dtype", "amsgrad", "nesterov", "centered",
                    "bias_correction", "conventions", "maximize", "lr_decay", "eps_in_sqrt"):
         assert any(option in kw for _, _, kw, _ in CASES), option
