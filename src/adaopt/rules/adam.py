@@ -55,25 +55,34 @@ def _denominator(v, hp, s):
     return v**0.5 / s["bc2_sqrt"] + hp["eps"]  # sqrt(v-hat) + eps
 
 
-def update(p, g, state, hp, s):
+def moments(p, g, state, hp, *, shrink=True):
+    """What every Adam-like rule does first, in torch's order: negate g to maximize; weight
+    decay, as L2 into the gradient or (decoupled, ``shrink``) p <- (1 - lr*wd) p; then
+    the two moving averages. Returns ``(p, g, m, v)``."""
     if hp["maximize"]:
         g = -g
-    decoupled = hp["decoupled_weight_decay"]
     lam = hp["weight_decay"]
-    p0 = p
     if lam != 0:
-        if not decoupled:
+        if not hp["decoupled_weight_decay"]:
             g = g + lam * p
-        elif hp["wd_form"] == "shrink":
+        elif shrink:
             p = p * (1 - hp["lr"] * lam)
     beta1, beta2 = hp["betas"]
     m = state["exp_avg"] + (1 - beta1) * (g - state["exp_avg"])  # = beta1*m + (1-beta1)*g
     v = beta2 * state["exp_avg_sq"] + (1 - beta2) * g * g
+    return p, g, m, v
+
+
+def update(p, g, state, hp, s):
+    lam = hp["weight_decay"]
+    added = lam != 0 and hp["decoupled_weight_decay"] and hp["wd_form"] == "add"
+    p0 = p
+    p, g, m, v = moments(p, g, state, hp, shrink=not added)
     new = {"exp_avg": m, "exp_avg_sq": v}
     if hp["amsgrad"]:
         v = new["max_exp_avg_sq"] = maximum(state["max_exp_avg_sq"], v)
     u = s["step_size"] * (m / _denominator(v, hp, s))
-    if lam != 0 and decoupled and hp["wd_form"] == "add":
+    if added:
         u = u + hp["lr"] * lam * p0
     return p - u, new
 

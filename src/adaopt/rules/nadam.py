@@ -29,6 +29,8 @@ Defaults (torch): ``lr=2e-3, betas=(0.9, 0.999), eps=1e-8, momentum_decay=4e-3``
 
 import numpy as np
 
+from .adam import moments
+
 #: The lesson's symbols for the buffers.
 SYMBOLS = {"exp_avg": "m", "exp_avg_sq": "v", "mu_product": "Pi"}
 
@@ -59,17 +61,7 @@ def scalars(t, hp, carried):
 
 
 def update(p, g, state, hp, s):
-    if hp["maximize"]:
-        g = -g
-    lam = hp["weight_decay"]
-    if lam != 0:
-        if hp["decoupled_weight_decay"]:
-            p = p * (1 - hp["lr"] * lam)
-        else:
-            g = g + lam * p
-    beta1, beta2 = hp["betas"]
-    m = state["exp_avg"] + (1 - beta1) * (g - state["exp_avg"])  # = beta1*m + (1-beta1)*g
-    v = beta2 * state["exp_avg_sq"] + (1 - beta2) * g * g
+    p, g, m, v = moments(p, g, state, hp)  # maximize, weight decay, the two averages
     d = (v / s["bc2"]) ** 0.5 + hp["eps"]
     p = p + s["c_grad"] * (g / d)
     p = p + s["c_mom"] * (m / d)

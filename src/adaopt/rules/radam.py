@@ -27,6 +27,8 @@ outside :math:`\sqrt{v_t}` (not :math:`\sqrt{\hat v_t}`, as Adam does).
 Defaults (torch): ``lr=1e-3, betas=(0.9, 0.999), eps=1e-8``.
 """
 
+from .adam import moments
+
 #: The lesson's symbols for the buffers.
 SYMBOLS = {"exp_avg": "m", "exp_avg_sq": "v"}
 
@@ -48,17 +50,7 @@ def scalars(t, hp):
 
 
 def update(p, g, state, hp, s):
-    if hp["maximize"]:
-        g = -g
-    lam = hp["weight_decay"]
-    if lam != 0:
-        if hp["decoupled_weight_decay"]:
-            p = p * (1 - hp["lr"] * lam)
-        else:
-            g = g + lam * p
-    beta1, beta2 = hp["betas"]
-    m = state["exp_avg"] + (1 - beta1) * (g - state["exp_avg"])  # = beta1*m + (1-beta1)*g
-    v = beta2 * state["exp_avg_sq"] + (1 - beta2) * g * g
+    p, g, m, v = moments(p, g, state, hp)  # maximize, weight decay, the two averages
     step = m / s["bc1"] * hp["lr"]  # m-hat * lr, in torch's order
     if s["rectify"]:
         step = step * (s["bc2_sqrt"] / (v**0.5 + hp["eps"])) * s["rect"]
