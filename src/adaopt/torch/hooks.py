@@ -1,0 +1,44 @@
+"""torch.optim's step wrapper: step pre/post hooks and the profiler label, as torch runs them."""
+
+from __future__ import annotations
+
+import functools
+from itertools import chain
+
+import torch
+
+
+def hooked(step):
+    """``step`` with torch's step pre/post hooks (global ones first before, last after) and,
+    while a profiler runs, torch's ``Optimizer.step#<class>.step`` label."""
+    from torch.optim import optimizer as torch_optimizer
+
+    global_pre = getattr(torch_optimizer, "_global_optimizer_pre_hooks", {})
+    global_post = getattr(torch_optimizer, "_global_optimizer_post_hooks", {})
+    profiling = torch._C._autograd._profiler_enabled
+
+    @functools.wraps(step)
+    def hooked(*args, **kwargs):
+        self = args[0]
+        if profiling():
+            with torch.autograd.profiler.record_function(f"Optimizer.step#{type(self).__name__}.step"):
+                return run_hooked(step, self, global_pre, global_post, args, kwargs)
+        return run_hooked(step, self, global_pre, global_post, args, kwargs)
+
+    return hooked
+
+
+def run_hooked(step, self, global_pre, global_post, args, kwargs):
+    if global_pre or self._optimizer_step_pre_hooks:
+        for hook in chain(global_pre.values(), self._optimizer_step_pre_hooks.values()):
+            result = hook(self, args, kwargs)
+            if result is not None:
+                if not (isinstance(result, tuple) and len(result) == 2):
+                    raise RuntimeError(f"a step pre-hook must return None or (args, kwargs), got {result!r}")
+                args, kwargs = result
+    out = step(*args, **kwargs)
+    self._optimizer_step_code()  # where torch's Python-tracing profiler looks
+    if global_post or self._optimizer_step_post_hooks:
+        for hook in chain(self._optimizer_step_post_hooks.values(), global_post.values()):
+            hook(self, args, kwargs)
+    return out

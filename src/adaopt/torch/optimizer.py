@@ -1,0 +1,306 @@
+"""adaopt.torch's base class: torch.optim.Optimizer's plumbing around adaopt's engine.
+
+Groups, state in torch's layout, the step (hooks, closures, the array path over zero-copy
+views with its address checks, the other paths of :mod:`.paths`), the cached plan, and
+state_dict loading (:mod:`.state_dict`). No optimizer math.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from types import ModuleType
+
+import numpy as np
+import torch
+
+from .. import dtypes, hyper, registry, rules
+from ..engine import Engine, StateWatch
+from . import hooks, paths, views
+from . import state_dict as state_dict_io
+
+_NONFINITE = (None, "skip", "raise")
+
+
+class Optimizer(torch.optim.Optimizer):
+    """Base class of adaopt's torch optimizers: plumbing only, no math.
+
+    Each class is made from its :class:`adaopt.registry.Family` (``entry``): torch.optim's
+    positional and keyword arguments and defaults, adaopt's extras keyword-only.
+    """
+
+    entry: registry.Family
+    family: str  # the entry's key ("adamw")
+    rule: ModuleType  # the entry's rule module
+
+    def __init__(self, params, *args, conventions="torch", state_dtype=None, on_nonfinite=None,
+                 kahan=False, stochastic_rounding=False, backend="auto", **given):
+        given = self.entry.bind(type(self).__name__, args, given, torch=True)
+        base = self.entry.defaults_for(conventions)
+        torch_only = {k: given.pop(k) for k in registry.TORCH_FLAGS if k in given}
+        hyper.check_choice("on_nonfinite", on_nonfinite, _NONFINITE)
+        refuse_torch_only(torch_only, "")
+        defaults = {**base, **{k: v for k, v in given.items() if v is not None}}
+        defaults.update(state_dtype=state_dtype, kahan=kahan, stochastic_rounding=stochastic_rounding)
+        if "eps" in base and given.get("eps") is None:
+            defaults["eps"] = None
+        self.entry.validate(defaults)
+        if defaults.get("eps", 0) is None:
+            # concrete, so torch.optim can read our state_dict: the preset's value unless that
+            # underflows the state dtype (float16 state: 1e-4)
+            defaults["eps"] = dtypes.default_eps(state_dtype or "float32", base["eps"])
+        self.conventions = conventions
+        self.on_nonfinite = on_nonfinite
+        self.skipped_steps = 0
+        # "tensor": the rule runs on torch tensors, one parameter at a time (any device; CUDA
+        # tensors always take it). The other backends hand CPU tensors to the engine as arrays.
+        hyper.check_choice("backend", backend, ("auto", "fused", "reference", "tensor"))
+        self._tensor_path = backend == "tensor"
+        self._engine = Engine(self.rule, base.get("eps"), "reference" if self._tensor_path else backend)
+        self._hp_keys = tuple(defaults)
+        self._plan = None
+        super().__init__(params, defaults)
+
+    _EXTRA = ("conventions", "on_nonfinite", "skipped_steps", "_engine", "_hp_keys", "_tensor_path")
+
+    def __getstate__(self) -> dict:
+        """torch keeps defaults, state and groups; adaopt's settings travel too (deepcopy, pickle)."""
+        return {**super().__getstate__(), **{k: getattr(self, k) for k in self._EXTRA}}
+
+    # ------------------------------------------------------------------ groups
+
+    def add_param_group(self, param_group: dict) -> None:
+        """torch's add_param_group, with adaopt's validation first (a bad group changes nothing)."""
+        where = f"param group {len(self.param_groups)}"
+        refuse_torch_only(param_group, f" ({where})")
+        # adaopt's hyperparameters are checked; any other key is the user's (timm's lr_scale, a
+        # name) or a scheduler's (initial_lr), and torch keeps it, so does adaopt
+        trial = {k: param_group.get(k, v) for k, v in self.defaults.items()}
+        self.entry.validate(trial, where)
+        params = param_group["params"]
+        params = [params] if torch.is_tensor(params) else list(params)
+        if trial["stochastic_rounding"] and any(torch.is_tensor(p) and p.dtype == torch.float16 for p in params):
+            raise ValueError(f"stochastic_rounding is for bfloat16 parameters; {where} holds float16 ones "
+                             "(use kahan=True for float16)")
+        super().add_param_group({**param_group, "params": params})
+        self._plan = None
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        for key in self._EXTRA:
+            if key in state:
+                setattr(self, key, state[key])
+        for group in self.param_groups:  # a torch.optim state_dict lacks adaopt's keys
+            for key, value in self.defaults.items():
+                group.setdefault(key, value)
+        self._plan = None
+
+    def _group_hp(self, gi: int, group: dict) -> dict:
+        return hyper.validate_cached({k: group[k] for k in self._hp_keys}, f"param group {gi}", self.entry.validate)
+
+    def _param_name(self, gi: int, i: int) -> str:
+        group = self.param_groups[gi]
+        names = group.get("param_names")
+        return names[i] if names else f"param_groups[{gi}]['params'][{i}]"
+
+    # ------------------------------------------------------------------ state
+
+    def _init_state(self, p: torch.Tensor, state: dict, hp: dict, name: str) -> None:
+        """torch-layout state for ``p``: a float32 ``step`` tensor and the rule's buffers."""
+        cdtype = dtypes.compute_dtype(dtypes.dtype_name(views.numpy_dtype(p.dtype)), hp["state_dtype"])
+        self._engine.resolved(hp, cdtype, name)
+        if "step" not in state:
+            state["step"] = torch.tensor(0.0, dtype=torch.float32)
+        for key, fill in self.rule.buffers(hp).items():
+            if state.get(key) is None:
+                state[key] = torch.full_like(p, fill, dtype=views.TORCH_DTYPE[dtypes.dtype_name(cdtype)],
+                                             memory_format=torch.preserve_format)
+        if hp["kahan"] and p.element_size() == 2 and "kahan_comp" not in state:
+            state["kahan_comp"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        for key, start in rules.scalar_state(self.rule, hp).items():  # 0-d, as torch keeps mu_product
+            if state.get(key) is None:
+                state[key] = torch.tensor(float(start), dtype=views.TORCH_DTYPE[np.dtype(type(start)).name])
+
+    def _views(self, p, state) -> dict:
+        st = {"step": int(state["step"].item()) if torch.is_tensor(state["step"]) else int(state["step"])}
+        for key, value in state.items():
+            if key != "step" and torch.is_tensor(value):
+                st[key] = views.numpy_view(value)
+        return st
+
+    # ------------------------------------------------------------------ stepping
+
+    def _patch_step_function(self) -> None:
+        """Wrap ``step`` as torch does (step hooks, a profiler label), minus the label's cost
+        when no profiler is running: ``record_function`` costs about 10 us a step."""
+        self._zero_grad_profile_name = f"Optimizer.zero_grad#{type(self).__name__}.zero_grad"
+        cls = type(self)
+        if not getattr(cls.step, "hooked", None):
+            cls.step = hooks.hooked(cls.step)
+            cls.step.hooked = True
+
+    def step(self, closure=None):
+        """One update of every parameter that has a gradient; returns the closure's loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        entries, others = [], False
+        for gi, group in enumerate(self.param_groups):
+            for i, p in enumerate(group["params"]):
+                g = p.grad
+                if g is None:
+                    continue
+                entries.append((gi, i, p))
+                others = others or g.is_sparse or self._tensor_path or not p.is_cpu
+        if not entries:
+            return loss
+        if others or self.on_nonfinite is not None:
+            with torch.no_grad():
+                self._step_general(entries)
+        else:
+            self._step_arrays(entries)  # NumPy views only: no autograd to switch off
+        return loss
+
+    def _step_arrays(self, entries) -> None:
+        """Dense CPU gradients: one engine call over zero-copy views."""
+        plan, c, hps = self._plan_for(entries)
+        grads = [p.grad for _, _, p in entries]
+        # A fused kernel takes a gradient by its address when its memory holds exactly the
+        # values it stands for: the parameter's shape (a kernel trusts sizes), contiguous, the
+        # parameter's dtype (torch >= 2.9 allows another one: param.grad_dtype), no lazy
+        # negation. Anything else becomes a NumPy array of them, or is refused.
+        if (c.all_fused and list(map(views.size, grads)) == c.shapes and list(map(views.dtype_of, grads)) == c.dtypes
+                and all(map(views.contiguous, grads)) and not any(map(views.is_neg, grads))):
+            grads = list(map(views.data_ptr, grads))
+        else:
+            grads = [self._grad_input(g, k, c, entries) for k, g in enumerate(grads)]
+        self._engine.run(plan, grads, hps)
+        c.steps += 1.0  # a NumPy view of the counter every parameter's state["step"] is a view of
+        c.expected += 1.0
+
+    def _grad_input(self, g: torch.Tensor, k: int, c, entries):
+        """Gradient ``k`` as the engine takes it (an address, or a NumPy array of the
+        parameter's dtype); refused, naming the parameter, if its shape or kind is wrong."""
+        p = c.params[k]
+        if g.shape != c.shapes[k] or not g.dtype.is_floating_point:
+            gi, i, _ = entries[k]
+            what = (f"shape {tuple(g.shape)}, the parameter {tuple(c.shapes[k])}" if g.shape != c.shapes[k]
+                    else f"dtype {g.dtype}; a {p.dtype} parameter takes floating-point gradients")
+            raise (ValueError if g.shape != c.shapes[k] else TypeError)(
+                f"the gradient of {self._param_name(gi, i)} has {what}; nothing was changed")
+        if c.fused[k] is g.dtype and g.is_contiguous() and not g.is_neg():
+            return g.data_ptr()
+        return views.grad_view(g.resolve_neg().to(p.dtype))
+
+    def _step_general(self, all_entries) -> None:
+        entries, sparse, tensors = [], [], []
+        for gi, i, p in all_entries:
+            if p.grad.is_sparse:
+                sparse.append((gi, i, p))
+            elif self._tensor_path or not p.is_cpu:
+                tensors.append((gi, i, p))
+            else:
+                entries.append((gi, i, p))
+        if self.on_nonfinite is not None and not self._grads_finite(entries + sparse + tensors):
+            return
+        if sparse:
+            paths.check_sparse(self, sparse)
+        prepared = [paths.tensor_prepare(self, gi, i, p) for gi, i, p in tensors]  # may refuse: nothing changed yet
+        if entries:
+            self._step_arrays(entries)
+        for gi, i, p in sparse:
+            paths.sparse_step(self, gi, i, p)
+        for p, hp, compute in prepared:
+            paths.tensor_step(self, p, hp, compute)
+
+    def _grads_finite(self, entries) -> bool:
+        # g * 0 is 0 where g is finite and NaN where it is not; a norm of g itself could
+        # overflow to inf for large finite gradients (loss-scaled float16).
+        grads = [p.grad._values() if p.grad.is_sparse else p.grad for _, _, p in entries]
+        norms = torch._foreach_norm(torch._foreach_mul(grads, 0.0))
+        bad = [k for k, n in enumerate(norms) if not torch.isfinite(n)]
+        if not bad:
+            return True
+        gi, i, _ = entries[bad[0]]
+        if self.on_nonfinite == "raise":
+            raise FloatingPointError(f"non-finite gradient for {self._param_name(gi, i)}; nothing was changed")
+        self.skipped_steps += 1
+        return False
+
+    def _plan_for(self, entries):
+        """(plan, the cached plan's record, validated hps per group).
+
+        The plan is cached while the same parameters with the same memory layout (``param.data
+        = ...``, ``set_``, ``resize_`` change it), the same state tensors with the same layout
+        (:class:`~adaopt.engine.StateWatch` and :func:`.views.extent`), the same step counts and the
+        same options take part; new values (an LR scheduler) do not rebuild it. Each
+        parameter's ``state["step"]`` is a 0-d view into one counter, so one in-place add
+        advances them all, and a count set by hand (``state["step"].fill_(0)``) is seen.
+        """
+        hps = [self._group_hp(gi, g) for gi, g in enumerate(self.param_groups)]
+        params = [p for _, _, p in entries]
+        c = self._plan
+        if (c is not None and len(c.params) == len(params) and all(map(operator.is_, c.params, params))
+                and views.layout(params) == c.layout and c.state.unchanged(self.state)
+                and views.extent(c.buffers) == c.buffer_extent and np.array_equal(c.steps, c.expected)):
+            if len(hps) == len(c.hps) and all(map(operator.is_, hps, c.hps)):
+                return c.plan, c, hps  # the very same validated groups
+            if [self._engine.signature(h) for h in hps] == c.signatures:
+                c.hps = hps  # new values (a scheduler), the same options
+                return c.plan, c, hps
+        items, states = [], []
+        for gi, i, p in entries:
+            state = self.state[p]
+            self._init_state(p, state, hps[gi], self._param_name(gi, i))
+            items.append((gi, self._param_name(gi, i), views.numpy_view(p), self._views(p, state), hps[gi]))
+            states.append(state)
+        steps = torch.tensor([float(st["step"]) for st in states], dtype=torch.float32)
+        for k, state in enumerate(states):
+            state["step"] = steps[k]
+        plan = self._engine.build_plan(items)
+        in_bucket = {i for bucket in plan.buckets for i in bucket.index}
+        buffers = [v for st in states for k, v in st.items() if k != "step" and torch.is_tensor(v)]
+        self._plan = c = _CachedPlan(
+            params=params, layout=views.layout(params), shapes=[p.shape for p in params],
+            signatures=[self._engine.signature(h) for h in hps], hps=hps, plan=plan,
+            steps=views.numpy_view(steps), expected=views.numpy_view(steps).copy(),
+            fused=tuple(p.dtype if i in in_bucket else None for i, p in enumerate(params)),
+            all_fused=len(in_bucket) == len(params), dtypes=[p.dtype for p in params],
+            state=StateWatch(self.state), buffers=buffers, buffer_extent=views.extent(buffers))
+        return plan, c, hps
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Load a state_dict from this class or from the matching ``torch.optim`` optimizer
+        (:func:`.state_dict.load`: dtypes kept, copies not aliases, names matched, every
+        group key kept)."""
+        state_dict_io.load(self, state_dict)
+
+
+@dataclass
+class _CachedPlan:
+    """What :meth:`Optimizer._plan_for` built, and what it was built for."""
+
+    params: list          # the tensors stepped, in order
+    layout: tuple         # their memory (:func:`.views.layout`): ``param.data = ...`` changes it
+    shapes: list          # their shapes: what each gradient must match
+    signatures: list      # Engine.signature of each group's validated hps
+    hps: list             # the validated hps of the last step (compared by identity)
+    plan: object
+    steps: np.ndarray     # the step counter every state["step"] is a view of
+    expected: np.ndarray  # what the counter holds unless someone set it
+    fused: tuple          # per tensor: its dtype if a fused bucket steps it, else None
+    all_fused: bool       # every tensor is in a fused bucket
+    dtypes: list          # the parameters' dtypes: what a gradient taken by address must have
+    state: StateWatch     # the optimizer's state as the plan found it
+    buffers: list         # the state tensors the plan points into
+    buffer_extent: tuple  # and their memory (:func:`.views.extent`)
+
+
+def refuse_torch_only(options: dict, where: str) -> None:
+    bad = [k for k in ("fused", "capturable", "differentiable") if options.get(k)]
+    if bad:
+        raise ValueError(f"{', '.join(f'{k}=True' for k in bad)}{where}: not supported by adaopt.torch "
+                         "(adaopt fuses on CPU by itself; leave them False)")
