@@ -11,6 +11,7 @@ no parameters and no state of its own.
 from __future__ import annotations
 
 import operator
+from dataclasses import dataclass
 from itertools import chain
 from types import ModuleType
 
@@ -80,15 +81,22 @@ class Engine:
         self.add_missing_buffers(st, p, hp, cdtype)
         return st
 
+    def state_spec(self, p_dtype, shape: tuple, hp: dict, cdtype) -> dict:
+        """What a parameter's state holds beside its step count, for both frontends to make:
+        ``{key: (starting value, dtype, shape)}``. The rule's buffers in the compute dtype,
+        its scalar state (one number, in the dtype it declares) and, for ``kahan`` on a
+        16-bit parameter, the compensation in the parameter's dtype."""
+        spec = {key: (fill, np.dtype(cdtype), tuple(shape)) for key, fill in self.rule.buffers(hp).items()}
+        spec.update({key: (float(start), np.dtype(type(start)), ())
+                     for key, start in rules.scalar_state(self.rule, hp).items()})
+        if hp.get("kahan") and np.dtype(p_dtype).itemsize == 2:
+            spec["kahan_comp"] = (0.0, np.dtype(p_dtype), tuple(shape))
+        return spec
+
     def add_missing_buffers(self, st: dict, p, hp, cdtype) -> None:
-        for key, fill in self.rule.buffers(hp).items():
+        for key, (fill, dtype, shape) in self.state_spec(p.dtype, p.shape, hp, cdtype).items():
             if key not in st:
-                st[key] = np.full(p.shape, fill, dtype=cdtype)
-        for key, start in rules.scalar_state(self.rule, hp).items():
-            if key not in st:
-                st[key] = np.array(start)  # one number per parameter, in its declared dtype
-        if _low(p, hp, "kahan") and "kahan_comp" not in st:
-            st["kahan_comp"] = np.zeros(p.shape, dtype=p.dtype)
+                st[key] = np.full(shape, fill, dtype=dtype)
 
     def prepare(self, p: np.ndarray, hp: dict, name: str):
         """(hyperparameters with eps resolved, compute dtype) for one parameter; may raise."""
@@ -240,6 +248,30 @@ def _byte_bounds(a: np.ndarray) -> tuple[int, int]:
 def _low(p, hp: dict, option: str) -> bool:
     """Whether ``option`` (kahan, stochastic_rounding) applies: set, and ``p`` is 16-bit."""
     return bool(hp.get(option)) and p.dtype.itemsize == 2
+
+
+@dataclass
+class CachedPlan:
+    """A plan and what it was built for: the validated groups (compared by identity), their
+    signatures, and the state as it found it. Both frontends keep one; adaopt.torch adds
+    the tensors' memory layout."""
+
+    plan: Plan
+    hps: list
+    signatures: list
+    watch: "StateWatch"
+
+    def fits(self, engine: Engine, state, hps: list) -> bool:
+        """Whether the plan still serves this step: the same state objects and the same options;
+        new values of the same options (an LR scheduler) are taken in without a rebuild."""
+        if not self.watch.unchanged(state):
+            return False
+        if len(hps) == len(self.hps) and all(map(operator.is_, hps, self.hps)):
+            return True
+        if [engine.signature(h) for h in hps] == self.signatures:
+            self.hps = hps
+            return True
+        return False
 
 
 class StateWatch:

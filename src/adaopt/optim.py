@@ -27,7 +27,7 @@ from types import ModuleType
 import numpy as np
 
 from . import _tree, dtypes, hyper, registry, rules
-from .engine import Engine, Plan, StateWatch
+from .engine import CachedPlan, Engine, Plan, StateWatch
 
 _DEFAULT = None  # an argument left at None takes the conventions preset's default
 
@@ -71,10 +71,7 @@ class Optimizer:
         self.state: dict[str, dict] = {}
         self._arrays: dict[str, np.ndarray] = {}
         self._trees: list = []  # each group's tree, to match gradient trees against
-        self._plan = None  # the step plan, cached while the groups' hyperparameters stay the same
-        self._plan_signature = None
-        self._plan_hps: list = []
-        self._plan_state = None
+        self._plan: CachedPlan | None = None  # the step plan, while groups and state stay the same
         self._pre_hooks: dict = {}
         self._post_hooks: dict = {}
         if params is not None:
@@ -226,23 +223,19 @@ class Optimizer:
         hps = [hyper.validate_cached({k: v for k, v in g.items() if k != "params"}, f"param group {i}",
                                      self.entry.validate)
                for i, g in enumerate(self.param_groups)]
-        if len(hps) == len(self._plan_hps) and all(a is b for a, b in zip(hps, self._plan_hps)):
-            signature = self._plan_signature  # the same validated groups as last step
-        else:
-            signature = [self._engine.signature(hp) for hp in hps]
-        self._plan_hps = hps
-        if (self._plan is None or self._plan_signature != signature or not self._plan_state.unchanged(self.state)
-                or self._plan.steps() != self._plan.expected_steps):  # a step count set by hand
+        c = self._plan
+        if c is None or not c.fits(self._engine, self.state, hps) or c.plan.steps() != c.plan.expected_steps:
             for gi, group in enumerate(self.param_groups):  # state cleared since: start afresh, as torch
                 for name in group["params"]:
                     if name not in self.state:
                         self.state[name] = self._engine.fresh_state(self._arrays[name], hps[gi], name)
             items = [(gi, name, self._arrays[name], self.state[name], hps[gi])
                      for gi, group in enumerate(self.param_groups) for name in group["params"]]
-            self._plan, self._plan_signature = self._engine.build_plan(items), signature
             # the state as the plan found it: replaced or edited (not in place) means a new plan
-            self._plan_state = StateWatch(self.state, step_counts=True)
-        return self._plan, hps
+            self._plan = c = CachedPlan(self._engine.build_plan(items), hps,
+                                        [self._engine.signature(hp) for hp in hps],
+                                        StateWatch(self.state, step_counts=True))
+        return c.plan, hps
 
     def _match_grads(self, grads) -> list:
         """The gradient leaves in parameter order; the structure must match the params'."""

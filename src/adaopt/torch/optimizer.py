@@ -14,8 +14,8 @@ from types import ModuleType
 import numpy as np
 import torch
 
-from .. import dtypes, hyper, registry, rules
-from ..engine import Engine, StateWatch
+from .. import dtypes, hyper, registry
+from ..engine import CachedPlan, Engine, StateWatch
 from . import hooks, paths, views
 from . import state_dict as state_dict_io
 
@@ -106,20 +106,19 @@ class Optimizer(torch.optim.Optimizer):
     # ------------------------------------------------------------------ state
 
     def _init_state(self, p: torch.Tensor, state: dict, hp: dict, name: str) -> None:
-        """torch-layout state for ``p``: a float32 ``step`` tensor and the rule's buffers."""
-        cdtype = dtypes.compute_dtype(dtypes.dtype_name(views.numpy_dtype(p.dtype)), hp["state_dtype"])
+        """torch-layout state for ``p``: a float32 ``step`` tensor and what the engine's
+        :meth:`~adaopt.engine.Engine.state_spec` lists (buffers like ``p``, on its device and
+        in its memory format; scalar state 0-d, as torch keeps NAdam's mu_product)."""
+        cdtype = dtypes.compute_dtype(views.numpy_dtype(p.dtype), hp["state_dtype"])
         self._engine.resolved(hp, cdtype, name)
         if "step" not in state:
             state["step"] = torch.tensor(0.0, dtype=torch.float32)
-        for key, fill in self.rule.buffers(hp).items():
+        spec = self._engine.state_spec(dtypes.as_dtype(views.numpy_dtype(p.dtype)), p.shape, hp, cdtype)
+        for key, (fill, dtype, shape) in spec.items():
             if state.get(key) is None:
-                state[key] = torch.full_like(p, fill, dtype=views.TORCH_DTYPE[dtypes.dtype_name(cdtype)],
-                                             memory_format=torch.preserve_format)
-        if hp["kahan"] and p.element_size() == 2 and "kahan_comp" not in state:
-            state["kahan_comp"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        for key, start in rules.scalar_state(self.rule, hp).items():  # 0-d, as torch keeps mu_product
-            if state.get(key) is None:
-                state[key] = torch.tensor(float(start), dtype=views.TORCH_DTYPE[np.dtype(type(start)).name])
+                tdtype = views.TORCH_DTYPE[dtypes.dtype_name(dtype)]
+                state[key] = (torch.tensor(fill, dtype=tdtype) if shape == () else
+                              torch.full_like(p, fill, dtype=tdtype, memory_format=torch.preserve_format))
 
     def _views(self, p, state) -> dict:
         st = {"step": int(state["step"].item()) if torch.is_tensor(state["step"]) else int(state["step"])}
@@ -242,13 +241,9 @@ class Optimizer(torch.optim.Optimizer):
         params = [p for _, _, p in entries]
         c = self._plan
         if (c is not None and len(c.params) == len(params) and all(map(operator.is_, c.params, params))
-                and views.layout(params) == c.layout and c.state.unchanged(self.state)
-                and views.extent(c.buffers) == c.buffer_extent and np.array_equal(c.steps, c.expected)):
-            if len(hps) == len(c.hps) and all(map(operator.is_, hps, c.hps)):
-                return c.plan, c, hps  # the very same validated groups
-            if [self._engine.signature(h) for h in hps] == c.signatures:
-                c.hps = hps  # new values (a scheduler), the same options
-                return c.plan, c, hps
+                and views.layout(params) == c.layout and views.extent(c.buffers) == c.buffer_extent
+                and np.array_equal(c.steps, c.expected) and c.fits(self._engine, self.state, hps)):
+            return c.plan, c, hps
         items, states = [], []
         for gi, i, p in entries:
             state = self.state[p]
@@ -262,12 +257,12 @@ class Optimizer(torch.optim.Optimizer):
         in_bucket = {i for bucket in plan.buckets for i in bucket.index}
         buffers = [v for st in states for k, v in st.items() if k != "step" and torch.is_tensor(v)]
         self._plan = c = _CachedPlan(
+            plan=plan, hps=hps, signatures=[self._engine.signature(h) for h in hps], watch=StateWatch(self.state),
             params=params, layout=views.layout(params), shapes=[p.shape for p in params],
-            signatures=[self._engine.signature(h) for h in hps], hps=hps, plan=plan,
             steps=views.numpy_view(steps), expected=views.numpy_view(steps).copy(),
             fused=tuple(p.dtype if i in in_bucket else None for i, p in enumerate(params)),
             all_fused=len(in_bucket) == len(params), dtypes=[p.dtype for p in params],
-            state=StateWatch(self.state), buffers=buffers, buffer_extent=views.extent(buffers))
+            buffers=buffers, buffer_extent=views.extent(buffers))
         return plan, c, hps
 
     # ------------------------------------------------------------------ checkpoints
@@ -280,21 +275,17 @@ class Optimizer(torch.optim.Optimizer):
 
 
 @dataclass
-class _CachedPlan:
-    """What :meth:`Optimizer._plan_for` built, and what it was built for."""
+class _CachedPlan(CachedPlan):
+    """The engine's cached plan, and the memory it points into (compared every step)."""
 
     params: list          # the tensors stepped, in order
     layout: tuple         # their memory (:func:`.views.layout`): ``param.data = ...`` changes it
     shapes: list          # their shapes: what each gradient must match
-    signatures: list      # Engine.signature of each group's validated hps
-    hps: list             # the validated hps of the last step (compared by identity)
-    plan: object
     steps: np.ndarray     # the step counter every state["step"] is a view of
     expected: np.ndarray  # what the counter holds unless someone set it
     fused: tuple          # per tensor: its dtype if a fused bucket steps it, else None
     all_fused: bool       # every tensor is in a fused bucket
     dtypes: list          # the parameters' dtypes: what a gradient taken by address must have
-    state: StateWatch     # the optimizer's state as the plan found it
     buffers: list         # the state tensors the plan points into
     buffer_extent: tuple  # and their memory (:func:`.views.extent`)
 
