@@ -26,17 +26,12 @@ from types import ModuleType
 
 import numpy as np
 
-from . import _tree, dtypes, hyper, registry, rules
+from . import _tree, hyper, registry, rules
+from ._inputs import ARRAYS_ONLY, as_param, check_grad, check_state, check_state_dict, is_groups, match
 from .engine import CachedPlan, Engine, Plan, StateWatch
 
 _DEFAULT = None  # an argument left at None takes the conventions preset's default
 
-
-
-def _is_groups(params) -> bool:
-    return isinstance(params, (list, tuple)) and len(params) > 0 and all(
-        isinstance(g, dict) and "params" in g for g in params
-    )
 
 
 class Optimizer:
@@ -88,7 +83,7 @@ class Optimizer:
 
     @staticmethod
     def _groups(params) -> list[dict]:
-        if _is_groups(params):
+        if is_groups(params):
             return [dict(g) for g in params]
         return [{"params": params}]
 
@@ -109,7 +104,7 @@ class Optimizer:
             hps.append(self._group_hp(group, f"param group {i}"))
             leaves, names = _tree.flatten(group["params"], prefix=str(i) if multi else "")
             for name, leaf in zip(names, leaves):
-                entries.append((name, _as_param(leaf, name, in_place), i))
+                entries.append((name, as_param(leaf, name, in_place), i))
             trees.append(group["params"])
         names = [e[0] for e in entries]
         if len(set(names)) != len(names):
@@ -126,7 +121,7 @@ class Optimizer:
         index = len(self.param_groups)
         hp = self._group_hp(group, f"param group {index}")
         leaves, names = _tree.flatten(group["params"], prefix=str(index) if index else "")
-        arrays = [_as_param(leaf, name, True) for name, leaf in zip(names, leaves)]
+        arrays = [as_param(leaf, name, True) for name, leaf in zip(names, leaves)]
         states = [self._engine.fresh_state(arr, hp, name) for name, arr in zip(names, arrays)]
         rename = {}
         if index == 1:  # a second group: name every parameter by its group, as for groups given at once
@@ -183,9 +178,9 @@ class Optimizer:
                                "pass params to the constructor, or use init/update")
         grads = self._match_grads(grads)
         plan, hps = self._cached_plan()
-        if not (_ARRAYS_ONLY.issuperset(map(type, grads)) and plan.shapes == [g.shape for g in grads]
+        if not (ARRAYS_ONLY.issuperset(map(type, grads)) and plan.shapes == [g.shape for g in grads]
                 and plan.dtypes == [g.dtype for g in grads]):  # else check one by one, naming the culprit
-            grads = [_check_grad(g, p, name) for (name, p), g in zip(plan.params, grads)]
+            grads = [check_grad(g, p, name) for (name, p), g in zip(plan.params, grads)]
         if not all(a.flags.writeable for a in plan.arrays):  # made read-only since construction
             name = next(n for n, a in plan.params if not a.flags.writeable)
             raise ValueError(f"parameter {name!r} is a read-only array; nothing was changed")
@@ -239,19 +234,19 @@ class Optimizer:
 
     def _match_grads(self, grads) -> list:
         """The gradient leaves in parameter order; the structure must match the params'."""
-        return _match(self._trees, grads)
+        return match(self._trees, grads)
 
     def update(self, grads, state: dict, params):
         """Pure API: ``(new_params, new_state)``; the inputs are left as they were."""
         trees, entries, hps = self._entries(params, in_place=False)
-        g_leaves = _match(trees, grads)
+        g_leaves = match(trees, grads)
         missing = [name for name, _, _ in entries if name not in state]
         if missing:
             raise ValueError(f"state has no entry for parameter(s) {missing}; make it with init(params)")
-        g_leaves = [_check_grad(g, p, name) for (name, p, _), g in zip(entries, g_leaves)]
+        g_leaves = [check_grad(g, p, name) for (name, p, _), g in zip(entries, g_leaves)]
         new_state = dict(state)
         for name, p, _ in entries:
-            new_state[name] = _check_state(state[name], p, name, copy_=True, scalar_keys=self._scalar_keys)
+            new_state[name] = check_state(state[name], p, name, copy_=True, scalar_keys=self._scalar_keys)
         new_leaves = [p.copy() for _, p, _ in entries]
         plan = self._engine.build_plan([(gi, name, new_p, new_state[name], hps[gi])
                                  for (name, _, gi), new_p in zip(entries, new_leaves)])
@@ -315,39 +310,7 @@ class Optimizer:
 
         The saved state keeps its dtypes and is copied (never aliased).
         """
-        from .checkpoint import CheckpointError
-
-        try:
-            saved_groups = state_dict["param_groups"]
-            saved_state = state_dict["state"]
-        except (KeyError, TypeError) as exc:
-            raise CheckpointError("not an adaopt state_dict: it needs 'state' and 'param_groups'") from exc
-        kind = state_dict.get("optimizer", type(self).__name__)
-        if kind != type(self).__name__:
-            raise CheckpointError(f"this state_dict is from {kind}, not {type(self).__name__}")
-        saved_conv = state_dict.get("conventions", self.conventions)
-        if saved_conv != self.conventions:
-            raise CheckpointError(f"this state_dict uses conventions={saved_conv!r}, "
-                                  f"this optimizer {self.conventions!r}")
-        if len(saved_groups) != len(self.param_groups):
-            raise CheckpointError(f"the state_dict has {len(saved_groups)} param groups, "
-                                  f"this optimizer has {len(self.param_groups)}")
-        new_groups = []
-        for i, (saved, mine) in enumerate(zip(saved_groups, self.param_groups)):
-            if not isinstance(saved, dict) or not isinstance(saved.get("params"), list) \
-                    or not all(isinstance(n, str) for n in saved["params"]):
-                raise CheckpointError(f"param group {i} of the state_dict has no 'params' list of names")
-            if sorted(saved["params"]) != sorted(mine["params"]):
-                raise CheckpointError(f"param group {i} holds {sorted(saved['params'])} in the state_dict "
-                                      f"but {sorted(mine['params'])} here")
-            hp = self._group_hp({k: v for k, v in saved.items() if k != "params"}, f"param group {i}")
-            new_groups.append({"params": list(mine["params"]), **hp})
-        new_state = {}
-        for name in self._arrays:
-            if name not in saved_state:
-                raise CheckpointError(f"the state_dict has no state for parameter {name!r}")
-            new_state[name] = _check_state(saved_state[name], self._arrays[name], name, copy_=True,
-                                           scalar_keys=self._scalar_keys)
+        new_groups, new_state = check_state_dict(self, state_dict)
         self.param_groups = new_groups
         self.state = new_state
         self._plan = None
@@ -377,78 +340,6 @@ class HookHandle:
 
     def remove(self) -> None:
         self._hooks.pop(self.id, None)
-
-
-def _match(trees: list, grads) -> list:
-    """Gradient leaves for params given as ``trees`` (one per group), in parameter order."""
-    if len(trees) == 1:
-        return _tree.flatten_like(trees[0], grads)
-    if not isinstance(grads, (list, tuple)) or len(grads) != len(trees):
-        raise ValueError(f"with {len(trees)} param groups, grads must be a list of "
-                         f"{len(trees)} gradient trees, one per group")
-    return [leaf for tree, g in zip(trees, grads) for leaf in _tree.flatten_like(tree, g)]
-
-
-# ---------------------------------------------------------------------- input checks
-
-
-def _as_param(leaf, name: str, in_place: bool) -> np.ndarray:
-    if in_place:
-        if not isinstance(leaf, np.ndarray):
-            raise TypeError(f"parameter {name!r} is a {type(leaf).__name__}; a stateful optimizer "
-                            "updates arrays in place, so parameters must be NumPy arrays")
-        if not leaf.flags.writeable:
-            raise ValueError(f"parameter {name!r} is a read-only array")
-        arr = leaf
-    else:
-        arr = np.asarray(leaf)
-        if arr.dtype.kind in "iub":
-            arr = arr.astype(np.float64)
-    if not dtypes.is_supported(arr.dtype):
-        raise TypeError(f"parameter {name!r} has dtype {arr.dtype.name}; "
-                        f"supported: {', '.join(dtypes.SUPPORTED)}")
-    return arr
-
-
-_ARRAYS_ONLY = frozenset((np.ndarray,))
-
-
-def _check_grad(g, p: np.ndarray, name: str) -> np.ndarray:
-    """``g`` as an array of ``p``'s shape and dtype; a gradient in the other byte order (a file
-    written on another machine) is converted to this machine's."""
-    g = np.asarray(g)
-    if g.shape != p.shape:
-        raise ValueError(f"gradient for {name!r} has shape {g.shape}, the parameter has {p.shape}")
-    if g.dtype != p.dtype:
-        if g.dtype.newbyteorder("=") != p.dtype.newbyteorder("="):
-            raise TypeError(f"gradient for {name!r} has dtype {g.dtype.name}, the parameter has {p.dtype.name}")
-        g = g.astype(g.dtype.newbyteorder("="))
-    elif not g.dtype.isnative:
-        g = g.astype(g.dtype.newbyteorder("="))
-    return g
-
-
-def _check_state(st, p: np.ndarray, name: str, copy_: bool = False, scalar_keys=()) -> dict:
-    from .checkpoint import CheckpointError
-
-    if not isinstance(st, dict) or "step" not in st:
-        raise CheckpointError(f"state of {name!r} must be a dict with a 'step' entry")
-    step = st["step"]
-    if isinstance(step, np.ndarray) and step.ndim == 0:
-        step = step.item()
-    if not isinstance(step, (int, np.integer)) or isinstance(step, bool) or step < 0:
-        raise CheckpointError(f"state of {name!r} has step={step!r}; it must be an integer >= 0")
-    out = {"step": int(step)}
-    for key, value in st.items():
-        if key == "step":
-            continue
-        arr = np.asarray(value)
-        if arr.shape != (() if key in scalar_keys else p.shape):
-            raise CheckpointError(f"state {key!r} of {name!r} has shape {arr.shape}, the parameter has {p.shape}")
-        if not dtypes.is_supported(arr.dtype):
-            raise CheckpointError(f"state {key!r} of {name!r} has dtype {arr.dtype.name}")
-        out[key] = arr.copy() if copy_ else arr
-    return out
 
 
 # ---------------------------------------------------------------------- the optimizers
