@@ -13,7 +13,7 @@ pytest.importorskip("numba")
 
 import adaopt  # noqa: E402
 from adaopt import rules  # noqa: E402
-from adaopt.kernels import fused, tracer  # noqa: E402
+from adaopt.kernels import codegen, fused  # noqa: E402
 
 STEPS = 100
 SHAPES = [(), (7,), (2, 3, 4), (33,)]
@@ -312,10 +312,10 @@ def test_non_contiguous_parameter_falls_back_to_the_reference_rule():
 
 def test_scalar_values_do_not_recompile():
     hp = dict(adaopt.hyper.defaults("adam"), eps=1e-8, state_dtype=None)
-    a = tracer.trace(rules.adam, hp, rules.adam.scalars(1, hp))
-    b = tracer.trace(rules.adam, dict(hp, lr=0.5, betas=(0.8, 0.99)), rules.adam.scalars(7, hp))
+    a = codegen.record(rules.adam, hp, rules.adam.scalars(1, hp))
+    b = codegen.record(rules.adam, dict(hp, lr=0.5, betas=(0.8, 0.99)), rules.adam.scalars(7, hp))
     assert a.key == b.key and a.scalars != b.scalars
-    c = tracer.trace(rules.adam, dict(hp, amsgrad=True), rules.adam.scalars(1, hp))
+    c = codegen.record(rules.adam, dict(hp, amsgrad=True), rules.adam.scalars(1, hp))
     assert c.key != a.key and "max_exp_avg_sq" in c.buffers
 
 
@@ -332,7 +332,7 @@ def test_a_rule_that_branches_on_array_values_cannot_be_traced():
             return (p - g if g > 0 else p), {}
 
     with pytest.raises(TypeError, match="may not branch on array values"):
-        tracer.trace(Bad, {}, {})
+        codegen.record(Bad, {}, {})
 
 
 def test_fused_step_makes_no_full_size_temporaries():

@@ -1,7 +1,7 @@
 """Fused multi-tensor kernels, generated from the rules and compiled with numba.
 
 For one bucket of tensors that share hyperparameters, step count and dtypes, the
-rule is traced (:mod:`adaopt.kernels.tracer`) into straight-line code, which is
+rule is recorded (:mod:`adaopt.kernels.codegen`) as straight-line code, which is
 wrapped in a loop over the bucket's work items and their elements::
 
     def kernel(A, S, GS, WJ, WA, WB):       # address table, scalars, work items
@@ -42,7 +42,7 @@ from numba.core.errors import TypingError
 
 from .. import dtypes, rules
 from . import memory
-from .tracer import Program, trace
+from .codegen import Program, record
 
 #: Tuple sizes :func:`.memory.gather` is compiled for, to read gradient addresses: 16 at
 #: a time, and the rest in the smallest size that holds it.
@@ -294,8 +294,8 @@ class Bucket:
         s = rules.step_scalars(self.rule, t, hp, self.states[0])
         program, kernel = self.program, self.kernel
         values = None if program is None else program.replay(hp, s)
-        if values is None:  # first step, or the rule took another branch (SGD's first step)
-            program = trace(self.rule, hp, s)
+        if values is None:  # first step, or the rule took another branch (SGD's first step): record it again
+            program = record(self.rule, hp, s)
             values = program.scalars
             kernel = kernel_for(program, self.p_kind, self.compute, self.parallel and not _FORKED[0])
         elif self.parallel and _FORKED[0] and self.kernel_parallel:  # forked since the last step

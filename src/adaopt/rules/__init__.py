@@ -27,8 +27,8 @@ for the compute dtype.
 
 What the arithmetic may use, so the same function runs on whole NumPy arrays (the
 reference path), on torch tensors (``backend="tensor"``), on a ``(rows, dim)`` batch
-of configurations (the lab) and on the tracer's symbols (the fused kernels,
-:mod:`adaopt.kernels.tracer`): ``+ - * /``, ``**`` (``** 0.5`` becomes a square root),
+of configurations (the lab) and on the code generator's symbols (the fused kernels,
+:mod:`adaopt.kernels.codegen`): ``+ - * /``, ``**`` (``** 0.5`` becomes a square root),
 unary minus, and the elementwise functions of :mod:`adaopt.rules._ops` (``maximum``,
 ``minimum``, ``sign``, ``abs``). Branches may test hyperparameters and step scalars
 (``if hp["amsgrad"]``, ``if s["first"]``): they are resolved before the loop. A rule

@@ -1,13 +1,13 @@
 """The elementwise functions a rule may use beyond arithmetic operators.
 
-Each takes NumPy arrays or numbers, torch tensors, or the tracer's symbols
-(:class:`adaopt.kernels.tracer.Elem`, which records it as one line of the fused loop).
-:data:`ELEMENTWISE` is the list the tracer accepts: a function added here is added there.
+Each takes NumPy arrays or numbers, torch tensors, or the code generator's symbols
+(:class:`adaopt.kernels.codegen.Elem`, which records it as one line of the fused loop).
+:data:`ELEMENTWISE` is the list the code generator accepts: a function added here is added there.
 """
 
 import numpy as np
 
-#: NumPy's names of the functions below, the ones a traced rule may call.
+#: NumPy's names of the functions below: the ones a rule recorded into a fused kernel may call.
 ELEMENTWISE = ("maximum", "minimum", "sign", "abs", "absolute", "sqrt")
 
 

@@ -1,4 +1,4 @@
-"""Turn a rule into the body of a fused loop by running it on symbols.
+"""Code generation: a rule recorded as the body of a fused loop, by running it on symbols.
 
 A rule in :mod:`adaopt.rules` is plain arithmetic on ``p``, ``g`` and the state
 buffers. Called with :class:`Elem` symbols in their place and :class:`Scalar`
@@ -14,13 +14,13 @@ kernel arguments (``s0``, ``s1``, ...). Comparisons of scalars
 (``weight_decay != 0``, ``amsgrad``, SGD's first step) are answered from the value,
 so the rule's options are resolved before the loop and the recorded code is the
 kernel specialised to this option set. A rule that compares array elements cannot
-be traced and says so.
+be recorded and says so.
 
 The scalar arithmetic is recorded too, as a small Python function
 (:attr:`Program.replay`): on later steps it recomputes ``s0, s1, ...`` from the new
 hyperparameters and step scalars in a few microseconds, checking that every
 comparison the rule made still comes out the same; if one does not, it returns
-``None`` and the caller traces again.
+``None`` and the caller records it again.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from ..rules._ops import ELEMENTWISE
 
 @dataclass
 class Tape:
-    """What one trace recorded: the loop body, the scalar arguments, the scalar program."""
+    """What one recording holds: the loop body, the scalar arguments, the scalar program."""
 
     lines: list[str] = field(default_factory=list)
     slots: list[tuple[str, float]] = field(default_factory=list)  # (scalar expression, value)
@@ -166,13 +166,13 @@ class Elem:
 
 @dataclass
 class Program:
-    """A traced rule: inputs, the loop body, outputs, its scalar arguments and their replay."""
+    """A recorded rule: inputs, the loop body, outputs, its scalar arguments and their replay."""
 
     buffers: tuple[str, ...]          # state buffers read and written, in order
     body: tuple[str, ...]             # straight-line code over p_, g_, <buffer>_ and s0, s1, ...
     p_out: str
     buffer_out: tuple[str, ...]       # for each buffer, the variable holding its new value
-    scalars: tuple[float, ...]        # values of s0, s1, ... for the traced step
+    scalars: tuple[float, ...]        # values of s0, s1, ... for the recorded step
     replay: object = None             # replay(hp, s) -> the scalars for another step, or None
 
     @property
@@ -191,8 +191,8 @@ def _wrap(tape: Tape, v, expr: str):
     return v
 
 
-def trace(rule, hp: dict, s: dict) -> Program:
-    """Record ``rule.update`` for hyperparameters ``hp`` and step scalars ``s``."""
+def record(rule, hp: dict, s: dict) -> Program:
+    """Record ``rule.update`` for hyperparameters ``hp`` and step scalars ``s`` as a :class:`Program`."""
     tape = Tape()
     names = tuple(rule.buffers(hp))
     state = {k: Elem(tape, f"{k}_") for k in names}
