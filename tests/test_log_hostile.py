@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from adaopt.diagnostics import History, LogError, read_log
-from adaopt.diagnostics import history as history_module
+from adaopt.diagnostics.logs import checks
 
 
 def _error(path) -> str:
@@ -55,7 +55,7 @@ def test_a_200000_column_header_is_refused_at_once(tmp_path):
         print("seconds", time.perf_counter() - t)
     """)
     assert out.startswith("LogError"), out
-    assert "line 1" in out and "200002 columns" in out and f"at most {history_module.MAX_COLUMNS}" in out
+    assert "line 1" in out and "200002 columns" in out and f"at most {checks.MAX_COLUMNS}" in out
     assert float(out.split("seconds")[1]) < 5.0, out
 
 
@@ -67,8 +67,9 @@ def test_duplicate_check_of_a_wide_header_is_linear(tmp_path):
     path.write_text(",".join(names) + "\n")
     out = _run_python(f"""
         import time
-        from adaopt.diagnostics import LogError, history, read_log
-        history.MAX_COLUMNS = 10**6
+        from adaopt.diagnostics import LogError, read_log
+        from adaopt.diagnostics.logs import checks
+        checks.MAX_COLUMNS = 10**6
         t = time.perf_counter()
         try:
             read_log({str(path)!r})
@@ -84,10 +85,10 @@ def test_duplicate_check_of_a_wide_header_is_linear(tmp_path):
 
 def test_jsonl_with_too_many_keys_is_refused(tmp_path):
     path = tmp_path / "wide.jsonl"
-    row = {"step": 1, "loss": 0.5, **{f"c{i}": 1.0 for i in range(history_module.MAX_COLUMNS)}}
+    row = {"step": 1, "loss": 0.5, **{f"c{i}": 1.0 for i in range(checks.MAX_COLUMNS)}}
     path.write_text(json.dumps(row) + "\n")
     message = _error(path)
-    assert "line 1" in message and f"more than {history_module.MAX_COLUMNS} columns" in message
+    assert "line 1" in message and f"more than {checks.MAX_COLUMNS} columns" in message
 
 
 # ---------------------------------------------------------------------- hostile values
@@ -137,7 +138,7 @@ def test_hostile_log_is_a_log_error_naming_the_problem(tmp_path, name, text, nee
 
 
 def test_a_line_longer_than_the_limit_is_refused_without_reading_it_whole(tmp_path, monkeypatch):
-    monkeypatch.setattr(history_module, "MAX_LINE_BYTES", 1000)
+    monkeypatch.setattr(checks, "MAX_LINE_BYTES", 1000)
     path = tmp_path / "long.csv"
     path.write_text("step,loss\n1,0.5\n2," + "1" * 5000 + "\n")
     message = _error(path)

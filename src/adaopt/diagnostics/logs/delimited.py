@@ -1,0 +1,135 @@
+"""The CSV reader: a header line naming ``step``, then one row a step, separated by commas
+(``.csv``), tabs (``.tsv``) or, for ``.txt`` and no suffix, whichever the header has."""
+
+from __future__ import annotations
+
+import csv
+import math
+from array import array
+from pathlib import Path
+
+from . import checks
+from .checks import (STEP_LIMIT, _VALUES_ALLOWED, LogError, _check_name, _json, _lines, _meta, _not_after, _shown,
+                     _step)
+
+#: The delimiter a suffix fixes; a file of another suffix has the first of DELIMITERS its header holds.
+BY_SUFFIX = {".csv": ",", ".tsv": "\t"}
+#: Sniffed in this order: a tab is never part of a column's name, a comma may be ("loss, smoothed").
+DELIMITERS = {"\t": "tab", ",": "comma", ";": "semicolon"}
+_META = "# meta:"
+
+
+def read(path: Path, fh):
+    """``(meta, steps, columns)`` of a CSV log (see :mod:`adaopt.diagnostics.logs`). Blank
+    lines are skipped, ``#`` lines are comments, and ``# meta: {...}`` holds the meta."""
+    delimiter = BY_SUFFIX.get(path.suffix.lower())
+    meta, table = {}, None
+    for line, text in _lines(path, fh):
+        body = text.rstrip("\r\n")
+        if not body or body.isspace():
+            continue
+        if body[0] == "#":
+            if body.startswith(_META):
+                meta = _meta(_json(body[len(_META):], path, line), path, line, "the meta comment")
+        elif table is None:
+            table = _Table(path, line, body, delimiter)
+        else:
+            table.add(line, body)
+    if table is None:
+        raise LogError(f"{path}: the log is empty (no header line)")
+    return meta, table.steps, table.columns
+
+
+class _Table:
+    """The columns a header line names, filled a row at a time."""
+
+    def __init__(self, path: Path, line: int, body: str, delimiter):
+        if delimiter is None:  # .txt or no suffix: what the header is separated by
+            delimiter = next((d for d in DELIMITERS if d in body), ",")
+        header = [c.strip() for c in _split(body, delimiter, path, line)]
+        _check_header(header, body, delimiter, path, line)
+        self.path, self.delimiter, self.header, self.header_line = path, delimiter, header, line
+        self.step_at = header.index("step")
+        self.steps, self.previous = array("q"), -1
+        self.columns = {name: (array("d"), bytearray()) for j, name in enumerate(header) if j != self.step_at}
+        # (position in the row, name, values, present) of every column but step
+        self.cols = [(j, name, *self.columns[name]) for j, name in enumerate(header) if j != self.step_at]
+
+    def add(self, line: int, body: str) -> None:
+        """Read one row: as many cells as the header has, a step after the last one, numbers."""
+        path = self.path
+        cells = _split(body, self.delimiter, path, line)
+        if len(cells) != len(self.header):
+            raise LogError(f"{path}: line {line}: {len(cells)} cells, the header (line {self.header_line}) "
+                           f"has {len(self.header)} columns")
+        if len(body) > checks.MAX_CELL:  # only a long line can hold a long cell
+            _check_cells(cells, self.header, path, line)
+        cell = cells[self.step_at]
+        try:
+            step = int(cell)
+        except ValueError:
+            step = _step(cell, path, line)
+        if step <= self.previous or step >= STEP_LIMIT:
+            if not 0 <= step < STEP_LIMIT:
+                _step(cell, path, line)  # raises, saying what a step may be
+            raise _not_after(step, self.previous, path, line)
+        self.previous = step
+        self.steps.append(step)
+        for j, name, values, present in self.cols:
+            cell = cells[j]
+            if cell:
+                try:
+                    values.append(float(cell))
+                    present.append(1)
+                    continue
+                except ValueError:
+                    if cell.strip():
+                        raise LogError(f"{path}: line {line}, column {_shown(name)}: {_shown(cell)} is not a "
+                                       f"number; {_VALUES_ALLOWED}") from None
+            values.append(math.nan)
+            present.append(0)
+
+
+def _check_header(header: list[str], body: str, delimiter: str, path, line) -> None:
+    """At most MAX_COLUMNS names, none too long, ``step`` among them, none twice."""
+    if len(header) > checks.MAX_COLUMNS:
+        raise LogError(f"{path}: line {line}: the header has {len(header)} columns; "
+                       f"at most {checks.MAX_COLUMNS} are read")
+    for name in header:
+        _check_name(name, path, line, 0)
+    if "step" not in header:
+        raise _no_step(header, body, delimiter, path, line)
+    first = {}
+    for j, name in enumerate(header):  # one pass: a dict of first positions
+        k = first.setdefault(name, j)
+        if k != j:
+            raise LogError(f"{path}: line {line}: column {_shown(name)} appears twice in the header "
+                           f"(columns {k + 1} and {j + 1})")
+
+
+def _no_step(header: list[str], body: str, delimiter: str, path, line) -> LogError:
+    """The header has no ``step``: say what it has, and which other delimiter it may be separated by."""
+    hint = ""
+    other = [d for d in DELIMITERS if d != delimiter and d in body]
+    if other:
+        hint = (f"; it looks {DELIMITERS[other[0]]}-separated: name the file "
+                + (".tsv" if other[0] == "\t" else ".txt") + " (a .txt file's delimiter is sniffed)")
+    shown = ", ".join(_shown(h) for h in header[:20]) + (", ..." if len(header) > 20 else "")
+    return LogError(f"{path}: line {line}: the header has no 'step' column (it has: {shown}){hint}")
+
+
+def _check_cells(cells: list[str], header: list[str], path, line) -> None:
+    for j, cell in enumerate(cells):
+        if len(cell) > checks.MAX_CELL:
+            raise LogError(f"{path}: line {line}, column {_shown(header[j])}: a cell of {len(cell)} characters; "
+                           f"at most {checks.MAX_CELL} are allowed")
+
+
+def _split(body: str, delimiter: str, path, line) -> list[str]:
+    if '"' not in body:
+        return body.split(delimiter)
+    try:
+        return next(csv.reader([body], delimiter=delimiter))
+    except csv.Error as exc:  # a quoted cell longer than the csv module's limit (131072)
+        raise LogError(f"{path}: line {line}: cannot be read as CSV ({exc}); cells are at most "
+                       f"{checks.MAX_CELL} characters") from None
