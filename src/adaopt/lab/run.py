@@ -135,72 +135,99 @@ def _wins(result: LabResult, a: str, b: str, problems) -> tuple[int, int, list[s
 
 
 def evidence(result: LabResult) -> list[dict]:
-    rows = []
-    problems = result.problems
+    """The measured rows of the lesson's table, column by column, for the optimizers that ran."""
     opts = set(result.optimizers)
-    if {"sgd", "momentum"} <= opts:
-        w, n, detail = _wins(result, "momentum", "sgd", problems)
-        rows.append({"column": "Momentum", "claim": "momentum speeds SGD up on consistent gradients",
-                     "measured": f"SGD+momentum ends lower than SGD on {w} of {n} problems (best lr each)",
-                     "agrees": w > n / 2, "detail": detail})
-    ill = [p for p in problems if p in ILL_CONDITIONED]
+    return [*_momentum_rows(result, opts), *_adaptive_lr_rows(result, opts), *_doesnt_die_rows(result, opts),
+            *_generalization_rows(result, opts), *_bias_correction_rows(result, opts)]
+
+
+def _momentum_rows(result: LabResult, opts: set) -> list[dict]:
+    if not {"sgd", "momentum"} <= opts:
+        return []
+    w, n, detail = _wins(result, "momentum", "sgd", result.problems)
+    return [{"column": "Momentum", "claim": "momentum speeds SGD up on consistent gradients",
+             "measured": f"SGD+momentum ends lower than SGD on {w} of {n} problems (best lr each)",
+             "agrees": w > n / 2, "detail": detail}]
+
+
+def _adaptive_lr_rows(result: LabResult, opts: set) -> list[dict]:
+    rows = []
+    ill = [p for p in result.problems if p in ILL_CONDITIONED]
     for adaptive in ("rmsprop", "adam"):
         if {"sgd", adaptive} <= opts and ill:
             w, n, detail = _wins(result, adaptive, "sgd", ill)
             rows.append({"column": "Adaptive LR", "claim": "per-coordinate rates handle ill-conditioning",
                          "measured": f"{adaptive} ends lower than SGD on {w} of {n} ill-conditioned problems",
                          "agrees": w > n / 2, "detail": detail})
-    if "adagrad" in opts:
-        drops = {p: _eff_lr_drop(result.sweep(p, "adagrad")) for p in problems}
-        others = {o: {p: _eff_lr_drop(result.sweep(p, o)) for p in problems} for o in ("rmsprop", "adam") if o in opts}
-        med = float(np.median(list(drops.values())))
-        text = f"AdaGrad's median effective lr falls {med:.3g}x over a run (median over problems)"
-        for o, d in others.items():
-            text += f"; {o}'s {float(np.median(list(d.values()))):.3g}x"
-        rows.append({"column": "Doesn't die", "claim": "AdaGrad's effective lr decays monotonically; "
-                     "RMSprop's and Adam's do not",
-                     "measured": text,
-                     "agrees": all(med > float(np.median(list(d.values()))) for d in others.values()),
-                     "detail": [f"{p}: {v:.3g}x" for p, v in drops.items()]})
-    if {"momentum", "adam"} <= opts:
-        for p in problems:
-            if "test_accuracy" not in result.sweep(p, "adam").metrics:
-                continue
-            acc = {}
-            for o in ("momentum", "adam"):
-                sw = result.sweep(p, o)
-                acc[o] = sw.metrics["test_accuracy"].reshape(len(sw.lrs), -1)[sw.best_lr_index]
-            m, a = acc["momentum"], acc["adam"]
-            rows.append({"column": "Generalization (pitfall 4)",
-                         "claim": "SGD with momentum can generalize better than Adam",
-                         "measured": f"{p}: test accuracy {m.mean():.3f} +- {m.std():.3f} (SGD+momentum) vs "
-                         f"{a.mean():.3f} +- {a.std():.3f} (Adam), each at its best training lr",
-                         "agrees": bool(m.mean() >= a.mean()),
-                         "detail": [f"seed {j}: {x:.3f} vs {y:.3f}" for j, (x, y) in enumerate(zip(m, a))]})
-    if "adam" in opts:
-        ratios, detail = [], []
-        for p in problems:
-            key = (p, "adam-nobc")
-            if key not in result.extra and key not in result.sweeps:
-                continue
-            with_bc, without = result.sweep(p, "adam"), result.sweep(p, "adam-nobc")
-            # the first update, as a multiple of lr, at the same lr (adam's best)
-            b = with_bc.best_lr_index
-            c = int(np.argmin(np.abs(without.lrs - with_bc.lrs[b])))  # the same lr
-            first_with = np.median(with_bc.signals["update_norm"][0].reshape(len(with_bc.lrs), -1)[b])
-            first_without = np.median(without.signals["update_norm"][0].reshape(len(without.lrs), -1)[c])
-            ratios.append(first_without / first_with)
-            fw, fo = _best_final(result, p, "adam"), _best_final(result, p, "adam-nobc")
-            detail.append(f"{p}: first step {first_without / first_with:.3g}x; final {fw:.3g} (with) "
-                          f"vs {fo:.3g} (without), both at lr {with_bc.lrs[b]:.3g}")
-        if ratios:
-            r = float(np.median(ratios))
-            rows.append({"column": "Bias correction", "claim": "without bias correction early steps are "
-                         "too small (the lesson: m1 is 10x too small)",
-                         "measured": f"without correction the first step is {r:.3g}x the corrected one "
-                         "(median over problems): larger, not smaller, because v1 is 1000x too small as well",
-                         "agrees": r < 1, "detail": detail})
     return rows
+
+
+def _doesnt_die_rows(result: LabResult, opts: set) -> list[dict]:
+    if "adagrad" not in opts:
+        return []
+    problems = result.problems
+    drops = {p: _eff_lr_drop(result.sweep(p, "adagrad")) for p in problems}
+    others = {o: {p: _eff_lr_drop(result.sweep(p, o)) for p in problems} for o in ("rmsprop", "adam") if o in opts}
+    med = float(np.median(list(drops.values())))
+    text = f"AdaGrad's median effective lr falls {med:.3g}x over a run (median over problems)"
+    for o, d in others.items():
+        text += f"; {o}'s {float(np.median(list(d.values()))):.3g}x"
+    return [{"column": "Doesn't die", "claim": "AdaGrad's effective lr decays monotonically; "
+             "RMSprop's and Adam's do not",
+             "measured": text,
+             "agrees": all(med > float(np.median(list(d.values()))) for d in others.values()),
+             "detail": [f"{p}: {v:.3g}x" for p, v in drops.items()]}]
+
+
+def _generalization_rows(result: LabResult, opts: set) -> list[dict]:
+    """One row per problem with a test split: test accuracy of SGD+momentum vs Adam."""
+    if not {"momentum", "adam"} <= opts:
+        return []
+    rows = []
+    for p in result.problems:
+        if "test_accuracy" not in result.sweep(p, "adam").metrics:
+            continue
+        acc = {}
+        for o in ("momentum", "adam"):
+            sw = result.sweep(p, o)
+            acc[o] = sw.metrics["test_accuracy"].reshape(len(sw.lrs), -1)[sw.best_lr_index]
+        m, a = acc["momentum"], acc["adam"]
+        rows.append({"column": "Generalization (pitfall 4)",
+                     "claim": "SGD with momentum can generalize better than Adam",
+                     "measured": f"{p}: test accuracy {m.mean():.3f} +- {m.std():.3f} (SGD+momentum) vs "
+                     f"{a.mean():.3f} +- {a.std():.3f} (Adam), each at its best training lr",
+                     "agrees": bool(m.mean() >= a.mean()),
+                     "detail": [f"seed {j}: {x:.3f} vs {y:.3f}" for j, (x, y) in enumerate(zip(m, a))]})
+    return rows
+
+
+def _bias_correction_rows(result: LabResult, opts: set) -> list[dict]:
+    """Adam's first update with and without bias correction, at Adam's best lr."""
+    if "adam" not in opts:
+        return []
+    ratios, detail = [], []
+    for p in result.problems:
+        key = (p, "adam-nobc")
+        if key not in result.extra and key not in result.sweeps:
+            continue
+        with_bc, without = result.sweep(p, "adam"), result.sweep(p, "adam-nobc")
+        # the first update, as a multiple of lr, at the same lr (adam's best)
+        b = with_bc.best_lr_index
+        c = int(np.argmin(np.abs(without.lrs - with_bc.lrs[b])))  # the same lr
+        first_with = np.median(with_bc.signals["update_norm"][0].reshape(len(with_bc.lrs), -1)[b])
+        first_without = np.median(without.signals["update_norm"][0].reshape(len(without.lrs), -1)[c])
+        ratios.append(first_without / first_with)
+        fw, fo = _best_final(result, p, "adam"), _best_final(result, p, "adam-nobc")
+        detail.append(f"{p}: first step {first_without / first_with:.3g}x; final {fw:.3g} (with) "
+                      f"vs {fo:.3g} (without), both at lr {with_bc.lrs[b]:.3g}")
+    if not ratios:
+        return []
+    r = float(np.median(ratios))
+    return [{"column": "Bias correction", "claim": "without bias correction early steps are "
+             "too small (the lesson: m1 is 10x too small)",
+             "measured": f"without correction the first step is {r:.3g}x the corrected one "
+             "(median over problems): larger, not smaller, because v1 is 1000x too small as well",
+             "agrees": r < 1, "detail": detail}]
 
 
 def _num(v) -> float | None:

@@ -12,6 +12,7 @@ so each row gets a :class:`~adaopt.diagnostics.History` and a verdict.
 
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import dataclass, field
 
@@ -115,9 +116,27 @@ class Sweep:
 def run_sweep(problem: Problem | str, optimizer: str, lrs=DEFAULT_LRS, seeds=(0, 1, 2), steps: int | None = None,
               every: int = 10) -> Sweep:
     """Run ``optimizer`` on ``problem`` for every lr in ``lrs`` and seed in ``seeds`` at once."""
-    import time
-
     start = time.perf_counter()
+    problem, lrs, seeds, steps = _checked(problem, optimizer, lrs, seeds, steps)
+    batch = _Batch.start(problem, optimizer, lrs, seeds)
+    record = _Record(steps, batch.x, every, keep_path=problem.dim == 2)
+    with np.errstate(all="ignore"):
+        for t in range(1, steps + 1):
+            x = batch.x
+            f, g, s = batch.step(problem, t)
+            record.signals_at(t, f, g, batch.x - x, x)
+            record.summary_at(t, batch, s, g)
+            record.path_at(t, batch.x)
+        final = problem.loss(batch.x)
+        metrics = problem.metrics(batch.x)
+    return Sweep(problem.name, optimizer, lrs, seeds, steps, record.signals, record.summary_steps,
+                 record.summaries, np.asarray(final, dtype=np.float64),
+                 {k: np.asarray(v) for k, v in metrics.items()}, record.trajectory,
+                 time.perf_counter() - start)
+
+
+def _checked(problem, optimizer, lrs, seeds, steps):
+    """The sweep's arguments as arrays, every configuration validated before anything runs."""
     problem = get_problem(problem) if isinstance(problem, str) else problem
     lrs = np.asarray(lrs, dtype=np.float64)
     seeds = np.asarray(seeds, dtype=np.int64)
@@ -129,56 +148,86 @@ def run_sweep(problem: Problem | str, optimizer: str, lrs=DEFAULT_LRS, seeds=(0,
     if steps < 1:
         raise ValueError(f"steps={steps}: a sweep takes at least 1 step")
     for lr in lrs:
-        optimizer_hp(optimizer, float(lr))  # every configuration is checked before anything runs
-    family = registry.variant(optimizer).family
-    rule = registry.FAMILIES[family].rule
-    hp = optimizer_hp(optimizer, float(lrs[0]))
-    rows = len(lrs) * len(seeds)
-    hp["lr"] = np.repeat(lrs, len(seeds))[:, None]
-    row_seeds = np.tile(seeds, len(lrs))
-    x = np.stack([problem.x0(int(s)) for s in row_seeds])
-    buffers = {k: np.full(x.shape, fill, dtype=np.float64) for k, fill in rule.buffers(hp).items()}
-    carried = rules.scalar_state(rule, hp)
+        optimizer_hp(optimizer, float(lr))
+    return problem, lrs, seeds, steps
 
-    names = ("loss", "grad_norm", "update_norm", "param_norm", "update_ratio", "cos_grad", "cos_update")
-    signals = {k: np.full((steps, rows), np.nan) for k in names}
-    summary_steps = np.array(sorted({1, *range(every, steps + 1, every)}))
-    summaries = {k: np.full((len(summary_steps), rows), np.nan)
-                 for k in ("lr", "eff_lr_p50", "eps_frac", "g2_vhat")}
-    trajectory = np.empty((steps + 1, rows, 2)) if problem.dim == 2 else None
-    if trajectory is not None:
-        trajectory[0] = x
-    g_prev = u_prev = None
-    k = 0
-    with np.errstate(all="ignore"):
-        for t in range(1, steps + 1):
-            f, g = problem.value_and_grad(x, step=t - 1, seeds=row_seeds)
-            s = rules.step_scalars(rule, t, hp, carried)
-            carried = {k: s[k] for k in carried}  # scalar state (NAdam's product): one for all rows
-            x_new, buffers = rule.update(x, g, buffers, hp, s)
-            u = x_new - x
-            gg, uu, pp = _dot(g, g), _dot(u, u), _dot(x, x)
-            sig = signals
-            sig["loss"][t - 1] = f
-            sig["grad_norm"][t - 1] = np.sqrt(gg)
-            sig["update_norm"][t - 1] = np.sqrt(uu)
-            sig["param_norm"][t - 1] = np.sqrt(pp)
-            sig["update_ratio"][t - 1] = np.where(pp > 0, np.sqrt(uu / np.where(pp > 0, pp, 1)), np.nan)
-            if g_prev is not None:
-                sig["cos_grad"][t - 1] = _cos(g, gg, *g_prev)
-                sig["cos_update"][t - 1] = _cos(u, uu, *u_prev)
-            g_prev, u_prev = (g, gg), (u, uu)
-            if k < len(summary_steps) and summary_steps[k] == t:
-                _summarise(summaries, k, rule, family, buffers, hp, s, g)
-                k += 1
-            x = x_new
-            if trajectory is not None:
-                trajectory[t] = x
-        final = problem.loss(x)
-        metrics = problem.metrics(x)
-    return Sweep(problem.name, optimizer, lrs, seeds, steps, signals, summary_steps, summaries,
-                 np.asarray(final, dtype=np.float64), {k: np.asarray(v) for k, v in metrics.items()},
-                 trajectory, time.perf_counter() - start)
+
+@dataclass
+class _Batch:
+    """Every configuration of a sweep as a row: parameters ``x``, the rule's buffers, a seed."""
+
+    rule: object
+    family: str
+    hp: dict  # ``lr`` is a (rows, 1) column, lr-major
+    row_seeds: np.ndarray
+    x: np.ndarray
+    buffers: dict
+    carried: dict  # scalar state (NAdam's product): one for all rows
+
+    @classmethod
+    def start(cls, problem: Problem, optimizer: str, lrs: np.ndarray, seeds: np.ndarray) -> _Batch:
+        family = registry.variant(optimizer).family
+        rule = registry.FAMILIES[family].rule
+        hp = optimizer_hp(optimizer, float(lrs[0]))
+        hp["lr"] = np.repeat(lrs, len(seeds))[:, None]
+        row_seeds = np.tile(seeds, len(lrs))
+        x = np.stack([problem.x0(int(s)) for s in row_seeds])
+        buffers = {k: np.full(x.shape, fill, dtype=np.float64) for k, fill in rule.buffers(hp).items()}
+        return cls(rule, family, hp, row_seeds, x, buffers, rules.scalar_state(rule, hp))
+
+    def step(self, problem: Problem, t: int):
+        """Step ``t`` (from 1) on every row; returns the loss, gradient and step scalars it used."""
+        f, g = problem.value_and_grad(self.x, step=t - 1, seeds=self.row_seeds)
+        s = rules.step_scalars(self.rule, t, self.hp, self.carried)
+        self.carried = {k: s[k] for k in self.carried}
+        self.x, self.buffers = self.rule.update(self.x, g, self.buffers, self.hp, s)
+        return f, g, s
+
+
+#: The monitor's per-step signals, each recorded for every row.
+_SIGNALS = ("loss", "grad_norm", "update_norm", "param_norm", "update_ratio", "cos_grad", "cos_update")
+
+
+class _Record:
+    """What a sweep keeps: per-step signals, state summaries every ``every`` steps, 2-D paths."""
+
+    def __init__(self, steps: int, x0: np.ndarray, every: int, keep_path: bool):
+        rows = len(x0)
+        self.signals = {k: np.full((steps, rows), np.nan) for k in _SIGNALS}
+        self.summary_steps = np.array(sorted({1, *range(every, steps + 1, every)}))
+        self.summaries = {k: np.full((len(self.summary_steps), rows), np.nan)
+                          for k in ("lr", "eff_lr_p50", "eps_frac", "g2_vhat")}
+        self.trajectory = np.empty((steps + 1, rows, 2)) if keep_path else None
+        if self.trajectory is not None:
+            self.trajectory[0] = x0
+        self._previous = None  # ((g, g.g), (u, u.u)) of the step before
+        self._k = 0  # the next summary's index
+
+    def signals_at(self, t: int, f, g, u, x) -> None:
+        """Step ``t``'s signals from its loss, gradient, update and the parameters it started at."""
+        gg, uu, pp = _dot(g, g), _dot(u, u), _dot(x, x)
+        sig = self.signals
+        sig["loss"][t - 1] = f
+        sig["grad_norm"][t - 1] = np.sqrt(gg)
+        sig["update_norm"][t - 1] = np.sqrt(uu)
+        sig["param_norm"][t - 1] = np.sqrt(pp)
+        sig["update_ratio"][t - 1] = np.where(pp > 0, np.sqrt(uu / np.where(pp > 0, pp, 1)), np.nan)
+        if self._previous is not None:
+            g_prev, u_prev = self._previous
+            sig["cos_grad"][t - 1] = _cos(g, gg, *g_prev)
+            sig["cos_update"][t - 1] = _cos(u, uu, *u_prev)
+        self._previous = (g, gg), (u, uu)
+
+    def summary_at(self, t: int, batch: _Batch, s, g) -> None:
+        """The state summary after step ``t``, if ``t`` is one of ``summary_steps``."""
+        k = self._k
+        if k < len(self.summary_steps) and self.summary_steps[k] == t:
+            _summarise(self.summaries, k, batch.rule, batch.family, batch.buffers, batch.hp, s, g)
+            self._k += 1
+
+    def path_at(self, t: int, x) -> None:
+        if self.trajectory is not None:
+            self.trajectory[t] = x
 
 
 def _dot(a, b):
