@@ -175,13 +175,14 @@ class Engine:
         return tuple((k, v if k == "eps" or not isinstance(v, (int, float)) or isinstance(v, bool)
                       else v == 0) for k, v in hp.items())
 
-    def run(self, plan: Plan, grads: list, hps: list | None = None) -> None:
+    def run(self, plan: Plan, grads: list, hps: list | None = None, threads: int | None = None) -> None:
         """One step in place. ``hps`` (one validated dict per group) overrides the values the
-        plan was built with; its signature must be the same."""
+        plan was built with; its signature must be the same. ``threads`` caps the kernels'
+        threads (None: numba's own count)."""
         # every bucket reads and checks its gradients before any kernel writes: a refused
         # gradient in the last group leaves the first one untouched too
         launches = [bucket.prepare(grads, bucket.hp if hps is None else
-                                   self.resolved(hps[bucket.group], bucket.cdtype, bucket.name))
+                                   self.resolved(hps[bucket.group], bucket.cdtype, bucket.name), threads)
                     for bucket in plan.buckets]
         for launch in launches:
             launch()

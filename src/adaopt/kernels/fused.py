@@ -35,6 +35,7 @@ import hashlib
 import importlib.util
 import os
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +50,9 @@ from .codegen import Program, record
 CHUNKS = (1, 4, 16)
 CHUNK = CHUNKS[-1]
 #: Buckets of at least this many elements run the threaded kernel, smaller ones the serial
-#: one: waking the threads costs ~5 us, which a step of fewer elements does not repay.
-PARALLEL_MIN = 1 << 16
+#: one. The workqueue threads sleep between steps, and waking them costs tens of
+#: microseconds (more on a busy machine), which a step of fewer elements does not repay.
+PARALLEL_MIN = 1 << 20
 #: Elements per work group of the threaded kernel.
 BLOCK = 1 << 15
 
@@ -69,6 +71,39 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+_LAUNCH = threading.Lock()  # one threaded kernel at a time (numba's workqueue layer needs it)
+_THREADS = threading.local()  # the thread count set for this Python thread's parallel regions
+
+
+def _select_threading_layer() -> None:
+    """numba's own thread pool (``workqueue``), unless the user chose a layer.
+
+    GNU OpenMP (numba's default where torch's libgomp is loaded) shares its thread pool with
+    torch: after adaopt's first threaded step ``torch.get_num_threads()`` went from 1 to 2,
+    and its threads spin while they wait, so on a busy machine a 512x256 Linear's step took
+    8 ms instead of 0.05. The workqueue threads sleep instead, and leave torch's alone."""
+    import numba
+
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        numba.config.THREADING_LAYER = "workqueue"
+
+
+def _max_threads() -> int:
+    import numba
+
+    return numba.config.NUMBA_NUM_THREADS
+
+
+def _use_threads(n: int) -> None:
+    if getattr(_THREADS, "n", None) != n:
+        import numba
+
+        numba.set_num_threads(n)
+        _THREADS.n = n
+
+
+_select_threading_layer()
 
 
 def available() -> bool:
@@ -249,8 +284,8 @@ class Bucket:
 
     def __init__(self, rule, hp: dict, params: list, states: list[dict], index: list[int]):
         self.rule, self.hp, self.states = rule, hp, states
-        self.program = self.kernel = self.scalars = None
-        self.kernel_parallel = False
+        self.program = self.scalars = None
+        self.kernels: dict = {}  # parallel (bool) -> compiled kernel for self.program
         self.t = states[0]["step"]
         self.buffers = tuple(rule.buffers(hp))
         self.carried = tuple(rules.scalar_state(rule, hp))
@@ -285,30 +320,27 @@ class Bucket:
         """
         self.prepare(grads, hp)()
 
-    def prepare(self, grads: list, hp: dict | None = None):
+    def prepare(self, grads: list, hp: dict | None = None, threads: int | None = None):
         """Everything :meth:`run` does before writing: the step's scalars and the gradients'
         addresses, checked. Returns the call that writes (the kernel, then the step count);
-        nothing has changed if this raises."""
+        nothing has changed if this raises. ``threads`` caps the threads the kernel may use
+        (adaopt.torch passes ``torch.get_num_threads()``); 1 runs the serial kernel."""
         t = self.t + 1
         hp = self.hp if hp is None else hp
         s = rules.step_scalars(self.rule, t, hp, self.states[0])
-        program, kernel = self.program, self.kernel
+        program = self.program
         values = None if program is None else program.replay(hp, s)
         if values is None:  # first step, or the rule took another branch (SGD's first step): record it again
             program = record(self.rule, hp, s)
             values = program.scalars
-            kernel = kernel_for(program, self.p_kind, self.compute, self.parallel and not _FORKED[0])
-        elif self.parallel and _FORKED[0] and self.kernel_parallel:  # forked since the last step
-            kernel = kernel_for(program, self.p_kind, self.compute, False)
         held = self._grad_addresses([grads[i] for i in self.index])  # alive until launch returns
 
         def launch():
-            if program is not self.program or kernel is not self.kernel:
-                self.program, self.kernel = program, kernel
-                self.kernel_parallel = self.parallel and not _FORKED[0]
+            if program is not self.program:
+                self.program, self.kernels = program, {}
                 self.scalars = np.empty(len(values), dtype=self.compute)
             self.scalars[:] = values
-            kernel(self.table, self.scalars, *self.work)
+            self._call(threads)
             self.t = t
             for st in self.states:
                 st["step"] = t
@@ -317,6 +349,27 @@ class Bucket:
             return held
 
         return launch
+
+    def _kernel(self, parallel: bool):
+        k = self.kernels.get(parallel)
+        if k is None:
+            k = self.kernels[parallel] = kernel_for(self.program, self.p_kind, self.compute, parallel)
+        return k
+
+    def _call(self, threads: int | None) -> None:
+        """The threaded kernel when it pays and may run (a big bucket, more than one thread
+        allowed, not in a forked child, no other thread inside a threaded kernel: the
+        workqueue layer runs one at a time, and a second caller takes the serial kernel
+        rather than wait); else the serial one. Both give the same bits."""
+        n = _max_threads() if threads is None else min(int(threads), _max_threads())
+        if self.parallel and n > 1 and not _FORKED[0] and _LAUNCH.acquire(blocking=False):
+            try:
+                _use_threads(n)
+                self._kernel(True)(self.table, self.scalars, *self.work)
+            finally:
+                _LAUNCH.release()
+        else:
+            self._kernel(False)(self.table, self.scalars, *self.work)
 
     def _grad_addresses(self, grads: list) -> list:
         """Write the gradients' addresses into the table; returns the arrays to keep alive."""

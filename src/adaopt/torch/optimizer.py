@@ -174,7 +174,7 @@ class Optimizer(torch.optim.Optimizer):
             grads = list(map(views.data_ptr, grads))
         else:
             grads = [self._grad_input(g, k, c, entries) for k, g in enumerate(grads)]
-        self._engine.run(plan, grads, hps)
+        self._engine.run(plan, grads, hps, threads=torch.get_num_threads())  # torch's count, never changed
         c.steps += 1.0  # a NumPy view of the counter every parameter's state["step"] is a view of
         c.expected += 1.0
 

@@ -1,0 +1,108 @@
+"""adaopt.torch and threads: it uses torch's thread count, never changes it, and never spins.
+
+With GNU OpenMP (numba's default threading layer where torch's libgomp is loaded) the first
+threaded step changed ``torch.get_num_threads()`` from 1 to 2 (the two share one pool), so
+same-seed runs in one process differed, and the spinning threads made a 512x256 Linear's
+step 8 ms on a busy machine. adaopt now runs numba's own sleeping thread pool
+(``workqueue``), caps each threaded kernel at ``torch.get_num_threads()``, and runs the
+serial kernel at 1. Each check runs in a fresh interpreter: the threading layer is chosen
+once per process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("numba")
+
+
+def _child(code: str, **env) -> dict:
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, **env})
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+RUN = """
+    import json, torch, numba, adaopt.torch as at
+
+    def run(threads, n=1 << 21):
+        torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        big = torch.nn.Parameter(torch.randn(n))
+        lin = torch.nn.Linear(512, 256)
+        opt = at.AdamW([big, *lin.parameters()], lr=1e-2)
+        for t in range(5):
+            for p in opt.param_groups[0]["params"]:
+                p.grad = torch.sin(p.detach() * (t + 1))
+            opt.step()
+        return torch.get_num_threads(), big.detach().clone()
+"""
+
+
+def test_the_step_never_changes_torchs_thread_count_and_threads_do_not_change_bits():
+    result = _child(RUN + """
+    one, a = run(1)
+    two, b = run(2)
+    again, c = run(1)
+    layer = numba.threading_layer() if numba.config.NUMBA_NUM_THREADS > 1 else "workqueue"
+    print(json.dumps({"counts": [one, two, again], "same": bool(torch.equal(a, b) and torch.equal(a, c)),
+                      "layer": layer}))
+    """)
+    assert result["counts"] == [1, 2, 1]
+    assert result["same"], "the threaded and the serial kernel must give the same bits"
+    assert result["layer"] == "workqueue"
+
+
+def test_one_torch_thread_runs_the_serial_kernel():
+    """With torch at one thread no parallel region is entered at all (no pool to wake)."""
+    result = _child(RUN + """
+    run(1)
+    try:
+        numba.threading_layer()
+        started = True
+    except ValueError:  # "Threading layer is not initialized": no threaded kernel ran
+        started = False
+    print(json.dumps({"started": started}))
+    """)
+    assert result["started"] is False
+
+
+def test_a_threading_layer_the_user_chose_is_kept():
+    result = _child(RUN + """
+    run(2)
+    print(json.dumps({"layer": numba.threading_layer()}))
+    """, NUMBA_THREADING_LAYER="omp")
+    assert result["layer"] == "omp"
+
+
+def test_two_python_threads_stepping_at_once():
+    """numba's workqueue pool runs one parallel region at a time; a second caller takes the
+    serial kernel instead of waiting or aborting."""
+    result = _child("""
+    import json, threading, torch, adaopt.torch as at
+    torch.set_num_threads(2)
+
+    def make():
+        p = torch.nn.Parameter(torch.zeros(1 << 21))
+        return p, at.Adam([p], lr=1e-2)
+
+    pairs = [make() for _ in range(2)]
+    def work(p, opt):
+        for t in range(20):
+            p.grad = torch.full_like(p, float(t + 1))
+            opt.step()
+    threads = [threading.Thread(target=work, args=pair) for pair in pairs]
+    for t in threads: t.start()
+    for t in threads: t.join()
+    ref, opt = make(); work(ref, opt)
+    print(json.dumps({"same": all(bool(torch.equal(p, ref)) for p, _ in pairs)}))
+    """)
+    assert result["same"]
