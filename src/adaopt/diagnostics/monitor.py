@@ -16,20 +16,18 @@ from array import array
 
 import numpy as np
 
-from .. import dtypes, registry, rules
-from .history import History, _column_order
-from . import state
+from .. import registry
+from .history import History
 from .probes import probe
+from .sampling import Sample, gather
+from .summaries import STATE, build_history
 from .verdict import ALARMS, DIVERGE_FACTOR, MIN_WINDOW, Diagnosis, diagnose
 
 
 #: The most tensors a monitor reads (the largest ones).
 MAX_TENSORS = 16
-_STATE = "__state__"  # where a step's raw state sample waits until the history is read
 #: Steps whose samples wait before their dot products are done together.
 QUEUE = 64
-#: About how many coordinates the state summary reads (a thinned copy of the sample).
-SUMMARY_SAMPLE = 256
 
 
 class StopTraining(RuntimeError):
@@ -88,19 +86,12 @@ class Monitor:
         chosen = sorted(sorted(range(len(sizes)), key=lambda i: -sizes[i])[:MAX_TENSORS])
         self._probe.choose(chosen)
         sizes = [sizes[i] for i in chosen]
-        total = sum(sizes)
-        self.exact = total <= sample and len(chosen) == len(self._probe.sizes())
-        self._spans = [_spans(m, sample, total) for m in sizes]
-        self._thin = max(1, sum(b - a for spans in self._spans for a, b in spans) // SUMMARY_SAMPLE)
-        self._thin_index = _thin_index(self._spans, self._thin)  # the state summary reads every _thin-th of them
+        self.exact = sum(sizes) <= sample and len(chosen) == len(self._probe.sizes())
+        self._layout = Sample(sizes, sample)
+        self._sample = self._layout.take  # the sampled coordinates of flat arrays, as one vector
         self._raw: list[np.ndarray] = []  # blocks of rows: g.g, u.u, p.p, g.g_prev, u.u_prev, non-finite count
-        self._n_sample = sum(b - a for spans in self._spans for a, b in spans)
-        # each tensor's sampled positions, and where they land in the sample vector
-        self._index = [np.concatenate([np.arange(a, b) for a, b in spans]) for spans in self._spans]
-        ends = np.cumsum([0] + [len(i) for i in self._index])
-        self._where = list(zip(ends[:-1], ends[1:]))
         # queues of sampled gradients, parameters and updates: row 0 is the step before row 1
-        self._G, self._P, self._U = (np.full((QUEUE + 1, self._n_sample), np.nan) for _ in range(3))
+        self._G, self._P, self._U = (np.full((QUEUE + 1, self._layout.size), np.nan) for _ in range(3))
         self._queued, self._primed = 0, False
         self._steps = 0
         self._extra: list = []  # per step: None, or a dict of logged values and the state summary
@@ -147,8 +138,8 @@ class Monitor:
 
     @property
     def meta(self) -> dict:
-        sampled = sum(b - a for spans in self._spans for a, b in spans)  # read anew: a scheduler moves lr
-        out = {**self._probe.meta(), "sampled": sampled, "every": self.every}
+        # the probe's meta read anew: a scheduler moves lr
+        out = {**self._probe.meta(), "sampled": self._layout.size, "every": self.every}
         if self._rollbacks:
             out["rollbacks"] = [list(r) for r in self._rollbacks]
         return out
@@ -222,20 +213,6 @@ class Monitor:
         self.remove()
 
     # ------------------------------------------------------------------ hooks
-
-    def _sample(self, flats, out=None) -> np.ndarray:
-        """The sampled coordinates of flat arrays, as one float64 vector (written into ``out``)."""
-        if out is None:
-            out = np.empty(self._n_sample)
-        if len(flats) == 1 and isinstance(flats[0], np.ndarray):
-            np.take(flats[0], self._index[0], out=out) if flats[0].dtype == np.float64 else \
-                np.copyto(out, flats[0][self._index[0]])
-            return out
-        for f, index, (lo, hi) in zip(flats, self._index, self._where):
-            # a tensor without a gradient this step (frozen, unused) is not stepped: its
-            # gradient counts as zero, as its update is
-            out[lo:hi] = 0.0 if f is None else f[index]
-        return out
 
     def _pre(self, grads) -> None:
         # The parameters after the last step are the ones before this one, unless something
@@ -356,116 +333,21 @@ class Monitor:
         scalars); the numbers are worked out when the history is read."""
         if self._probe.family not in registry.FAMILIES:
             return None
-        taken = []
-        for (hp, step, arrays), spans in zip(self._probe.states(), self._spans):
+        layout, taken = self._layout, []
+        for (hp, step, arrays), spans in zip(self._probe.states(), layout.spans):
             if step < 1 or not arrays or any(a is None for a in arrays.values()):
                 continue
-            taken.append((hp, step, {k: _gather(a, spans, self._thin) for k, a in arrays.items()}))
-        return {_STATE: (taken, g[self._thin_index])} if taken else None
-
-    def _summarise(self, taken, g) -> dict:
-        """Percentiles of the effective lr, eps's share of the denominator, g^2 / v-hat and the
-        bias-correction factors, through the rule's own math (:mod:`.state`)."""
-        family = self._probe.family
-        rule = registry.FAMILIES[family].rule
-        eff, vhat, lr, factors = [], [], None, {}
-        for hp, step, buffers in taken:
-            s = rules.step_scalars(rule, step, hp)
-            lr = float(hp["lr"]) if lr is None else lr  # the first sampled tensor's group
-            sample = next(iter(buffers.values()))
-            eff.append(state.effective_lr(rule, buffers, hp, s, sample))
-            v = state.second_moment(rule, buffers, hp, s)
-            if v is not None:
-                vhat.append((v, state.eps_dominates(rule, v, hp)))
-            factors = state.bias_factors(rule, hp, s) or factors
-        eff = np.concatenate(eff)
-        p5, p50, p95 = _quantiles(eff, (0.05, 0.5, 0.95))
-        out = {"lr": lr, "eff_lr_p5": p5, "eff_lr_p50": p50, "eff_lr_p95": p95, **factors}
-        if vhat:
-            v = np.concatenate([x for x, _ in vhat])
-            out["eps_frac"] = float(np.count_nonzero(np.concatenate([d for _, d in vhat]))) / max(len(v), 1)
-            out["vhat_p50"] = _quantiles(v, (0.5,))[0]
-            if not state.remembers_a_sum(family) and len(v) == len(g):
-                ratio = state.g2_over_vhat(g, v)
-                ratio = ratio[~np.isnan(ratio)]
-                if len(ratio):
-                    out["g2_vhat"] = _quantiles(ratio, (0.5,))[0]
-        return out
+            taken.append((hp, step, {k: gather(a, spans, layout.thin) for k, a in arrays.items()}))
+        return {STATE: (taken, g[layout.thin_index])} if taken else None
 
     # ------------------------------------------------------------------ rows
 
     def _build_history(self) -> History:
-        """The columns, computed from the raw dot products in one pass."""
+        """The columns, computed from the raw dot products in one pass (:mod:`.summaries`)."""
         self._flush()
         raw = np.concatenate(self._raw) if self._raw else np.zeros((0, 6))
-        n = len(raw)
-        gg, uu, pp, gdot, udot, nonfinite = raw.T
-        sampled = sum(b - a for spans in self._spans for a, b in spans)
-        scale = 1.0 if self.exact else self.total / max(sampled, 1)
-        cols = {"step": np.arange(1, n + 1)}
-        with np.errstate(all="ignore"):
-            cols["grad_norm"] = np.sqrt(gg * scale)
-            cols["update_norm"] = np.sqrt(uu * scale)
-            cols["param_norm"] = np.sqrt(pp * scale)
-            cols["update_ratio"] = _masked(np.sqrt(uu / pp), pp > 0)
-            for name, dots, sq in (("cos_grad", gdot, gg), ("cos_update", udot, uu)):
-                prev = np.concatenate([[np.nan], sq[:-1]])
-                den = np.sqrt(sq * prev)
-                cols[name] = _masked(dots / den, np.isfinite(den) & (den > 0) & np.isfinite(dots))
-        cols["nonfinite"] = nonfinite.copy()
-        extra = [None if e is None else
-                 {**{k: v for k, v in e.items() if k != _STATE}, **(self._summarise(*e[_STATE]) if _STATE in e else {})}
-                 for e in self._extra]
-        keys = sorted({k for e in extra if e for k in e}, key=_column_order)
-        for key in keys:
-            cols[key] = [None if e is None else e.get(key) for e in extra]
-        return History(cols, self.meta)
-
-
-def _gather(a: np.ndarray, spans, thin: int) -> np.ndarray:
-    if len(spans) == 1:
-        lo, hi = spans[0]
-        return a[lo:hi:thin].astype(np.float64)
-    return np.concatenate([a[lo:hi:thin] for lo, hi in spans], dtype=np.float64)
-
-
-def _thin_index(spans_per_tensor, thin: int) -> np.ndarray:
-    """Positions in the sample vector of the coordinates the state summary reads."""
-    out, at = [], 0
-    for spans in spans_per_tensor:
-        for a, b in spans:
-            out.append(np.arange(at, at + (b - a), thin))
-            at += b - a
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.intp)
-
-
-def _quantiles(x: np.ndarray, qs) -> list[float]:
-    """Quantiles with linear interpolation (NumPy's default), from one partial sort; NaN when empty."""
-    n = x.size
-    if n == 0:
-        return [math.nan] * len(qs)
-    pos = [q * (n - 1) for q in qs]
-    ks = sorted({math.floor(p) for p in pos} | {math.ceil(p) for p in pos})
-    part = np.partition(x, ks)
-    return [float(part[math.floor(p)] + (part[math.ceil(p)] - part[math.floor(p)]) * (p - math.floor(p)))
-            for p in pos]
-
-
-def _masked(values: np.ndarray, present: np.ndarray):
-    return [float(v) if ok else None for v, ok in zip(values, present)]
-
-
-def _spans(m: int, sample: int, total: int) -> list[tuple[int, int]]:
-    """Which coordinates of a flat tensor of ``m`` the monitor reads: all of them when the
-    model has at most ``sample`` in all, else its share of ``sample`` in up to 4 contiguous
-    blocks spread evenly over the tensor (contiguous reads cost far less than a stride)."""
-    if total <= sample:
-        return [(0, m)]
-    share = min(m, max(1, round(sample * m / total)))
-    blocks = min(4, max(1, share // 256))
-    length = share // blocks
-    starts = np.linspace(0, m - length, blocks).astype(int)
-    return [(int(a), int(a) + length) for a in starts]
+        scale = 1.0 if self.exact else self.total / max(self._layout.size, 1)
+        return build_history(raw, self._extra, scale, self._probe.family, self.meta)
 
 
 def _scalar(value) -> float:
