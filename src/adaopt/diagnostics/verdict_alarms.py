@@ -1,0 +1,133 @@
+"""The alarm checks, first in the chain: a non-finite value (NONFINITE), a loss that grew (DIVERGING).
+
+Each check asks one question of a :class:`Run` and answers a Diagnosis, or None to pass the run on.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import dtypes
+from .verdict_record import Diagnosis, fmt
+from .verdict_signals import Run, eps_underflows, growth_before
+from .verdict_thresholds import DIVERGE_FACTOR, HEALTHY_UPDATE_RATIO, RISE_FROM_BEST, RISE_SIGNIFICANT
+
+
+def _ratio_evidence(run: Run) -> list[str]:
+    ratio = run.median("update_ratio")
+    return [f"update/parameter ratio {fmt(ratio)} (healthy runs sit near {HEALTHY_UPDATE_RATIO:g})"] \
+        if ratio is not None else []
+
+
+def _first_nonfinite(run: Run) -> tuple[int, str]:
+    step = int(run.h.steps[run.bad])
+    return step, f"first non-finite value at step {step}"
+
+
+# ---------------------------------------------------------------------- a non-finite value
+
+
+def overflow_after_growth(run: Run) -> Diagnosis | None:
+    """A non-finite value after the loss (or a norm, while the loss did not fall) grew 10x: DIVERGING."""
+    if run.bad is None:
+        return None
+    growth = growth_before(run)
+    if growth is None:
+        return None
+    step, where = _first_nonfinite(run)
+    what, factor, s0, s1 = growth
+    return Diagnosis(
+        "DIVERGING", f"the learning rate is too high: the {what} grew {factor:.3g}x, then overflowed",
+        "lr_too_high",
+        evidence=[f"{what} grew {factor:.3g}x between steps {s0} and {s1}", where] + _ratio_evidence(run),
+        advice=[run.lr_advice(0.1), "or clip gradients / warm the lr up"],
+        steps=(s0, step), signals={"growth": factor, "first_nonfinite_step": step})
+
+
+def eps_rounds_to_zero(run: Run) -> Diagnosis | None:
+    """A non-finite value, and eps is 0 in the state dtype: the step is 0/0 where sqrt(v-hat) is 0."""
+    if run.bad is None or not eps_underflows(run.meta):
+        return None
+    step, where = _first_nonfinite(run)
+    meta = run.meta
+    dtype = meta.get("state_dtype") or meta.get("dtype")
+    good = dtypes.default_eps(dtype, 1e-8)
+    return Diagnosis(
+        "NONFINITE", f"eps = {fmt(float(meta['eps']))} rounds to 0 in {dtype}: where sqrt(v-hat) is 0 "
+        "the step is 0/0", "eps_precision",
+        evidence=[where, f"eps = {fmt(float(meta['eps']))} stored in {dtype} is exactly 0 "
+                  f"(the smallest normal {dtype} is {fmt(dtypes.smallest_normal(dtype))})"],
+        advice=[f"eps = {fmt(good)} for {dtype} (adaopt's default there)",
+                "or keep the optimizer state in float32 (state_dtype='float32')"],
+        steps=(step, step), signals={"first_nonfinite_step": step})
+
+
+def nonfinite_value(run: Run) -> Diagnosis | None:
+    """Any other non-finite value: NONFINITE, from the gradient, the update or the loss itself."""
+    if run.bad is None:
+        return None
+    h, k = run.h, run.bad
+    step, where = _first_nonfinite(run)
+    if h.present("grad_norm")[k] and not math.isfinite(h["grad_norm"][k]):
+        cause = f"the gradient at step {step} is non-finite while the parameters were finite"
+        code, advice = "nonfinite_gradient", [
+            f"look at the batch and the loss at step {step} (a log(0), a division by zero, an overflow)",
+            "skip such steps: adaopt.torch optimizers take on_nonfinite='skip'",
+            "clip gradients (torch.nn.utils.clip_grad_norm_)"]
+    elif h.present("update_norm")[k] and not math.isfinite(h["update_norm"][k]):
+        cause = f"the update at step {step} is non-finite although the gradient was finite"
+        code, advice = "nonfinite_update", [
+            "a zero denominator: raise eps (it must be representable in the state dtype)",
+            "or keep the optimizer state in float32"]
+    else:
+        cause = f"the {run.quantity} became non-finite at step {step}"
+        code, advice = "nonfinite_loss", [f"check the data and the loss computation at step {step}",
+                                          "log grad_norm too, to tell a bad gradient from a bad update"]
+    return Diagnosis("NONFINITE", cause, code, evidence=[where], advice=advice, steps=(step, step),
+                     signals={"first_nonfinite_step": step})
+
+
+# ---------------------------------------------------------------------- a loss that grew
+
+
+def _level(run: Run) -> tuple[float, str]:
+    """The recent window's median gap, and the words for it."""
+    recent = float(np.median(run.gap[-run.w:]))
+    lo, hi = run.recent_steps
+    return recent, f"median {fmt(recent + run.floor)} over steps {lo}-{hi}"
+
+
+def _lr_too_high(run: Run, what: str, factor, evidence: list[str]) -> Diagnosis:
+    return Diagnosis(
+        "DIVERGING", f"the learning rate is too high: the {run.quantity} {what}", "lr_too_high",
+        evidence=evidence + _ratio_evidence(run),
+        advice=[run.lr_advice(0.1), "or warm the lr up over the first steps"],
+        steps=(int(run.steps[0]), run.recent_steps[1]), signals={"rise": factor})
+
+
+def rose_above_start(run: Run) -> Diagnosis | None:
+    """The recent window sits above 1.5x the first value: DIVERGING."""
+    if len(run.gap) < 2:
+        return None
+    gap0 = run.gap[0]
+    recent, level = _level(run)
+    if not (gap0 > 0 and recent > DIVERGE_FACTOR * gap0):
+        return None
+    return _lr_too_high(run, f"rose {recent / gap0:.3g}x above its first value instead of falling", recent / gap0,
+                        [f"{run.quantity} {fmt(run.values[0])} at step {int(run.steps[0])}, {level}"])
+
+
+def rose_above_best(run: Run) -> Diagnosis | None:
+    """The recent window sits above 3x the best window's median, by 5% of the first value: DIVERGING."""
+    if len(run.gap) < 2:
+        return None
+    gap, w = run.gap, run.w
+    recent, level = _level(run)
+    k = len(gap) // w
+    best = float(np.median(gap[len(gap) - k * w:].reshape(k, w), axis=1).min()) if k >= 2 else recent
+    if not (best > 0 and recent > RISE_FROM_BEST * best and recent - best > RISE_SIGNIFICANT * gap[0]):
+        return None
+    return _lr_too_high(run, f"rose {recent / best:.3g}x above the best it had reached", recent / best,
+                        [f"{run.quantity} reached {fmt(best + run.floor)} (median of a {w}-step window), now {level}"])

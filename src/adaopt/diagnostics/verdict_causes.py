@@ -1,0 +1,134 @@
+"""Why a run makes slow or no progress: the optimizer causes read from its state, and the lr's.
+
+Each function answers one cause with a :class:`Cause` (its words, evidence, advice and signals)
+or None; a check of :mod:`adaopt.diagnostics.verdict_progress` attaches the verdict.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import dtypes
+from .verdict_record import Cause, fmt
+from .verdict_signals import Run
+from .verdict_thresholds import ADAGRAD_DROP, BETA2_STALE, EPS_DOMINANT, HEALTHY_UPDATE_RATIO
+
+ADAPTIVE = ("adam", "adamw", "rmsprop")  # the families whose state has v-hat and eps
+
+
+def adagrad_accumulator(run: Run) -> Cause | None:
+    """AdaGrad whose median effective lr fell 10x: its accumulator holds the early gradients."""
+    if run.meta.get("optimizer") != "adagrad":
+        return None
+    _, eff = run.h.series("eff_lr_p50")
+    eff = eff[np.isfinite(eff) & (eff > 0)]
+    if not (len(eff) >= 2 and eff[0] / eff[-1] >= ADAGRAD_DROP):
+        return None
+    drop = eff[0] / eff[-1]
+    g0, g = run.first("grad_norm"), run.median("grad_norm")
+    grad = [f"the gradient is still {g / g0:.0%} of its first size"] if g0 and g is not None else []
+    return Cause(
+        f"AdaGrad's accumulator is dominated by early gradients: its effective lr fell {drop:.3g}x",
+        "adagrad_accumulator",
+        [f"median effective lr {fmt(eff[0])} at the start, {fmt(eff[-1])} now"] + grad,
+        ["AdaGrad -> RMSprop (alpha=0.99) or Adam: their averages forget old gradients",
+         run.lr_advice(round(drop, -1) if drop >= 10 else round(drop)) + " to undo the fall (for now)"],
+        {"eff_lr_drop": drop})
+
+
+def beta2_memory(run: Run) -> Cause | None:
+    """Adam/RMSprop whose v-hat remembers gradients 10x larger than today's (g^2 / v-hat <= 0.01)."""
+    meta, family = run.meta, run.meta.get("optimizer")
+    if family not in ADAPTIVE:
+        return None
+    ratio = run.median("g2_vhat")
+    if not (ratio is not None and 0 < ratio <= BETA2_STALE):
+        return None
+    larger = 1 / math.sqrt(ratio)
+    name, beta = ("alpha", meta.get("alpha")) if family == "rmsprop" else \
+        ("beta2", (meta.get("betas") or [None, None])[1])
+    memory = f" (it averages about {1 / (1 - beta):.0f} steps)" if beta is not None and beta < 1 else ""
+    value = f"{name} = {fmt(beta)}" if beta is not None else name
+    better = 0.999 if beta is not None and beta > 0.999 else 0.99
+    return Cause(
+        f"{value} remembers gradients {larger:.3g}x larger than today's{memory}: the step is about "
+        f"{1 / larger:.2g} of lr", "beta2_memory",
+        [f"median g^2 / v-hat {fmt(ratio)} over the recent window"],
+        [f"{name} = {better:g}", f"or raise lr about {larger:.3g}x until v-hat catches up"],
+        {"g2_vhat": ratio})
+
+
+def eps_dominates(run: Run) -> Cause | None:
+    """Adam/RMSprop where eps outweighs sqrt(v-hat) on most coordinates: a plain SGD step there."""
+    meta = run.meta
+    if meta.get("optimizer") not in ADAPTIVE:
+        return None
+    frac = run.median("eps_frac")
+    eps = meta.get("eps")
+    if not (frac is not None and frac >= EPS_DOMINANT and eps):
+        return None
+    dtype = meta.get("state_dtype") or meta.get("dtype") or "float32"
+    floor = dtypes.default_eps(dtype, 1e-8)
+    smaller = max(float(eps) * 0.01, floor)
+    return Cause(
+        f"eps = {fmt(float(eps))} outweighs sqrt(v-hat) on {frac:.0%} of coordinates: there the step is "
+        f"lr*g/eps, a plain SGD step", "eps_dominates",
+        [f"{frac:.0%} of sampled coordinates have sqrt(v-hat) below eps"],
+        [f"eps = {fmt(smaller)}" + (f" (the smallest safe value in {dtype})" if smaller == floor else ""),
+         "or keep the optimizer state in float32 to allow a smaller eps"],
+        {"eps_frac": frac})
+
+
+#: The optimizer causes in the order they are looked for; the first that shows is the cause.
+STATE_CAUSES = (adagrad_accumulator, beta2_memory, eps_dominates)
+
+
+def state_cause(run: Run, consistent) -> Cause | None:
+    """An optimizer-made reason for slow progress, read from the state summaries."""
+    if consistent is False:  # the gradient has no steady direction: small steps are not the problem
+        return None
+    for cause in STATE_CAUSES:
+        found = cause(run)
+        if found is not None:
+            return found
+    return None
+
+
+def crawl(run: Run) -> Cause:
+    """Fast early progress, then a crawl along a direction the gradient keeps pointing to."""
+    if run.meta.get("optimizer") == "sgd":
+        return Cause("ill-conditioning: the loss fell fast along steep directions and crawls along flat ones, "
+                     "because one lr must suit the steepest curvature", "ill_conditioned", [],
+                     ["momentum = 0.9 (or Nesterov)", "or a per-coordinate method: RMSprop or Adam"], {})
+    why = "although the gradient still points one way" if run.median("cos_grad") is not None else \
+        "(the log has no gradient columns to say why)"
+    return Cause(f"progress slowed to a crawl {why}", "crawl", [],
+                 [run.lr_advice(3), "or a schedule with warm restarts"], {})
+
+
+def lr_too_low(run: Run, total: float) -> Cause:
+    """Steps too small for the gradient they follow; the advice sizes the lr from the update/param ratio."""
+    ratio = run.median("update_ratio")
+    cos_grad = run.median("cos_grad")
+    evidence = [f"the {run.quantity} fell only {total:.1%} in {run.n_steps} steps"]
+    factor = 10.0
+    if ratio is not None and ratio > 0:
+        evidence.append(f"update/parameter ratio {fmt(ratio)} (healthy runs sit near {HEALTHY_UPDATE_RATIO:g})")
+        factor = float(min(1000.0, max(10.0, 10 ** round(math.log10(HEALTHY_UPDATE_RATIO / ratio)))))
+    why = "the gradient keeps its direction but the steps are too small to follow it" \
+        if cos_grad is not None else "the steps are too small"
+    return Cause(f"lr too low: {why}", "lr_too_low", evidence,
+                 [run.lr_advice(factor), "or find it: adaopt lr-find"], {"suggested_lr_factor": factor})
+
+
+def oscillation(run: Run, reversing: bool, total: float) -> Cause:
+    """Steps too large to settle: they reverse across a valley, or bounce at a floor far from the optimum."""
+    if reversing:
+        cause = ("the steps bounce across a valley instead of settling: the lr is too high for its "
+                 "curvature, and at a constant lr the iterate keeps bouncing")
+    else:
+        cause = (f"the {run.quantity} bounces at a floor only {total:.0%} of the way from its start to the "
+                 "optimum while the gradients are mostly noise: at this lr the steps are too large to settle")
+    return Cause(cause, "oscillation", [], [run.lr_advice(0.3), "or decay the lr (cosine, or 1/sqrt(t))"], {})

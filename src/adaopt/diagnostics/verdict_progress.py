@@ -1,0 +1,326 @@
+"""The progress checks, after the alarms: is the run done, stuck, bouncing, slow, or still falling?
+
+Each check asks one question of a :class:`Run` (through its :class:`Trend`) and answers a
+Diagnosis, or None to pass the run on; :data:`adaopt.diagnostics.verdict.CHECKS` orders them.
+Several checks share a condition: ``t.stopped`` (the loss stopped falling between the last two
+windows) and ``t.slow`` (it falls, too slowly) each open a run of checks that ends in a verdict.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+
+from .verdict_causes import crawl, lr_too_low, oscillation, state_cause
+from .verdict_record import Diagnosis, fmt, with_cause
+from .verdict_signals import Run, early_spike, noise, rate_collapse, reversing, too_slow
+from .verdict_thresholds import (BOUNCE_PROGRESS, CONSISTENT_COS, CONVERGED_GAP, GRAD_VANISHED, LITTLE_PROGRESS,
+                                 MIN_WINDOW, PLATEAU, RATE_COLLAPSE, RISE_SIGNIFICANT, STALL_IMPROVEMENT)
+
+
+class Trend:
+    """The loss over the last two windows, and what the progress checks read beside it.
+
+    The levels are computed at once; the rest when a check first asks for it, so a run is read
+    no further than the checks up to its verdict need. ``evidence`` and ``signals`` are what
+    every verdict from here on reports.
+    """
+
+    @classmethod
+    def of(cls, run: Run) -> Trend:
+        """The run's Trend, computed once."""
+        if "trend" not in run.memo:
+            run.memo["trend"] = cls(run)
+        return run.memo["trend"]
+
+    def __init__(self, run: Run):
+        self.run = run
+        gap, w, n = run.gap, run.w, len(run.gap)
+        self.recent = float(np.median(gap[-w:]))
+        self.previous = float(np.median(gap[-2 * w:-w])) if n >= 2 * w else float(gap[0])
+        self.gap0 = float(gap[0])
+        self.improvement = (self.previous - self.recent) / self.previous if self.previous > 0 else 0.0
+        self.noise = noise(gap[-2 * w:], w)
+        self.total = 1 - self.recent / self.gap0 if self.gap0 > 0 else 0.0  # the share of the first gap removed
+        self.steps = run.recent_steps
+        self.level = f"{run.quantity} {fmt(self.recent + run.floor)} (median of steps {self.steps[0]}-{self.steps[1]})"
+        self.level_signals = {"recent": self.recent + run.floor, "improvement": self.improvement,
+                              "total_improvement": self.total}
+
+    @property
+    def stopped(self) -> bool:
+        """The loss fell less than 1% between the last two windows, or by no more than the noise."""
+        return self.improvement < PLATEAU or self.previous - self.recent <= self.noise
+
+    @cached_property
+    def cos_grad(self):
+        return self.run.median("cos_grad")
+
+    @cached_property
+    def consistent(self):
+        """Whether the gradient keeps its direction (None: no cosines logged)."""
+        return self.cos_grad >= CONSISTENT_COS if self.cos_grad is not None else None
+
+    @cached_property
+    def cause(self):
+        """The optimizer cause its state shows, or None."""
+        return state_cause(self.run, self.consistent)
+
+    @cached_property
+    def collapse(self):
+        return rate_collapse(self.run.gap, max(MIN_WINDOW, len(self.run.gap) // 10))
+
+    @cached_property
+    def reversal(self) -> tuple[bool, str]:
+        """(whether successive steps reverse, the sentence that says how it shows)."""
+        return reversing(self.run)
+
+    @property
+    def reversing(self) -> bool:
+        return self.reversal[0]
+
+    @cached_property
+    def spike(self):
+        return early_spike(self.run)
+
+    @cached_property
+    def slow(self) -> str | None:
+        """The evidence that the present rate will not do, or None."""
+        return too_slow(self.run, self.recent, self.previous, self.consistent)
+
+    @cached_property
+    def seen(self) -> list[str]:
+        """The level, the window-to-window change, and what the gradient and update cosines show."""
+        t = self
+        seen = [f"{t.level}; {abs(t.improvement):.1%} {'lower' if t.improvement >= 0 else 'higher'} than the "
+                f"window before; {abs(t.total):.1%} {'below' if t.total >= 0 else 'above'} the first value"]
+        if t.cos_grad is not None:
+            seen.append(f"median cosine between successive gradients {t.cos_grad:.2f}")
+        if t.reversal[1]:
+            seen.append(t.reversal[1])
+        return seen
+
+    @cached_property
+    def evidence(self) -> list[str]:
+        """:attr:`seen`, and the early spike if there was one."""
+        if self.spike is None:
+            return self.seen
+        factor, at = self.spike
+        return self.seen + [f"the {self.run.quantity} spiked {factor:.3g}x above its first value at step {at}"]
+
+    @property
+    def stopped_evidence(self) -> list[str]:
+        """:attr:`evidence`, and why a fall above 1% still counts as stopped."""
+        if self.improvement < PLATEAU:
+            return self.evidence
+        return self.evidence + [f"the fall is within the noise (+-{fmt(self.noise)} between windows)"]
+
+    @cached_property
+    def signals(self) -> dict:
+        signals = {**self.level_signals, "cos_grad": self.cos_grad}
+        if self.collapse is not None:
+            signals["rate_collapse"] = self.collapse
+        return signals
+
+
+# ---------------------------------------------------------------------- done (or too short to tell)
+
+
+def too_short(run: Run) -> Diagnosis | None:
+    """Fewer than two finite values: CONVERGING, with nothing to judge."""
+    n = len(run.gap)
+    if n >= 2:
+        return None
+    return Diagnosis("CONVERGING", f"too few steps to judge ({n} with a {run.quantity})", "too_short",
+                     steps=(int(run.steps[0]), int(run.steps[-1])) if n else None)
+
+
+def _converged(t: Trend, cause: str, code: str) -> Diagnosis:
+    return Diagnosis("CONVERGED", cause, code, evidence=[t.level], steps=t.steps, signals={**t.level_signals})
+
+
+def reached_target(run: Run) -> Diagnosis | None:
+    t = Trend.of(run)
+    if run.target is not None and t.recent + run.floor <= run.target:
+        return _converged(t, f"reached the target {run.quantity} {fmt(run.target)}", "reached_target")
+    return None
+
+
+def at_optimum(run: Run) -> Diagnosis | None:
+    """The gap to the floor shrank 1e6-fold."""
+    t = Trend.of(run)
+    if t.gap0 > 0 and t.recent <= CONVERGED_GAP * t.gap0:
+        return _converged(t, f"the {run.quantity} is at the optimum: its gap shrank "
+                          f"{t.gap0 / max(t.recent, 1e-300):.3g}x", "optimum")
+    return None
+
+
+def gradient_vanished(run: Run) -> Diagnosis | None:
+    """The recent gradient norm is 1e-6 of the first."""
+    t = Trend.of(run)
+    g0, g = run.first("grad_norm"), run.median("grad_norm")
+    if g0 and g is not None and g <= GRAD_VANISHED * g0:
+        return _converged(t, f"the gradient vanished: {fmt(g)} against {fmt(g0)} at the start", "gradient_vanished")
+    return None
+
+
+# ---------------------------------------------------------------------- blown up, or rising
+
+
+def bouncing(run: Run) -> Diagnosis | None:
+    """With a known optimum: noisy gradients, and less than halfway there over two windows: OSCILLATING."""
+    t = Trend.of(run)
+    if run.floor_known and t.consistent is False and t.total < BOUNCE_PROGRESS and len(run.gap) >= 2 * run.w:
+        return with_cause(oscillation(run, t.reversing, t.total), "OSCILLATING", t.seen, t.steps, t.signals)
+    return None
+
+
+def spike_not_recovered(run: Run) -> Diagnosis | None:
+    """A 10x spike before the recent window, which is not even 10% below the first value: DIVERGING."""
+    t = Trend.of(run)
+    if t.spike is None or t.total >= LITTLE_PROGRESS:
+        return None
+    factor, at = t.spike
+    # Stuck there (dead or saturated units), or moving about there (a chaotic run at too high an lr,
+    # whose fall between two windows is no progress while the level has not come back down).
+    how = "(dead or saturated units keep it stuck)" if t.stopped else \
+        f"(its recent window is {abs(t.total):.1%} {'below' if t.total >= 0 else 'above'} the first value)"
+    return Diagnosis(
+        "DIVERGING", f"the learning rate is too high: the {run.quantity} blew up at step {at} and never "
+        f"recovered {how}", "lr_too_high", evidence=t.evidence,
+        advice=[run.lr_advice(0.1), "or warm the lr up over the first steps"], steps=(at, t.steps[1]),
+        signals={**t.signals, "spike": factor})
+
+
+def rising(run: Run) -> Diagnosis | None:
+    """5% above the first value and not coming down (too slow a climb for the checks above): DIVERGING."""
+    t = Trend.of(run)
+    if not (t.total < -RISE_SIGNIFICANT and t.improvement < PLATEAU):
+        return None
+    return Diagnosis(
+        "DIVERGING", f"the {run.quantity} is rising: {-t.total:.1%} above its first value and not coming "
+        "down; a learning rate too high for this problem does that", "lr_too_high", evidence=t.evidence,
+        advice=[run.lr_advice(0.1), "if it rises at every lr, check the loss and the gradient's sign "
+                "(maximize=)"], steps=t.steps, signals=t.signals)
+
+
+# ---------------------------------------------------------------------- stopped: why
+
+
+def stopped_by_the_optimizer(run: Run) -> Diagnosis | None:
+    """Stopped, and the optimizer's state shows why: STALLED with that cause."""
+    t = Trend.of(run)
+    if t.stopped and t.cause is not None:
+        return with_cause(t.cause, "STALLED", t.stopped_evidence, t.steps, t.signals)
+    return None
+
+
+def stopped_reversing(run: Run) -> Diagnosis | None:
+    """Stopped, while successive steps reverse: OSCILLATING."""
+    t = Trend.of(run)
+    if t.stopped and t.reversing:
+        return with_cause(oscillation(run, True, t.total), "OSCILLATING", t.stopped_evidence, t.steps, t.signals)
+    return None
+
+
+def stopped_without_direction(run: Run) -> Diagnosis | None:
+    """Stopped, and the gradient has no steady direction (or, unlogged, 10% is gone): CONVERGED."""
+    t = Trend.of(run)
+    if t.stopped and (t.consistent is False or (t.consistent is None and t.total >= LITTLE_PROGRESS)):
+        return Diagnosis(
+            "CONVERGED", "the loss stopped improving and the gradient has no direction left to follow "
+            "(a minimum, or the noise floor of stochastic gradients)", "noise_floor",
+            evidence=t.stopped_evidence, advice=["to go lower: decay the lr or use larger batches"],
+            steps=t.steps, signals=t.signals)
+    return None
+
+
+def stopped_near_the_start(run: Run) -> Diagnosis | None:
+    """Stopped less than 10% below the first value, the gradient still pointing one way: STALLED, lr too low."""
+    t = Trend.of(run)
+    if t.stopped and t.total < LITTLE_PROGRESS:
+        return with_cause(lr_too_low(run, t.total), "STALLED", t.stopped_evidence, t.steps, t.signals)
+    return None
+
+
+def stopped_at_weight_decay(run: Run) -> Diagnosis | None:
+    """Stopped, with weight decay on: CONVERGED where the gradient balances it."""
+    t = Trend.of(run)
+    if not (t.stopped and run.meta.get("weight_decay")):
+        return None
+    return Diagnosis(
+        "CONVERGED", "the loss stopped where the gradient balances the weight decay", "weight_decay",
+        evidence=t.stopped_evidence, advice=[f"weight_decay = {fmt(run.meta['weight_decay'])} sets this point; "
+                                             "lower it to get closer to the unregularised optimum"],
+        steps=t.steps, signals=t.signals)
+
+
+def stopped_crawling(run: Run) -> Diagnosis | None:
+    """Stopped after real progress, the gradient still pointing one way: SLOW, a crawl."""
+    t = Trend.of(run)
+    if t.stopped:
+        return with_cause(crawl(run), "SLOW", t.stopped_evidence, t.steps, t.signals)
+    return None
+
+
+# ---------------------------------------------------------------------- still falling: fast enough?
+
+
+def rate_collapsed(run: Run) -> Diagnosis | None:
+    """An optimizer cause, and the loss falls 10x slower than at its fastest, by < 5% a window: STALLED."""
+    t = Trend.of(run)
+    if not (t.cause is not None and t.collapse is not None and t.collapse >= RATE_COLLAPSE
+            and t.improvement < STALL_IMPROVEMENT):
+        return None
+    evidence = t.evidence + [f"the {run.quantity} now falls {t.collapse:.3g}x slower than at its fastest"]
+    return with_cause(t.cause, "STALLED", evidence, t.steps, t.signals)
+
+
+def slow_reversing(run: Run) -> Diagnosis | None:
+    """Too slow, while successive steps reverse: OSCILLATING."""
+    t = Trend.of(run)
+    if t.slow is not None and t.reversing:
+        return with_cause(oscillation(run, True, t.total), "OSCILLATING", t.evidence + [t.slow], t.steps, t.signals)
+    return None
+
+
+def slow_by_the_optimizer(run: Run) -> Diagnosis | None:
+    """Too slow, and the optimizer's state shows why: SLOW with that cause."""
+    t = Trend.of(run)
+    if t.slow is not None and t.cause is not None:
+        return with_cause(t.cause, "SLOW", t.evidence + [t.slow], t.steps, t.signals)
+    return None
+
+
+def slow_near_the_start(run: Run) -> Diagnosis | None:
+    """Too slow, less than 10% below the first value, gradients not noise: SLOW, lr too low."""
+    t = Trend.of(run)
+    if t.slow is not None and t.consistent is not False and t.total < LITTLE_PROGRESS:
+        return with_cause(lr_too_low(run, t.total), "SLOW", t.evidence + [t.slow], t.steps, t.signals)
+    return None
+
+
+def slow_crawling(run: Run) -> Diagnosis | None:
+    """Too slow after real progress, gradients not noise: SLOW, a crawl."""
+    t = Trend.of(run)
+    if t.slow is not None and t.consistent is not False:
+        return with_cause(crawl(run), "SLOW", t.evidence + [t.slow], t.steps, t.signals)
+    return None
+
+
+def slow_for_no_known_reason(run: Run) -> Diagnosis | None:
+    """Too slow, and nothing says why: SLOW."""
+    t = Trend.of(run)
+    if t.slow is None:
+        return None
+    return Diagnosis("SLOW", f"the {run.quantity} falls too slowly", "slow_progress", evidence=t.evidence + [t.slow],
+                     advice=[run.lr_advice(3), "or run adaopt lr-find"], steps=t.steps, signals=t.signals)
+
+
+def still_falling(run: Run) -> Diagnosis:
+    """Everything else: CONVERGING, with an optimizer cause as a note. The last check: it always answers."""
+    t = Trend.of(run)
+    notes = [f"note: {t.cause.cause}"] if t.cause is not None else []
+    return Diagnosis("CONVERGING", f"the {run.quantity} is still falling at a healthy rate", "progress",
+                     evidence=t.evidence + notes, steps=t.steps, signals=t.signals)

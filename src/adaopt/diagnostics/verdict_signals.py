@@ -1,0 +1,192 @@
+"""What the verdict checks read from a run: its windows (Run) and the statistics computed from them."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import dtypes
+from .history import History
+from .verdict_record import fmt
+from .verdict_thresholds import ALTERNATING, GROWTH_BEFORE_OVERFLOW, LITTLE_PROGRESS, MIN_WINDOW, REVERSING_COS, WINDOW
+
+
+class Run:
+    """A run as the checks see it: the loss (or gradient norm) up to the first non-finite row, as
+    gaps above a floor, with its recent window and the options :func:`diagnose` was given."""
+
+    def __init__(self, h: History, meta: dict, target, floor, budget):
+        self.h, self.meta, self.target, self.budget = h, meta, target, budget
+        self.memo: dict = {}  # what the checks derive from the run, computed once (Trend.of)
+        self.n_steps = int(h.steps[-1]) if len(h) else 0
+        name = "loss" if h.has("loss") else "grad_norm"
+        self.quantity = "loss" if name == "loss" else "gradient norm"
+        steps, values = h.series(name)
+        self.bad = first_bad(h)
+        if self.bad is not None:  # the verdict on the finite part, before the first bad row
+            keep = steps < h.steps[self.bad]
+            steps, values = steps[keep], values[keep]
+        self.steps, self.values = steps, values
+        self.floor_known = floor is not None
+        if floor is None:
+            floor = 0.0 if (len(values) == 0 or values.min() >= 0) else float(values.min())
+        self.floor = floor
+        self.gap = values - floor
+        n = len(values)
+        self.w = max(MIN_WINDOW, int(n * WINDOW)) if n >= 2 * MIN_WINDOW else max(1, n // 2)
+
+    def window(self, name: str, which: str = "recent") -> np.ndarray:
+        """Column ``name`` over the recent window's steps (measured rows only)."""
+        if len(self.steps) == 0:
+            return np.zeros(0)
+        lo = self.steps[-self.w] if which == "recent" else self.steps[0]
+        hi = self.steps[-1] if which == "recent" else self.steps[min(self.w, len(self.steps)) - 1]
+        steps, values = self.h.series(name)
+        keep = (steps >= lo) & (steps <= hi) & np.isfinite(values)
+        return values[keep]
+
+    def median(self, name: str, which: str = "recent"):
+        values = self.window(name, which)
+        return float(np.median(values)) if len(values) else None
+
+    def first(self, name: str):
+        _, values = self.h.series(name)
+        values = values[np.isfinite(values)]
+        return float(values[0]) if len(values) else None
+
+    @property
+    def recent_steps(self) -> tuple[int, int]:
+        return int(self.steps[-self.w]), int(self.steps[-1])
+
+    def lr_advice(self, factor: float) -> str:
+        _, recorded = self.h.series("lr")  # the last recorded lr: as a scheduler left it
+        recorded = recorded[np.isfinite(recorded)]
+        lr = float(recorded[-1]) if len(recorded) else self.meta.get("lr")
+        if lr:
+            return f"lr x {factor:g}: lr = {fmt(float(lr))} -> {fmt(float(lr) * factor)}"
+        return f"lr x {factor:g}"
+
+
+def first_bad(h: History):
+    """The index of the first row with a non-finite loss or norm (or a nonzero ``nonfinite``), or None."""
+    bad = np.zeros(len(h), bool)
+    for name in ("loss", "grad_norm", "update_norm", "param_norm"):
+        bad |= h.present(name) & ~np.isfinite(h[name])
+    bad |= h.present("nonfinite") & (np.nan_to_num(h["nonfinite"], nan=1.0) > 0)
+    return int(np.argmax(bad)) if bad.any() else None
+
+
+def eps_underflows(meta: dict) -> bool:
+    """Whether the run's eps rounds to 0 in its state dtype (the lesson's pitfall 5)."""
+    eps, state_dtype = meta.get("eps"), meta.get("state_dtype") or meta.get("dtype")
+    if eps is None or state_dtype is None or meta.get("optimizer") in (None, "sgd"):
+        return False
+    try:
+        return bool(dtypes.rounds_to_zero(float(eps), state_dtype))
+    except (TypeError, ValueError):
+        return False
+
+
+def growth_before(run: Run):
+    """(what, factor, step0, step1) when something grew 10x before the first non-finite row.
+
+    The gradient or parameter norm counts only when no loss was logged or the loss did not
+    fall: parameters that grow 10x from a start near 0 on the way to a minimum far from it,
+    or a gradient that steepens while the loss falls, are no divergence.
+    """
+    h, k = run.h, run.bad
+    loss_fell = False
+    for name, what in (("loss", "loss"), ("grad_norm", "gradient norm"), ("param_norm", "parameter norm")):
+        mask = h.present(name).copy()
+        mask[k:] = False
+        values = h[name][mask]
+        values = values[np.isfinite(values)]
+        if name == "loss":
+            loss_fell = len(values) >= 2 and values[-1] < values[0]
+        elif loss_fell:
+            break
+        if len(values) >= 2 and values[0] > 0 and values.max() > GROWTH_BEFORE_OVERFLOW * values[0]:
+            steps = h.steps[mask]
+            return what, float(values.max() / values[0]), int(steps[0]), int(steps[int(np.argmax(values))])
+    return None
+
+
+def early_spike(run: Run):
+    """(factor, step) when the loss, before the recent window, rose 10x above its first value."""
+    before = run.gap[: max(len(run.gap) - run.w, 0)]
+    if len(before) < 2 or not run.gap[0] > 0:
+        return None
+    i = int(np.argmax(before))
+    factor = float(before[i] / run.gap[0])
+    return (factor, int(run.steps[i])) if factor >= GROWTH_BEFORE_OVERFLOW else None
+
+
+def noise(values: np.ndarray, w: int) -> float:
+    """How far apart two windows' medians can land by noise alone (about two standard errors).
+
+    The noise level comes from differences ``w/4`` steps apart (a robust MAD), which a
+    smooth trend barely moves: a deterministic run has none, and a noisy one, even one
+    whose loss wanders slowly (momentum), is not mistaken for progress.
+    """
+    lag = max(1, w // 4)
+    d = values[lag:] - values[:-lag]
+    if len(d) < 4:
+        return 0.0
+    sigma = 1.4826 * float(np.median(np.abs(d - np.median(d)))) / math.sqrt(2)
+    return 2 * 1.2533 * sigma * math.sqrt(2 / w)
+
+
+def rate_collapse(gap: np.ndarray, w: int):
+    """How many times slower the loss falls in the last block than in the fastest one.
+
+    Rates are log-ratios of the medians of consecutive blocks of ``w`` steps; None
+    when there are fewer than three windows or the fastest window did not fall.
+    """
+    k = len(gap) // w
+    if k < 3:
+        return None
+    blocks = gap[len(gap) - k * w:].reshape(k, w)
+    med = np.median(blocks, axis=1)
+    if not (med > 0).all():
+        return None
+    rates = np.log(med[:-1] / med[1:])
+    peak, last = rates.max(), rates[-1]
+    if peak <= 0:
+        return None
+    return float(peak / last) if last > 0 else math.inf
+
+
+def reversing(run: Run) -> tuple[bool, str]:
+    """Whether successive steps reverse over the recent window, and the sentence that says how it shows."""
+    cos_update = run.median("cos_update")
+    if cos_update is not None:
+        return cos_update <= REVERSING_COS, f"median cosine between successive updates {cos_update:.2f}"
+    diffs = np.diff(run.values[-run.w:])
+    diffs = diffs[diffs != 0]
+    if len(diffs) < 4:
+        return False, ""
+    flips = float(np.mean(np.sign(diffs[1:]) != np.sign(diffs[:-1])))
+    return flips >= ALTERNATING, f"the {run.quantity} changes direction on {flips:.0%} of steps"
+
+
+def too_slow(run: Run, recent: float, previous: float, consistent) -> str | None:
+    """Evidence that the present rate will not do, or None."""
+    if not (previous > recent > 0):
+        return None
+    rate = math.log(previous / recent) / run.w  # per step, on a log scale
+    target_gap = None if run.target is None else run.target - run.floor
+    if target_gap is not None and run.budget is not None and target_gap > 0:
+        needed = math.log(recent / target_gap) / rate
+        left = run.budget - run.n_steps
+        if needed > left:
+            return (f"at the present rate the target {fmt(run.target)} takes about {needed:.3g} more steps; "
+                    f"the budget leaves {max(left, 0)}")
+        return None
+    half_life = math.log(2) / rate
+    if half_life > run.n_steps and consistent:
+        return f"at the present rate halving the {run.quantity} takes about {half_life:.3g} steps, " \
+               f"longer than the run so far ({run.n_steps})"
+    if half_life > run.n_steps and consistent is None and (1 - recent / run.gap[0]) < LITTLE_PROGRESS:
+        return f"at the present rate halving the {run.quantity} takes about {half_life:.3g} steps"
+    return None

@@ -1,0 +1,22 @@
+"""Every threshold the verdict checks use, in one place; docs/diagnostics.md says where each comes from."""
+
+WINDOW = 0.2  # the recent window: the last fifth of the run ...
+MIN_WINDOW = 5  # ... and at least this many logged steps
+DIVERGE_FACTOR = 1.5  # recent loss above this multiple of the first loss: diverging
+RISE_FROM_BEST = 3.0  # ... or above this multiple of its best window's median,
+RISE_SIGNIFICANT = 0.05  # ... by more than this share of the first loss
+GROWTH_BEFORE_OVERFLOW = 10.0  # growth before a non-finite value that makes it a divergence
+RATE_COLLAPSE = 10.0  # the loss falling this many times slower than at its fastest, with a cause: stalled
+STALL_IMPROVEMENT = 0.05  # ... and improving less than this between the last two windows
+BOUNCE_PROGRESS = 0.5  # noisy gradients and less than this share of the way to a known optimum: bouncing
+PLATEAU = 0.01  # relative improvement between the last two windows below which the loss has stopped
+LITTLE_PROGRESS = 0.1  # a run that removed less than this share of its first loss has barely moved
+CONSISTENT_COS = 0.5  # median cosine of successive gradients above which the gradient keeps its direction
+REVERSING_COS = -0.5  # median cosine of successive updates below which the updates reverse
+ALTERNATING = 0.8  # share of loss differences that change sign: oscillation, when cosines are not logged
+ADAGRAD_DROP = 10.0  # fall of AdaGrad's median effective lr that counts as its accumulator taking over
+BETA2_STALE = 0.01  # median g^2 / v-hat below which v-hat remembers gradients >= 10x larger than today's
+EPS_DOMINANT = 0.5  # share of coordinates where eps outweighs sqrt(v-hat) that makes eps the cause
+CONVERGED_GAP = 1e-6  # gap to the optimum, as a share of the first gap, that counts as converged
+GRAD_VANISHED = 1e-6  # gradient norm, as a share of the first, that counts as converged
+HEALTHY_UPDATE_RATIO = 1e-3  # update/param ratio of a healthy run (a widely used rule of thumb)
