@@ -1103,11 +1103,8 @@ def test_lr_schedulers_drive_adaopt_groups(name, factory, expected):
 # ---------------------------------------------------------------------- 9. unsupported inputs
 
 
+# fused=True is taken (adaopt's path is the fused one): tests/test_torch_flags.py
 @pytest.mark.parametrize("cls, kwargs, name", [
-    (at.Adam, dict(fused=True), "fused"),
-    (at.AdamW, dict(fused=True), "fused"),
-    (at.SGD, dict(fused=True), "fused"),
-    (at.Adagrad, dict(fused=True), "fused"),
     (at.Adam, dict(capturable=True), "capturable"),
     (at.AdamW, dict(capturable=True), "capturable"),
     (at.RMSprop, dict(capturable=True), "capturable"),
@@ -1267,11 +1264,13 @@ def test_deepcopy_of_an_optimizer_keeps_working():
     assert torch.equal(p, q) and twin.on_nonfinite == "skip"
 
 
-def test_add_param_group_refuses_fused_too():
+def test_add_param_group_takes_fused_and_refuses_differentiable():
     model = make_model()
     opt = at.Adam([model[0].weight])
-    with pytest.raises(ValueError, match="fused"):
-        opt.add_param_group({"params": [model[0].bias], "fused": True})
+    with pytest.raises(ValueError, match="differentiable"):
+        opt.add_param_group({"params": [model[0].bias], "differentiable": True})
+    opt.add_param_group({"params": [model[0].bias], "fused": True})
+    assert opt.param_groups[1]["fused"] is True
 
 
 # ---------------------------------------------------------------------- what reaches a kernel by address

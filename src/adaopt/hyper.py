@@ -44,12 +44,15 @@ class Check:
 def _as_float(x) -> float | None:
     """``x`` as a finite Python float, or None when it is not a real number a float holds.
 
-    Real numbers are Python and NumPy ints and floats, Fraction and Decimal; not bools,
+    Real numbers are Python and NumPy ints and floats, Fraction and Decimal, and 0-d tensors
+    or arrays holding one (torch users pass lr and betas as tensors); not bools,
     complex numbers, strings or None. ``float(x)`` of an int beyond the float range
     (``10**400``) raises OverflowError, and of a signalling Decimal NaN ValueError: both
     are simply "not a number a float holds" here, so the caller's ValueError names the
     argument. Comparisons are made on this float, the value the arithmetic will use.
     """
+    if getattr(x, "ndim", None) == 0 and hasattr(x, "item") and not isinstance(x, np.generic):
+        x = x.item()  # a 0-d tensor or array: torch users pass lr and betas as tensors
     if _flag(x) or not isinstance(x, (numbers.Real, decimal.Decimal)):
         return None
     try:

@@ -44,7 +44,7 @@ class Optimizer(torch.optim.Optimizer):
         defaults.update(state_dtype=state_dtype, kahan=kahan, stochastic_rounding=stochastic_rounding)
         if "eps" in base and given.get("eps") is None:
             defaults["eps"] = None
-        self.entry.validate(defaults)
+        self.entry.validate(dict(defaults))  # a tensor lr or beta stays a tensor in the groups, as in torch
         if defaults.get("eps", 0) is None:
             # concrete, so torch.optim can read our state_dict: the preset's value unless that
             # underflows the state dtype (float16 state: 1e-4)
@@ -58,6 +58,7 @@ class Optimizer(torch.optim.Optimizer):
         self._tensor_path = backend == "tensor"
         self._engine = Engine(self.rule, base.get("eps"), "reference" if self._tensor_path else backend)
         self._hp_keys = tuple(defaults)
+        defaults.update({k: v for k, v in torch_only.items() if v is not None})  # kept, as torch keeps them
         self._plan = None
         super().__init__(params, defaults)
 
@@ -75,7 +76,7 @@ class Optimizer(torch.optim.Optimizer):
         refuse_torch_only(param_group, f" ({where})")
         # adaopt's hyperparameters are checked; any other key is the user's (timm's lr_scale, a
         # name) or a scheduler's (initial_lr), and torch keeps it, so does adaopt
-        trial = {k: param_group.get(k, v) for k, v in self.defaults.items()}
+        trial = {k: param_group.get(k, self.defaults[k]) for k in self._hp_keys}
         self.entry.validate(trial, where)
         params = param_group["params"]
         params = [params] if torch.is_tensor(params) else list(params)
@@ -117,6 +118,8 @@ class Optimizer(torch.optim.Optimizer):
         for key, (fill, dtype, shape) in spec.items():
             if state.get(key) is None:
                 tdtype = views.TORCH_DTYPE[dtypes.dtype_name(dtype)]
+                if p.is_complex() and shape != ():  # complex like p (torch's layout), stepped as its real view
+                    tdtype = torch.complex128 if tdtype == torch.float64 else torch.complex64
                 state[key] = (torch.tensor(fill, dtype=tdtype) if shape == () else
                               torch.full_like(p, fill, dtype=tdtype, memory_format=torch.preserve_format))
 
@@ -182,15 +185,15 @@ class Optimizer(torch.optim.Optimizer):
         """Gradient ``k`` as the engine takes it (an address, or a NumPy array of the
         parameter's dtype); refused, naming the parameter, if its shape or kind is wrong."""
         p = c.params[k]
-        if g.shape != c.shapes[k] or not g.dtype.is_floating_point:
+        if g.shape != c.shapes[k] or not (g.dtype.is_floating_point or g.is_complex() and p.is_complex()):
             gi, i, _ = entries[k]
             what = (f"shape {tuple(g.shape)}, the parameter {tuple(c.shapes[k])}" if g.shape != c.shapes[k]
                     else f"dtype {g.dtype}; a {p.dtype} parameter takes floating-point gradients")
             raise (ValueError if g.shape != c.shapes[k] else TypeError)(
                 f"the gradient of {self._param_name(gi, i)} has {what}; nothing was changed")
-        if c.fused[k] is g.dtype and g.is_contiguous() and not g.is_neg():
+        if c.fused[k] is g.dtype and g.is_contiguous() and not g.is_neg() and not g.is_conj():
             return g.data_ptr()
-        return views.grad_view(g.resolve_neg().to(p.dtype))
+        return views.grad_view(g.resolve_neg().resolve_conj().to(p.dtype))
 
     def _step_general(self, all_entries) -> None:
         entries, sparse, tensors = [], [], []
@@ -291,7 +294,13 @@ class _CachedPlan(CachedPlan):
 
 
 def refuse_torch_only(options: dict, where: str) -> None:
-    bad = [k for k in ("fused", "capturable", "differentiable") if options.get(k)]
-    if bad:
-        raise ValueError(f"{', '.join(f'{k}=True' for k in bad)}{where}: not supported by adaopt.torch "
-                         "(adaopt fuses on CPU by itself; leave them False)")
+    """torch.optim's implementation flags: ``foreach`` and ``fused`` ask for speed, and
+    adaopt's fused path is the fast one, so they are taken (and kept in the groups); what
+    adaopt cannot honour is refused at construction, saying what to use instead."""
+    if options.get("differentiable"):
+        raise ValueError(f"differentiable=True{where}: adaopt.torch steps in place without autograd; "
+                         "for a step that is differentiated through (meta-learning) use torch.optim with "
+                         "differentiable=True")
+    if options.get("capturable"):
+        raise ValueError(f"capturable=True{where}: that is for CUDA graph capture, and adaopt.torch steps "
+                         "CPU tensors; leave it False (under torch.compile adaopt's step is one opaque call)")

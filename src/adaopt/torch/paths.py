@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from .. import dtypes, rules
+from . import views
 from .views import TORCH_DTYPE, from_numpy, numpy_dtype, numpy_view
 
 
@@ -29,11 +30,12 @@ def tensor_step(opt, p: torch.Tensor, hp: dict, compute: torch.dtype) -> None:
     state = opt.state[p]
     opt._init_state(p, state, hp, "")
     s = rules.step_scalars(opt.rule, int(state["step"]) + 1, hp, state)
-    buffers = {k: state[k] for k in opt.rule.buffers(hp)}
-    new_p, new_buffers = opt.rule.update(p.detach().to(compute), p.grad.to(compute), buffers, hp, s)
-    p.detach().copy_(new_p)
+    buffers = {k: views.real(state[k]) for k in opt.rule.buffers(hp)}  # complex: stepped as real pairs
+    grad = views.real(p.grad.to(p.dtype))
+    new_p, new_buffers = opt.rule.update(views.real(p.detach()).to(compute), grad.to(compute), buffers, hp, s)
+    views.real(p.detach()).copy_(new_p)
     for k, v in new_buffers.items():
-        state[k].copy_(v)
+        buffers[k].copy_(v)
     for k in rules.scalar_state(opt.rule, hp):
         state[k].fill_(float(s[k]))
     state["step"] += 1

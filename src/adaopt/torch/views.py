@@ -18,9 +18,15 @@ TORCH_DTYPE = {"float64": torch.float64, "float32": torch.float32,
                "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
+def real(t: torch.Tensor) -> torch.Tensor:
+    """A complex tensor as its real view (a last axis of 2: real and imaginary parts), as
+    torch.optim steps complex parameters; any other tensor as it is."""
+    return torch.view_as_real(t.resolve_conj()) if t.is_complex() else t
+
+
 def numpy_view(t: torch.Tensor) -> np.ndarray:
-    """A NumPy array sharing ``t``'s memory (bfloat16 via ml_dtypes)."""
-    t = t.detach()
+    """A NumPy array sharing ``t``'s memory (bfloat16 via ml_dtypes; complex as its real view)."""
+    t = real(t.detach())
     if t.dtype == torch.bfloat16:
         return t.view(torch.int16).numpy().view(dtypes.as_dtype("bfloat16"))
     return t.numpy()
@@ -28,7 +34,7 @@ def numpy_view(t: torch.Tensor) -> np.ndarray:
 
 def grad_view(g: torch.Tensor) -> np.ndarray:
     """A gradient as a NumPy view; gradients rarely require grad, so skip the detach."""
-    if g.requires_grad or g.dtype == torch.bfloat16:
+    if g.requires_grad or g.dtype == torch.bfloat16 or g.is_complex():
         return numpy_view(g)
     return g.numpy()
 
@@ -40,7 +46,9 @@ def from_numpy(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
 
 
 def numpy_dtype(torch_dtype) -> str:
-    """The dtype name adaopt uses for a torch dtype; an unsupported one is refused."""
+    """The dtype name adaopt uses for a torch dtype (complex: its parts'); an unsupported one
+    is refused."""
+    torch_dtype = {torch.complex64: torch.float32, torch.complex128: torch.float64}.get(torch_dtype, torch_dtype)
     for name, t in TORCH_DTYPE.items():
         if t == torch_dtype:
             return name
