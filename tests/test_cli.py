@@ -4,7 +4,6 @@ import sys
 import pytest
 
 pytest.importorskip("typer")
-pytest.importorskip("sympy")
 
 from typer.testing import CliRunner  # noqa: E402
 
@@ -114,8 +113,8 @@ def test_trace_non_finite_x0_is_refused(x0, refused):
     refused(result, f"--x0={x0!r}", "finite")
 
 
-# The inputs that hung ran sympy's exact arithmetic in C, where no signal reaches: they run
-# in a child process, so a regression fails after _HUNG seconds instead of stalling the suite.
+# The inputs that hung (an earlier version's sympy, in exact arithmetic in C, where no signal
+# reaches) run in a child process: a regression fails after _HUNG seconds instead of stalling.
 _HUNG = 30
 _CHILD = r"""
 import json, sys, time
@@ -156,7 +155,7 @@ def test_trace_numeric_powers_that_hung_run_in_floats(f):
 
 @pytest.mark.parametrize("f, message", [
     ("pi^exp(45837.7)*x", "'exp(45837.7)' is beyond the range of a float"),
-    ("(2*x)**10**10", "outside the range of a float"),
+    ("(2*x)**10**10", "no real, finite value and derivative at x = 1: it is nan or inf there"),
     (" + ".join(f"x**{k}" for k in range(1, 3001)), "characters long; at most 2000 are allowed"),
     ("+".join(f"x**{k}" for k in range(1, 201)), "799 numbers, names, operators and parentheses; at most 500"),
 ])

@@ -2,27 +2,33 @@
 
 ``parse("10*x**2 + sin(y)")`` reads the text with a small recursive-descent parser
 (numbers, the variables ``x`` and ``y``, ``+ - * / ** ^``, parentheses, ``pi``, ``e``
-and the functions in :data:`FUNCTIONS`) and builds a sympy expression from it. The
-text is never handed to Python's ``eval``, and nothing else can be named. sympy
-differentiates the expression; :func:`evaluate` walks the result with NumPy.
+and the functions in :data:`FUNCTIONS`) into an expression tree. The text is never
+handed to Python's ``eval``, and nothing else can be named. The gradient is the tree's
+derivative by the rules (sum, product, quotient, power and chain rule), built once at
+parse time; :class:`Objective` computes value and gradient in NumPy float64, each
+shared part once.
 
-Numbers are floats, as NumPy evaluates them: every literal is read with ``float()``
-and every part without a variable (``2**-10**10``, ``sin(1)``) is computed at once in
-53-bit floats. sympy never does exact arithmetic on them, which for ``(1/2)**10**10``
-takes minutes. A number outside the range of a float is refused when it is parsed, and
-so is any text beyond the limits below (how long it is, how deeply it nests): ``parse``
-either returns or raises ``ValueError``, in bounded time.
+Numbers are floats, as NumPy computes them: every literal is read with ``float()`` and
+every part without a variable (``2**-10**10``, ``sin(1)``) is computed when it is
+parsed. A number beyond the range of a float there (``10**10**10``) is refused; one with
+no real value (``1/0``, ``log(-1)``) is reported where the function is evaluated.
 
-sympy is optional (``pip install 'adaopt[cli]'``) and imported only here.
+The work is bounded by the size of the text: at most :data:`MAX_LENGTH` characters,
+:data:`MAX_TOKENS` tokens, :data:`MAX_DEPTH` levels of nesting and :data:`MAX_DIGITS`
+characters in one number, and the derivative of a tree of n nodes, nested d deep, has
+at most about n * d nodes. ``parse`` either returns or raises ``ValueError``.
+
+(An earlier version built sympy expressions. sympy's exact arithmetic took minutes on
+``(1/2)**10**10`` and its simplification of nested ``abs(x+abs(x+...))`` or
+``exp(-x-exp(-x-...))`` took time exponential in the nesting.)
 """
 
 from __future__ import annotations
 
 import math
-import operator
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -33,22 +39,12 @@ MAX_LENGTH = 2000
 MAX_TOKENS = 500
 MAX_DEPTH = 100
 MAX_DIGITS = 100
-_RECURSION_LIMIT = 5000  # parse() needs up to about 2,000 at MAX_DEPTH, above its caller's frames
+_RECURSION_LIMIT = 5000  # the parser takes ~5 frames a level: 500 at MAX_DEPTH, above its caller's
 
 FUNCTIONS = ("sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "abs")
-_NUMPY = {"sin": np.sin, "cos": np.cos, "tan": np.tan, "exp": np.exp, "log": np.log,
-          "sqrt": np.sqrt, "tanh": np.tanh, "Abs": np.abs, "sign": np.sign}
 
 _TOKEN = re.compile(r"\s*(?:(?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)|(?P<name>[A-Za-z_]\w*)"
                     r"|(?P<op>\*\*|[-+*/^(),]))")
-
-
-def _sympy():
-    try:
-        import sympy
-    except ImportError as exc:
-        raise ImportError("differentiating expressions needs sympy: pip install 'adaopt[cli]'") from exc
-    return sympy
 
 
 def _show(text: str, width: int = 60) -> str:
@@ -78,15 +74,177 @@ def _tokens(text: str):
     return out
 
 
+# ----------------------------------------------------------------------------- the tree
+
+@dataclass(frozen=True, eq=False)
+class Node:
+    """One node of an expression: ``op`` is ``"const"`` (``value``), ``"var"`` (``name``),
+    ``"bad"`` (a constant with no real value; ``name`` says why), an operator
+    (``+ - * / ** neg``) or a function name, applied to ``args``."""
+
+    op: str
+    args: tuple = ()
+    value: float = 0.0
+    name: str = ""
+
+    def __str__(self) -> str:
+        if self.op == "const":
+            return repr(self.value)
+        if self.op in ("var", "bad"):
+            return self.name
+        if self.op == "neg":
+            return f"-({self.args[0]})"
+        if self.op in _BINARY:
+            return f"({self.args[0]} {self.op} {self.args[1]})"
+        return f"{self.op}({self.args[0]})"
+
+
+def _const(v: float) -> Node:
+    return Node("const", value=float(v))
+
+
+def _bad(why: str) -> Node:
+    return Node("bad", name=why)
+
+
+ZERO, ONE = _const(0.0), _const(1.0)
+
+_BINARY = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide, "**": np.power}
+_UNARY = {"neg": np.negative, "sin": np.sin, "cos": np.cos, "tan": np.tan, "exp": np.exp, "log": np.log,
+          "sqrt": np.sqrt, "tanh": np.tanh, "abs": np.abs, "sign": np.sign}
+_SCALAR = {"neg": lambda a: -a, "sin": math.sin, "cos": math.cos, "tan": math.tan, "exp": math.exp,
+           "log": math.log, "sqrt": math.sqrt, "tanh": math.tanh, "abs": abs,
+           "sign": lambda a: float(np.sign(a)), "+": lambda a, b: a + b, "-": lambda a, b: a - b,
+           "*": lambda a, b: a * b, "/": lambda a, b: a / b, "**": lambda a, b: a ** b}
+
+
+def _fold(op: str, args, text: str):
+    """``op`` of constant ``args`` in Python floats: a const node, a bad one (no real value),
+    or None when the result is beyond the range of a float."""
+    for a in args:
+        if a.op == "bad":
+            return a
+    values = [a.value for a in args]
+    try:
+        out = _SCALAR[op](*values)
+    except ZeroDivisionError:  # 1/0, 0/0, 0**-1
+        return _bad(f"{text} is a division by zero")
+    except OverflowError:  # 10.0**400, exp(1000)
+        return None
+    except ValueError:  # math domain error: log(-1), sqrt(-1), log(0)
+        if op == "log" and values[0] == 0:
+            return _bad(f"{text} is minus infinity (log of 0)")
+        return _bad(f"{text} is imaginary, not a real number (log or sqrt of a negative number?)")
+    if isinstance(out, complex):  # (-8)**(1/3)
+        return _bad(f"{text} is imaginary, not a real number (a negative number to a fractional power)")
+    if math.isnan(out):
+        return _bad(f"{text} is not a real number")
+    if math.isinf(out):
+        return None
+    return _const(out)
+
+
+def _make(op: str, *args) -> Node:
+    """A node of the derivative, simplified where a 0 or 1 makes it trivial; constants are
+    folded, out of range as float arithmetic gives them (inf, which evaluation reports)."""
+    consts = all(a.op in ("const", "bad") for a in args)
+    if consts:
+        folded = _fold(op, args, str(Node(op, tuple(args))))
+        if folded is None:
+            return _const(math.inf)
+        return folded
+    if op == "+":
+        a, b = args
+        return b if _is(a, 0) else a if _is(b, 0) else Node("+", args)
+    if op == "-":
+        a, b = args
+        return _make("neg", b) if _is(a, 0) else a if _is(b, 0) else Node("-", args)
+    if op == "*":
+        a, b = args
+        if _is(a, 0) or _is(b, 0):
+            return ZERO
+        return b if _is(a, 1) else a if _is(b, 1) else Node("*", args)
+    if op == "/":
+        a, b = args
+        return ZERO if _is(a, 0) else a if _is(b, 1) else Node("/", args)
+    if op == "**":
+        a, b = args
+        return a if _is(b, 1) else ONE if _is(b, 0) else Node("**", args)
+    if op == "neg" and args[0].op == "neg":
+        return args[0].args[0]
+    return Node(op, args)
+
+
+def _is(node: Node, v: float) -> bool:
+    return node.op == "const" and node.value == v
+
+
+def _derivative(node: Node, var: str, memo: dict) -> Node:
+    """d node / d var by the rules; a part that occurs twice is differentiated once."""
+    key = id(node)
+    if key in memo:
+        return memo[key][1]
+    op, args = node.op, node.args
+    if op in ("const", "bad"):
+        out = ZERO
+    elif op == "var":
+        out = ONE if node.name == var else ZERO
+    else:
+        d = [_derivative(a, var, memo) for a in args]
+        a = args[0]
+        if op == "+":
+            out = _make("+", d[0], d[1])
+        elif op == "-":
+            out = _make("-", d[0], d[1])
+        elif op == "neg":
+            out = _make("neg", d[0])
+        elif op == "*":
+            out = _make("+", _make("*", d[0], args[1]), _make("*", a, d[1]))
+        elif op == "/":
+            b = args[1]
+            out = _make("-", _make("/", d[0], b), _make("/", _make("*", a, d[1]), _make("**", b, _const(2))))
+        elif op == "**":
+            b = args[1]
+            if _is(d[1], 0):  # u**c: c * u**(c-1) * u'
+                out = _make("*", _make("*", b, _make("**", a, _make("-", b, ONE))), d[0])
+            else:  # u**v: u**v * (v' log u + v u'/u)
+                out = _make("*", node, _make("+", _make("*", d[1], _make("log", a)),
+                                             _make("*", b, _make("/", d[0], a))))
+        else:
+            if op == "sin":
+                outer = _make("cos", a)
+            elif op == "cos":
+                outer = _make("neg", _make("sin", a))
+            elif op == "tan":
+                outer = _make("+", ONE, _make("**", node, _const(2)))
+            elif op == "exp":
+                outer = node
+            elif op == "log":
+                outer = _make("/", ONE, a)
+            elif op == "sqrt":
+                outer = _make("/", ONE, _make("*", _const(2), node))
+            elif op == "tanh":
+                outer = _make("-", ONE, _make("**", node, _const(2)))
+            elif op == "abs":
+                outer = _make("sign", a)
+            elif op == "sign":
+                outer = ZERO  # almost everywhere; a gradient needs first derivatives only
+            else:  # pragma: no cover - the parser makes no other node
+                raise ValueError(f"cannot differentiate {op}")
+            out = _make("*", outer, d[0])
+    memo[key] = (node, out)  # node kept alive so that its id is not reused
+    return out
+
+
+# ----------------------------------------------------------------------------- the parser
+
 class _Parser:
     def __init__(self, text: str, variables):
-        self.sp = _sympy()
         self.text = text
         self.toks = _tokens(text)
         self.i = 0
         self.depth = -1  # the whole expression is level 0
-        self.vars = {v: self.sp.Symbol(v, real=True) for v in variables}
-        self.checked: set = set()  # subexpressions whose numbers are known to be in range
+        self.vars = tuple(variables)
 
     def peek(self):
         return self.toks[self.i]
@@ -108,51 +266,16 @@ class _Parser:
         first, last = self.toks[start], self.toks[self.i - 1]
         return _show(self.text[first[2] - 1:last[2] - 1 + len(last[1])])
 
-    # Every node the parser builds goes through _op, which keeps the numbers in it floats.
-    def _op(self, fn, start: int, *args):
-        sp = self.sp
-        try:
-            node = fn(*args)
-        except ZeroDivisionError:  # sympy's Float / Float(0): what Float(1) * 0**-1 gives
-            node = sp.nan if args[0].is_zero else sp.zoo
-        if node.is_number:
-            return self._constant(node, start)
-        self._check_numbers(node, start)
-        return node
-
-    def _constant(self, node, start: int):
-        """A number without variables as a Float (or a complex of two), computed now."""
-        sp = self.sp
-        if node.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
-            return node  # 1/0, 0/0, log(0): evaluate() names them where the function is used
-        try:
-            c = complex(node)
-        except (TypeError, ValueError, OverflowError):
-            c = complex(math.inf)
-        if not (math.isfinite(c.real) and math.isfinite(c.imag)):
-            raise ValueError(f"{self.span(start)} is beyond the range of a float (about 1e308)")
-        return sp.Float(c.real) if c.imag == 0 else sp.Float(c.real) + sp.Float(c.imag) * sp.I
-
-    def _check_numbers(self, node, start: int) -> None:
-        """Refuse a number that sympy made, multiplying out (2*x)**1e10 into 2**1e10 * x**1e10,
-        which no float holds; each subexpression is looked at once."""
-        sp = self.sp
-        todo = [node]
-        while todo:
-            n = todo.pop()
-            if n in self.checked:
-                continue
-            self.checked.add(n)
-            if isinstance(n, (sp.Float, sp.Rational)):
-                try:
-                    v = float(n)
-                except OverflowError:
-                    v = math.inf
-                if not math.isfinite(v) or (v == 0 and not n.is_zero):
-                    raise ValueError(f"{self.span(start)} has a number outside the range of a float "
-                                     "(about 1e-308 to 1e308 in size) once sympy multiplies it out")
-            else:
-                todo.extend(n.args)
+    def node(self, op: str, start: int, *args) -> Node:
+        """``op`` of ``args``; computed now when they are constants (refused beyond float range)."""
+        if op == "/" and _is(args[1], 0):  # x/0: inf or nan in floats, refused where it is evaluated
+            return _bad(f"{self.span(start)} is a division by zero")
+        if all(a.op in ("const", "bad") for a in args):
+            folded = _fold(op, args, self.span(start))
+            if folded is None:
+                raise ValueError(f"{self.span(start)} is beyond the range of a float (about 1e308)")
+            return folded
+        return Node(op, args)
 
     def expr(self):
         start = self.i
@@ -160,7 +283,7 @@ class _Parser:
         while self.peek()[1] in ("+", "-"):
             op = self.take()[1]
             rhs = self.term()
-            node = self._op(operator.add if op == "+" else operator.sub, start, node, rhs)
+            node = self.node(op, start, node, rhs)
         return node
 
     def term(self):
@@ -169,7 +292,7 @@ class _Parser:
         while self.peek()[1] in ("*", "/"):
             op = self.take()[1]
             rhs = self.unary()
-            node = self._op(operator.mul if op == "*" else operator.truediv, start, node, rhs)
+            node = self.node(op, start, node, rhs)
         return node
 
     def unary(self):
@@ -182,7 +305,7 @@ class _Parser:
             if self.peek()[1] in ("+", "-"):
                 op = self.take()[1]
                 node = self.unary()
-                return self._op(operator.neg, start, node) if op == "-" else node
+                return self.node("neg", start, node) if op == "-" else node
             return self.power()
         finally:
             self.depth -= 1
@@ -193,12 +316,11 @@ class _Parser:
         if self.peek()[1] in ("**", "^"):
             self.take()
             exponent = self.unary()  # right-associative; binds tighter than unary minus on its left
-            return self._op(operator.pow, start, base, exponent)
+            return self.node("**", start, base, exponent)
         return base
 
     def atom(self):
         kind, value, _ = self.peek()
-        sp = self.sp
         if kind == "num":
             if len(value) > MAX_DIGITS:
                 self.fail(f"a number of more than {MAX_DIGITS} digits")
@@ -206,7 +328,7 @@ class _Parser:
             if not math.isfinite(number):
                 self.fail(f"the number {_show(value, 30)[1:-1]} is beyond the range of a float (about 1e308)")
             self.take()
-            return sp.Float(number)
+            return _const(number)
         if value == "(":
             self.take()
             node = self.expr()
@@ -216,20 +338,60 @@ class _Parser:
             start = self.i
             self.take()
             if value in self.vars:
-                return self.vars[value]
+                return Node("var", name=value)
             if value == "pi":
-                return sp.Float(math.pi)
+                return _const(math.pi)
             if value == "e":
-                return sp.Float(math.e)
+                return _const(math.e)
             if value in FUNCTIONS:
                 self.take("(")
                 arg = self.expr()
                 self.take(")")
-                return self._op(getattr(sp, "Abs" if value == "abs" else value), start, arg)
+                return self.node(value, start, arg)
             self.i -= 1
             self.fail(f"unknown name {value!r} (variables: {', '.join(self.vars)}; "
                       f"functions: {', '.join(FUNCTIONS)})")
         self.fail("expected a number, a variable, a function or '('")
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+def _program(outputs) -> tuple[list, list[int]]:
+    """The nodes under ``outputs`` in an order where each comes after its arguments (each
+    shared node once), and the positions of the outputs."""
+    order, index = [], {}
+    for root in outputs:
+        stack = [(root, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if id(node) in index:
+                continue
+            if expanded or not node.args:
+                index[id(node)] = len(order)
+                order.append(node)
+                continue
+            stack.append((node, True))
+            stack.extend((a, False) for a in reversed(node.args) if id(a) not in index)
+    return [(n, tuple(index[id(a)] for a in n.args)) for n in order], [index[id(r)] for r in outputs]
+
+
+def _run(program, env: dict) -> list:
+    values = []
+    for node, args in program:
+        op = node.op
+        if op == "const":
+            out = np.float64(node.value)
+        elif op == "var":
+            out = env[node.name]
+        elif op == "bad":
+            raise ValueError(node.name)
+        elif op in _BINARY:
+            a, b = values[args[0]], values[args[1]]
+            out = np.float64(a) ** b if op == "**" else _BINARY[op](a, b)
+        else:
+            out = _UNARY[op](values[args[0]])
+        values.append(out)
+    return values
 
 
 @dataclass
@@ -238,16 +400,25 @@ class Objective:
 
     text: str
     variables: tuple[str, ...]
-    expr: object
+    expr: Node
     gradient: tuple
+    _program: tuple = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self):
+        if self._program is None:
+            self._program = _program((self.expr, *self.gradient))
 
     def __call__(self, x):
-        """``(value, gradient)`` at ``x`` (a number or a vector with one entry per variable)."""
+        """``(value, gradient)`` at ``x`` (a number or a vector with one entry per variable).
+
+        Raises ValueError where the function has a part with no real value (``1/0``,
+        ``log(-1)``)."""
         x = np.asarray(x, dtype=np.float64)
         env = dict(zip(self.variables, np.atleast_1d(x)))
-        memo: dict = {}  # the gradient repeats parts of the function: each is computed once
-        value = evaluate(self.expr, env, memo)
-        grad = np.array([evaluate(d, env, memo) for d in self.gradient], dtype=np.float64)
+        program, outputs = self._program
+        values = _run(program, env)
+        value = values[outputs[0]]
+        grad = np.array([values[i] for i in outputs[1:]], dtype=np.float64)
         return value, grad.reshape(x.shape)
 
 
@@ -259,57 +430,21 @@ def parse(text: str, variables=None) -> Objective:
     p = _Parser(text, variables)
     if p.peek()[0] == "end":
         raise ValueError("the expression is empty")
-    # sympy recurses over the tree (diff, free_symbols): at MAX_DEPTH, sin(x*sin(x*...))
-    # takes about 1,600 frames, more than Python's default 1,000 allows
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(limit, _RECURSION_LIMIT))
     try:
         node = p.expr()
         if p.peek()[0] != "end":
             p.fail("unexpected text after the expression")
-        grad = tuple(p.sp.diff(node, p.vars[v]) for v in variables)
+        grad = tuple(_derivative(node, v, {}) for v in variables)
     except RecursionError:  # the last guard: MAX_DEPTH keeps well below _RECURSION_LIMIT
-        raise ValueError(f"{_show(text)} is nested too deeply to differentiate") from None
+        raise ValueError(f"{_show(text)} is nested too deeply") from None
     finally:
         sys.setrecursionlimit(limit)
     return Objective(text, tuple(variables), node, grad)
 
 
-def evaluate(node, env: dict, _memo: dict | None = None) -> float:
-    """The value of a sympy expression at ``env``, computed by walking its tree with NumPy.
-
-    A subexpression that occurs more than once (a derivative repeats its function's
-    parts: the one of ``x**x**x`` holds ``x**x`` several times) is computed once."""
-    memo = {} if _memo is None else _memo
-    if node in memo:
-        return memo[node]
-    if node.is_Symbol:
-        return env[node.name]
-    if node.is_number:  # no variable in it (found without walking all of a big tree)
-        try:
-            out = float(node)
-        except TypeError:  # zoo (1/0), I*pi (log(-1)), ...: sympy cannot make a real number of it
-            if str(node) == "zoo":
-                raise ValueError("a division by zero gives complex infinity") from None
-            if node.has(_sympy().I):
-                raise ValueError(f"{node} is imaginary, not a real number (log or sqrt of a negative number?)") \
-                    from None
-            raise ValueError(f"{node} is not a real number") from None
-        memo[node] = out
-        return out
-    args = [evaluate(a, env, memo) for a in node.args]
-    if node.is_Add:
-        out = sum(args[1:], args[0])
-    elif node.is_Mul:
-        out = args[0]
-        for a in args[1:]:
-            out = out * a
-    elif node.is_Pow:
-        out = np.float64(args[0]) ** args[1]
-    else:
-        fn = _NUMPY.get(type(node).__name__)
-        if fn is None:
-            raise ValueError(f"cannot evaluate {type(node).__name__} in {node}")
-        out = fn(*args)
-    memo[node] = out
-    return out
+def evaluate(node: Node, env: dict) -> float:
+    """The value of an expression tree at ``env`` (``{"x": 1.0}``), in NumPy float64."""
+    program, outputs = _program((node,))
+    return _run(program, env)[outputs[0]]
