@@ -47,7 +47,8 @@ def _floats(text: str, what: str) -> list[float]:
 #: The formats ``lr-find --plot`` writes, by file suffix.
 PLOT_FORMATS = ("png", "pdf", "svg")
 #: The lab's optimizer names (adaopt.lab.sweep.OPTIMIZERS; a test keeps the two in step).
-LAB_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "adam-nobc")
+LAB_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adam-nobc", "adamw", "adadelta",
+                  "adamax", "nadam", "radam")
 
 
 def _exists(path: Path) -> bool:
@@ -70,7 +71,8 @@ def _name_problem(path: Path) -> Optional[str]:
     for part in path.parts:
         size = len(os.fsencode(part))
         if name_max and name_max > 0 and size > name_max:
-            return f"the name {_short(part, 40)} is {size} bytes long; the file system allows {name_max}"
+            shown = repr(part) if len(part) <= 40 else repr(part[:20]) + "..."
+            return f"the name {shown} is {size} bytes long; the file system allows {name_max}"
     size = len(os.fsencode(str(path)))
     if path_max and path_max > 0 and size >= path_max:
         return f"the path is {size} bytes long; the file system allows {path_max - 1}"
@@ -147,7 +149,7 @@ def _check_log(log: str) -> None:
     path = Path(log)
     problem = _name_problem(path)
     if problem:
-        _fail(f"{log}: cannot read it: {problem}")
+        _fail(f"{_short(log)}: cannot read it: {problem}")
     try:
         if path.is_dir():
             _fail(f"{log}: is a directory, not a log file")
