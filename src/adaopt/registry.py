@@ -57,6 +57,8 @@ class Family:
     torch_name: str | None = None
     sparse: Callable[[Mapping], bool] | None = None
     check_group: Callable[[dict, str], None] | None = None
+    memory: str | None = None  # the decay of its average of g^2 ("beta2", "alpha", "rho"), if it keeps one
+    sums: bool = False         # it divides by a sum of every g^2 (AdaGrad): its step only shrinks
 
     def __post_init__(self):
         declared = set(self.args) | set(self.kwargs) | set(self.extra)
@@ -72,6 +74,18 @@ class Family:
             if set(overrides) - set(self.defaults):
                 raise TypeError(f"registry entry {self.key!r}: preset {preset!r} sets unknown "
                                 f"{sorted(set(overrides) - set(self.defaults))}")
+
+    def memory_of(self, hp: Mapping) -> float | None:
+        """The decay of its second moment in ``hp`` (a group or a log's meta), or None."""
+        if self.memory == "beta2":
+            betas = hp.get("betas")
+            return betas[1] if isinstance(betas, (list, tuple)) and len(betas) == 2 else None
+        return hp.get(self.memory) if self.memory else None
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether it scales each coordinate by its gradients' history (a second moment or a sum)."""
+        return self.memory is not None or self.sums
 
     @property
     def hyperparameters(self) -> tuple[str, ...]:
@@ -151,7 +165,7 @@ ADAGRAD = Family(
     kwargs=("maximize", "differentiable", "fused"), extra=("eps_in_sqrt",),
     presets={"optax": dict(eps=1e-7, initial_accumulator_value=0.1, eps_in_sqrt=True),
              "lesson": dict(eps=1e-8, eps_in_sqrt=True)},
-    aliases=("Adagrad",), torch_name="Adagrad", sparse=lambda hp: True,
+    aliases=("Adagrad",), torch_name="Adagrad", sparse=lambda hp: True, sums=True,
 )
 RMSPROP = Family(
     "rmsprop", "RMSprop", rules.rmsprop,
@@ -162,6 +176,7 @@ RMSPROP = Family(
           "differentiable"),
     extra=("eps_in_sqrt",),
     presets={"optax": dict(alpha=0.9, eps_in_sqrt=True), "lesson": dict(alpha=0.9, eps_in_sqrt=True)},
+    memory="alpha",
 )
 ADAM = Family(
     "adam", "Adam", rules.adam,
@@ -170,7 +185,7 @@ ADAM = Family(
     _ADAM_DEFAULTS,
     args=("lr", "betas", "eps", "weight_decay", "amsgrad"),
     kwargs=("foreach", "maximize", "capturable", "differentiable", "fused", "decoupled_weight_decay"),
-    extra=("bias_correction",), fixed={"wd_form": "shrink"},
+    extra=("bias_correction",), fixed={"wd_form": "shrink"}, memory="beta2",
 )
 ADAMW = Family(
     "adamw", "AdamW", rules.adam,
@@ -181,6 +196,7 @@ ADAMW = Family(
     extra=("bias_correction", "wd_form"),
     fixed={"decoupled_weight_decay": True},
     presets={"optax": dict(weight_decay=1e-4, wd_form="add"), "lesson": dict(wd_form="add")},
+    memory="beta2",
 )
 
 ADADELTA = Family(
@@ -188,14 +204,14 @@ ADADELTA = Family(
     "Adadelta: RMSprop's moving average of g^2, and a step scaled by the RMS of past steps.",
     dict(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, maximize=False),
     args=("lr", "rho", "eps", "weight_decay", "foreach"),
-    kwargs=("capturable", "maximize", "differentiable"),
+    kwargs=("capturable", "maximize", "differentiable"), memory="rho",
 )
 ADAMAX = Family(
     "adamax", "Adamax", adamax,
     "Adamax: Adam with a decaying running maximum of |g| in place of the root of v.",
     dict(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, maximize=False),
     args=("lr", "betas", "eps", "weight_decay", "foreach"),
-    kwargs=("maximize", "differentiable", "capturable"),
+    kwargs=("maximize", "differentiable", "capturable"), memory="beta2",
 )
 RADAM = Family(
     "radam", "RAdam", radam,
@@ -203,7 +219,7 @@ RADAM = Family(
     dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled_weight_decay=False,
          maximize=False),
     args=("lr", "betas", "eps", "weight_decay", "decoupled_weight_decay"),
-    kwargs=("foreach", "maximize", "capturable", "differentiable"),
+    kwargs=("foreach", "maximize", "capturable", "differentiable"), memory="beta2",
 )
 
 NADAM = Family(
@@ -212,7 +228,7 @@ NADAM = Family(
     dict(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=4e-3,
          decoupled_weight_decay=False, maximize=False),
     args=("lr", "betas", "eps", "weight_decay", "momentum_decay", "decoupled_weight_decay"),
-    kwargs=("foreach", "maximize", "capturable", "differentiable"),
+    kwargs=("foreach", "maximize", "capturable", "differentiable"), memory="beta2",
 )
 
 #: Every family, by key.

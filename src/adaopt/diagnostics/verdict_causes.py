@@ -10,17 +10,24 @@ import math
 
 import numpy as np
 
-from .. import dtypes
+from .. import dtypes, registry
 from .verdict_record import Cause, fmt
 from .verdict_signals import Run
 from .verdict_thresholds import ADAGRAD_DROP, BETA2_STALE, EPS_DOMINANT, HEALTHY_UPDATE_RATIO
 
-ADAPTIVE = ("adam", "adamw", "rmsprop")  # the families whose state has v-hat and eps
+
+
+def family_of(run: Run) -> registry.Family | None:
+    """The registry entry of the optimizer that wrote the run (meta "optimizer"), or None."""
+    name = run.meta.get("optimizer")
+    return registry.FAMILIES.get(name) if isinstance(name, str) else None
 
 
 def adagrad_accumulator(run: Run) -> Cause | None:
-    """AdaGrad whose median effective lr fell 10x: its accumulator holds the early gradients."""
-    if run.meta.get("optimizer") != "adagrad":
+    """AdaGrad (a family that sums every g^2) whose median effective lr fell 10x: its
+    accumulator holds the early gradients."""
+    family = family_of(run)
+    if family is None or not family.sums:
         return None
     _, eff = run.h.series("eff_lr_p50")
     eff = eff[np.isfinite(eff) & (eff > 0)]
@@ -30,25 +37,25 @@ def adagrad_accumulator(run: Run) -> Cause | None:
     g0, g = run.first("grad_norm"), run.median("grad_norm")
     grad = [f"the gradient is still {g / g0:.0%} of its first size"] if g0 and g is not None else []
     return Cause(
-        f"AdaGrad's accumulator is dominated by early gradients: its effective lr fell {drop:.3g}x",
+        f"{family.name}'s accumulator is dominated by early gradients: its effective lr fell {drop:.3g}x",
         "adagrad_accumulator",
         [f"median effective lr {fmt(eff[0])} at the start, {fmt(eff[-1])} now"] + grad,
         ["AdaGrad -> RMSprop (alpha=0.99) or Adam: their averages forget old gradients",
-         run.lr_advice(round(drop, -1) if drop >= 10 else round(drop)) + " to undo the fall (for now)"],
+         run.lr_advice(round(drop, -1)) + " to undo the fall (for now)"],
         {"eff_lr_drop": drop})
 
 
 def beta2_memory(run: Run) -> Cause | None:
-    """Adam/RMSprop whose v-hat remembers gradients 10x larger than today's (g^2 / v-hat <= 0.01)."""
-    meta, family = run.meta, run.meta.get("optimizer")
-    if family not in ADAPTIVE:
+    """A family with a moving average of g^2 (Adam's beta2, RMSprop's alpha, Adadelta's rho)
+    whose v-hat remembers gradients 10x larger than today's (g^2 / v-hat <= 0.01)."""
+    family = family_of(run)
+    if family is None or family.memory is None:
         return None
     ratio = run.median("g2_vhat")
     if not (ratio is not None and 0 < ratio <= BETA2_STALE):
         return None
     larger = 1 / math.sqrt(ratio)
-    name, beta = ("alpha", meta.get("alpha")) if family == "rmsprop" else \
-        ("beta2", (meta.get("betas") or [None, None])[1])
+    name, beta = family.memory, family.memory_of(run.meta)
     memory = f" (it averages about {1 / (1 - beta):.0f} steps)" if beta is not None and beta < 1 else ""
     value = f"{name} = {fmt(beta)}" if beta is not None else name
     better = 0.999 if beta is not None and beta > 0.999 else 0.99
@@ -61,9 +68,10 @@ def beta2_memory(run: Run) -> Cause | None:
 
 
 def eps_dominates(run: Run) -> Cause | None:
-    """Adam/RMSprop where eps outweighs sqrt(v-hat) on most coordinates: a plain SGD step there."""
-    meta = run.meta
-    if meta.get("optimizer") not in ADAPTIVE:
+    """A family with a second moment where eps outweighs sqrt(v-hat) on most coordinates: a
+    plain SGD step there."""
+    meta, family = run.meta, family_of(run)
+    if family is None or family.memory is None or "eps" not in family.defaults:
         return None
     frac = run.median("eps_frac")
     eps = meta.get("eps")
@@ -98,7 +106,8 @@ def state_cause(run: Run, consistent) -> Cause | None:
 
 def crawl(run: Run) -> Cause:
     """Fast early progress, then a crawl along a direction the gradient keeps pointing to."""
-    if run.meta.get("optimizer") == "sgd":
+    family = family_of(run)
+    if family is not None and not family.adaptive:  # one lr for every coordinate: SGD
         return Cause("ill-conditioning: the loss fell fast along steep directions and crawls along flat ones, "
                      "because one lr must suit the steepest curvature", "ill_conditioned", [],
                      ["momentum = 0.9 (or Nesterov)", "or a per-coordinate method: RMSprop or Adam"], {})

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from .. import dtypes
+from .. import dtypes, registry
 from .history import History
 from .verdict_record import fmt
 from .verdict_thresholds import ALTERNATING, GROWTH_BEFORE_OVERFLOW, LITTLE_PROGRESS, MIN_WINDOW, REVERSING_COS, WINDOW
@@ -80,7 +80,8 @@ def first_bad(h: History):
 def eps_underflows(meta: dict) -> bool:
     """Whether the run's eps rounds to 0 in its state dtype (the lesson's pitfall 5)."""
     eps, state_dtype = meta.get("eps"), meta.get("state_dtype") or meta.get("dtype")
-    if eps is None or state_dtype is None or meta.get("optimizer") in (None, "sgd"):
+    family = registry.FAMILIES.get(meta.get("optimizer")) if isinstance(meta.get("optimizer"), str) else None
+    if eps is None or state_dtype is None or family is None or "eps" not in family.defaults:
         return False
     try:
         return bool(dtypes.rounds_to_zero(float(eps), state_dtype))

@@ -101,7 +101,7 @@ class Sweep:
             cols[name] = [None if np.isnan(v) else float(v) for v in full]
         family = registry.variant(self.optimizer).family
         hp = optimizer_hp(self.optimizer, float(self.lrs[row // len(self.seeds)]))
-        keep = ("lr", "betas", "alpha", "eps", "momentum", "weight_decay", "bias_correction")
+        keep = ("lr", "betas", "alpha", "rho", "eps", "momentum", "weight_decay", "bias_correction")
         meta = {"optimizer": family, "dtype": "float64", "state_dtype": "float64",
                 **{k: (list(v) if isinstance(v, tuple) else v) for k, v in hp.items() if k in keep}}
         return History(cols, meta)

@@ -145,7 +145,7 @@ def _meta(obj, path, line, where="the meta line") -> dict:
             except OverflowError:
                 raise LogError(f"{at} {key!r} is outside the float range") from None
 
-    for key in ("lr", "eps", "weight_decay", "alpha", "momentum"):
+    for key in ("lr", "eps", "weight_decay", "alpha", "rho", "momentum"):
         number(key)
     betas = obj.get("betas")
     if betas is not None and not (isinstance(betas, list) and len(betas) == 2
