@@ -179,3 +179,25 @@ def test_trace_a_literal_too_long_or_too_large_is_refused(f, message, refused):
     result = runner.invoke(app, ["trace", "adam", "--f", f, "--x0", "1", "--steps", "2"])
     refused(result, "--f=", message)
     assert "TypeError" not in result.output and len(result.output.splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", ["adadelta", "adamax", "nadam", "radam"])
+def test_trace_runs_every_registered_optimizer(name):
+    result = runner.invoke(app, ["trace", name, "--f", "x**2 + 3*y**2", "--x0", "1,-1", "--steps", "5", "--lr", "0.1"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("\n") > 8
+
+
+def test_trace_rho_and_other_hyperparameters_by_name():
+    result = runner.invoke(app, ["trace", "adadelta", "--f", "x**2", "--x0", "1", "--rho", "0.5", "--steps", "2"])
+    assert result.exit_code == 0 and "rho=0.5" in result.output, result.output
+    result = runner.invoke(app, ["trace", "rmsprop", "--f", "x**2", "--x0", "1", "--rho", "0.5", "--steps", "2"])
+    assert result.exit_code == 0 and "alpha=0.5" in result.output, result.output  # the lesson's rho
+    result = runner.invoke(app, ["trace", "nadam", "--f", "x**2", "--x0", "1", "--hp", "momentum_decay=0.01",
+                                 "--hp", "decoupled_weight_decay=true", "--weight-decay", "0.1", "--steps", "2"])
+    assert result.exit_code == 0 and "momentum_decay=0.01" in result.output, result.output
+
+
+def test_trace_hp_is_refused_cleanly(refused):
+    refused(runner.invoke(app, ["trace", "adam", "--f", "x**2", "--x0", "1", "--hp", "momentum_decay"]), "--hp")
+    refused(runner.invoke(app, ["trace", "adam", "--f", "x**2", "--x0", "1", "--hp", "nope=1"]), "nope")

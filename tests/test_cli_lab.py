@@ -202,7 +202,7 @@ def test_compare_takes_several_problems_and_names_its_argument(no_sweep, refused
 
 def test_lr_find_help_lists_every_optimizer_it_accepts():
     from adaopt.cli.app import LAB_OPTIMIZERS
-    from adaopt.lab.sweep import OPTIMIZERS
+    from adaopt.registry import VARIANTS as OPTIMIZERS
 
     assert LAB_OPTIMIZERS == tuple(OPTIMIZERS)
     result = runner.invoke(app, ["lr-find", "--help"], env={"COLUMNS": "200"})

@@ -311,7 +311,7 @@ def test_non_contiguous_parameter_falls_back_to_the_reference_rule():
 
 
 def test_scalar_values_do_not_recompile():
-    hp = dict(adaopt.hyper.defaults("adam"), eps=1e-8, state_dtype=None)
+    hp = dict(adaopt.registry.ADAM.defaults_for("torch"), eps=1e-8, state_dtype=None)
     a = codegen.record(rules.adam, hp, rules.adam.scalars(1, hp))
     b = codegen.record(rules.adam, dict(hp, lr=0.5, betas=(0.8, 0.99)), rules.adam.scalars(7, hp))
     assert a.key == b.key and a.scalars != b.scalars

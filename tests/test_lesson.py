@@ -104,7 +104,7 @@ def _recovery_steps(beta2, warmup=20000, drop=100.0, lr=1e-3):
 
     Runs the Adam rule on plain numbers: the same function the optimizers run on arrays.
     """
-    hp = dict(adaopt.hyper.defaults("adam"), betas=(0.9, beta2), lr=lr, eps=1e-8)
+    hp = dict(adaopt.registry.ADAM.defaults_for("torch"), betas=(0.9, beta2), lr=lr, eps=1e-8)
     state, p, fell = {"exp_avg": 0.0, "exp_avg_sq": 0.0}, 0.0, None
     for t in range(1, 10**6):
         g = 1.0 if t <= warmup else 1.0 / drop

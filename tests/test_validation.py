@@ -295,7 +295,7 @@ def test_group_edited_to_a_value_no_float_holds_makes_step_raise_and_change_noth
 
 
 def test_lesson_helpers_refuse_huge_and_odd_betas():
-    from adaopt import hyper
+    from adaopt import hyper, registry
 
     for beta in (10**400, np.float32("nan"), 1j, "0.9", None, Decimal("NaN")):
         for fn in (hyper.ema_window, hyper.half_life, lambda b: hyper.bias_correction_factor(b, 1)):
@@ -878,9 +878,9 @@ def test_a_checkpoint_loads_into_a_fresh_optimizer(trained):
 
 
 def test_validate_cached_checks_changed_values_and_never_trusts_mutable_ones():
-    from adaopt import hyper
+    from adaopt import hyper, registry
 
-    hp = {**hyper.defaults("sgd", "torch"), "lr": 0.1, "state_dtype": None, "kahan": False,
+    hp = {**registry.SGD.defaults_for("torch"), "lr": 0.1, "state_dtype": None, "kahan": False,
           "stochastic_rounding": False}
     assert hyper.validate_cached(dict(hp), "g")["lr"] == 0.1
     with pytest.raises(ValueError, match="lr=-1"):
@@ -889,7 +889,7 @@ def test_validate_cached_checks_changed_values_and_never_trusts_mutable_ones():
         hyper.validate_cached({**hp, "nesterov": 1}, "g")
     # an unchanged group gets the very same validated dict: the frontends skip work on identity
     assert hyper.validate_cached(dict(hp), "g") is hyper.validate_cached(dict(hp), "g")
-    adam = {**hyper.defaults("adam", "torch"), "lr": 0.1, "state_dtype": None, "kahan": False,
+    adam = {**registry.ADAM.defaults_for("torch"), "lr": 0.1, "state_dtype": None, "kahan": False,
             "stochastic_rounding": False}
     betas = [0.9, 0.999]  # a list is not remembered: edited in place, it is checked again
     assert hyper.validate_cached({**adam, "betas": betas}, "g")["betas"] == (0.9, 0.999)

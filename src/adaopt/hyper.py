@@ -23,13 +23,6 @@ from . import dtypes
 PRESETS = ("torch", "optax", "lesson")
 
 
-def defaults(family: str, conventions: str = "torch") -> dict:
-    """Deprecated: ``registry.family(family).defaults_for(conventions)``."""
-    from .registry import family as lookup
-
-    return lookup(family).defaults_for(conventions)
-
-
 # --------------------------------------------------------------------------- validation
 
 

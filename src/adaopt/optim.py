@@ -373,9 +373,6 @@ __all__ = ["Optimizer", "get", *(e.name for e in registry.FAMILIES.values()),
            *(a for e in registry.FAMILIES.values() for a in e.aliases)]
 
 
-REGISTRY = CLASSES  # the CLI's old name for it, until the CLI reads the registry
-
-
 def get(name: str) -> type[Optimizer]:
     """The optimizer class called ``name`` (a registry key or class name, case-insensitive)."""
     return CLASSES[registry.family(name).key]

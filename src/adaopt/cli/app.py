@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import math
-import os
 import sys
-import tempfile
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from .. import hyper
-from ..optim import REGISTRY, get
+from .. import hyper, registry
+from ..optim import get
 from ..trace import minimize
+from .checks import PLOT_FORMATS, check_log, check_out_dir, check_plot, fail, floats, names_in, short
+
+#: The optimizers ``trace`` and ``diagnose --optimizer`` name, and the lab's (with variants).
+FAMILIES = tuple(registry.FAMILIES)
+LAB_OPTIMIZERS = tuple(registry.VARIANTS)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Adaptive-learning-rate optimizers: SGD, momentum, AdaGrad, RMSprop, Adam, AdamW.")
+                  help="Adaptive-learning-rate optimizers: " + ", ".join(f.name for f in registry.FAMILIES.values()) + ".")
 
 
 @app.callback()
@@ -24,149 +26,9 @@ def _root() -> None:
     """Adaptive-learning-rate optimizers, exact to the lesson and to torch.optim."""
 
 
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
-
-
-def _short(text: str, width: int = 60) -> str:
-    """``repr(text)`` for a one-line message, shortened when ``text`` is long."""
-    return repr(text) if len(text) <= width else repr(text[:width - 20]) + f"... ({len(text)} characters)"
-
-
-def _floats(text: str, what: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.replace(" ", "").split(",") if v]
-    except ValueError:
-        _fail(f"{what}={text!r}: expected a number or comma-separated numbers")
-    if not all(math.isfinite(v) for v in values):
-        _fail(f"{what}={text!r}: allowed finite numbers only (not nan, inf or out of float range)")
-    return values
-
-
-#: The formats ``lr-find --plot`` writes, by file suffix.
-PLOT_FORMATS = ("png", "pdf", "svg")
-#: The lab's optimizer names (adaopt.lab.sweep.OPTIMIZERS; a test keeps the two in step).
-LAB_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adam-nobc", "adamw", "adadelta",
-                  "adamax", "nadam", "radam")
-
-
-def _exists(path: Path) -> bool:
-    try:
-        return path.exists()
-    except OSError:  # a name too long, a loop of links: it cannot be there
-        return False
-
-
-def _name_problem(path: Path) -> Optional[str]:
-    """Why the file system will not take ``path`` as a name (a part of it, or the whole,
-    longer than it allows), or None; asked of the nearest folder that exists."""
-    anchor = path.absolute()
-    while not _exists(anchor) and anchor != anchor.parent:
-        anchor = anchor.parent
-    try:
-        name_max, path_max = os.pathconf(anchor, "PC_NAME_MAX"), os.pathconf(anchor, "PC_PATH_MAX")
-    except (OSError, ValueError, AttributeError):  # no pathconf (Windows) or no answer: the common limits
-        name_max, path_max = 255, 4096
-    for part in path.parts:
-        size = len(os.fsencode(part))
-        if name_max and name_max > 0 and size > name_max:
-            shown = repr(part) if len(part) <= 40 else repr(part[:20]) + "..."
-            return f"the name {shown} is {size} bytes long; the file system allows {name_max}"
-    size = len(os.fsencode(str(path)))
-    if path_max and path_max > 0 and size >= path_max:
-        return f"the path is {size} bytes long; the file system allows {path_max - 1}"
-    return None
-
-
-def _require_writable(given: str, folder: Path) -> None:
-    """Fail naming ``given`` (``--out='x'``) unless a file can be created in ``folder``:
-    tried, not guessed. The trial file's name is short, whatever the folder's."""
-    try:
-        fd, name = tempfile.mkstemp(dir=folder, prefix=".adaopt-check-")
-    except OSError as exc:
-        _fail(f"{given}: cannot write in {_short(str(folder))} ({exc.strerror or exc})")
-    os.close(fd)
-    os.unlink(name)
-
-
-def _check_out_dir(out: Optional[str]) -> None:
-    """Fail before any work unless the report folder ``out`` exists and is writable, or can be made."""
-    if out is None:
-        return
-    given = f"--out={_short(out)}"
-    if not out.strip():
-        _fail(f"{given}: give a folder for the report (it is created if needed)")
-    path = Path(out)
-    problem = _name_problem(path)
-    if problem:
-        _fail(f"{given}: cannot make the folder: {problem}")
-    try:
-        if path.exists() and not path.is_dir():
-            _fail(f"{given} is a file: give a folder for the report (it is created if needed)")
-        existing = path
-        while not existing.exists() and existing != existing.parent:
-            existing = existing.parent
-        if not existing.is_dir():
-            _fail(f"{given}: cannot create the folder, {_short(str(existing))} is a file")
-    except OSError as exc:
-        _fail(f"{given}: cannot use it ({exc.strerror or exc})")
-    _require_writable(given, existing)
-
-
-def _check_plot(plot: Optional[str]) -> Optional[tuple[Path, str]]:
-    """The file and format ``lr-find --plot`` will write; fails before any work when it cannot."""
-    if plot is None:
-        return None
-    given = f"--plot={_short(plot)}"
-    allowed = ", ".join("." + f for f in PLOT_FORMATS)
-    if not plot.strip():
-        _fail(f"{given}: give a file name ending in {allowed}")
-    path = Path(plot)
-    fmt = path.suffix[1:].lower()
-    if not fmt:  # no suffix: a PNG, and the name says so
-        path, fmt = path.with_name(path.name + ".png"), "png"
-    elif fmt not in PLOT_FORMATS:
-        _fail(f"{given}: unsupported format {_short(path.suffix, 20)}; allowed: {allowed}")
-    problem = _name_problem(path)
-    if problem:
-        _fail(f"{given}: cannot write the plot: {problem}")
-    folder = path.parent
-    try:
-        if path.is_dir():
-            _fail(f"{given} is a folder: give a file name ending in {allowed}")
-        if not folder.is_dir():
-            _fail(f"{given}: the folder {_short(str(folder))} does not exist")
-    except OSError as exc:
-        _fail(f"{given}: cannot use it ({exc.strerror or exc})")
-    _require_writable(given, folder)
-    return path, fmt
-
-
-def _check_log(log: str) -> None:
-    """Fail naming ``log`` when it cannot be a log: a name too long, a folder, binary data.
-    What is wrong inside a text log, read_log says."""
-    path = Path(log)
-    problem = _name_problem(path)
-    if problem:
-        _fail(f"{_short(log)}: cannot read it: {problem}")
-    try:
-        if path.is_dir():
-            _fail(f"{log}: is a directory, not a log file")
-        if not path.is_file():
-            return  # missing, a device, a pipe: read_log says so (and a pipe is not read here)
-        with open(path, "rb") as fh:
-            head = fh.read(8192)
-    except OSError as exc:
-        _fail(f"{log}: cannot read it ({exc.strerror or exc})")
-    if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16: read_log names it
-        _fail(f"{log}: not a text log (byte {head.index(0) + 1} is a NUL byte; a log is UTF-8 text); "
-              "give a CSV or JSON Lines file")
-
-
 @app.command()
 def trace(
-    optimizer: Annotated[str, typer.Argument(help=f"one of: {', '.join(REGISTRY)}")],
+    optimizer: Annotated[str, typer.Argument(help=f"one of: {', '.join(FAMILIES)}")],
     f: Annotated[str, typer.Option("--f", help="the objective in x (or x and y), e.g. '10*x**2'")],
     x0: Annotated[str, typer.Option("--x0", help="starting point: '5' or '1,-1'")],
     steps: Annotated[int, typer.Option(min=0, help="number of steps")] = 10,
@@ -176,72 +38,35 @@ def trace(
     momentum: Annotated[Optional[float], typer.Option(help="SGD / RMSprop momentum")] = None,
     dampening: Annotated[Optional[float], typer.Option(help="SGD dampening")] = None,
     nesterov: Annotated[Optional[bool], typer.Option("--nesterov/--no-nesterov", help="SGD Nesterov")] = None,
-    alpha: Annotated[Optional[float], typer.Option("--alpha", "--rho", help="RMSprop decay (the lesson's rho)")] = None,
+    alpha: Annotated[Optional[float], typer.Option(help="RMSprop decay")] = None,
+    rho: Annotated[Optional[float], typer.Option(help="Adadelta decay; RMSprop's alpha (the lesson's rho)")] = None,
     centered: Annotated[Optional[bool], typer.Option("--centered/--no-centered")] = None,
-    beta1: Annotated[Optional[float], typer.Option(help="Adam beta1")] = None,
-    beta2: Annotated[Optional[float], typer.Option(help="Adam beta2")] = None,
+    beta1: Annotated[Optional[float], typer.Option(help="Adam-family beta1")] = None,
+    beta2: Annotated[Optional[float], typer.Option(help="Adam-family beta2")] = None,
     amsgrad: Annotated[Optional[bool], typer.Option("--amsgrad/--no-amsgrad")] = None,
     bias_correction: Annotated[Optional[bool], typer.Option("--bias-correction/--no-bias-correction")] = None,
     weight_decay: Annotated[Optional[float], typer.Option(help="weight decay")] = None,
     lr_decay: Annotated[Optional[float], typer.Option(help="AdaGrad lr_decay")] = None,
     initial_accumulator: Annotated[Optional[float], typer.Option(help="AdaGrad initial accumulator")] = None,
     eps_in_sqrt: Annotated[Optional[bool], typer.Option("--eps-in-sqrt/--eps-outside-sqrt")] = None,
+    hp: Annotated[Optional[list[str]], typer.Option(
+        "--hp", help="any other hyperparameter, NAME=VALUE (repeatable): --hp momentum_decay=0.01")] = None,
     rows: Annotated[int, typer.Option(help="rows to show, at least 2 (first and last half); 0 shows all")] = 20,
 ) -> None:
     """Run OPTIMIZER on a function of x (or x and y) and print every step: the lesson's tables.
 
     Example: adaopt trace adagrad --f "10*x**2" --x0 5 --lr 0.5 --eps 0 --steps 3 --conventions lesson
     """
-    import numpy as np
-
-    from ..expr import parse
-
     if rows < 0 or rows == 1:
-        _fail(f"--rows={rows}: allowed 0 (all rows) or an integer >= 2")
-    try:
-        cls = get(optimizer)
-        hyper.check_choice("conventions", conventions, hyper.PRESETS)
-    except ValueError as exc:
-        _fail(str(exc))
-    given_f = f"--f={_short(f)}"
-    try:
-        objective = parse(f)
-    except ImportError as exc:
-        _fail(str(exc))
-    except ValueError as exc:  # a syntax error, a limit (length, depth), a number out of float range
-        _fail(f"{given_f}: {exc}")
-    start = _floats(x0, "--x0")
-    if len(start) != len(objective.variables):
-        _fail(f"--x0 has {len(start)} value(s), the function has variables {', '.join(objective.variables)}")
+        fail(f"--rows={rows}: allowed 0 (all rows) or an integer >= 2")
     given = dict(lr=lr, eps=eps, momentum=momentum, dampening=dampening, nesterov=nesterov, alpha=alpha,
                  centered=centered, amsgrad=amsgrad, bias_correction=bias_correction,
                  weight_decay=weight_decay, lr_decay=lr_decay,
                  initial_accumulator_value=initial_accumulator, eps_in_sqrt=eps_in_sqrt)
-    if beta1 is not None or beta2 is not None:
-        b1, b2 = hyper.defaults(cls.family, conventions)["betas"] if "betas" in hyper.defaults(
-            cls.family, conventions) else (None, None)
-        given["betas"] = (b1 if beta1 is None else beta1, b2 if beta2 is None else beta2)
-    given = {k: v for k, v in given.items() if v is not None}
-    try:
-        opt = cls(conventions=conventions, **given)
-    except TypeError as exc:
-        _fail(f"{cls.__name__} does not take that option ({exc})")
-    except ValueError as exc:
-        _fail(str(exc))
-    x_start = start[0] if len(start) == 1 else start
+    opt = _trace_optimizer(optimizer, conventions, given, rho, (beta1, beta2), hp or [])
+    objective, start = _trace_objective(f, x0)
+    tr = _run_trace(objective, start, opt, steps, f"--f={short(f)}", x0)
     variables = ", ".join(objective.variables)
-    try:
-        with np.errstate(all="ignore"):
-            value, grad = objective(x_start)
-        why = "" if np.isfinite(value) and np.all(np.isfinite(grad)) else ": it is nan or inf there"
-    except ValueError as exc:  # a part of it that is no real number, such as 1/0 or log(-1)
-        why = f": {exc}"
-    if why:
-        _fail(f"{given_f}: the function has no real, finite value and derivative at {variables} = {x0}{why}")
-    try:
-        tr = minimize(objective, x_start, opt, steps)
-    except ValueError as exc:
-        _fail(f"{given_f}: {exc}")
     typer.echo(f"{opt!r}\nminimizing f({variables}) = {f} from {variables} = {x0}\n")
     typer.echo(tr.table(max_rows=rows))
     from ..trace import _fmt
@@ -253,6 +78,76 @@ def trace(
         typer.echo(f"\n0 steps: x = {_fmt(tr.x[0])}, f = {_fmt(tr.f[0])}")
 
 
+def _hp_value(text: str):
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    try:
+        return float(text)
+    except ValueError:
+        return text.strip()  # a choice (wd_form=add); the optimizer checks it
+
+
+def _trace_optimizer(name: str, conventions: str, given: dict, rho, betas, extra: list[str]):
+    """The optimizer ``trace`` runs, from the options given (None: the preset's default)."""
+    try:
+        cls = get(name)
+        hyper.check_choice("conventions", conventions, hyper.PRESETS)
+    except ValueError as exc:
+        fail(str(exc))
+    defaults = cls.entry.defaults_for(conventions)
+    if rho is not None:  # Adadelta's rho; in the lesson, RMSprop's decay is called rho too
+        given["rho" if "rho" in defaults or "alpha" not in defaults else "alpha"] = rho
+    if betas != (None, None):
+        b1, b2 = defaults.get("betas", (None, None))
+        given["betas"] = (b1 if betas[0] is None else betas[0], b2 if betas[1] is None else betas[1])
+    for item in extra:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"--hp={short(item)}: give NAME=VALUE, e.g. --hp momentum_decay=0.01")
+        given[key.strip()] = _hp_value(value)
+    try:
+        return cls(conventions=conventions, **{k: v for k, v in given.items() if v is not None})
+    except TypeError as exc:
+        fail(f"{cls.__name__} does not take that option ({exc})")
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def _trace_objective(f: str, x0: str):
+    """The parsed objective and the start point, refused cleanly when they cannot be used."""
+    from ..expr import parse
+
+    try:
+        objective = parse(f)
+    except ImportError as exc:
+        fail(str(exc))
+    except ValueError as exc:  # a syntax error, a limit (length, depth), a number out of float range
+        fail(f"--f={short(f)}: {exc}")
+    start = floats(x0, "--x0")
+    if len(start) != len(objective.variables):
+        fail(f"--x0 has {len(start)} value(s), the function has variables {', '.join(objective.variables)}")
+    return objective, start[0] if len(start) == 1 else start
+
+
+def _run_trace(objective, start, opt, steps: int, given_f: str, x0: str):
+    import numpy as np
+
+    variables = ", ".join(objective.variables)
+    try:
+        with np.errstate(all="ignore"):
+            value, grad = objective(start)
+        why = "" if np.isfinite(value) and np.all(np.isfinite(grad)) else ": it is nan or inf there"
+    except ValueError as exc:  # a part of it that is no real number, such as 1/0 or log(-1)
+        why = f": {exc}"
+    if why:
+        fail(f"{given_f}: the function has no real, finite value and derivative at {variables} = {x0}{why}")
+    try:
+        return minimize(objective, start, opt, steps)
+    except ValueError as exc:
+        fail(f"{given_f}: {exc}")
+
+
 @app.command()
 def diagnose(
     log: Annotated[str, typer.Argument(help="a CSV or JSON Lines log with at least step and loss columns")],
@@ -260,7 +155,7 @@ def diagnose(
     budget: Annotated[Optional[int], typer.Option(min=1, help="steps the run may take in all")] = None,
     floor: Annotated[Optional[float], typer.Option(help="the best attainable loss, if known")] = None,
     optimizer: Annotated[Optional[str], typer.Option(
-        help=f"the optimizer family that wrote the log: {', '.join(REGISTRY)} (momentum runs are sgd)")] = None,
+        help=f"the optimizer family that wrote the log: {', '.join(FAMILIES)} (momentum runs are sgd)")] = None,
     lr: Annotated[Optional[float], typer.Option(help="its learning rate (> 0), for concrete advice")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the diagnosis as JSON")] = False,
 ) -> None:
@@ -275,41 +170,30 @@ def diagnose(
     from ..diagnostics import diagnose as run_diagnose
 
     if lr is not None and not (math.isfinite(lr) and lr > 0):
-        _fail(f"--lr={lr!r}: allowed a finite number > 0")
+        fail(f"--lr={lr!r}: allowed a finite number > 0")
     for name, value in (("--target", target), ("--floor", floor)):
         if value is not None and not math.isfinite(value):
-            _fail(f"{name}={value!r}: allowed a finite number")
+            fail(f"{name}={value!r}: allowed a finite number")
     if optimizer is not None:
-        if optimizer.lower() not in REGISTRY:
-            _fail(f"--optimizer={optimizer!r}: unknown; choose from {', '.join(REGISTRY)} "
+        if optimizer.lower() not in FAMILIES:
+            fail(f"--optimizer={optimizer!r}: unknown; choose from {', '.join(FAMILIES)} "
                   "(momentum and Nesterov runs are sgd)")
         optimizer = optimizer.lower()
-    _check_log(log)
+    check_log(log)
     meta = {k: v for k, v in {"optimizer": optimizer, "lr": lr}.items() if v is not None}
     try:
         found = run_diagnose(log, target=target, budget=budget, floor=floor, meta=meta)
     except LogError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except UnicodeDecodeError as exc:  # a ValueError: caught first, to name the file
-        _fail(f"{log}: not a text log (byte {exc.start + 1} is not UTF-8); give a CSV or JSON Lines file")
+        fail(f"{log}: not a text log (byte {exc.start + 1} is not UTF-8); give a CSV or JSON Lines file")
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except OSError as exc:
-        _fail(f"{log}: cannot read it ({exc.strerror or exc})")
+        fail(f"{log}: cannot read it ({exc.strerror or exc})")
     typer.echo(json.dumps(found.to_dict(), indent=2) if as_json else str(found))
     if found.verdict in ("DIVERGING", "NONFINITE", "STALLED", "OSCILLATING"):
         raise typer.Exit(1)
-
-
-def _lab_names(text: Optional[str], known, what: str) -> Optional[list[str]]:
-    """The comma-separated names in ``text``; ``what`` is how the user gave them (``--problems``, ``PROBLEM``)."""
-    if text is None:
-        return None
-    names = [v.strip() for v in text.split(",") if v.strip()]
-    unknown = [n for n in names if n not in known]
-    if unknown or not names:
-        _fail(f"{what}: unknown {', '.join(map(repr, unknown)) or 'empty list'}; choose from {', '.join(known)}")
-    return names
 
 
 @app.command("lr-find")
@@ -327,18 +211,18 @@ def lr_find_cmd(
 
     from ..diagnostics import lr_find
 
-    target = _check_plot(plot)
+    target = check_plot(plot)
     try:
         found = lr_find(problem, optimizer, start=start, end=end, steps=steps)
     except (ValueError, ImportError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     typer.echo(str(found))
     if target:
         path, fmt = target
         try:
             figure = found.plot().figure
         except ImportError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         buf = io.BytesIO()
         figure.savefig(buf, format=fmt, dpi=100, bbox_inches="tight")
         from .._io import atomic_write
@@ -346,7 +230,7 @@ def lr_find_cmd(
         try:
             atomic_write(path, buf.getvalue())
         except OSError as exc:
-            _fail(f"--plot={_short(plot)}: cannot write {_short(str(path))} ({exc.strerror or exc})")
+            fail(f"--plot={short(plot)}: cannot write {short(str(path))} ({exc.strerror or exc})")
         typer.echo(f"plot: {path}")
 
 
@@ -382,31 +266,31 @@ def _run_lab(problems, optimizers, steps, seeds, lrs, out, problems_given_as) ->
 
     from ..lab.problems import PROBLEMS
     from ..lab.run import run_lab
-    from ..lab.sweep import DEFAULT_OPTIMIZERS, OPTIMIZERS
+    from ..lab.sweep import DEFAULT_OPTIMIZERS
 
-    chosen_problems = _lab_names(problems, list(PROBLEMS), problems_given_as)
-    chosen_optimizers = _lab_names(optimizers, list(OPTIMIZERS), "--optimizers") or list(DEFAULT_OPTIMIZERS)
-    _check_out_dir(out)
+    chosen_problems = names_in(problems, list(PROBLEMS), problems_given_as)
+    chosen_optimizers = names_in(optimizers, list(LAB_OPTIMIZERS), "--optimizers") or list(DEFAULT_OPTIMIZERS)
+    check_out_dir(out)
     grid = tuple(float(f"{v:.3g}") for v in np.logspace(-4, 1, lrs))
     try:
         from ..lab.report import summary_text, write_report
     except ImportError as exc:
-        _fail(f"the lab needs its extra: pip install 'adaopt[lab]' ({exc})")
+        fail(f"the lab needs its extra: pip install 'adaopt[lab]' ({exc})")
     try:
         result = _with_progress(lambda progress: run_lab(chosen_problems, chosen_optimizers, lrs=grid,
                                                          seeds=tuple(range(seeds)), steps=steps,
                                                          progress=progress))
     except ImportError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     typer.echo(summary_text(result))
     typer.echo(f"\n{len(result.records())} runs in {result.seconds:.1f} s")
     if out:
         try:
             path = write_report(result, out)
         except ImportError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         except OSError as exc:
-            _fail(f"--out={_short(out)}: cannot write the report ({exc.strerror or exc})")
+            fail(f"--out={short(out)}: cannot write the report ({exc.strerror or exc})")
         typer.echo(f"report: {path}")
 
 
@@ -431,13 +315,12 @@ def _with_progress(work):
 def list_cmd() -> None:
     """Show the optimizers, the lab's problems and the convention presets."""
     from ..lab.problems import PROBLEMS
-    from ..lab.sweep import OPTIMIZERS
 
-    typer.echo("optimizers (adaopt trace):  " + ", ".join(REGISTRY))
+    typer.echo("optimizers (adaopt trace):  " + ", ".join(FAMILIES))
     typer.echo("lab optimizers:")
-    for name, (family, extra) in OPTIMIZERS.items():
-        opts = ", ".join(f"{k}={v}" for k, v in extra.items())
-        typer.echo(f"  {name:<10} {family}{' (' + opts + ')' if opts else ''}")
+    for name, v in registry.VARIANTS.items():
+        opts = ", ".join(f"{k}={val}" for k, val in v.overrides.items())
+        typer.echo(f"  {name:<10} {v.family}{' (' + opts + ')' if opts else ''}")
     typer.echo("problems:")
     for name, problem in PROBLEMS.items():
         typer.echo(f"  {name:<16} dim {problem.dim:<5} {problem.title}")

@@ -27,8 +27,6 @@ from .problems import Problem, get_problem
 #: The six the lab compares by default (the lesson's table, with AdamW). Any name of
 #: :data:`adaopt.registry.VARIANTS` can be swept.
 DEFAULT_OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw")
-#: Deprecated view of :data:`adaopt.registry.VARIANTS`: name -> (family, overrides).
-OPTIMIZERS = {name: (v.family, dict(v.overrides)) for name, v in registry.VARIANTS.items()}
 #: 16 learning rates, 1e-4 to 10, three to a decade.
 DEFAULT_LRS = tuple(float(f"{v:.3g}") for v in np.logspace(-4, 1, 16))
 
