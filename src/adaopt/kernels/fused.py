@@ -35,7 +35,6 @@ import hashlib
 import importlib.util
 import os
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +42,7 @@ from numba.core.errors import TypingError
 
 from .. import dtypes, rules
 from . import memory
+from . import threads as pool
 from .codegen import Program, record
 
 #: Tuple sizes :func:`.memory.gather` is compiled for, to read gradient addresses: 16 at
@@ -59,51 +59,6 @@ BLOCK = 1 << 15
 _KERNELS: dict = {}
 _INT = {int}
 _EMPTY: dict = {}
-_FORKED = [False]
-
-
-def _after_fork_in_child() -> None:
-    """GNU OpenMP aborts a forked child's first parallel region ("fork() called from a
-    process already using GNU OpenMP"), and data loader workers fork: a child runs the
-    serial kernels (same results, one thread)."""
-    _FORKED[0] = True
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-_LAUNCH = threading.Lock()  # one threaded kernel at a time (numba's workqueue layer needs it)
-_THREADS = threading.local()  # the thread count set for this Python thread's parallel regions
-
-
-def _select_threading_layer() -> None:
-    """numba's own thread pool (``workqueue``), unless the user chose a layer.
-
-    GNU OpenMP (numba's default where torch's libgomp is loaded) shares its thread pool with
-    torch: after adaopt's first threaded step ``torch.get_num_threads()`` went from 1 to 2,
-    and its threads spin while they wait, so on a busy machine a 512x256 Linear's step took
-    8 ms instead of 0.05. The workqueue threads sleep instead, and leave torch's alone."""
-    import numba
-
-    if "NUMBA_THREADING_LAYER" not in os.environ:
-        numba.config.THREADING_LAYER = "workqueue"
-
-
-def _max_threads() -> int:
-    import numba
-
-    return numba.config.NUMBA_NUM_THREADS
-
-
-def _use_threads(n: int) -> None:
-    if getattr(_THREADS, "n", None) != n:
-        import numba
-
-        numba.set_num_threads(n)
-        _THREADS.n = n
-
-
-_select_threading_layer()
 
 
 def available() -> bool:
@@ -361,13 +316,13 @@ class Bucket:
         allowed, not in a forked child, no other thread inside a threaded kernel: the
         workqueue layer runs one at a time, and a second caller takes the serial kernel
         rather than wait); else the serial one. Both give the same bits."""
-        n = _max_threads() if threads is None else min(int(threads), _max_threads())
-        if self.parallel and n > 1 and not _FORKED[0] and _LAUNCH.acquire(blocking=False):
+        n = pool.max_threads() if threads is None else min(int(threads), pool.max_threads())
+        if self.parallel and n > 1 and not pool.FORKED[0] and pool.LAUNCH.acquire(blocking=False):
             try:
-                _use_threads(n)
+                pool.use_threads(n)
                 self._kernel(True)(self.table, self.scalars, *self.work)
             finally:
-                _LAUNCH.release()
+                pool.LAUNCH.release()
         else:
             self._kernel(False)(self.table, self.scalars, *self.work)
 
