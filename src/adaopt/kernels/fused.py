@@ -41,6 +41,7 @@ import numpy as np
 from numba.core.errors import TypingError
 
 from .. import dtypes, rules
+from .._io import atomic_write
 from . import memory
 from . import threads as pool
 from .codegen import Program, record
@@ -140,9 +141,7 @@ def _compile(src: str):
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"k_{digest}.py"
     if not path.exists() or path.read_text() != src:
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(src)
-        os.replace(tmp, path)
+        atomic_write(path, src, fsync=False)  # another process may be reading it: never half a file
     name = f"adaopt_kernel_{digest}"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
