@@ -1,6 +1,6 @@
 # make demo  - set up .venv, run the lab (six optimizers x eight problems, tuned) and write lab-report/report.html
 # make lesson - print the lesson's worked examples, computed step by step by adaopt trace
-# make test  - set up .venv with the test extras (torch, hypothesis, scikit-learn) and run pytest (it prints the 15 slowest tests)
+# make test  - set up .venv with the test extras (torch, hypothesis, scikit-learn) and run pytest on every core (it prints the 15 slowest tests)
 # make test-portable - the numeric tests (verdicts, parity with torch and the references, kernels, lesson) as other CPUs
 #              would run them: under each OpenBLAS core type, numba's generic CPU, one thread, torch without AVX-512
 # make bench - the optimizer-step benchmark: adaopt vs torch.optim, side by side, with the stream roofline
@@ -28,7 +28,7 @@ lesson: $(VENV)/.cli
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
 test: $(VENV)/.test
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n auto --dist loadfile --durations=15
 
 # test-portable: the tests whose numbers (or verdicts) a CPU, a BLAS kernel or a thread count could move, each
 # under the settings that move them. An OpenBLAS core type changes NumPy's matrix products only: the lab problems
