@@ -3,7 +3,7 @@
 # make test  - set up .venv with the test extras (torch, hypothesis, scikit-learn) and run pytest on every core (it prints the 15 slowest tests)
 # make test-portable - the numeric tests (verdicts, parity with torch and the references, kernels, lesson) as other CPUs
 #              would run them: under each OpenBLAS core type, numba's generic CPU, one thread, torch without AVX-512
-# make bench - the optimizer-step benchmark: adaopt vs torch.optim, side by side, with the stream roofline
+# make bench - the optimizer-step benchmark: adaopt vs torch.optim, side by side, with the stream roofline, idle and beside a busy process
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -61,6 +61,7 @@ test-portable: $(VENV)/.test
 
 bench: $(VENV)/.test
 	$(BIN)/python benchmarks/bench_step.py
+	$(BIN)/python benchmarks/bench_step.py --hog 1 --optimizers AdamW --sizes 1e4,1e5,1e6,1e7
 	$(BIN)/python benchmarks/bench_diagnostics.py
 
 clean:

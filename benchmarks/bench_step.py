@@ -611,6 +611,8 @@ def main(argv=None) -> int:
     ap.add_argument("--kmax", type=int, default=100_000, help="most steps in one timed block")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    ap.add_argument("--hog", type=int, default=0, metavar="K",
+                    help="run K busy processes beside the benchmark (a data loader's share of the machine)")
     args = ap.parse_args(argv)
     sizes = args.sizes or list(QUICK_SIZES if args.quick else DEFAULT_SIZES)
     args.reps = args.reps or (3 if args.quick else 7)
@@ -624,6 +626,34 @@ def main(argv=None) -> int:
     if args.reps < 1 or args.warmup < 3:
         ap.error("--reps must be >= 1 and --warmup >= 3 (the first calls compile the kernels)")
 
+    hogs = start_hogs(args.hog)
+    try:
+        return _run(args, sizes, opts)
+    finally:
+        for h in hogs:
+            h.terminate()
+
+
+def _spin() -> None:  # pragma: no cover - runs in the hog processes
+    x = 0
+    while True:
+        x = (x * 1103515245 + 12345) % 2147483648
+
+
+def start_hogs(k: int) -> list:
+    """``k`` processes that keep a CPU busy each, for timing under load."""
+    import multiprocessing
+
+    hogs = [multiprocessing.get_context("spawn").Process(target=_spin, daemon=True) for _ in range(k)]
+    for h in hogs:
+        h.start()
+    if hogs:
+        time.sleep(0.5)
+        print(f"LOAD: {k} busy process(es) beside this run, as a data loader would be")
+    return hogs
+
+
+def _run(args, sizes, opts) -> int:
     t_start, cpu_start = time.perf_counter(), cpu_sample()
     info = machine_info()
     print(f"adaopt step benchmark  {info['date']}  adaopt {info['adaopt']} ({info['commit']})")
