@@ -40,6 +40,7 @@ class Optimizer(torch.optim.Optimizer):
         torch_only = {k: given.pop(k) for k in registry.TORCH_FLAGS if k in given}
         hyper.check_choice("on_nonfinite", on_nonfinite, _NONFINITE)
         refuse_torch_only(torch_only, "")
+        refuse_what_torch_refuses(given, torch_only)
         defaults = {**base, **{k: v for k, v in given.items() if v is not None}}
         defaults.update(state_dtype=state_dtype, kahan=kahan, stochastic_rounding=stochastic_rounding)
         if "eps" in base and given.get("eps") is None:
@@ -304,3 +305,17 @@ def refuse_torch_only(options: dict, where: str) -> None:
     if options.get("capturable"):
         raise ValueError(f"capturable=True{where}: that is for CUDA graph capture, and adaopt.torch steps "
                          "CPU tensors; leave it False (under torch.compile adaopt's step is one opaque call)")
+
+
+def refuse_what_torch_refuses(given: dict, flags: dict) -> None:
+    """torch.optim's own rules for tensor hyperparameters, kept so that a configuration adaopt
+    takes is one torch takes too (a state_dict moves both ways): ``betas`` both floats or
+    both tensors; tensor ``lr`` or ``betas`` not with ``foreach=True``."""
+    betas = given.get("betas")
+    if isinstance(betas, (tuple, list)) and len(betas) == 2 and torch.is_tensor(betas[0]) != torch.is_tensor(betas[1]):
+        raise ValueError("betas must be either both floats or both Tensors")
+    if flags.get("foreach"):
+        if torch.is_tensor(given.get("lr")):
+            raise ValueError("lr as a Tensor is not supported for capturable=False and foreach=True")
+        if isinstance(betas, (tuple, list)) and betas and torch.is_tensor(betas[0]):
+            raise ValueError("betas[0] as a Tensor is not supported for capturable=False and foreach=True")
