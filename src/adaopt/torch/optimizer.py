@@ -169,6 +169,8 @@ class Optimizer(torch.optim.Optimizer):
         """Dense CPU gradients: one engine call over zero-copy views."""
         plan, c, hps = self._plan_for(entries)
         grads = [p.grad for _, _, p in entries]
+        if c.sharded:  # DTensor parameters (FSDP2): each rank steps its local shard
+            grads = list(map(views.local, grads))
         # A fused kernel takes a gradient by its address when its memory holds exactly the
         # values it stands for: the parameter's shape (a kernel trusts sizes), contiguous, the
         # parameter's dtype (torch >= 2.9 allows another one: param.grad_dtype), no lazy
@@ -244,8 +246,10 @@ class Optimizer(torch.optim.Optimizer):
         hps = [self._group_hp(gi, g) for gi, g in enumerate(self.param_groups)]
         params = [p for _, _, p in entries]
         c = self._plan
-        if (c is not None and len(c.params) == len(params) and all(map(operator.is_, c.params, params))
-                and views.layout(params) == c.layout and views.extent(c.buffers) == c.buffer_extent
+        same = c is not None and len(c.params) == len(params) and all(map(operator.is_, c.params, params))
+        sharded = c.sharded if same else any(map(views.is_sharded, params))
+        shards = list(map(views.local, params)) if sharded else params
+        if (same and views.layout(shards) == c.layout and views.extent(c.buffers) == c.buffer_extent
                 and np.array_equal(c.steps, c.expected) and c.fits(self._engine, self.state, hps)):
             return c.plan, c, hps
         items, states = [], []
@@ -259,10 +263,10 @@ class Optimizer(torch.optim.Optimizer):
             state["step"] = steps[k]
         plan = self._engine.build_plan(items)
         in_bucket = {i for bucket in plan.buckets for i in bucket.index}
-        buffers = [v for st in states for k, v in st.items() if k != "step" and torch.is_tensor(v)]
+        buffers = [views.local(v) for st in states for k, v in st.items() if k != "step" and torch.is_tensor(v)]
         self._plan = c = _CachedPlan(
             plan=plan, hps=hps, signatures=[self._engine.signature(h) for h in hps], watch=StateWatch(self.state),
-            params=params, layout=views.layout(params), shapes=[p.shape for p in params],
+            params=params, layout=views.layout(shards), shapes=[p.shape for p in shards], sharded=sharded,
             steps=views.numpy_view(steps), expected=views.numpy_view(steps).copy(),
             fused=tuple(p.dtype if i in in_bucket else None for i, p in enumerate(params)),
             all_fused=len(in_bucket) == len(params), dtypes=[p.dtype for p in params],
@@ -290,8 +294,9 @@ class _CachedPlan(CachedPlan):
     fused: tuple          # per tensor: its dtype if a fused bucket steps it, else None
     all_fused: bool       # every tensor is in a fused bucket
     dtypes: list          # the parameters' dtypes: what a gradient taken by address must have
-    buffers: list         # the state tensors the plan points into
+    buffers: list         # the state tensors the plan points into (local shards of DTensors)
     buffer_extent: tuple  # and their memory (:func:`.views.extent`)
+    sharded: bool         # DTensor parameters (FSDP2): the kernels step their local shards
 
 
 def refuse_torch_only(options: dict, where: str) -> None:

@@ -24,9 +24,21 @@ def real(t: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(t.resolve_conj()) if t.is_complex() else t
 
 
+def is_sharded(t) -> bool:
+    """Whether ``t`` is a DTensor (FSDP2's ``fully_shard``, tensor parallelism)."""
+    return hasattr(type(t), "to_local")
+
+
+def local(t):
+    """A DTensor's local shard (a plain tensor sharing its memory); any other tensor as it is.
+    The optimizer's update is elementwise, so each rank steps its shard alone."""
+    return t.to_local() if hasattr(type(t), "to_local") else t
+
+
 def numpy_view(t: torch.Tensor) -> np.ndarray:
-    """A NumPy array sharing ``t``'s memory (bfloat16 via ml_dtypes; complex as its real view)."""
-    t = real(t.detach())
+    """A NumPy array sharing ``t``'s memory (a DTensor's local shard; bfloat16 via ml_dtypes;
+    complex as its real view)."""
+    t = real(local(t).detach())
     if t.dtype == torch.bfloat16:
         return t.view(torch.int16).numpy().view(dtypes.as_dtype("bfloat16"))
     return t.numpy()
