@@ -201,3 +201,12 @@ def test_trace_rho_and_other_hyperparameters_by_name():
 def test_trace_hp_is_refused_cleanly(refused):
     refused(runner.invoke(app, ["trace", "adam", "--f", "x**2", "--x0", "1", "--hp", "momentum_decay"]), "--hp")
     refused(runner.invoke(app, ["trace", "adam", "--f", "x**2", "--x0", "1", "--hp", "nope=1"]), "nope")
+
+
+def test_trace_steps_are_bounded():
+    """Every step of a trace is kept in memory: a mistyped --steps 10**9 is refused, not run out of memory."""
+    from adaopt.cli.app import MAX_TRACE_STEPS
+
+    result = runner.invoke(app, ["trace", "sgd", "--f", "x**2", "--x0", "1", "--steps", str(MAX_TRACE_STEPS + 1)])
+    assert result.exit_code == 2
+    assert "--steps" in result.output and str(MAX_TRACE_STEPS) in result.output

@@ -26,12 +26,16 @@ def _root() -> None:
     """Adaptive-learning-rate optimizers, exact to the lesson and to torch.optim."""
 
 
+#: The most steps ``adaopt trace`` records (every step is kept, and a table is printed).
+MAX_TRACE_STEPS = 100_000
+
+
 @app.command()
 def trace(
     optimizer: Annotated[str, typer.Argument(help=f"one of: {', '.join(FAMILIES)}")],
     f: Annotated[str, typer.Option("--f", help="the objective in x (or x and y), e.g. '10*x**2'")],
     x0: Annotated[str, typer.Option("--x0", help="starting point: '5' or '1,-1'")],
-    steps: Annotated[int, typer.Option(min=0, help="number of steps")] = 10,
+    steps: Annotated[int, typer.Option(min=0, max=MAX_TRACE_STEPS, help="number of steps")] = 10,
     lr: Annotated[Optional[float], typer.Option(help="learning rate")] = None,
     eps: Annotated[Optional[float], typer.Option(help="epsilon")] = None,
     conventions: Annotated[str, typer.Option(help="torch, optax or lesson")] = "torch",
