@@ -28,7 +28,7 @@ EVAL = ("eval_loss", "val_loss", "validation_loss", "valid_loss", "eval/loss", "
 #: The learning rate (HF learning_rate, Lightning's LearningRateMonitor ``lr-Adam``).
 LR = ("lr", "learning_rate", "train/learning_rate", "train/lr", "lr-adam", "lr-adamw", "lr-sgd")
 #: The gradient norm (HF grad_norm, before clipping; Lightning's grad_norm utility).
-GRAD_NORM = ("grad_norm", "train/grad_norm", "gradient_norm", "grad_2.0_norm_total")
+GRAD_NORM = ("grad_norm", "train/grad_norm", "gradient_norm", "grad_2.0_norm_total", "adaopt/grad_norm")
 #: Columns that are bookkeeping, not evidence (W&B's clock, a pandas index).
 IGNORED = ("_runtime", "_timestamp", "wall time", "unnamed: 0", "")
 _TAG = re.compile(r"-tag-(.+)$")
