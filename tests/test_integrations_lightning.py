@@ -69,8 +69,9 @@ def test_stop_on_stops_a_diverging_fit_within_20_steps_of_its_onset(tmp_path, se
     assert callback.stopped is not None and callback.stopped.verdict in ("NONFINITE", "DIVERGING")
     assert ONSET < trainer.global_step <= ONSET + 20, trainer.global_step
     assert callback.diagnosis is callback.stopped
-    free, watched = _fit(tmp_path / "free", seed, jump=2000.0)  # without stop_on the run goes on
-    assert free.global_step == 120 and watched.diagnosis.verdict in ("NONFINITE", "DIVERGING")
+    if seed == 0:  # without stop_on the same run goes on to the end (once: the trainings cost seconds)
+        free, watched = _fit(tmp_path / "free", seed, jump=2000.0)  # without stop_on the run goes on
+        assert free.global_step == 120 and watched.diagnosis.verdict in ("NONFINITE", "DIVERGING")
 
 
 def test_stop_on_takes_only_alarms():

@@ -79,5 +79,6 @@ def test_stop_on_stops_a_diverging_train_within_20_steps_of_its_onset(tmp_path, 
     trainer, callback = _train(tmp_path, seed, jump=2000.0, stop_on="DIVERGING")
     assert callback.stopped is not None and callback.stopped.verdict == "DIVERGING"
     assert ONSET < trainer.state.global_step <= ONSET + 20, trainer.state.global_step
-    free, watched = _train(tmp_path / "free", seed, jump=2000.0)
-    assert free.state.global_step == 120 and watched.diagnosis.verdict in ("NONFINITE", "DIVERGING")
+    if seed == 0:  # without stop_on the same run goes on to the end (once: the trainings cost seconds)
+        free, watched = _train(tmp_path / "free", seed, jump=2000.0)
+        assert free.state.global_step == 120 and watched.diagnosis.verdict in ("NONFINITE", "DIVERGING")

@@ -246,3 +246,26 @@ def test_every_format_is_listed_in_the_cli_help_and_unreadable_is_exit_2(tmp_pat
     named = runner.invoke(app, ["diagnose", str(FIXTURES / "hf_healthy_trainer_state.json"), "--loss", "eval_loss",
                                 "--lr", "learning_rate"])
     assert named.exit_code == 0, named.output
+
+
+def test_a_document_over_the_limit_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    from adaopt.diagnostics.logs import documents
+
+    monkeypatch.setattr(documents, "MAX_DOCUMENT_BYTES", 1000)
+    path = tmp_path / "trainer_state.json"
+    shutil.copy(FIXTURES / "hf_healthy_trainer_state.json", path)
+    with pytest.raises(LogError, match="more than 1000 bytes"):
+        read_log(path)
+
+
+def test_a_broken_event_file_is_a_log_error(tmp_path):
+    pytest.importorskip("tensorboard")
+    path = tmp_path / "events.out.tfevents.1.vm.1.0"
+    path.write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(LogError, match="TensorBoard"):
+        read_log(path)
+    cut = tmp_path / "cut" / "events.out.tfevents.2.vm.1.0"
+    cut.parent.mkdir()
+    cut.write_bytes((FIXTURES / "events.out.tfevents.lightning_healthy").read_bytes()[:100])
+    with pytest.raises(LogError, match="TensorBoard"):
+        read_log(cut)

@@ -9,20 +9,25 @@ later value of a column replacing an earlier one. Steps must not go back.
 from __future__ import annotations
 
 import json
+import os
 from array import array
 
 from . import checks
 from .checks import _BOM, LogError, _check_name, _pad, _shown, _step
 
-#: The largest whole-document log read (a trainer_state.json of a million log entries is ~200 MB).
-MAX_DOCUMENT_BYTES = 1 << 30
+#: The largest whole-document log read (a trainer_state.json takes ~150 bytes a record: 1.7M records).
+MAX_DOCUMENT_BYTES = 1 << 28
 
 
 def load(path, fh, what: str):
     """The JSON value of a whole file, ``what`` saying the format it was taken for; a
     LogError naming the line and column of what cannot be read."""
-    raw = fh.read(MAX_DOCUMENT_BYTES + 1)
-    if len(raw) > MAX_DOCUMENT_BYTES:
+    try:
+        size = os.fstat(fh.fileno()).st_size
+    except (OSError, AttributeError, ValueError):  # not a file on disk: the read below stops at the limit
+        size = 0
+    raw = fh.read(MAX_DOCUMENT_BYTES + 1) if size <= MAX_DOCUMENT_BYTES else b""
+    if size > MAX_DOCUMENT_BYTES or len(raw) > MAX_DOCUMENT_BYTES:
         raise LogError(f"{path}: more than {MAX_DOCUMENT_BYTES} bytes; a {what} is read whole, "
                        f"and at most {MAX_DOCUMENT_BYTES} bytes are read")
     if raw.startswith(_BOM):
