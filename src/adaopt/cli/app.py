@@ -152,29 +152,41 @@ def _run_trace(objective, start, opt, steps: int, given_f: str, x0: str):
         fail(f"{given_f}: {exc}")
 
 
-@app.command()
+#: What ``adaopt diagnose`` reads (its --help lists them).
+LOG_FORMATS = ("CSV/TSV/JSON Lines (mon.save, any script's); Lightning CSVLogger metrics.csv and its "
+               "lightning_logs/version_N folders (the newest is read); Hugging Face trainer_state.json; "
+               "TensorBoard event files or run folders, and their CSV/JSON scalar exports; Keras CSVLogger; "
+               "a Weights & Biases history CSV")
+
+
+@app.command(help="\n\n".join((
+    "Read a training log and say whether the run is diverging, oscillating, stalled, slow or converging.",
+    f"Formats (found by content): {LOG_FORMATS}.",
+    "Column names are matched in any case with the usual aliases (train_loss, training_loss, train/loss, "
+    "loss_step, Value, ...); --loss, --step and --lr name others. An eval loss (eval_loss, val_loss) is its own "
+    "evidence: a training loss falling while it rises is overfitting.",
+    "Exit status: 0 when the run looks healthy or slow, 1 when it is DIVERGING, NONFINITE, STALLED or "
+    "OSCILLATING, or overfitting, 2 when the log cannot be read.")))
 def diagnose(
-    log: Annotated[str, typer.Argument(help="a CSV or JSON Lines log with at least step and loss columns")],
+    log: Annotated[str, typer.Argument(help="a log file or folder (see the formats above)")],
     target: Annotated[Optional[float], typer.Option(help="a loss to reach")] = None,
     budget: Annotated[Optional[int], typer.Option(min=1, help="steps the run may take in all")] = None,
     floor: Annotated[Optional[float], typer.Option(help="the best attainable loss, if known")] = None,
     optimizer: Annotated[Optional[str], typer.Option(
         help=f"the optimizer family that wrote the log: {', '.join(FAMILIES)} (momentum runs are sgd)")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="its learning rate (> 0), for concrete advice")] = None,
+    lr: Annotated[Optional[str], typer.Option(
+        help="its learning rate (a number > 0, for concrete advice), or the log's column holding it")] = None,
+    loss: Annotated[Optional[str], typer.Option(help="the column of the training loss (default: found by name)")] = None,
+    step: Annotated[Optional[str], typer.Option(help="the column of the step (default: found by name)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the diagnosis as JSON")] = False,
 ) -> None:
-    """Read a training log and say whether the run is diverging, oscillating, stalled, slow or converging.
-
-    Exit status: 0 when the run looks healthy or slow, 1 when it is DIVERGING, NONFINITE,
-    STALLED or OSCILLATING, 2 when the log cannot be read.
-    """
     import json
 
     from ..diagnostics import LogError
     from ..diagnostics import diagnose as run_diagnose
+    from ..diagnostics import read_log
 
-    if lr is not None and not (math.isfinite(lr) and lr > 0):
-        fail(f"--lr={lr!r}: allowed a finite number > 0")
+    lr_value, lr_column = _lr_option(lr)
     for name, value in (("--target", target), ("--floor", floor)):
         if value is not None and not math.isfinite(value):
             fail(f"{name}={value!r}: allowed a finite number")
@@ -184,9 +196,10 @@ def diagnose(
                   "(momentum and Nesterov runs are sgd)")
         optimizer = optimizer.lower()
     check_log(log)
-    meta = {k: v for k, v in {"optimizer": optimizer, "lr": lr}.items() if v is not None}
+    meta = {k: v for k, v in {"optimizer": optimizer, "lr": lr_value}.items() if v is not None}
     try:
-        found = run_diagnose(log, target=target, budget=budget, floor=floor, meta=meta)
+        history = read_log(log, loss=loss, step=step, lr=lr_column)
+        found = run_diagnose(history, target=target, budget=budget, floor=floor, meta=meta)
     except LogError as exc:
         fail(str(exc))
     except UnicodeDecodeError as exc:  # a ValueError: caught first, to name the file
@@ -195,9 +208,26 @@ def diagnose(
         fail(str(exc))
     except OSError as exc:
         fail(f"{log}: cannot read it ({exc.strerror or exc})")
+    source = history.read_from or {}
+    if source.get("title") or source.get("note"):
+        typer.echo(f"read {source['path']} as a {source.get('title') or source['format']}"
+                   + (f" ({source['note']})" if source.get("note") else ""), err=True)
     typer.echo(json.dumps(found.to_dict(), indent=2) if as_json else str(found))
-    if found.verdict in ("DIVERGING", "NONFINITE", "STALLED", "OSCILLATING"):
+    if found.verdict in ("DIVERGING", "NONFINITE", "STALLED", "OSCILLATING") or "overfitting" in found.signals:
         raise typer.Exit(1)
+
+
+def _lr_option(lr: Optional[str]):
+    """``--lr``: a number (the run's lr, for the advice) or a column's name: ``(value, column)``."""
+    if lr is None:
+        return None, None
+    try:
+        value = float(lr)
+    except ValueError:
+        return None, lr
+    if not (math.isfinite(value) and value > 0):
+        fail(f"--lr={value!r}: allowed a finite number > 0 (or the name of the log's lr column)")
+    return value, None
 
 
 @app.command("lr-find")

@@ -141,14 +141,15 @@ def check_log(log: str) -> None:
         fail(f"{short(log)}: cannot read it: {problem}")
     try:
         if path.is_dir():
-            fail(f"{log}: is a directory, not a log file")
+            return  # a log folder (Lightning's version_N, a TensorBoard run): read_log looks inside
         if not path.is_file():
             return  # missing, a device, a pipe: read_log says so (and a pipe is not read here)
         with open(path, "rb") as fh:
             head = fh.read(8192)
     except OSError as exc:
         fail(f"{log}: cannot read it ({exc.strerror or exc})")
-    if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16: read_log names it
+    binary_log = path.name.startswith("events.out.tfevents.")  # TensorBoard's events are binary
+    if b"\x00" in head and not binary_log and not head.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16: read_log
         fail(f"{log}: not a text log (byte {head.index(0) + 1} is a NUL byte; a log is UTF-8 text); "
               "give a CSV or JSON Lines file")
 

@@ -52,6 +52,9 @@ class History:
     ``h.present("loss")`` is False. A measured NaN is told apart from an absent one.
     """
 
+    #: What read_log read it from ({"format", "title", "path", "note"}); None for a History made here.
+    read_from: dict | None = None
+
     def __init__(self, columns: dict, meta: dict | None = None):
         if "step" not in columns:
             raise ValueError("a history needs a 'step' column")

@@ -38,6 +38,7 @@ import numpy as np
 from . import verdict_alarms as alarms
 from . import verdict_progress as progress
 from .history import History, read_log
+from .overfit import annotate
 from .verdict_record import Diagnosis
 from .verdict_signals import Run, eps_underflows
 from .verdict_thresholds import (
@@ -112,7 +113,7 @@ def diagnose(history, *, target=None, floor=None, budget=None, meta=None) -> Dia
     for check in CHECKS:
         found = check(run)
         if found is not None:
-            return found
+            return annotate(found, h)  # notes: overfitting, what the log cannot show, an lr schedule
     raise AssertionError("the last check, still_falling, always answers")
 
 

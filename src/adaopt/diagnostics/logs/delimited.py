@@ -1,5 +1,9 @@
-"""The CSV reader: a header line naming ``step``, then one row a step, separated by commas
-(``.csv``), tabs (``.tsv``) or, for ``.txt`` and no suffix, whichever the header has."""
+"""The CSV reader: a header line naming the step (``step`` or an alias of
+:data:`.columns.STEP`), then one row a step, separated by commas (``.csv``), tabs
+(``.tsv``) or, for ``.txt`` and no suffix, whichever the header has.
+
+Lightning's CSVLogger writes validation rows that share a step with training rows:
+``read(..., merge=True)`` makes rows of one step one row (a cell written twice is refused)."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from array import array
 from pathlib import Path
 
 from . import checks
+from .columns import STEP, find
 from .checks import (STEP_LIMIT, _VALUES_ALLOWED, LogError, _check_name, _json, _lines, _meta, _not_after, _shown,
                      _step)
 
@@ -19,9 +24,11 @@ DELIMITERS = {"\t": "tab", ",": "comma", ";": "semicolon"}
 _META = "# meta:"
 
 
-def read(path: Path, fh):
+def read(path: Path, fh, *, step=None, merge=False):
     """``(meta, steps, columns)`` of a CSV log (see :mod:`adaopt.diagnostics.logs`). Blank
-    lines are skipped, ``#`` lines are comments, and ``# meta: {...}`` holds the meta."""
+    lines are skipped, ``#`` lines are comments, and ``# meta: {...}`` holds the meta.
+    ``step`` names the step column (default: the first alias of STEP the header has);
+    ``merge`` joins the rows of a repeated step."""
     delimiter = BY_SUFFIX.get(path.suffix.lower())
     meta, table = {}, None
     for line, text in _lines(path, fh):
@@ -32,7 +39,7 @@ def read(path: Path, fh):
             if body.startswith(_META):
                 meta = _meta(_json(body[len(_META):], path, line), path, line, "the meta comment")
         elif table is None:
-            table = _Table(path, line, body, delimiter)
+            table = _Table(path, line, body, delimiter, step, merge)
         else:
             table.add(line, body)
     if table is None:
@@ -43,13 +50,14 @@ def read(path: Path, fh):
 class _Table:
     """The columns a header line names, filled a row at a time."""
 
-    def __init__(self, path: Path, line: int, body: str, delimiter):
+    def __init__(self, path: Path, line: int, body: str, delimiter, step=None, merge=False):
         if delimiter is None:  # .txt or no suffix: what the header is separated by
             delimiter = next((d for d in DELIMITERS if d in body), ",")
         header = [c.strip() for c in _split(body, delimiter, path, line)]
-        _check_header(header, body, delimiter, path, line)
+        _check_header(header, body, delimiter, path, line, step)
         self.path, self.delimiter, self.header, self.header_line = path, delimiter, header, line
-        self.step_at = header.index("step")
+        self.step_at = header.index(find(header, STEP, step, what="step", option="--step", path=path))
+        self.merge = merge
         self.steps, self.previous = array("q"), -1
         self.columns = {name: (array("d"), bytearray()) for j, name in enumerate(header) if j != self.step_at}
         # (position in the row, name, values, present) of every column but step
@@ -72,6 +80,8 @@ class _Table:
         if step <= self.previous or step >= STEP_LIMIT:
             if not 0 <= step < STEP_LIMIT:
                 _step(cell, path, line)  # raises, saying what a step may be
+            if step == self.previous and self.merge:
+                return self._merge(line, cells)
             raise _not_after(step, self.previous, path, line)
         self.previous = step
         self.steps.append(step)
@@ -90,14 +100,32 @@ class _Table:
             present.append(0)
 
 
-def _check_header(header: list[str], body: str, delimiter: str, path, line) -> None:
-    """At most MAX_COLUMNS names, none too long, ``step`` among them, none twice."""
+    def _merge(self, line: int, cells: list[str]) -> None:
+        """Put a row of the last row's step into that row: where both have a value, the same one."""
+        for j, name, values, present in self.cols:
+            cell = cells[j]
+            if not cell.strip():
+                continue
+            try:
+                value = float(cell)
+            except ValueError:
+                raise LogError(f"{self.path}: line {line}, column {_shown(name)}: {_shown(cell)} is not a "
+                               f"number; {_VALUES_ALLOWED}") from None
+            if present[-1] and not (value == values[-1] or (math.isnan(value) and math.isnan(values[-1]))):
+                raise LogError(f"{self.path}: line {line}, column {_shown(name)}: step {self.previous} has "
+                               f"{values[-1]!r} there already (an earlier row), this row {value!r}; a step's "
+                               "rows may repeat a column only with the same value (as Lightning's epoch)")
+            values[-1], present[-1] = value, 1
+
+
+def _check_header(header: list[str], body: str, delimiter: str, path, line, step=None) -> None:
+    """At most MAX_COLUMNS names, none too long, a step among them, none twice."""
     if len(header) > checks.MAX_COLUMNS:
         raise LogError(f"{path}: line {line}: the header has {len(header)} columns; "
                        f"at most {checks.MAX_COLUMNS} are read")
     for name in header:
         _check_name(name, path, line, 0)
-    if "step" not in header:
+    if step is None and find(header, STEP, what="step", option="--step") is None:
         raise _no_step(header, body, delimiter, path, line)
     first = {}
     for j, name in enumerate(header):  # one pass: a dict of first positions
@@ -115,7 +143,8 @@ def _no_step(header: list[str], body: str, delimiter: str, path, line) -> LogErr
         hint = (f"; it looks {DELIMITERS[other[0]]}-separated: name the file "
                 + (".tsv" if other[0] == "\t" else ".txt") + " (a .txt file's delimiter is sniffed)")
     shown = ", ".join(_shown(h) for h in header[:20]) + (", ..." if len(header) > 20 else "")
-    return LogError(f"{path}: line {line}: the header has no 'step' column (it has: {shown}){hint}")
+    return LogError(f"{path}: line {line}: the header has no 'step' column (it has: {shown}){hint}; "
+                    f"a step is one of {', '.join(STEP)} (any case), or name it: --step COLUMN")
 
 
 def _check_cells(cells: list[str], header: list[str], path, line) -> None:

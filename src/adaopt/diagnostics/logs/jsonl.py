@@ -6,16 +6,19 @@ from __future__ import annotations
 from array import array
 from pathlib import Path
 
+from .columns import STEP, find
 from .checks import LogError, _check_name, _json, _lines, _meta, _not_after, _number, _pad, _shown, _step
 
 
-def read(path: Path, fh):
+def read(path: Path, fh, *, step=None):
     """``(meta, steps, columns)`` of a JSON Lines log (see :mod:`adaopt.diagnostics.logs`).
-    A key missing from a line, or ``null``, is "not measured" on that step."""
+    A key missing from a line, or ``null``, is "not measured" on that step. The step is the
+    key ``step`` names, else the first alias of STEP the first row has (else ``step``)."""
     meta = {}
     steps = array("q")
     columns: dict = {}  # name -> (values, present), filled up to the row before they were last written
     previous = -1
+    key = None
     for line, text in _lines(path, fh):
         if not text or text.isspace():
             continue
@@ -25,14 +28,16 @@ def read(path: Path, fh):
         if len(obj) == 1 and "meta" in obj:
             meta = _meta(obj["meta"], path, line)
             continue
-        step = _step(obj.get("step"), path, line)
+        if key is None:
+            key = find(list(obj), STEP, step, what="step", option="--step", path=path) or "step"
+        step = _step(obj.get(key), path, line)
         if step <= previous:
             raise _not_after(step, previous, path, line)
         previous = step
         row = len(steps)
         steps.append(step)
         for name, value in obj.items():
-            if value is None or name == "step":
+            if value is None or name == key:
                 continue
             col = columns.get(name)
             if col is None:

@@ -1,0 +1,71 @@
+"""``DiagnosisCallback`` for Lightning: a Monitor on the trainer's optimizer, its measures in
+the trainer's loggers, the verdict at the end of ``fit``, and an optional stop.
+
+>>> from adaopt.integrations.lightning import DiagnosisCallback   # doctest: +SKIP
+>>> trainer = L.Trainer(callbacks=[DiagnosisCallback(stop_on=("NONFINITE", "DIVERGING"))])  # doctest: +SKIP
+>>> trainer.fit(model); print(trainer.callbacks[0].diagnosis)      # doctest: +SKIP
+
+The loss of each step is the one ``training_step`` returned (``outputs["loss"]``), taken
+after the optimizer's step. Every ``log_every_n_steps`` the Monitor's last measures go to
+every logger as ``adaopt/grad_norm``, ``adaopt/update_ratio``, ``adaopt/cos_update``, ...
+With ``stop_on``, every step runs the Monitor's cheap ``check`` and, on one of those
+verdicts, sets ``trainer.should_stop``: Lightning ends the fit after that batch.
+"""
+
+from __future__ import annotations
+
+try:
+    from lightning.pytorch import Callback
+except ImportError:  # the older package name
+    try:
+        from pytorch_lightning import Callback
+    except ImportError as exc:
+        raise ImportError("adaopt.integrations.lightning needs Lightning: pip install 'adaopt[lightning]' "
+                          f"(or lightning) ({exc})") from None
+
+from ._watch import Watch, check_stop_on
+
+
+class DiagnosisCallback(Callback):
+    """Watch the first optimizer of a Lightning fit and say how the run went.
+
+    ``every``/``sample``: as :class:`~adaopt.diagnostics.Monitor`'s (the state summary
+    interval, the coordinates sampled). ``stop_on``: verdicts that stop the fit (of
+    ``ALARMS``: ``"NONFINITE"``, ``"DIVERGING"``). ``verbose``: print the verdict when the
+    fit ends (on the global rank 0). After ``fit``: ``diagnosis`` (the verdict),
+    ``stopped`` (the one that stopped it, or None) and ``history`` (the Monitor's).
+    """
+
+    def __init__(self, *, every: int = 10, sample: int = 1024, stop_on=(), verbose: bool = True, target=None):
+        self.every, self.sample, self.verbose, self.target = every, sample, verbose, target
+        self.stop_on = check_stop_on(stop_on)
+        self.watch = None
+        self.diagnosis = self.stopped = self.history = None
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        if not trainer.optimizers:
+            raise ValueError("DiagnosisCallback: the trainer has no optimizer to watch (configure_optimizers "
+                             "returned none)")
+        self.watch = Watch(trainer.optimizers[0], every=self.every, sample=self.sample, stop_on=self.stop_on)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.watch is None:
+            return
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        self.watch.log(loss)
+        every = max(1, getattr(trainer, "log_every_n_steps", 50))
+        if trainer.loggers and trainer.global_step % every == 0:
+            measures = self.watch.measures()
+            if measures:
+                for logger in trainer.loggers:
+                    logger.log_metrics(measures, step=trainer.global_step)
+        if self.watch.should_stop():
+            trainer.should_stop = True
+            self.stopped = self.watch.stopped
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        if self.watch is None:
+            return
+        self.history = self.watch.monitor.history
+        self.diagnosis = self.watch.finish(show=self.verbose and trainer.is_global_zero, target=self.target)
+        self.watch = None
