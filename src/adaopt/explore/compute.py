@@ -121,8 +121,8 @@ def _start(req: dict, problem) -> np.ndarray:
         return problem.x0()
     if not isinstance(start, list) or len(start) != 2:
         raise ValueError(f"start={hyper.short_repr(start)} is invalid: allowed [x, y]")
-    pair = {"x": start[0], "y": start[1]}
-    return np.array([_number(pair, k, None, -MAX_COORD, MAX_COORD) for k in ("x", "y")])
+    pair = {"start x": start[0], "start y": start[1]}
+    return np.array([_number(pair, k, None, -MAX_COORD, MAX_COORD) for k in pair])
 
 
 def _finite_at(problem, x: np.ndarray) -> None:
