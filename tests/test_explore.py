@@ -233,6 +233,13 @@ def test_a_run_that_diverges_is_answered_with_nulls_and_its_verdict(url):
     assert r["x"][-1] == [None, None] and r["diagnosis"]["verdict"] in ("DIVERGING", "NONFINITE")
 
 
+def test_a_verdict_with_an_infinite_signal_is_sent_as_json(url):
+    """RMSprop on the rotated bowl from here collapses its rate by an infinite factor: null, not a 400."""
+    status, out = call(url, "/api/run", request("quadratic_rotated", 500, {"rmsprop": 0.05}, start=[0.9355, 1.369]))
+    assert status == 200
+    assert out["runs"][0]["diagnosis"]["signals"]["rate_collapse"] is None
+
+
 # ---------------------------------------------------------------------------- the command
 
 

@@ -45,8 +45,9 @@ def _run(label: str, tr, **extra) -> dict:
     x = np.asarray(tr.x, dtype=np.float64).reshape(len(tr.x), -1)[:, 0]
     eff = np.asarray(tr.eff_lr, dtype=np.float64).reshape(tr.steps, -1)[:, 0]
     every = max(1, tr.steps // MAX_POINTS)  # long runs: every k-th step, the last one kept
-    keep = np.unique(np.r_[np.arange(1, tr.steps + 1, every), tr.steps])
-    series = {"t": keep.tolist(), "x": x[keep].tolist(), "eff_lr": eff[keep - 1].tolist()}
+    keep = np.unique(np.r_[np.arange(0, tr.steps + 1, every), tr.steps])
+    series = {"t": keep.tolist(), "x": x[keep].tolist(),  # x[t] from the start; step t's lr_eff (none at t = 0)
+              "eff_lr": [None, *eff[keep[1:] - 1].tolist()]}
     return {"label": label, "optimizer": tr.optimizer, **_table(tr), "series": series, **extra}
 
 

@@ -175,8 +175,23 @@ def _no_constant(name: str):
     raise ValueError(f"{name} is not a number JSON allows")
 
 
+def _finite(obj):
+    """``obj`` with every float that is not finite (a diverged run, a verdict's inf ratio) as None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def _json(obj) -> bytes:
-    return json.dumps(obj, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    try:
+        text = json.dumps(obj, allow_nan=False, separators=(",", ":"))
+    except ValueError:  # an inf or NaN somewhere: JSON has none, the page reads null
+        text = json.dumps(_finite(obj), allow_nan=False, separators=(",", ":"))
+    return text.encode("utf-8")
 
 
 def make_server(port: int = 0, verbose: bool = False, warm: bool = True) -> ThreadingHTTPServer:
