@@ -159,24 +159,22 @@ def run(req: dict) -> dict:
 
 class Run:
     """One optimizer's record: ``x[t]`` after ``t`` steps, ``f[t]`` there; step ``t``'s gradient
-    ``g[t-1]``, effective lr ``eff_lr[t-1]``, buffers ``buffers[k][t-1]`` after it, and its
-    bias-correction factors ``bc[t-1]`` (``None`` for rules without them)."""
+    ``g[t-1]``, effective lr ``eff_lr[t-1]``, buffers ``kept[k][t-1]`` after it, ``vhat[t-1]``
+    (G, v-hat: what is under the root, NaN for rules without one) and its bias-correction
+    factors ``bc[t-1]`` (``None`` for rules without them). During the run each step's values
+    are appended to lists (cheaper than writing rows of arrays); :meth:`finish` stacks them."""
 
-    def __init__(self, name, hp, steps, x0):
+    def __init__(self, name, hp):
         self.name, self.hp = name, hp
         self.family = registry.variant(name).family
         self.rule = registry.FAMILIES[self.family].rule
         self.buffers = {k: np.full((1, 2), fill, dtype=np.float64) for k, fill in self.rule.buffers(hp).items()}
         self.carried = rules.scalar_state(self.rule, hp)
-        self.x = np.empty((steps + 1, 2))
-        self.x[0] = x0
-        self.f = np.empty(steps + 1)
-        self.g = np.empty((steps, 2))
-        self.eff_lr = np.empty((steps, 2))
-        self.kept = {k: np.empty((steps, 2)) for k in self.buffers}
-        self.vhat = np.full((steps, 2), np.nan)
         self.has_vhat = False  # the rule has a second moment (G, v-hat) under its root
-        self.bc = np.full((steps, 2), np.nan) if "bias_correction" in hp and hp["bias_correction"] else None
+        self.corrects = bool(hp.get("bias_correction", False))
+        self.eff_lr, self.vhat, self.bc = [], [], []
+        self.kept = {k: [] for k in self.buffers}
+        self.x = self.f = self.g = None
         self.diagnosis = None
 
     def step(self, t: int, x: np.ndarray, g: np.ndarray) -> np.ndarray:
@@ -185,25 +183,33 @@ class Run:
         s = rules.step_scalars(rule, t, hp, self.carried)
         self.carried = {k: s[k] for k in self.carried}
         x, self.buffers = rule.update(x, g, self.buffers, hp, s)
-        self.g[t - 1] = g[0]
-        self.eff_lr[t - 1] = rule.effective_lr(self.buffers, hp, s)  # a number or a (1, 2) row: assigned as a row
+        self.eff_lr.append(rule.effective_lr(self.buffers, hp, s))  # a number (SGD) or a (1, 2) row
         for k, buf in self.buffers.items():
-            self.kept[k][t - 1] = buf[0]
+            self.kept[k].append(buf)
         v = st.second_moment(rule, self.buffers, hp, s)
         if v is not None:
             self.has_vhat = True
-            self.vhat[t - 1] = v
-        if self.bc is not None:
+            self.vhat.append(v)
+        if self.corrects:
             factors = st.bias_factors(rule, hp, s)
-            self.bc[t - 1] = factors["bc1"], factors["bc2"]
+            self.bc.append((factors["bc1"], factors["bc2"]))
         return x
+
+    def finish(self, x: np.ndarray, f: np.ndarray, g: np.ndarray) -> None:
+        """The record as arrays, given this row's points ``(steps + 1, 2)``, values and gradients."""
+        steps = len(g)
+        self.x, self.f, self.g = x, f, g
+        self.eff_lr = _rows(self.eff_lr, steps)
+        self.kept = {k: _rows(v, steps) for k, v in self.kept.items()}
+        self.vhat = _rows(self.vhat, steps) if self.has_vhat else np.full((steps, 2), np.nan)
+        self.bc = np.array(self.bc, dtype=np.float64).reshape(steps, 2) if self.corrects else None
 
     def to_json(self) -> dict:
         symbols = getattr(self.rule, "SYMBOLS", {})
         out = {"name": self.name, "family": self.family, "label": _label(self.name, self.hp),
                "hp": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.hp.items()
                       if k not in registry.COMMON},
-               "x": _plain(self.x), "f": _plain(self.f), "grad": _plain(self.g), "eff_lr": _plain(self.eff_lr),
+               "x": _plain(self.x), "f": _plain(self.f), "eff_lr": _plain(self.eff_lr),
                "state": {symbols.get(k, k): _plain(v) for k, v in self.kept.items()},
                "bias_correction": None if self.bc is None else _plain(self.bc),
                "diagnosis": self.diagnosis.to_dict() if self.diagnosis is not None else None}
@@ -211,23 +217,36 @@ class Run:
         return out
 
 
+def _rows(items: list, steps: int) -> np.ndarray:
+    """Per-step values (numbers, or ``(1, 2)`` rows) as a ``(steps, 2)`` array."""
+    a = np.asarray(items, dtype=np.float64).reshape(steps, -1)
+    return np.array(np.broadcast_to(a, (steps, 2)))
+
+
 def trajectories(problem, start, steps: int, chosen) -> list[Run]:
-    """Every optimizer of ``chosen`` from ``start`` for ``steps`` steps, rows of one batch."""
-    runs = [Run(name, hp, steps, start) for name, hp in chosen]
+    """:func:`paths`, each run with the Monitor's verdict on it."""
+    runs = paths(problem, start, steps, chosen)
+    for r in runs:
+        r.diagnosis = diagnose(history(r), floor=problem.f_opt)
+    return runs
+
+
+def paths(problem, start, steps: int, chosen) -> list[Run]:
+    """Every optimizer of ``chosen`` from ``start`` for ``steps`` steps, rows of one ``(rows, 2)`` batch."""
+    runs = [Run(name, hp) for name, hp in chosen]
     x = np.repeat(start[None], len(runs), axis=0)
+    xs, fs, gs = [x], [], []
     with np.errstate(all="ignore"):
         for t in range(1, steps + 1):
             f, g = problem.value_and_grad(x)  # the surface on every row at once
-            new = np.empty_like(x)
-            for i, r in enumerate(runs):
-                r.f[t - 1] = f[i]
-                new[i] = r.step(t, x[i:i + 1], g[i:i + 1])[0]
-                r.x[t] = new[i]
-            x = new
-        final = problem.loss(x)
+            x = np.concatenate([r.step(t, x[i:i + 1], g[i:i + 1]) for i, r in enumerate(runs)])
+            xs.append(x)
+            fs.append(f)
+            gs.append(g)
+        fs.append(problem.loss(x))
+    X, F, G = np.stack(xs), np.stack(fs), np.stack(gs)  # (steps + 1, rows, 2), (steps + 1, rows), (steps, rows, 2)
     for i, r in enumerate(runs):
-        r.f[steps] = final[i]
-        r.diagnosis = diagnose(history(r), floor=problem.f_opt)
+        r.finish(X[:, i], F[:, i], G[:, i])
     return runs
 
 
