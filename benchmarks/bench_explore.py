@@ -9,7 +9,10 @@ rounds interleave, so machine noise hits every variant alike:
 * ``lab``: the same six runs as six one-row sweeps of the lab (:func:`adaopt.lab.sweep.run_sweep`),
   which also records every Monitor signal per step: the baseline the explorer's loop replaces.
 
-The table shows medians in ms (target for ``api``: well under 100 ms) and ``lab / run``.
+The table shows medians in ms of wall time (target for ``api``: well under 100 ms), the
+CPU time of ``api`` and ``run`` (this process's, all threads: the server's thread and the
+client's decoding for ``api``; on a shared machine it is what the wall time would be
+without the neighbours), and ``lab / run``.
 
 Run: python benchmarks/bench_explore.py [--rounds 15]
 """
@@ -58,7 +61,8 @@ def main() -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/api/run"
 
-    print(f"{'surface':<20} {'api ms':>8} {'run ms':>8} {'paths ms':>9} {'lab ms':>8} {'lab/run':>8}")
+    print(f"{'surface':<20} {'api ms':>8} {'api cpu':>8} {'run ms':>8} {'run cpu':>8} {'paths ms':>9} "
+          f"{'lab ms':>8} {'lab/run':>8}")
     for problem, expr in CASES.items():
         req = _request(problem, expr)
         surface, start, steps, chosen = compute.parse_request(req)
@@ -70,16 +74,19 @@ def main() -> None:
             "lab": lambda: [run_sweep(surface, n, lrs=[lrs[n]], seeds=[0], steps=steps) for n in SIX],
         }
         times = {k: [] for k in variants}
+        cpu = {k: [] for k in variants}
         for fn in variants.values():  # warm up
             fn()
         for _ in range(args.rounds):
             for name, fn in variants.items():
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 fn()
                 times[name].append(1e3 * (time.perf_counter() - t0))
+                cpu[name].append(1e3 * (time.process_time() - c0))
         med = {k: statistics.median(v) for k, v in times.items()}
-        print(f"{problem:<20} {med['api']:8.1f} {med['run']:8.1f} {med['paths']:9.1f} {med['lab']:8.1f} "
-              f"{med['lab'] / med['run']:7.1f}x")
+        mcpu = {k: statistics.median(v) for k, v in cpu.items()}
+        print(f"{problem:<20} {med['api']:8.1f} {mcpu['api']:8.1f} {med['run']:8.1f} {mcpu['run']:8.1f} "
+              f"{med['paths']:9.1f} {med['lab']:8.1f} {med['lab'] / med['run']:7.1f}x")
     server.shutdown()
     server.server_close()
 

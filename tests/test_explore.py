@@ -100,6 +100,23 @@ def test_run_on_a_typed_function_equals_adaopt_minimize(url):
     assert adagrad["bias_correction"] is None
 
 
+@pytest.mark.parametrize("name", list(adaopt.registry.VARIANTS))
+def test_every_optimizers_panels_equal_adaopt_minimize(name):
+    """Each lab optimizer's path, effective lr and state buffers, as the NumPy frontend's minimize gives them
+    (RAdam's effective lr is a number before it rectifies and a row after)."""
+    f, start = "(1-x)**2 + 10*(y-x^2)**2", [-1.0, 1.5]
+    hp = compute.optimizer_hp(name, 0.01, {})
+    out = compute.run({"problem": "custom", "expr": f, "start": start, "steps": 60,
+                       "optimizers": [{"name": name, "lr": 0.01}]})["runs"][0]
+    family = adaopt.registry.FAMILIES[adaopt.registry.variant(name).family]
+    opt = adaopt.optim.get(family.key)(**{k: v for k, v in hp.items() if k in family.hyperparameters})
+    ref = adaopt.minimize(parse(f), start, opt, 60)
+    np.testing.assert_allclose(out["x"], ref.x, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(out["eff_lr"], ref.eff_lr, rtol=1e-12, atol=1e-300)
+    for symbol, values in out["state"].items():
+        np.testing.assert_allclose(values, ref.state[symbol], rtol=1e-12, atol=1e-300)
+
+
 def test_switches_reach_the_rules(url):
     lrs = {"momentum": 1e-3, "rmsprop": 1e-2, "adam": 0.05, "adam-nobc": 0.05}
     _, base = call(url, "/api/run", request("beale", 100, lrs))

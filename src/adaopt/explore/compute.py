@@ -172,37 +172,40 @@ class Run:
         self.carried = rules.scalar_state(self.rule, hp)
         self.has_vhat = False  # the rule has a second moment (G, v-hat) under its root
         self.corrects = bool(hp.get("bias_correction", False))
-        self.eff_lr, self.vhat, self.bc = [], [], []
+        self.scalars = []  # each step's s
         self.kept = {k: [] for k in self.buffers}
         self.x = self.f = self.g = None
         self.diagnosis = None
 
     def step(self, t: int, x: np.ndarray, g: np.ndarray) -> np.ndarray:
         """Step ``t`` (from 1) from row ``x`` with gradient ``g`` (both ``(1, 2)``); the new row."""
-        rule, hp = self.rule, self.hp
-        s = rules.step_scalars(rule, t, hp, self.carried)
+        s = rules.step_scalars(self.rule, t, self.hp, self.carried)
         self.carried = {k: s[k] for k in self.carried}
-        x, self.buffers = rule.update(x, g, self.buffers, hp, s)
-        self.eff_lr.append(rule.effective_lr(self.buffers, hp, s))  # a number (SGD) or a (1, 2) row
+        x, self.buffers = self.rule.update(x, g, self.buffers, self.hp, s)
+        self.scalars.append(s)
         for k, buf in self.buffers.items():
             self.kept[k].append(buf)
-        v = st.second_moment(rule, self.buffers, hp, s)
-        if v is not None:
-            self.has_vhat = True
-            self.vhat.append(v)
-        if self.corrects:
-            factors = st.bias_factors(rule, hp, s)
-            self.bc.append((factors["bc1"], factors["bc2"]))
         return x
 
     def finish(self, x: np.ndarray, f: np.ndarray, g: np.ndarray) -> None:
-        """The record as arrays, given this row's points ``(steps + 1, 2)``, values and gradients."""
-        steps = len(g)
+        """The record as arrays, given this row's points ``(steps + 1, 2)``, values and gradients.
+
+        The effective lr, v-hat and the bias-correction factors are the rule's own functions of
+        each step's buffers and scalars, computed here for all steps at once (the scalars that
+        change from step to step as a column), or step by step for a rule whose scalars change
+        their keys or flags along the way (RAdam's rectification, SGD's first step)."""
+        steps, rule, hp = len(g), self.rule, self.hp
         self.x, self.f, self.g = x, f, g
-        self.eff_lr = _rows(self.eff_lr, steps)
         self.kept = {k: _rows(v, steps) for k, v in self.kept.items()}
-        self.vhat = _rows(self.vhat, steps) if self.has_vhat else np.full((steps, 2), np.nan)
-        self.bc = np.array(self.bc, dtype=np.float64).reshape(steps, 2) if self.corrects else None
+        self.eff_lr = _over_steps(rule.effective_lr, self.kept, hp, self.scalars)
+        self.has_vhat = hasattr(rule, "second_moment")
+        self.vhat = (_over_steps(rule.second_moment, self.kept, hp, self.scalars) if self.has_vhat
+                     else np.full((steps, 2), np.nan))
+        if self.corrects:
+            factors = [st.bias_factors(rule, hp, s) for s in self.scalars]
+            self.bc = np.array([(b["bc1"], b["bc2"]) for b in factors], dtype=np.float64).reshape(steps, 2)
+        else:
+            self.bc = None
 
     def to_json(self) -> dict:
         symbols = getattr(self.rule, "SYMBOLS", {})
@@ -217,9 +220,33 @@ class Run:
         return out
 
 
+def _over_steps(fn, kept: dict, hp: dict, scalars: list) -> np.ndarray:
+    """``fn(state, hp, s)`` of every step as a ``(steps, 2)`` array: one call on all steps, with
+    each scalar that changes as a ``(steps, 1)`` column, when the steps' scalars share keys and
+    flags; one call a step otherwise."""
+    steps, first = len(scalars), scalars[0]
+    same_keys = all(s.keys() == first.keys() for s in scalars)
+    if same_keys:
+        s_all = {}
+        for k, v in first.items():
+            values = [s[k] for s in scalars]
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.number)):
+                if any(u != v for u in values):
+                    break  # a flag that changes: the rule may branch on it
+                s_all[k] = v
+            else:
+                s_all[k] = np.asarray(values)[:, None]
+        else:
+            return np.array(np.broadcast_to(fn(kept, hp, s_all), (steps, 2)), dtype=np.float64)
+    return _rows([fn({k: v[t:t + 1] for k, v in kept.items()}, hp, s) for t, s in enumerate(scalars)], steps)
+
+
 def _rows(items: list, steps: int) -> np.ndarray:
     """Per-step values (numbers, or ``(1, 2)`` rows) as a ``(steps, 2)`` array."""
-    a = np.asarray(items, dtype=np.float64).reshape(steps, -1)
+    try:
+        a = np.asarray(items, dtype=np.float64).reshape(steps, -1)
+    except ValueError:  # numbers on some steps, rows on others (RAdam before and after rectifying)
+        a = np.array([np.broadcast_to(np.asarray(v, dtype=np.float64).reshape(-1), (2,)) for v in items])
     return np.array(np.broadcast_to(a, (steps, 2)))
 
 
