@@ -243,6 +243,20 @@ def test_bad_requests_get_a_4xx_json_error(url, path, body, raw, method, status,
     assert call(url, "/api/problems")[0] == 200  # and the server still answers
 
 
+def test_broken_connections_do_not_stop_the_server(url):
+    import socket
+
+    host, port = url[len("http://"):].split(":")
+    cut_short = b"POST /api/run HTTP/1.1\r\nContent-Length: 500\r\n\r\n{\"steps\":"
+    for raw, expected in ((cut_short, b"HTTP/1.0 400"), (b"GARBAGE\r\n\r\n", b""), (b"\x00" * 64, b"")):
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(raw)
+            sock.shutdown(socket.SHUT_WR)  # the client stops sending
+            reply = sock.recv(200)
+        assert reply.startswith(expected), reply
+        assert call(url, "/api/problems")[0] == 200
+
+
 def test_a_run_that_diverges_is_answered_with_nulls_and_its_verdict(url):
     status, out = call(url, "/api/run", request("rosenbrock", 100, {"sgd": 1.0}))
     assert status == 200

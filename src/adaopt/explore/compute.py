@@ -141,8 +141,7 @@ def parse_request(req) -> tuple:
     if not isinstance(req, dict):
         raise ValueError("the request must be a JSON object")
     problem = surface(req.get("problem", "rosenbrock"), req.get("expr"))
-    steps = _number(req, "steps", problem.default_steps if problem.default_steps <= 500 else 500, 1, MAX_STEPS,
-                    integer=True)
+    steps = _number(req, "steps", min(problem.default_steps, 500), 1, MAX_STEPS, integer=True)
     start = _start(req, problem)
     _finite_at(problem, start)
     chosen = [(name, optimizer_hp(name, lr, req)) for name, lr in _optimizers(req)]
