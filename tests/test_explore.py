@@ -128,6 +128,10 @@ def test_switches_reach_the_rules(url):
     assert not hp["adam"]["bias_correction"]
     by_name = {r["name"]: r for r in switched["runs"]}
     assert by_name["adam"]["x"] == by_name["adam-nobc"]["x"]  # Adam without correction is adam-nobc
+    _, page_defaults = call(url, "/api/run", request("beale", 10, {"nesterov": 1e-3, "adam-nobc": 0.05},
+                                                     nesterov=False, bias_correction=True))
+    hp = {r["name"]: r["hp"] for r in page_defaults["runs"]}  # the switches leave a variant's own setting
+    assert hp["nesterov"]["nesterov"] is True and hp["adam-nobc"]["bias_correction"] is False
     for before, after in zip(base["runs"], switched["runs"]):
         if before["name"] != "adam-nobc":
             assert before["x"] != after["x"], before["name"]

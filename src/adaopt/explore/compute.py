@@ -74,16 +74,19 @@ def optimizer_hp(name: str, lr: float, req: dict) -> dict:
     ``momentum`` (SGD with momentum; ``nesterov`` switches it to Nesterov's), ``beta1``
     and ``beta2`` (the Adam family's betas), ``rho`` (RMSprop's alpha, the lesson's rho;
     Adadelta's rho), ``eps`` (null: the preset's), and the switches ``bias_correction``,
-    ``amsgrad`` and ``centered`` where the family takes them.
+    ``amsgrad`` and ``centered`` where the family takes them. A variant's own settings are
+    not switched: ``nesterov`` stays Nesterov's, ``adam-nobc`` stays uncorrected.
     """
     variant = registry.variant(name)
     family = registry.FAMILIES[variant.family]
     conventions = req.get("conventions", "torch")
     hyper.check_choice("conventions", conventions, hyper.PRESETS)
     hp = {**family.defaults_for(conventions), **variant.overrides, "lr": lr}
+    own = variant.overrides  # a variant's own settings (nesterov's Nesterov, adam-nobc's) stay
     if family.key == "sgd" and hp["momentum"] != 0:
         hp["momentum"] = _number(req, "momentum", hp["momentum"], 0.0, 0.999)
-        hp["nesterov"] = _flag(req, "nesterov", hp["nesterov"])
+        if "nesterov" not in own:
+            hp["nesterov"] = _flag(req, "nesterov", hp["nesterov"])
     if "betas" in hp:
         hp["betas"] = (_number(req, "beta1", hp["betas"][0], 0.0, 0.9999),
                        _number(req, "beta2", hp["betas"][1], 0.0, 0.99999))
@@ -93,7 +96,7 @@ def optimizer_hp(name: str, lr: float, req: dict) -> dict:
     if "eps" in hp and req.get("eps") is not None:
         hp["eps"] = _number(req, "eps", None, 0.0, 1.0)
     for key in ("bias_correction", "amsgrad", "centered"):
-        if key in hp and key in req:
+        if key in hp and key in req and key not in own:
             hp[key] = _flag(req, key, hp[key])
     return family.validate(hp, where=name)
 
@@ -137,7 +140,7 @@ def _finite_at(problem, x: np.ndarray) -> None:
 
 
 def parse_request(req) -> tuple:
-    """The problem, start, steps and ``[(name, rule, hp)]`` of a request, every field checked."""
+    """The problem, start, steps and ``[(name, hp)]`` of a request, every field checked."""
     if not isinstance(req, dict):
         raise ValueError("the request must be a JSON object")
     problem = surface(req.get("problem", "rosenbrock"), req.get("expr"))
