@@ -1,5 +1,7 @@
 # make demo  - set up .venv, run the lab (six optimizers x eight problems, tuned) and write lab-report/report.html
 # make lesson - print the lesson's worked examples, computed step by step by adaopt trace
+# make test-setup - apt-get install Debian's chromium and chromium-driver (root), which the explorer's browser
+#              tests drive through Selenium; without them those tests skip (.ci/run runs it first)
 # make test  - set up .venv with the test extras (torch, hypothesis, scikit-learn) and run pytest on every core (it prints the 15 slowest tests)
 # make test-portable - the numeric tests (verdicts, parity with torch and the references, kernels, lesson) as other CPUs
 #              would run them: under each OpenBLAS core type, numba's generic CPU, one thread, torch without AVX-512
@@ -8,7 +10,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo lesson test test-portable bench clean
+.PHONY: demo lesson test test-setup test-portable bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +31,10 @@ lesson: $(VENV)/.cli
 
 test: $(VENV)/.test
 	$(BIN)/python -m pytest -q -n auto --dist loadfile --durations=15
+
+test-setup:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then echo "chromium and chromedriver: present"; \
+	else apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; fi
 
 # test-portable: the tests whose numbers (or verdicts) a CPU, a BLAS kernel or a thread count could move, each
 # under the settings that move them. An OpenBLAS core type changes NumPy's matrix products only: the lab problems

@@ -345,6 +345,22 @@ def _with_progress(work):
         return work(progress)
 
 
+@app.command()
+def explore(
+    port: Annotated[int, typer.Option(help="the port on 127.0.0.1; 0 picks a free one")] = 0,
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="print the address, open no browser")] = False,
+) -> None:
+    """The lesson as a page: optimizers' trajectories on contours, sliders, the worked examples. Ctrl-C stops it."""
+    from ..explore import serve
+
+    if not 0 <= port <= 65535:
+        fail(f"--port={port}: allowed 0 (a free port) to 65535")
+    try:
+        serve(port, open_browser=not no_browser)
+    except OSError as exc:
+        fail(f"--port={port}: cannot listen on 127.0.0.1:{port} ({exc.strerror or exc})")
+
+
 @app.command("list")
 def list_cmd() -> None:
     """Show the optimizers, the lab's problems and the convention presets."""
