@@ -61,7 +61,7 @@ class Engine:
         return _engine_from, (self.rule.__name__, self.eps_base, self.backend)
 
     def resolved(self, hp: dict, cdtype, name: str) -> dict:
-        """``hp`` with ``eps`` fixed for the compute dtype; refuses an eps that rounds to 0."""
+        """``hp`` with ``eps`` fixed for the state dtype; refuses an eps that rounds to 0 there."""
         if "eps" not in hp:
             return hp
         if hp["eps"] is None:
@@ -69,7 +69,7 @@ class Engine:
         if dtypes.rounds_to_zero(hp["eps"], cdtype):
             wider = " or state_dtype='float32'" if dtypes.dtype_name(cdtype) == "float16" else ""
             raise ValueError(
-                f"eps={hp['eps']!r} rounds to 0 in {dtypes.dtype_name(cdtype)}, the compute dtype of "
+                f"eps={hp['eps']!r} rounds to 0 in {dtypes.dtype_name(cdtype)}, the state dtype of "
                 f"parameter {name!r}; use eps >= {dtypes.default_eps(cdtype, 0.0):g} "
                 f"(or leave eps=None){wider}"
             )
