@@ -1,5 +1,6 @@
 """bfloat16 training on the digits MLP: compensated summation and stochastic rounding
-recover the float32 loss; plain bfloat16 loses the small updates and stalls."""
+recover the float32 loss; plain bfloat16 loses the small updates and stalls. 16-bit
+moments of float32 parameters (``state_dtype``) reach the float32 state's loss."""
 
 import copy
 
@@ -23,7 +24,17 @@ def problem():
     return torch.tensor(X[:512], dtype=torch.float32), torch.tensor(d.target[:512]), model
 
 
+_LOSSES: dict = {}
+
+
 def _final_loss(problem, dtype, name, lr, **kw):
+    key = (dtype, name, lr, tuple(sorted(kw.items())))
+    if key not in _LOSSES:  # the float32 runs serve both tests
+        _LOSSES[key] = _train(problem, dtype, name, lr, **kw)
+    return _LOSSES[key]
+
+
+def _train(problem, dtype, name, lr, **kw):
     X, y, base = problem
     model = copy.deepcopy(base).to(dtype)
     opt = getattr(at, name)(model.parameters(), lr=lr, **kw)
@@ -33,6 +44,9 @@ def _final_loss(problem, dtype, name, lr, **kw):
         opt.step()
     if kw.get("kahan"):
         assert all(opt.state[p]["kahan_comp"].dtype == torch.bfloat16 for p in model.parameters())
+    if kw.get("state_dtype"):
+        assert all(v.dtype == torch.bfloat16 for p in model.parameters() for k, v in opt.state[p].items()
+                   if k != "step")
     with torch.no_grad():
         return torch.nn.functional.cross_entropy(model.float()(X), y).item()
 
@@ -50,6 +64,19 @@ def test_kahan_and_stochastic_rounding_recover_the_float32_loss(problem, name, l
     assert abs(kahan / fp32 - 1) < 0.02
     assert abs(sr / fp32 - 1) < 0.02
     assert plain > 1.2 * fp32  # plain bfloat16 is measurably worse
+
+
+@pytest.mark.parametrize("name, lr", [("AdamW", 1e-4), ("RMSprop", 1e-4)])
+def test_bfloat16_moments_of_float32_parameters_reach_the_float32_loss(problem, name, lr):
+    """Half the state (2 bytes a moment), the float32 state's loss within 2%: the moments
+    are stored in bfloat16, the arithmetic and the parameters stay float32 (before, the
+    parameters were rounded to bfloat16 too, and stalled at this learning rate). Not
+    AdaGrad: its running sum, stored in bfloat16, stops taking small squares once it is
+    2**8 times larger (2.0% below the float32 loss here)."""
+    fp32 = _final_loss(problem, torch.float32, name, lr)
+    bf16_state = _final_loss(problem, torch.float32, name, lr, state_dtype="bfloat16")
+    print(f"{name}: fp32 state {fp32:.4f}  bf16 state {bf16_state:.4f}")
+    assert abs(bf16_state / fp32 - 1) < 0.02
 
 
 def test_kahan_and_stochastic_rounding_are_exclusive_and_sr_is_bfloat16_only():

@@ -66,6 +66,11 @@ CASES = [
     ("nadam-decoupled-f64", "NAdam", dict(lr=5e-3, weight_decay=0.05, decoupled_weight_decay=True), "float64"),
     ("radam", "RAdam", dict(lr=5e-3), "float32"),  # the rectification switches on at step 6, after the stop
     ("radam-bf16-kahan", "RAdam", dict(lr=1e-3, kahan=True), "bfloat16"),
+    # 16-bit moments (float32 arithmetic), with and without the rounding options
+    ("adamw-bf16-kahan-bf16-state", "AdamW", dict(lr=1e-3, kahan=True, state_dtype="bfloat16"), "bfloat16"),
+    ("nadam-bf16-stochastic-bf16-state", "NAdam", dict(lr=1e-3, stochastic_rounding=True,
+                                                       state_dtype="bfloat16"), "bfloat16"),
+    ("adagrad-fp16-state", "AdaGrad", dict(lr=0.01, state_dtype="float16"), "float32"),
 ]
 FRONTENDS = ["numpy-fused", "numpy-reference", "torch", "torch-tensor"]
 #: the tensor backend runs the rule on torch tensors; it has no 16-bit rounding options yet

@@ -67,11 +67,12 @@ def as_dtype(name_or_dtype) -> np.dtype:
 
 
 def compute_dtype(param_dtype, state_dtype=None) -> np.dtype:
-    """The dtype the update arithmetic (and the optimizer state) uses for a parameter.
+    """The dtype of a parameter's optimizer state, which also sets its epsilon.
 
-    float64 and float32 parameters compute in their own dtype (as torch.optim does).
-    float16 and bfloat16 parameters compute in float32 unless ``state_dtype`` says
-    otherwise: their 10- and 7-bit mantissas cannot hold a moving average.
+    float64 and float32 parameters keep state in their own dtype (as torch.optim does).
+    float16 and bfloat16 parameters keep float32 state unless ``state_dtype`` says
+    otherwise: their 10- and 7-bit mantissas cannot hold a moving average. The
+    arithmetic runs in :func:`arith_dtype` (float32 or float64), whatever the storage.
     """
     if state_dtype is not None:
         return as_dtype(state_dtype)
@@ -79,6 +80,23 @@ def compute_dtype(param_dtype, state_dtype=None) -> np.dtype:
     if name in ("float16", "bfloat16"):
         return np.dtype(np.float32)
     return np.dtype(param_dtype).newbyteorder("=")  # arithmetic in this machine's byte order
+
+
+def arith_dtype(param_dtype, state_dtype) -> np.dtype:
+    """The dtype the update arithmetic runs in: float64 when the parameter or the state is
+    float64, else float32. float16 and bfloat16 are storage formats, as in torch's fused
+    kernels: 16-bit moments are loaded, updated in float32 and rounded (to nearest, ties to
+    even) when stored, and a float32 parameter with bfloat16 moments is never rounded to
+    bfloat16 itself. ``state_dtype`` (:func:`compute_dtype`) still sets the stored state and
+    the epsilon (float16 state gets an epsilon float16 can hold).
+
+    >>> arith_dtype("float32", "bfloat16"), arith_dtype("float16", "float16")
+    (dtype('float32'), dtype('float32'))
+    >>> arith_dtype("float64", "float32")
+    dtype('float64')
+    """
+    wide = "float64" in (dtype_name(param_dtype), dtype_name(state_dtype))
+    return np.dtype(np.float64 if wide else np.float32)
 
 
 def smallest_normal(dtype) -> float:

@@ -61,7 +61,7 @@ class Engine:
         return _engine_from, (self.rule.__name__, self.eps_base, self.backend)
 
     def resolved(self, hp: dict, cdtype, name: str) -> dict:
-        """``hp`` with ``eps`` fixed for the compute dtype; refuses an eps that rounds to 0."""
+        """``hp`` with ``eps`` fixed for the state dtype; refuses an eps that rounds to 0 there."""
         if "eps" not in hp:
             return hp
         if hp["eps"] is None:
@@ -69,7 +69,7 @@ class Engine:
         if dtypes.rounds_to_zero(hp["eps"], cdtype):
             wider = " or state_dtype='float32'" if dtypes.dtype_name(cdtype) == "float16" else ""
             raise ValueError(
-                f"eps={hp['eps']!r} rounds to 0 in {dtypes.dtype_name(cdtype)}, the compute dtype of "
+                f"eps={hp['eps']!r} rounds to 0 in {dtypes.dtype_name(cdtype)}, the state dtype of "
                 f"parameter {name!r}; use eps >= {dtypes.default_eps(cdtype, 0.0):g} "
                 f"(or leave eps=None){wider}"
             )
@@ -118,16 +118,17 @@ class Engine:
         self.add_missing_buffers(st, p, hp, cdtype)
         t = st["step"] + 1
         s = rules.step_scalars(self.rule, t, hp, st)
-        buffers = {k: st[k] for k in self.rule.buffers(hp)}
+        adtype = dtypes.arith_dtype(p.dtype, cdtype)  # a narrower state is only stored narrow
+        buffers = {k: st[k].astype(adtype, copy=False) for k in self.rule.buffers(hp)}
         new_p, new_buffers = self.rule.update(
-            p.astype(cdtype, copy=False), g.astype(cdtype, copy=False), buffers, hp, s
+            p.astype(adtype, copy=False), g.astype(adtype, copy=False), buffers, hp, s
         )
         out = {**st, "step": t}
         for k, v in new_buffers.items():
             out[k] = np.array(v, dtype=st[k].dtype)  # a copy: never alias the caller's gradient
         for k in rules.scalar_state(self.rule, hp):
             out[k] = np.array(s[k], dtype=st[k].dtype)
-        new_p = rounding.to_param_dtype(np.asarray(new_p), p, out, hp, cdtype,
+        new_p = rounding.to_param_dtype(np.asarray(new_p), p, out, hp, adtype,
                                         key=rounding.param_key(name), step=t, index=index)
         return new_p, out
 
@@ -151,15 +152,14 @@ class Engine:
                                      f"the parameter has {p.shape} (was the parameter replaced, or "
                                      "a state_dict of another model loaded?)")
             elementwise = {k: v for k, v in st.items() if k not in scalar_keys}
-            if (fused is not None and i not in shared and fused.eligible(p, cdtype, elementwise)
-                    and not _low(p, hp, "stochastic_rounding")):
-                groups.setdefault((gi, st["step"], p.dtype, cdtype), (hp, []))[1].append((i, p, st))
+            if fused is not None and i not in shared and fused.eligible(p, cdtype, elementwise, hp):
+                groups.setdefault((gi, st["step"], p.dtype, cdtype), (hp, []))[1].append((i, p, st, name))
             else:
                 reference.append((i, gi, name, p, st, hp, cdtype))
         buckets = []
         for (gi, _, _, cdtype), (hp, m) in groups.items():
-            bucket = fused.Bucket(self.rule, hp, [p for _, p, _ in m], [st for _, _, st in m],
-                                  [i for i, _, _ in m])
+            bucket = fused.Bucket(self.rule, hp, [p for _, p, _, _ in m], [st for _, _, st, _ in m],
+                                  [i for i, *_ in m], keys=[rounding.param_key(name) for *_, name in m])
             bucket.group, bucket.name, bucket.cdtype = gi, f"param group {gi}", cdtype
             buckets.append(bucket)
         return Plan([(name, p) for _, name, p, *_ in prepared], buckets, reference,

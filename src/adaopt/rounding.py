@@ -33,9 +33,10 @@ import zlib
 
 import numpy as np
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
+#: SplitMix64's constants (the fused kernels' :func:`adaopt.kernels.lowp.sr_bf16` uses them too).
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+MIX2 = np.uint64(0x94D049BB133111EB)
 
 
 def param_key(name: str) -> int:
@@ -48,9 +49,9 @@ def random_bits(key: int, step: int, index: np.ndarray) -> np.ndarray:
     """16 random bits (as uint32) per element ``index`` for parameter ``key`` at ``step``."""
     base = np.uint64((key << 32) | (step & 0xFFFFFFFF))
     with np.errstate(over="ignore"):
-        z = (index.astype(np.uint64) + np.uint64(1)) * _GOLDEN + base * _MIX2
-        z = (z ^ (z >> np.uint64(30))) * _MIX1
-        z = (z ^ (z >> np.uint64(27))) * _MIX2
+        z = (index.astype(np.uint64) + np.uint64(1)) * GOLDEN + base * MIX2
+        z = (z ^ (z >> np.uint64(30))) * MIX1
+        z = (z ^ (z >> np.uint64(27))) * MIX2
         z ^= z >> np.uint64(31)
     return (z & np.uint64(0xFFFF)).astype(np.uint32)
 

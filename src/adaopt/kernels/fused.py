@@ -24,6 +24,13 @@ tensors were laid end to end, into groups of ``BLOCK`` elements, so every thread
 gets the same amount of work whatever the tensor sizes. So one call steps a whole
 bucket, 1 tensor or 1,000, and one compiled kernel serves every model.
 
+How the numbers are stored and rounded is the bucket's :class:`~.source.Layout`: 16-bit
+parameters and gradients as uint16 bits, state buffers in the state dtype (16-bit moments
+of float32 parameters are widened on load and rounded on store), and for 16-bit
+parameters Kahan summation (the compensation is one more column of the table) or
+stochastic rounding (the column holds the hash's base, ``key * 2**32 + step``), each
+equal to :mod:`adaopt.rounding` bit for bit (:mod:`.source`).
+
 The generated source is written to a cache folder (``$ADAOPT_CACHE_DIR``, default
 ``~/.cache/adaopt``) and compiled with ``cache=True``, so a new process loads the
 machine code from disk instead of compiling it again.
@@ -45,6 +52,7 @@ from .._io import atomic_write
 from . import memory
 from . import threads as pool
 from .codegen import Program, record
+from .source import Layout, source
 
 #: Tuple sizes :func:`.memory.gather` is compiled for, to read gradient addresses: 16 at
 #: a time, and the rest in the smallest size that holds it.
@@ -76,62 +84,7 @@ def cache_dir() -> Path:
     return Path(root) / "kernels"
 
 
-# ---------------------------------------------------------------------- code generation
-
-_HALF = {"float16": ("f16_to_f32", "f32_to_f16"), "bfloat16": ("bf16_to_f32", "f32_to_bf16")}
-
-
-def _load(kind: str, compute: str, expr: str) -> str:
-    """An element of storage ``kind`` as a ``compute``-dtype number."""
-    if kind in _HALF:
-        return f"np.{compute}({_HALF[kind][0]}({expr}))"
-    return f"np.{compute}({expr})"
-
-
-def _store(kind: str, expr: str) -> str:
-    """A compute-dtype number as an element of storage ``kind`` (round to nearest even)."""
-    if kind in _HALF:
-        return f"{_HALF[kind][1]}(np.float32({expr}))"
-    return f"np.{kind}({expr})"
-
-
-def source(program: Program, p_kind: str, compute: str, parallel: bool) -> str:
-    """The Python source of the kernel for ``program`` and these dtypes.
-
-    Parameters and gradients are stored as ``p_kind`` (float16/bfloat16 as their uint16
-    bits), state buffers as ``compute``; each work item's arrays are rebuilt from the
-    address table and start at element 0, so the inner loop vectorises.
-    """
-    nb = len(program.buffers)
-    store = "uint16" if p_kind in _HALF else p_kind
-    p_size, c_size = np.dtype(store).itemsize, np.dtype(compute).itemsize
-    lines = [
-        "import numpy as np",
-        "import numba",
-        "from adaopt.kernels.lowp import f16_to_f32, f32_to_f16, bf16_to_f32, f32_to_bf16",
-        "from adaopt.kernels.memory import address",
-        "",
-        f"@numba.njit(error_model='numpy', cache=True, parallel={parallel})",
-        "def kernel(A, S, GS, WJ, WA, WB):",
-    ]
-    lines += [f"    s{k} = S[{k}]" for k in range(len(program.scalars))]
-    lines += [f"    for w in {'numba.prange' if parallel else 'range'}(GS.shape[0] - 1):",
-              "        for it in range(GS[w], GS[w + 1]):",
-              "            j = WJ[it]",
-              "            a = WA[it]",
-              "            n = WB[it] - a",
-              f"            p = numba.carray(address(A[j, 0] + {p_size} * a), n, np.{store})",
-              f"            g = numba.carray(address(A[j, 1] + {p_size} * a), n, np.{store})"]
-    lines += [f"            b{k} = numba.carray(address(A[j, {k + 2}] + {c_size} * a), n, np.{compute})"
-              for k in range(nb)]
-    lines.append("            for i in range(n):")
-    body = [f"p_ = {_load(p_kind, compute, 'p[i]')}", f"g_ = {_load(p_kind, compute, 'g[i]')}"]
-    body += [f"{name}_ = b{k}[i]" for k, name in enumerate(program.buffers)]
-    body += list(program.body)
-    body.append(f"p[i] = {_store(p_kind, program.p_out)}")
-    body += [f"b{k}[i] = {out}" for k, out in enumerate(program.buffer_out)]
-    lines += [f"                {line}" for line in body]
-    return "\n".join(lines) + "\n"
+# ---------------------------------------------------------------------- compiling
 
 
 def _compile(src: str):
@@ -150,11 +103,11 @@ def _compile(src: str):
     return module.kernel
 
 
-def kernel_for(program: Program, p_kind: str, compute: str, parallel: bool):
-    key = (program.key, p_kind, compute, parallel)
+def kernel_for(program: Program, layout: Layout, parallel: bool):
+    key = (program.key, layout, parallel)
     k = _KERNELS.get(key)
     if k is None:
-        k = _KERNELS[key] = _compile(source(program, p_kind, compute, parallel))
+        k = _KERNELS[key] = _compile(source(program, layout, parallel))
     return k
 
 
@@ -191,15 +144,33 @@ def _padded(n: int) -> int:
     return next(c for c in CHUNKS if c >= n)
 
 
-def eligible(p: np.ndarray, compute, state: dict) -> bool:
+def eligible(p: np.ndarray, cdtype, state: dict, hp: dict | None = None) -> bool:
     """Whether the fused path can step ``p`` and its ``state`` in place: C-contiguous
     arrays in the machine's byte order (a big-endian array from another machine's file
-    takes the reference rule), state in the compute dtype, and float32 or float64
-    arithmetic (numba has no float16 arithmetic on the CPU)."""
-    return (p.flags.c_contiguous and p.dtype.isnative and dtypes.is_supported(p.dtype)
-            and dtypes.dtype_name(compute) in ("float32", "float64")
-            and all(v.dtype == compute and v.dtype.isnative and v.flags.c_contiguous
-                    for k, v in state.items() if k != "step"))
+    takes the reference rule), state buffers in the state dtype ``cdtype`` and
+    ``kahan_comp`` in the parameter's dtype, and 16-bit parameters or state only beside
+    float32 arithmetic (:func:`adaopt.dtypes.arith_dtype`): a float64 result rounded to
+    float32 and then to 16 bits could differ from one rounded once."""
+    if not (p.flags.c_contiguous and p.dtype.isnative and dtypes.is_supported(p.dtype)):
+        return False
+    compute = dtypes.dtype_name(dtypes.arith_dtype(p.dtype, cdtype))
+    if compute != "float32" and 2 in (np.dtype(cdtype).itemsize, p.dtype.itemsize):
+        return False  # 16-bit numbers are converted from and to float32 only
+    kahan = layout_of(p.dtype, cdtype, hp or {}).rounding == "kahan"
+    return all(v.dtype == (p.dtype if kahan and k == "kahan_comp" else cdtype)
+               and v.dtype.isnative and v.flags.c_contiguous
+               for k, v in state.items() if k != "step")
+
+
+def layout_of(p_dtype, cdtype, hp: dict) -> Layout:
+    """How a bucket of ``p_dtype`` parameters with ``cdtype`` state is stored and rounded."""
+    p_kind = dtypes.dtype_name(p_dtype)
+    rounding = "nearest"
+    if np.dtype(p_dtype).itemsize == 2:
+        rounding = ("kahan" if hp.get("kahan") else
+                    "stochastic" if hp.get("stochastic_rounding") and p_kind == "bfloat16" else "nearest")
+    return Layout(p_kind, dtypes.dtype_name(cdtype), dtypes.dtype_name(dtypes.arith_dtype(p_dtype, cdtype)),
+                  rounding)
 
 
 def work_items(sizes: list[int], parallel: bool) -> tuple[np.ndarray, ...]:
@@ -236,27 +207,33 @@ class Bucket:
     gradient list that :meth:`run` receives.
     """
 
-    def __init__(self, rule, hp: dict, params: list, states: list[dict], index: list[int]):
+    def __init__(self, rule, hp: dict, params: list, states: list[dict], index: list[int],
+                 keys: list[int] | None = None):
         self.rule, self.hp, self.states = rule, hp, states
         self.program = self.scalars = None
         self.kernels: dict = {}  # parallel (bool) -> compiled kernel for self.program
         self.t = states[0]["step"]
         self.buffers = tuple(rule.buffers(hp))
         self.carried = tuple(rules.scalar_state(rule, hp))
-        self.p_kind = dtypes.dtype_name(params[0].dtype)
-        self.compute = dtypes.dtype_name(states[0][self.buffers[0]].dtype) if self.buffers else (
-            dtypes.dtype_name(dtypes.compute_dtype(params[0].dtype, hp.get("state_dtype"))))
+        cdtype = states[0][self.buffers[0]].dtype if self.buffers else (
+            dtypes.compute_dtype(params[0].dtype, hp.get("state_dtype")))
+        self.layout = layout_of(params[0].dtype, cdtype, hp)
+        self.compute = self.layout.compute
         self.index = index
         sizes = [p.size for p in params]
         self.parallel = sum(sizes) >= PARALLEL_MIN
         self.work = work_items(sizes, self.parallel)
         # the arrays the table points into, held for as long as the bucket lives
-        self.arrays = [[_storage(p)] + [st[b].reshape(-1) for b in self.buffers]
+        comp = ("kahan_comp",) if self.layout.rounding == "kahan" else ()
+        self.arrays = [[_storage(p)] + [_storage(st[b]) for b in self.buffers + comp]
                        for p, st in zip(params, states)]
-        self.table = np.zeros((len(params), 2 + len(self.buffers)), dtype=np.int64)
+        self.table = np.zeros((len(params), 2 + len(self.buffers) + self.layout.extra), dtype=np.int64)
         for j, (p, *bufs) in enumerate(self.arrays):
             self.table[j, 0] = p.ctypes.data
-            self.table[j, 2:] = [b.ctypes.data for b in bufs]
+            self.table[j, 2:2 + len(bufs)] = [b.ctypes.data for b in bufs]
+        # stochastic rounding: the table's last column holds key * 2**32 + step (rounding.py)
+        self.sr_keys = (np.array(keys if keys is not None else [0] * len(params), dtype=np.uint64)
+                        << np.uint64(32)) if self.layout.rounding == "stochastic" else None
         self.store, self.p_dtype = self.arrays[0][0].dtype, params[0].dtype
         self.mixed_flags = False  # set once gradients came read-only and writable together
         self.sizes = sizes
@@ -294,6 +271,8 @@ class Bucket:
                 self.program, self.kernels = program, {}
                 self.scalars = np.empty(len(values), dtype=self.compute)
             self.scalars[:] = values
+            if self.sr_keys is not None:
+                self.table[:, -1] = (self.sr_keys | np.uint64(t & 0xFFFFFFFF)).view(np.int64)
             self._call(threads)
             self.t = t
             for st in self.states:
@@ -307,7 +286,7 @@ class Bucket:
     def _kernel(self, parallel: bool):
         k = self.kernels.get(parallel)
         if k is None:
-            k = self.kernels[parallel] = kernel_for(self.program, self.p_kind, self.compute, parallel)
+            k = self.kernels[parallel] = kernel_for(self.program, self.layout, parallel)
         return k
 
     def _call(self, threads: int | None) -> None:

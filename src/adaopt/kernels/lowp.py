@@ -20,6 +20,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
+from ..rounding import GOLDEN, MIX1, MIX2  # noqa: F401 (GOLDEN, MIX2: for the generated kernels)
+
 
 @intrinsic
 def _f16_to_f32_hw(typingctx, x):
@@ -73,6 +75,20 @@ def f32_to_bf16(x):
     bits = _f32_bits(x)
     bits = bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))
     return np.uint16(bits >> np.uint32(16))
+
+
+@njit(inline="always")
+def sr_bf16(x, z):
+    """float32 ``x`` stochastically rounded to bfloat16 bits, from the SplitMix64 state
+    ``z = (index + 1) * GOLDEN + (key * 2**32 + step) * MIX2``: the finaliser's lowest 16
+    bits are added below the bfloat16 mantissa, then truncated, as
+    :func:`adaopt.rounding.stochastic_bf16` does (NaN stays a quiet NaN, inf stays inf)."""
+    z = (z ^ (z >> np.uint64(30))) * MIX1
+    z = (z ^ (z >> np.uint64(27))) * MIX2
+    z = z ^ (z >> np.uint64(31))
+    if x != x:
+        return np.uint16(0x7FC0)
+    return np.uint16((_f32_bits(x) + np.uint32(z & np.uint64(0xFFFF))) >> np.uint32(16))
 
 
 @njit(inline="always")

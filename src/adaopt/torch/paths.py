@@ -22,7 +22,7 @@ def tensor_prepare(opt, gi: int, i: int, p: torch.Tensor):
     if p.element_size() == 2 and (hp["kahan"] or hp["stochastic_rounding"]):
         raise NotImplementedError(f"{name}: kahan and stochastic_rounding need the CPU array path "
                                   "(backend 'auto', 'fused' or 'reference') so far")
-    return p, hp, TORCH_DTYPE[dtypes.dtype_name(cdtype)]
+    return p, hp, TORCH_DTYPE[dtypes.dtype_name(dtypes.arith_dtype(numpy_dtype(p.dtype), cdtype))]
 
 
 def tensor_step(opt, p: torch.Tensor, hp: dict, compute: torch.dtype) -> None:

@@ -1,0 +1,186 @@
+#!/usr/bin/env python
+"""Time AdamW's 16-bit paths: Kahan and stochastic rounding of bf16 parameters, bf16 moments.
+
+Run ``python benchmarks/bench_lowp.py`` (``make bench``, idle and with ``--hog 1``);
+``--quick`` for a smoke test. It uses :mod:`bench_step`'s round-robin (``measure``: every
+implementation warmed up, then timed in interleaved blocks, the order rotating) and
+prints the median step time and two ratios, both from the same rounds:
+
+* ``vs torch``: step time over ``torch.optim.AdamW(fused=True)``'s on the same
+  parameters (bf16 parameters: torch keeps bf16 moments; fp32: fp32 moments);
+* ``vs plain``: step time over adaopt's own plain step on the same parameters
+  (bf16, fp32 state, round to nearest; or fp32 with fp32 state).
+
+Lower is faster. Before timing, each adaopt configuration's fused kernel must give the
+reference path's bits (parameters and state), so the table never times a wrong kernel.
+Cases: (a) bf16 parameters, one tensor of N; (b) fp32 parameters with bf16 moments, one
+tensor and 100 tensors of N in all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_step as bs  # noqa: E402
+
+import adaopt  # noqa: E402
+from adaopt import dtypes  # noqa: E402
+
+try:
+    import torch
+except ImportError:  # then only adaopt's rows
+    torch = None
+
+HP = {"lr": 1e-3, "weight_decay": 1e-2}
+#: name -> (parameter dtype, adaopt options)
+BF16_CASES = {
+    "adaopt bf16 (fp32 state, nearest)": ("bfloat16", {}),
+    "adaopt bf16 kahan": ("bfloat16", {"kahan": True}),
+    "adaopt bf16 stochastic": ("bfloat16", {"stochastic_rounding": True}),
+    "adaopt bf16, bf16 state": ("bfloat16", {"state_dtype": "bfloat16"}),
+    "adaopt bf16 kahan, bf16 state": ("bfloat16", {"kahan": True, "state_dtype": "bfloat16"}),
+    "adaopt bf16 stochastic, bf16 state": ("bfloat16", {"stochastic_rounding": True, "state_dtype": "bfloat16"}),
+}
+FP32_CASES = {
+    "adaopt fp32 (fp32 state)": ("float32", {}),
+    "adaopt fp32, bf16 state": ("float32", {"state_dtype": "bfloat16"}),
+}
+TORCH = "torch fused"
+
+
+def state_bytes(opt, params) -> float:
+    """Bytes of optimizer state per parameter element (buffers, not the step count)."""
+    total = sum(v.nbytes for st in opt.state.values() for k, v in st.items() if k != "step" and np.ndim(v))
+    return total / sum(p.size for p in params)
+
+
+def adaopt_impl(kind: str, kw: dict, params0, grads, backend="fused"):
+    dt = dtypes.as_dtype(kind)
+    params = [p.astype(dt) for p in params0]
+    gs = [g.astype(dt) for g in grads]
+    opt = adaopt.AdamW(params, backend=backend, **HP, **kw)
+    return (lambda: opt.step(gs)), params, opt
+
+
+def torch_impl(kind: str, params0, grads):
+    dt = {"bfloat16": torch.bfloat16, "float32": torch.float32}[kind]
+    ps = [torch.from_numpy(p).to(dt).requires_grad_() for p in params0]
+    for p, g in zip(ps, grads):
+        p.grad = torch.from_numpy(g).to(dt)
+    opt = torch.optim.AdamW(ps, fused=True, **HP)
+    return opt.step
+
+
+def check(cases: dict, steps: int = 4) -> None:
+    """Each configuration's fused kernel gives the reference's bits (a bucket of two tensors,
+    one of them large enough for the threaded kernel)."""
+    sizes = [1000, 2 * bs.adaopt_fused.PARALLEL_MIN + 17]
+    params0, grads = bs.make_data(sizes, seed=7)
+    for name, (kind, kw) in cases.items():
+        runs = []
+        for backend in ("fused", "reference"):
+            step, params, opt = adaopt_impl(kind, kw, params0, grads, backend)
+            for _ in range(steps):
+                step()
+            runs.append((params, opt))
+        (fp, fo), (rp, ro) = runs
+        assert not fo._plan.plan.reference, f"{name}: not every tensor took the fused kernel"
+        for a, b in zip(fp, rp):
+            assert np.array_equal(a.view(np.uint8), b.view(np.uint8)), f"{name}: fused != reference"
+        for key, st in fo.state.items():
+            for k, v in st.items():
+                assert k == "step" or np.array_equal(np.asarray(v).view(np.uint8),
+                                                     np.asarray(ro.state[key][k]).view(np.uint8)), (name, k)
+
+
+def run_case(title: str, cases: dict, kind: str, sizes: list[int], args) -> list[dict]:
+    params0, grads = bs.make_data(sizes, seed=args.seed + 1)
+    steps, bytes_of = {}, {}
+    for name, (k, kw) in cases.items():
+        step, params, opt = adaopt_impl(k, kw, params0, grads)
+        step()
+        steps[name], bytes_of[name] = step, state_bytes(opt, params)
+    if torch is not None:
+        steps[TORCH] = torch_impl(kind, params0, grads)
+        bytes_of[TORCH] = 4.0 if kind == "bfloat16" else 8.0
+    plan = bs.measure(steps, args.reps, args.block_s, args.warmup, args.kmax, args.max_impl_s)
+    med = {name: statistics.median(p["times"]) for name, p in plan.items()}
+    plain = med[next(iter(cases))]
+    out = []
+    for name in steps:
+        out.append({"case": title, "N": sum(sizes), "n_tensors": len(sizes), "implementation": name,
+                    "median_s": med[name], "times_s": plan[name]["times"],
+                    "vs_torch": med[name] / med[TORCH] if TORCH in med else None,
+                    "vs_plain": med[name] / plain, "state_bytes_per_param": bytes_of[name]})
+    return out
+
+
+def print_rows(rows: list[dict]) -> None:
+    print(f"{'case':34s} {'N':>5s} {'implementation':36s} {'step':>9s} {'vs torch':>9s} {'vs plain':>9s} "
+          f"{'state B/param':>13s}")
+    for r in rows:
+        vt = f"{r['vs_torch']:.2f}x" if r["vs_torch"] is not None else "-"
+        print(f"{r['case']:34s} {bs.fmt_n(r['N']):>5s} {r['implementation']:36s} {bs.fmt_time(r['median_s']):>9s} "
+              f"{vt:>9s} {r['vs_plain']:.2f}x{'':4s} {r['state_bytes_per_param']:13.2f}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smoke test: N=1e5 and 1e6, 3 short reps")
+    ap.add_argument("--sizes", type=bs.parse_sizes, help="total parameter counts (default 1e4,1e5,1e6,1e7)")
+    ap.add_argument("--reps", type=int, help="timed blocks per implementation (default 7; --quick 3)")
+    ap.add_argument("--block-s", type=float, help="seconds per timed block (default 0.1; --quick 0.02)")
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--kmax", type=int, default=100_000)
+    ap.add_argument("--max-impl-s", type=float, default=8.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--hog", type=int, default=0, metavar="K", help="K busy processes beside the benchmark")
+    ap.add_argument("--threads", type=int, help="threads for adaopt's kernels and torch (default: numba's "
+                    "and torch's own counts); 1 holds up best on a busy machine")
+    ap.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
+    args = ap.parse_args(argv)
+    if args.threads:
+        from adaopt.kernels import threads as pool
+
+        pool.max_threads = lambda: args.threads  # the fused kernels' cap (the NumPy frontend's count)
+        if torch is not None:
+            torch.set_num_threads(args.threads)
+    sizes = args.sizes or ([100_000, 1_000_000] if args.quick else [10_000, 100_000, 1_000_000, 10_000_000])
+    args.reps = args.reps or (3 if args.quick else 7)
+    args.block_s = args.block_s or (0.02 if args.quick else 0.1)
+    hogs = bs.start_hogs(args.hog)
+    try:
+        t0, c0 = time.perf_counter(), bs.cpu_sample()
+        check({**BF16_CASES, **FP32_CASES})
+        print(f"check: every configuration's fused kernel == reference, bit for bit ({time.perf_counter() - t0:.1f} s)")
+        rows = []
+        big = max(sizes)
+        rows += run_case("bf16 params, 1 tensor", BF16_CASES, "bfloat16", [big], args)
+        for n in sizes:
+            rows += run_case("fp32 params, bf16 moments, 1 tensor", FP32_CASES, "float32", [n], args)
+            if n >= 100:
+                rows += run_case("fp32 params, bf16 moments, 100 tensors", FP32_CASES, "float32",
+                                 bs.layout_sizes(n, 100, seed=args.seed), args)
+        other = bs.foreign_share(c0, bs.cpu_sample())
+    finally:
+        for h in hogs:
+            h.terminate()
+    print(f"threads: adaopt {bs.adaopt_fused.pool.max_threads()}, torch {torch.get_num_threads() if torch else '-'}")
+    print(f"Median step time of {args.reps} interleaved blocks; ratios from the same rounds (lower is faster)."
+          + (f" Other processes used {other:.0%} of the CPUs." if other is not None else ""))
+    print_rows(rows)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "foreign_cpu": other, "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
