@@ -164,7 +164,7 @@ def train(task: Task, opt: str, seed: int, *, steps=300, lr=1e-3, schedule=None,
         final = float(np.mean([float(task.loss(model, *(b if dtype is None else (b[0].to(dtype) if
                                                        b[0].is_floating_point() else b[0], b[1]))))
                                for b in task.eval_batches()]))
-    kwargs = {"floor": 0.0} if floor else {}
+    kwargs = {"baseline": task.baseline(), **({"floor": 0.0} if floor else {})}
     return Result(mon.history, fired, final if math.isfinite(final) else math.inf, onset, kwargs)
 
 
