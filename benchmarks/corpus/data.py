@@ -11,6 +11,7 @@ import importlib
 import inspect
 import math
 import string
+import warnings
 
 import numpy as np
 
@@ -40,16 +41,23 @@ def table(name: str):
 def text(limit: int = 60_000) -> np.ndarray:
     """Character ids (into :data:`ALPHABET`) of the standard library's docstrings, ``limit`` long at most."""
     parts = []
+    with warnings.catch_warnings():  # typing's deprecated submodules warn when read
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _docstrings(parts)
+    raw = "\n".join(parts).lower()
+    index = {c: i for i, c in enumerate(ALPHABET)}
+    ids = [index[c] for c in raw if c in index]
+    return np.asarray(ids[:limit], np.int64)
+
+
+def _docstrings(parts: list) -> None:
+    """Append the docstrings of :data:`TEXT_MODULES` and of their own functions and classes."""
     for name in TEXT_MODULES:
         mod = importlib.import_module(name)
         parts.append(inspect.getdoc(mod) or "")
         for _, obj in sorted(vars(mod).items()):
             if (inspect.isfunction(obj) or inspect.isclass(obj)) and getattr(obj, "__module__", "") == name:
                 parts.append(inspect.getdoc(obj) or "")
-    raw = "\n".join(parts).lower()
-    index = {c: i for i, c in enumerate(ALPHABET)}
-    ids = [index[c] for c in raw if c in index]
-    return np.asarray(ids[:limit], np.int64)
 
 
 def unigram_entropy() -> float:
