@@ -37,7 +37,10 @@ class RiseWatch:
             return
         self.values.append(value)
         n, w = len(self.values), self.w
-        if n % w == 0:
+        if n % w:
+            if self._eligible == len(self.closed) or self.closed[self._eligible][3] >= n - w:
+                return  # nothing new to close or to consider (most calls)
+        else:
             block = np.frombuffer(self.values, dtype=np.float64)[n - w:]
             self.closed.append((float(np.median(block)), sigma(block), n - w, n - 1))
         while self._eligible < len(self.closed) and self.closed[self._eligible][3] < n - w:
@@ -57,13 +60,16 @@ class RiseWatch:
         best block, else None."""
         if self.best is None or len(self.values) < 3 * self.w:
             return None
+        best = self.best
+        scale = max(abs(best[0]), 0.01 * abs(self.values[0]))
+        # a cheap gate first (a check runs every step): the median can pass the bar only when
+        # half the window is above it
+        bar = best[0] + RISE_MIN_SHARE * scale
+        if sum(1 for x in self.values[-self.w:] if x > bar) * 2 < self.w:
+            return None
         recent = np.frombuffer(self.values, dtype=np.float64)[-self.w:]
         med = float(np.median(recent))
-        best = self.best
-        if med <= best[0]:
-            return None
         se = max(MEDIAN_SE * math.hypot(sigma(recent), best[1]) / math.sqrt(self.w), self._between())
-        scale = max(abs(best[0]), 0.01 * abs(self.values[0]))
         if med - best[0] > RISE_Z * se and med - best[0] > RISE_MIN_SHARE * scale:
             return med, best, se
         return None
