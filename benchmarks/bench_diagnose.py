@@ -99,15 +99,15 @@ def replay_check(r: Result):
 
 def report(cases, out, cached: bool):
     rows, per_kind, agree, delays, healthy_alarms, twins = [], defaultdict(Counter), 0, defaultdict(list), [], []
-    ok = total = 0
+    ok = total = all_right = 0
     for c in cases:
-        verdicts = []
+        verdicts, right = [], 0
         for s in SEEDS:
             r = out[(c.name, s, "run")]
             d = r.diagnose()
             fired = replay_check(r) if cached else r.fired
             good = judge(c, d)
-            ok, total = ok + good, total + 1
+            ok, total, right = ok + good, total + 1, right + good
             per_kind[c.kind]["ok" if good else f"{d.verdict}/{d.code}"] += 1
             verdicts.append((d.verdict, d.code))
             if not good:
@@ -122,9 +122,11 @@ def report(cases, out, cached: bool):
                 t = out[(c.name, s, "twin")]
                 twins.append((c.name, s, r.final, t.final, twin_better(r, t, c.better)))
         agree += len(set(verdicts)) == 1
+        all_right += right == len(SEEDS)
     print(f"corpus: {len(cases)} cases ({sum(c.healthy for c in cases)} healthy) x {len(SEEDS)} seeds")
     print(f"accuracy: {ok}/{total} = {ok / max(total, 1):.1%}")
-    print(f"seed agreement (same verdict and code under all seeds): {agree}/{len(cases)}")
+    print(f"cases right under all {len(SEEDS)} seeds: {all_right}/{len(cases)}; "
+          f"same verdict and code under all seeds: {agree}/{len(cases)}")
     n_healthy = sum(c.healthy for c in cases) * len(SEEDS)
     print(f"false alarms on healthy runs (a non-healthy verdict or a check() that fired): "
           f"{len(healthy_alarms)}/{n_healthy}")
