@@ -73,6 +73,7 @@ bench: $(VENV)/.test
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_train.py --hog 1
 	$(BIN)/python benchmarks/bench_diagnostics.py
+	$(BIN)/python benchmarks/bench_diagnose.py --jobs 2
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis lab-report

@@ -846,3 +846,81 @@ def test_target_and_budget_make_slow_mean_out_of_reach():
 def test_verdict_and_alarm_lists():
     assert VERDICTS == ("DIVERGING", "NONFINITE", "OSCILLATING", "STALLED", "SLOW", "CONVERGING", "CONVERGED")
     assert set(ALARMS) == {"DIVERGING", "NONFINITE"}
+
+
+# ---------------------------------------------------------------------- issue 13: noise, causes, early warnings
+
+
+def test_flat_noise_logs_of_20_rows_are_not_oscillating():
+    """A per-epoch log of pure noise (~20 rows) is no oscillation: a sign change of independent
+    noise has probability 2/3, and 20 rows cannot show more than that at 1% significance."""
+    verdicts = []
+    for seed in range(60):
+        loss = 0.5 + 0.01 * np.random.default_rng(seed).standard_normal(20)
+        verdicts.append(diagnose({"step": list(range(1, 21)), "loss": list(loss)}).verdict)
+    assert "OSCILLATING" not in verdicts, verdicts
+
+
+def test_negative_losses_without_a_floor_are_not_at_the_optimum():
+    steps = np.arange(1, 201)
+    loss = -1.0 - 0.5 * (1 - np.exp(-steps / 3))  # falls to -1.5 and stays: the lowest loss is no optimum
+    d = diagnose({"step": steps, "loss": loss})
+    assert d.code != "optimum", str(d)
+
+
+@pytest.mark.parametrize("name, value", [("floor", float("nan")), ("baseline", "2.3"), ("baseline", True)])
+def test_floor_and_baseline_must_be_finite_numbers(name, value):
+    with pytest.raises(ValueError, match=name):
+        diagnose({"step": [1, 2, 3], "loss": [3.0, 2.0, 1.0]}, **{name: value})
+
+
+def test_momentum_advice_reads_the_current_momentum():
+    """SGD crawling along an ill-conditioned quadratic: momentum = 0.9 is advised only when not set."""
+    def crawl(momentum):
+        h = np.logspace(-6, 0, 20)
+        x = 1 / np.sqrt(h)  # every direction holds the same share of the first loss
+        opt = adaopt.SGD([x], lr=1.0, momentum=momentum)
+        mon = Monitor(opt)
+        for _ in range(400):
+            mon.log(float(0.5 * np.sum(h * x * x)))
+            opt.step([h * x])
+        return mon.diagnose(floor=0.0)
+
+    plain, heavy = crawl(0.0), crawl(0.9)
+    assert plain.code == "ill_conditioned" and any(a.startswith("momentum = 0.9") for a in plain.advice), str(plain)
+    assert not any(a.startswith("momentum = 0.9") for a in heavy.advice), str(heavy)
+
+
+def test_check_fires_on_a_rise_from_the_best_window_not_only_from_the_first_loss():
+    from adaopt.diagnostics.verdict_watch import RiseWatch
+
+    rng = np.random.default_rng(1)
+    first = 2.3
+    losses = list(np.maximum(first * np.exp(-np.arange(300) / 20), 2e-4) * (1 + 0.1 * rng.standard_normal(300)))
+    losses += list(1.25 * (1 + 0.1 * rng.standard_normal(60)))  # back up to 1.25: below 1.5 x 2.3
+    watch, fired = RiseWatch(), None
+    for i, x in enumerate(losses):
+        watch.push(float(x))
+        if fired is None and watch.rise() is not None:
+            fired = i
+    assert fired is not None and 300 <= fired <= 320, fired
+    quiet = RiseWatch()  # the same noise without the climb: never
+    for x in losses[:300]:
+        quiet.push(float(x))
+        assert quiet.rise() is None
+
+
+def test_monitor_counts_zero_gradients_and_updates_that_round_away():
+    torch = pytest.importorskip("torch")
+    import adaopt.torch as at
+
+    w = torch.nn.Parameter(torch.full((64,), 100.0, dtype=torch.bfloat16))
+    opt = at.SGD([w], lr=1e-3)  # a step of 1e-3 * g against an ulp of 0.5 at 100: rounds away
+    mon = Monitor(opt)
+    for _ in range(3):
+        g = torch.ones(64, dtype=torch.bfloat16)
+        g[:16] = 0  # a quarter of the gradient exactly 0
+        w.grad = g
+        opt.step()
+    h = mon.history
+    assert np.allclose(h["grad_zero"], 0.25) and np.allclose(h["update_lost"], 1.0)

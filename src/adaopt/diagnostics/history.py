@@ -14,11 +14,15 @@ Per-step columns (any may be missing):
 ``cos_grad``      cosine between this gradient and the previous one
 ``cos_update``    cosine between this update and the previous one
 ``nonfinite``     how many non-finite values the gradient and new parameters hold
+``grad_zero``     the share of sampled gradient coordinates that are exactly 0 (dead units)
+``update_lost``   the share of sampled coordinates with a nonzero gradient whose parameter did not
+                  change (an update below half an ulp of the parameter's dtype: rounded away)
 
 Columns of the optimizer-state summary, on the rows where one was taken (step 1, then
 every ``every`` steps): ``lr``, ``eff_lr_p5``/``eff_lr_p50``/``eff_lr_p95`` (percentiles
 of the per-coordinate effective learning rate), ``eps_frac`` (share of coordinates where
-eps dominates the denominator), ``g2_vhat`` (median of g^2 / v-hat), ``vhat_p50``,
+eps dominates the denominator), ``g2_vhat`` (median of g^2 / v-hat; for AdaGrad ``g2_mean``, the
+median of t g^2 / G: today's squared gradient against the average of all so far), ``vhat_p50``,
 ``bc1``/``bc2`` (the bias-correction factors 1/(1-beta^t)).
 """
 
@@ -37,8 +41,8 @@ from .logs import LogError, read_log  # noqa: F401  (importable from here, where
 from .logs import kind as log_kind
 
 STEP_COLUMNS = ("loss", "grad_norm", "update_norm", "param_norm", "update_ratio", "cos_grad",
-                "cos_update", "nonfinite")
-SUMMARY_COLUMNS = ("lr", "eff_lr_p5", "eff_lr_p50", "eff_lr_p95", "eps_frac", "g2_vhat", "vhat_p50",
+                "cos_update", "nonfinite", "grad_zero", "update_lost")
+SUMMARY_COLUMNS = ("lr", "eff_lr_p5", "eff_lr_p50", "eff_lr_p95", "eps_frac", "g2_vhat", "g2_mean", "vhat_p50",
                    "bc1", "bc2")
 
 #: Rows written at a time by ``save`` (each column's block as Python floats, then freed).

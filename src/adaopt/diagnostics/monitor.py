@@ -22,6 +22,7 @@ from .probes import probe
 from .sampling import Sample, gather
 from .summaries import STATE, build_history
 from .verdict import ALARMS, DIVERGE_FACTOR, MIN_WINDOW, Diagnosis, diagnose
+from .verdict_watch import RiseWatch, rise_diagnosis
 
 
 #: The most tensors a monitor reads (the largest ones).
@@ -89,13 +90,16 @@ class Monitor:
         self.exact = sum(sizes) <= sample and len(chosen) == len(self._probe.sizes())
         self._layout = Sample(sizes, sample)
         self._sample = self._layout.take  # the sampled coordinates of flat arrays, as one vector
-        self._raw: list[np.ndarray] = []  # blocks of rows: g.g, u.u, p.p, g.g_prev, u.u_prev, non-finite count
+        self._raw: list[np.ndarray] = []  # blocks of rows: g.g, u.u, p.p, g.g_prev, u.u_prev,
+        # the non-finite count, the share of exactly-zero gradients, of updates that rounded away
         # queues of sampled gradients, parameters and updates: row 0 is the step before row 1
         self._G, self._P, self._U = (np.full((QUEUE + 1, self._layout.size), np.nan) for _ in range(3))
         self._queued, self._primed = 0, False
         self._steps = 0
         self._extra: list = []  # per step: None, or a dict of logged values and the state summary
         self._recent_losses: list[float] = []
+        self._watch = RiseWatch()  # the losses as the live check's rise test sees them
+        self._loss_steps = array("q")  # the step of each loss the watch holds
         self._first_loss = None
         self._pending_loss = None
         self._log_after = None  # whether log() is called after its step (set by the first call)
@@ -119,6 +123,10 @@ class Monitor:
             if self._first_loss is None:
                 self._first_loss = values["loss"]
             self._recent_losses = (self._recent_losses + [values["loss"]])[-MIN_WINDOW:]
+            if math.isfinite(values["loss"]):
+                self._watch.push(values["loss"])
+                self._loss_steps.append(self._steps if self._steps > 0 and self._log_after is not False else
+                                        self._steps + 1)
         if self._log_after is None:  # the first call tells which way this run logs
             self._log_after = self._steps > 0
         if self._log_after:  # into the last step's row; a value it already has stays (a step
@@ -150,7 +158,11 @@ class Monitor:
 
     def check(self) -> Diagnosis | None:
         """A cheap look at the last steps: a :class:`Diagnosis` if the run is DIVERGING or
-        NONFINITE, else None. Cheap enough to call every step."""
+        NONFINITE, else None. Cheap enough to call every step.
+
+        It fires on a non-finite value, on a loss 1.5x its first value (when :meth:`diagnose`
+        agrees), and on a sustained, significant rise above the best window of 20 logged losses
+        (:mod:`~adaopt.diagnostics.verdict_watch`): within 20 logged steps of a blow-up's onset."""
         self._notice_rollback()
         return self._check()
 
@@ -158,16 +170,21 @@ class Monitor:
         self._flush()
         if not self._raw:
             return None
-        gg, uu, pp, _, _, nonfinite = self._raw[-1][-1]
+        gg, uu, pp, _, _, nonfinite, _, _ = self._raw[-1][-1]
         last = self._extra[-1] or {}
         alarm = nonfinite > 0 or not math.isfinite(gg + uu + pp) or not math.isfinite(last.get("loss", 0.0))
         recent, first = self._recent_losses, self._first_loss
         if not alarm and first is not None and first > 0 and len(recent) >= 3:
             alarm = float(np.median(recent)) > DIVERGE_FACTOR * first
-        if not alarm:
+        if alarm:
+            found = diagnose(self.history)
+            if found.verdict in ALARMS:
+                return found
+        rise = self._watch.rise()
+        if rise is None:
             return None
-        found = diagnose(self.history)
-        return found if found.verdict in ALARMS else None
+        steps = self._loss_steps
+        return rise_diagnosis(rise, lambda i: int(steps[i]), self.meta.get("lr"))
 
     def rollback(self, to_step=None) -> None:
         """Say that the run was restored from a checkpoint taken after ``to_step`` steps: the
@@ -270,7 +287,14 @@ class Monitor:
         nonfinite = np.zeros(k)
         if bad.any():
             nonfinite[bad] = (~np.isfinite(g[bad])).sum(axis=1) + (~np.isfinite(P[1:][bad])).sum(axis=1)
-        self._raw.append(np.column_stack(dots + [nonfinite]))
+        # dead units and updates lost to rounding: a gradient exactly 0, a parameter that did not
+        # move although its gradient was not 0 (compared as the dtype stores them: exact)
+        live = g != 0
+        n_live = live.sum(axis=1)
+        zero_g = 1.0 - n_live / g.shape[1]
+        with np.errstate(invalid="ignore"):
+            lost = np.where(n_live > 0, (live & (u == 0)).sum(axis=1) / np.maximum(n_live, 1), np.nan)
+        self._raw.append(np.column_stack(dots + [nonfinite, zero_g, lost]))
         for buf in (G, P, U):
             buf[0] = buf[k]
         self._queued = 0
@@ -324,6 +348,11 @@ class Monitor:
             losses.append(self._pending_loss["loss"])
         self._recent_losses = losses[-MIN_WINDOW:]
         self._first_loss = losses[0] if losses else None
+        self._watch, self._loss_steps = RiseWatch(), array("q")
+        for i, e in enumerate(self._extra):
+            if e and "loss" in e and math.isfinite(e["loss"]):
+                self._watch.push(e["loss"])
+                self._loss_steps.append(i + 1)
         self._history = None
 
     # ------------------------------------------------------------------ the state summary
@@ -345,7 +374,7 @@ class Monitor:
     def _build_history(self) -> History:
         """The columns, computed from the raw dot products in one pass (:mod:`.summaries`)."""
         self._flush()
-        raw = np.concatenate(self._raw) if self._raw else np.zeros((0, 6))
+        raw = np.concatenate(self._raw) if self._raw else np.zeros((0, 8))
         scale = 1.0 if self.exact else self.total / max(self._layout.size, 1)
         return build_history(raw, self._extra, scale, self._probe.family, self.meta)
 

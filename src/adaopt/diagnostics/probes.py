@@ -244,7 +244,8 @@ def probe(opt):
 
 def _meta(family, hp, dtype, state_dtype, n_params) -> dict:
     keep = ("lr", "betas", "alpha", "rho", "eps", "eps_in_sqrt", "momentum", "nesterov", "weight_decay",
-            "lr_decay", "initial_accumulator_value", "amsgrad", "bias_correction", "centered")
+            "lr_decay", "initial_accumulator_value", "amsgrad", "bias_correction", "centered", "kahan",
+            "stochastic_rounding")
     out = {"optimizer": family, "dtype": dtype, "state_dtype": state_dtype or dtype, "n_params": int(n_params)}
     for key in keep:
         if key in hp and hp[key] is not None:

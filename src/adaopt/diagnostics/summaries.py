@@ -21,7 +21,7 @@ STATE = "__state__"  # the key under which a step's copied state waits until the
 
 def build_history(raw: np.ndarray, extra: list, scale: float, family: str, meta: dict) -> History:
     """The history of the rows ``raw`` (per step: g.g, u.u, p.p, g.g_prev, u.u_prev, the
-    non-finite count; ``scale`` turns a sampled square norm into the whole model's) and
+    non-finite count, the shares of zero gradients and of lost updates; ``scale`` turns a sampled square norm into the whole model's) and
     ``extra`` (per step: None, or a dict of logged values and a state copy under STATE)."""
     cols = {"step": np.arange(1, len(raw) + 1), **_signals(raw, scale)}
     extra = [None if e is None else
@@ -34,8 +34,9 @@ def build_history(raw: np.ndarray, extra: list, scale: float, family: str, meta:
 
 
 def _signals(raw: np.ndarray, scale: float) -> dict:
-    """The norms, the update ratio, the cosines with the previous step and the non-finite count."""
-    gg, uu, pp, gdot, udot, nonfinite = raw.T
+    """The norms, the update ratio, the cosines with the previous step, the non-finite count, and
+    the shares of zero gradients and of updates that rounded away."""
+    gg, uu, pp, gdot, udot, nonfinite, zero_g, lost = raw.T
     cols = {}
     with np.errstate(all="ignore"):
         cols["grad_norm"] = np.sqrt(gg * scale)
@@ -47,6 +48,8 @@ def _signals(raw: np.ndarray, scale: float) -> dict:
             den = np.sqrt(sq * prev)
             cols[name] = _masked(dots / den, np.isfinite(den) & (den > 0) & np.isfinite(dots))
     cols["nonfinite"] = nonfinite.copy()
+    cols["grad_zero"] = zero_g.copy()
+    cols["update_lost"] = _masked(lost, np.isfinite(lost))
     return cols
 
 
@@ -73,11 +76,14 @@ def summarise(family: str, taken, g: np.ndarray) -> dict:
         v = np.concatenate([x for x, _ in vhat])
         out["eps_frac"] = float(np.count_nonzero(np.concatenate([d for _, d in vhat]))) / max(len(v), 1)
         out["vhat_p50"] = _quantiles(v, (0.5,))[0]
-        if not state.remembers_a_sum(family) and len(v) == len(g):
+        if len(v) == len(g):
             ratio = state.g2_over_vhat(g, v)
             ratio = ratio[~np.isnan(ratio)]
             if len(ratio):
-                out["g2_vhat"] = _quantiles(ratio, (0.5,))[0]
+                # a sum (AdaGrad's G) is compared with today's g^2 as t g^2 / G: today's against the
+                # average of all so far
+                key, times = ("g2_mean", taken[0][1]) if state.remembers_a_sum(family) else ("g2_vhat", 1)
+                out[key] = times * _quantiles(ratio, (0.5,))[0]
     return out
 
 

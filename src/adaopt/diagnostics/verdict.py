@@ -37,6 +37,7 @@ import numpy as np
 
 from . import verdict_alarms as alarms
 from . import verdict_progress as progress
+from . import verdict_stuck as stuck
 from .history import History, read_log
 from .overfit import annotate
 from .verdict_record import Diagnosis
@@ -72,10 +73,14 @@ CHECKS = (
     progress.reached_target,              # CONVERGED
     progress.at_optimum,                  # CONVERGED: the gap shrank 1e6-fold
     progress.gradient_vanished,           # CONVERGED: the gradient is 1e-6 of its first size
-    # blown up, bouncing or rising
-    progress.bouncing,                    # OSCILLATING: noisy gradients far from a known optimum
+    # blown up and never back, held back by the configuration, above its best, rising, bouncing
     progress.spike_not_recovered,         # DIVERGING: a 10x spike, never 10% below the start since
+    stuck.limited_by_configuration,       # STALLED/SLOW: bias correction off, updates round away, dead units
+    progress.bouncing,                    # OSCILLATING: noisy gradients far from a known optimum
+    stuck.above_its_best,                 # DIVERGING: significantly above its best window, not coming down
+    stuck.held_at_baseline,               # STALLED: held at chance (baseline=) with large steps: lr too high
     progress.rising,                      # DIVERGING: 5% above the start, not coming down
+    stuck.stopped_with_tiny_steps,        # STALLED/SLOW: lr too low, told by the update/param ratio
     # 4. the loss stopped falling: why
     progress.stopped_by_the_optimizer,    # STALLED: a cause in the optimizer's state
     progress.stopped_reversing,           # OSCILLATING: successive updates reverse
@@ -90,18 +95,21 @@ CHECKS = (
     progress.slow_near_the_start,         # SLOW: lr too low
     progress.slow_crawling,               # SLOW: a crawl (ill-conditioning for SGD)
     progress.slow_for_no_known_reason,    # SLOW
+    stuck.cause_limits_the_step,          # SLOW: a state cause, the gradient keeping its direction
     progress.still_falling,               # CONVERGING: always answers
 )
 
 
-def diagnose(history, *, target=None, floor=None, budget=None, meta=None) -> Diagnosis:
+def diagnose(history, *, target=None, floor=None, baseline=None, budget=None, meta=None) -> Diagnosis:
     """The verdict on a run.
 
     ``history`` is a :class:`History`, a path to a CSV/JSONL log, a dict of columns or
     a list of per-step dicts. ``target`` is a loss to reach and ``budget`` the steps the
     run may take in all; together they make SLOW mean "will not get there in time".
     ``floor`` is the best loss attainable, if known (default 0, or the lowest loss seen
-    when losses go negative). ``meta`` adds what the log does not say (``optimizer``,
+    when losses go negative). ``baseline`` is the loss of knowing nothing of the input
+    (ln K for K-class cross-entropy, the variance for a squared error), if known: a run
+    held there is named stuck at chance. ``meta`` adds what the log does not say (``optimizer``,
     ``lr``, ``betas``, ``eps``, ``dtype``, ``state_dtype``).
     """
     h = as_history(history)
@@ -109,7 +117,12 @@ def diagnose(history, *, target=None, floor=None, budget=None, meta=None) -> Dia
         raise ValueError("the history is empty: nothing to diagnose")
     if budget is not None and (not isinstance(budget, (int, np.integer)) or budget < 1):
         raise ValueError(f"budget={budget!r}: the step budget must be an integer >= 1")
+    for name, value in (("floor", floor), ("baseline", baseline), ("target", target)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, np.number))
+                                  or not np.isfinite(value)):
+            raise ValueError(f"{name}={value!r}: must be a finite number")
     run = Run(h, {**h.meta, **(meta or {})}, target, floor, budget)
+    run.baseline = None if baseline is None else float(baseline)
     for check in CHECKS:
         found = check(run)
         if found is not None:

@@ -13,7 +13,7 @@ import numpy as np
 from .. import dtypes, registry
 from .verdict_record import Cause, fmt
 from .verdict_signals import Run
-from .verdict_thresholds import ADAGRAD_DROP, BETA2_STALE, EPS_DOMINANT, HEALTHY_UPDATE_RATIO
+from .verdict_thresholds import ADAGRAD_DROP, ADAGRAD_STALE, BETA2_STALE, EPS_DOMINANT, HEALTHY_UPDATE_RATIO
 
 
 
@@ -24,25 +24,32 @@ def family_of(run: Run) -> registry.Family | None:
 
 
 def adagrad_accumulator(run: Run) -> Cause | None:
-    """AdaGrad (a family that sums every g^2) whose median effective lr fell 10x: its
-    accumulator holds the early gradients."""
+    """AdaGrad (a family that sums every g^2) whose accumulator holds gradients far larger than
+    today's: its median effective lr fell 10x, or today's g^2 is at most a tenth of the average of
+    all so far (median t g^2 / G <= 0.1: the early gradients hold the step >= 3x below what a
+    fresh accumulator would take)."""
     family = family_of(run)
     if family is None or not family.sums:
         return None
     _, eff = run.h.series("eff_lr_p50")
     eff = eff[np.isfinite(eff) & (eff > 0)]
-    if not (len(eff) >= 2 and eff[0] / eff[-1] >= ADAGRAD_DROP):
+    drop = float(eff[0] / eff[-1]) if len(eff) >= 2 else 1.0
+    mean = run.median("g2_mean")
+    stale = mean is not None and 0 < mean <= ADAGRAD_STALE
+    if not (drop >= ADAGRAD_DROP or stale):
         return None
-    drop = eff[0] / eff[-1]
     g0, g = run.first("grad_norm"), run.median("grad_norm")
     grad = [f"the gradient is still {g / g0:.0%} of its first size"] if g0 and g is not None else []
+    how = f"its effective lr fell {drop:.3g}x" if drop >= ADAGRAD_DROP else \
+        f"today's g^2 is {mean:.2g} of the average it has summed"
+    factor = round(drop, -1) if drop >= ADAGRAD_DROP else 10.0
     return Cause(
-        f"{family.name}'s accumulator is dominated by early gradients: its effective lr fell {drop:.3g}x",
-        "adagrad_accumulator",
-        [f"median effective lr {fmt(eff[0])} at the start, {fmt(eff[-1])} now"] + grad,
+        f"{family.name}'s accumulator is dominated by early gradients: {how}", "adagrad_accumulator",
+        [f"median effective lr {fmt(eff[0])} at the start, {fmt(eff[-1])} now" if len(eff) else ""] + grad +
+        ([f"median t g^2 / G {fmt(mean)} over the recent window"] if mean is not None else []),
         ["AdaGrad -> RMSprop (alpha=0.99) or Adam: their averages forget old gradients",
-         run.lr_advice(round(drop, -1)) + " to undo the fall (for now)"],
-        {"eff_lr_drop": drop})
+         run.lr_advice(factor) + " to undo the fall (for now)"],
+        {"eff_lr_drop": drop, "g2_mean": mean})
 
 
 def beta2_memory(run: Run) -> Cause | None:
@@ -108,9 +115,13 @@ def crawl(run: Run) -> Cause:
     """Fast early progress, then a crawl along a direction the gradient keeps pointing to."""
     family = family_of(run)
     if family is not None and not family.adaptive:  # one lr for every coordinate: SGD
+        momentum = float(run.meta.get("momentum") or 0.0)
+        advice = ["momentum = 0.9 (or Nesterov)"] if momentum < 0.9 else \
+            [f"momentum is already {fmt(momentum)}: nesterov=True" if not run.meta.get("nesterov") else
+             f"momentum {fmt(momentum)} with Nesterov is already set"]
         return Cause("ill-conditioning: the loss fell fast along steep directions and crawls along flat ones, "
                      "because one lr must suit the steepest curvature", "ill_conditioned", [],
-                     ["momentum = 0.9 (or Nesterov)", "or a per-coordinate method: RMSprop or Adam"], {})
+                     advice + ["or a per-coordinate method: RMSprop or Adam"], {})
     why = "although the gradient still points one way" if run.median("cos_grad") is not None else \
         "(the log has no gradient columns to say why)"
     return Cause(f"progress slowed to a crawl {why}", "crawl", [],

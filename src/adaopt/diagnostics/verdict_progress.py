@@ -150,6 +150,8 @@ def reached_target(run: Run) -> Diagnosis | None:
 def at_optimum(run: Run) -> Diagnosis | None:
     """The gap to the floor shrank 1e6-fold."""
     t = Trend.of(run)
+    if not run.floor_known and run.floor != 0:  # the floor is the lowest loss seen: the gap to it says nothing
+        return None
     if t.gap0 > 0 and t.recent <= CONVERGED_GAP * t.gap0:
         return _converged(t, f"the {run.quantity} is at the optimum: its gap shrank "
                           f"{t.gap0 / max(t.recent, 1e-300):.3g}x", "optimum")
@@ -228,9 +230,11 @@ def stopped_without_direction(run: Run) -> Diagnosis | None:
     """Stopped, and the gradient has no steady direction (or, unlogged, 10% is gone): CONVERGED."""
     t = Trend.of(run)
     if t.stopped and (t.consistent is False or (t.consistent is None and t.total >= LITTLE_PROGRESS)):
+        why = "the gradient has no direction left to follow (a minimum, or the noise floor of stochastic " \
+            "gradients)" if t.consistent is False else "it came down from its start (the log has no gradient " \
+            "columns to tell a minimum from a noise floor)"
         return Diagnosis(
-            "CONVERGED", "the loss stopped improving and the gradient has no direction left to follow "
-            "(a minimum, or the noise floor of stochastic gradients)", "noise_floor",
+            "CONVERGED", f"the loss stopped improving: {why}", "noise_floor",
             evidence=t.stopped_evidence, advice=["to go lower: decay the lr or use larger batches"],
             steps=t.steps, signals=t.signals)
     return None
@@ -239,7 +243,7 @@ def stopped_without_direction(run: Run) -> Diagnosis | None:
 def stopped_near_the_start(run: Run) -> Diagnosis | None:
     """Stopped less than 10% below the first value, the gradient still pointing one way: STALLED, lr too low."""
     t = Trend.of(run)
-    if t.stopped and t.total < LITTLE_PROGRESS:
+    if t.stopped and t.total < LITTLE_PROGRESS and t.spike is None:  # after a blow-up, a higher lr is no fix
         return with_cause(lr_too_low(run, t.total), "STALLED", t.stopped_evidence, t.steps, t.signals)
     return None
 

@@ -18,6 +18,7 @@ class Run:
 
     def __init__(self, h: History, meta: dict, target, floor, budget):
         self.h, self.meta, self.target, self.budget = h, meta, target, budget
+        self.baseline = None  # the loss of knowing nothing (chance), when diagnose() is told it
         self.memo: dict = {}  # what the checks derive from the run, computed once (Trend.of)
         self.n_steps = int(h.steps[-1]) if len(h) else 0
         name = "loss" if h.has("loss") else "grad_norm"
@@ -163,12 +164,12 @@ def reversing(run: Run) -> tuple[bool, str]:
     cos_update = run.median("cos_update")
     if cos_update is not None:
         return cos_update <= REVERSING_COS, f"median cosine between successive updates {cos_update:.2f}"
-    diffs = np.diff(run.values[-run.w:])
-    diffs = diffs[diffs != 0]
-    if len(diffs) < 4:
-        return False, ""
-    flips = float(np.mean(np.sign(diffs[1:]) != np.sign(diffs[:-1])))
-    return flips >= ALTERNATING, f"the {run.quantity} changes direction on {flips:.0%} of steps"
+    # without cosines: sign changes of the loss, more often than independent noise makes them
+    # (2 in 3), so a short or flat noisy log is not called oscillating
+    from .verdict_noise import alternating
+
+    flips, share = alternating(run.values[-run.w:], ALTERNATING)
+    return flips, (f"the {run.quantity} changes direction on {share:.0%} of steps" if share else "")
 
 
 def too_slow(run: Run, recent: float, previous: float, consistent) -> str | None:

@@ -1,0 +1,105 @@
+"""Noise-aware statistics of a loss series: how noisy it is, and whether it sits above its best.
+
+A minibatch loss is a trend plus noise. The noise is estimated from the run itself, per window:
+the residuals around a robust trend are the differences ``d_i = x_{i+L} - x_i`` at a lag of a
+quarter of the window (a smooth trend moves them by a nearly constant amount, which the median
+removes; the lag makes a slowly wandering loss, as momentum makes it, count as noise at the
+scale of a window, not only from step to step), and
+
+    sigma = 1.4826 * MAD(d) / sqrt(2)
+
+(1.4826 MAD is the standard deviation of a normal sample; a difference of two draws has twice
+the variance). The median of ``w`` values then has a standard error of about
+``1.2533 * sigma / sqrt(w)``, and two windows' medians differ by noise alone by
+``se = 1.2533 * sqrt(sigma_a^2 + sigma_b^2) / sqrt(w)`` if the noise were independent from step
+to step. It is not always (a bouncing run wanders): the spread of the differences between
+consecutive blocks' medians, ``1.4826 * MAD(diff(medians))``, measures the same thing with the
+run's own correlation in it, and the larger of the two is used. A window is *significantly above*
+another when the difference exceeds ``RISE_Z * se`` (and a small share of the level, so that a
+noiseless run's last-bit wobble is no rise). The false-alarm rate of that test on the healthy
+runs of the corpus is in docs/diagnostics.md.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .verdict_thresholds import RISE_MIN_SHARE, RISE_Z
+
+#: 1.4826 MAD estimates a normal sigma; the median of n draws has a standard error 1.2533 sigma / sqrt(n).
+MAD_SIGMA, MEDIAN_SE = 1.4826, 1.2533
+
+
+def sigma(values: np.ndarray) -> float:
+    """The noise of a window: 1.4826 MAD of its differences at a lag of a quarter of the window,
+    over sqrt(2) (0 with fewer than 3 differences)."""
+    lag = max(1, len(values) // 4)
+    d = values[lag:] - values[:-lag]
+    if len(d) < 3:
+        return 0.0
+    return MAD_SIGMA * float(np.median(np.abs(d - np.median(d)))) / math.sqrt(2)
+
+
+def between(medians) -> float:
+    """The noise of the difference of two blocks' medians, from consecutive blocks: 1.4826 MAD
+    of their differences (0 with fewer than 4 blocks)."""
+    d = np.diff(np.asarray(medians, dtype=np.float64))
+    if len(d) < 3:
+        return 0.0
+    return MAD_SIGMA * float(np.median(np.abs(d - np.median(d))))
+
+
+def blocks(values: np.ndarray, w: int) -> np.ndarray:
+    """The series cut into consecutive blocks of ``w`` ending at its last value (the oldest
+    values that do not fill a block are left out): shape (k, w)."""
+    k = len(values) // w
+    return values[len(values) - k * w:].reshape(k, w) if k else np.zeros((0, w))
+
+
+def rise_from_best(values: np.ndarray, w: int):
+    """Whether the last block of ``w`` values sits significantly above the best earlier block.
+
+    Returns ``(recent, best, index of the best block, se)`` when it does, else None. ``values``
+    are gaps above the floor (>= 0). The best block is the one with the lowest median among
+    those before the last; the rise must exceed ``RISE_Z`` standard errors and
+    ``RISE_MIN_SHARE`` of the larger of the best level and a hundredth of the first value.
+    """
+    b = blocks(values, w)
+    if len(b) < 3:
+        return None
+    med = np.median(b, axis=1)
+    i = int(np.argmin(med[:-1]))
+    recent, best = float(med[-1]), float(med[i])
+    se = max(MEDIAN_SE * math.hypot(sigma(b[-1]), sigma(b[i])) / math.sqrt(w), between(med[:-1]))
+    scale = max(abs(best), 0.01 * abs(float(values[0])))
+    if recent - best > RISE_Z * se and recent - best > RISE_MIN_SHARE * scale:
+        return recent, best, i, se
+    return None
+
+
+def falling(values: np.ndarray) -> bool:
+    """Whether a window still falls significantly: its second half's median is below its first
+    half's by more than ``RISE_Z`` standard errors (a run coming back from a spike)."""
+    h = len(values) // 2
+    if h < 3:
+        return False
+    a, b = values[:h], values[h:]
+    se = MEDIAN_SE * math.hypot(sigma(a), sigma(b)) / math.sqrt(h)
+    return float(np.median(a) - np.median(b)) > RISE_Z * se
+
+
+def alternating(values: np.ndarray, share: float) -> tuple[bool, float]:
+    """Whether successive differences change sign more often than noise would: for independent
+    noise a sign change has probability 2/3. True when the observed share is at least ``share``
+    and a one-sided binomial test against 2/3 rejects at 1% (so a short log never qualifies)."""
+    d = np.diff(values)
+    d = d[d != 0]
+    if len(d) < 3:
+        return False, 0.0
+    flips = np.sign(d[1:]) != np.sign(d[:-1])
+    n, k = len(flips), int(flips.sum())
+    frac = k / n
+    p_tail = sum(math.comb(n, j) * (2 / 3) ** j * (1 / 3) ** (n - j) for j in range(k, n + 1))
+    return frac >= share and p_tail < 0.01, frac

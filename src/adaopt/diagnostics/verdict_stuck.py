@@ -1,0 +1,175 @@
+"""Checks for runs held back by something other than the rate: dead units, updates that round
+away, Adam without bias correction, steps too small to move, and a loss above its best.
+
+These read what the monitor measures whatever the gradient's direction (the share of exactly-zero
+gradients, of updates that left the parameter unchanged, the update/parameter ratio, the
+hyperparameters), so they hold under minibatch noise, where successive gradients are nearly
+orthogonal. A cause found here is the verdict's cause, even while the loss still falls
+("cause before rate"): STALLED when the loss stopped or barely moved, else SLOW.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .verdict_causes import family_of, lr_too_low
+from .verdict_noise import falling, rise_from_best
+from .verdict_progress import Trend
+from .verdict_record import Cause, Diagnosis, fmt, with_cause
+from .verdict_signals import Run
+from .verdict_thresholds import (BIAS_INFLATION, DEAD_SHARE, HEALTHY_UPDATE_RATIO, LITTLE_PROGRESS, LOST_SHARE,
+                                 MIN_WINDOW, TINY_UPDATE_RATIO)
+
+LOW_PRECISION = ("bfloat16", "float16")
+
+
+def dead_units(run: Run) -> Cause | None:
+    """Most sampled gradient coordinates exactly 0 while the loss barely moved: dead (ReLU) units."""
+    share = run.median("grad_zero")
+    if share is None or share < DEAD_SHARE or Trend.of(run).total >= LITTLE_PROGRESS:
+        return None
+    first = run.median("grad_zero", "first")
+    since = " from the first steps" if first is not None and first >= DEAD_SHARE else ""
+    return Cause(
+        f"dead units: {share:.0%} of the gradient is exactly 0{since}, so those weights never move",
+        "dead_units", [f"median share of exactly-zero gradient coordinates {share:.0%} over the recent window"]
+        + _at_baseline(run),
+        ["re-initialise: zero biases and He/Kaiming weights keep ReLU units alive",
+         "or LeakyReLU/GELU, whose gradient is never exactly 0",
+         "if they died in a blow-up: lower the lr or warm it up"], {"grad_zero": share})
+
+
+def updates_round_away(run: Run) -> Cause | None:
+    """Most updates left the parameter unchanged although its gradient was not 0: each step is
+    below half an ulp of the parameter's dtype and rounds away."""
+    share = run.median("update_lost")
+    meta = run.meta
+    if share is None or share < LOST_SHARE or meta.get("kahan") or meta.get("stochastic_rounding"):
+        return None
+    dtype = meta.get("dtype") or "the parameters' dtype"
+    if dtype in LOW_PRECISION:
+        advice = ["kahan=True (adaopt.torch): each update's rounding error is kept and added back, so the run "
+                  "trains as in float32", "or stochastic_rounding=True (bfloat16), or float32 master weights"]
+    else:
+        advice = [f"the steps are below the resolution of {dtype}: keep the parameters in float64, "
+                  "or raise the lr (adaopt lr-find)"]
+    return Cause(
+        f"updates round away: {share:.0%} of the steps are below half an ulp of {dtype} and leave the "
+        "parameter unchanged", "updates_round_away",
+        [f"median share of coordinates with a nonzero gradient that did not move {share:.0%}"], advice,
+        {"update_lost": share})
+
+
+def bias_correction_off(run: Run) -> Cause | None:
+    """Adam without bias correction, at a beta2 whose bias has not faded: v (and so sqrt(v)) is
+    still (1 - beta2^t) of its average, the step 1/sqrt(1 - beta2^t) too large."""
+    family, meta = family_of(run), run.meta
+    if family is None or family.memory != "beta2" or "bias_correction" not in family.defaults:
+        return None
+    betas = meta.get("betas")
+    if meta.get("bias_correction") is not False or not betas:
+        return None
+    beta2 = float(betas[1])
+    inflation = 1 / math.sqrt(1 - beta2 ** max(run.n_steps, 1)) if beta2 < 1 else math.inf
+    if inflation < BIAS_INFLATION:
+        return None
+    return Cause(
+        f"bias correction is off with beta2 = {fmt(beta2)}: v is still {1 / inflation ** 2:.2g} of its "
+        f"average after {run.n_steps} steps, so each step is {inflation:.3g}x what lr says", "bias_correction_off",
+        [f"1/sqrt(1 - beta2^t) = {inflation:.3g} at step {run.n_steps} (the bias fades after ~"
+         f"{1 / (1 - beta2):.0f} steps)"],
+        ["bias_correction=True", "or beta2 = 0.999, whose bias fades within ~1000 steps"],
+        {"step_inflation": inflation})
+
+
+def _at_baseline(run: Run) -> list[str]:
+    if run.baseline is None:
+        return []
+    t = Trend.of(run)
+    return [f"the {run.quantity} {fmt(t.recent + run.floor)} is at the baseline {fmt(run.baseline)} "
+            "(what predicting without the input gives: chance)"] if t.recent + run.floor >= 0.98 * run.baseline else []
+
+
+#: The causes read from the run's configuration and its zero gradients and updates, in order.
+CONFIG_CAUSES = (bias_correction_off, updates_round_away, dead_units)
+
+
+def limited_by_configuration(run: Run) -> Diagnosis | None:
+    """A cause in the configuration or the zero counts: STALLED (stopped or barely moved) or SLOW."""
+    for find in CONFIG_CAUSES:
+        cause = find(run)
+        if cause is not None:
+            t = Trend.of(run)
+            verdict = "STALLED" if t.stopped or t.total < LITTLE_PROGRESS else "SLOW"
+            return with_cause(cause, verdict, t.evidence, t.steps, t.signals)
+    return None
+
+
+def above_its_best(run: Run) -> Diagnosis | None:
+    """The recent window sits significantly above the best window and is not coming back down:
+    DIVERGING (a creep, a late blow-up, a collapse to a plateau above what the run had reached).
+    A run above its best is never CONVERGED."""
+    w = max(MIN_WINDOW, run.w // 2)
+    found = rise_from_best(run.gap, w)
+    if found is None or falling(run.gap[-run.w:]):
+        return None
+    recent, best, i, se = found
+    t = Trend.of(run)
+    start = len(run.gap) - (len(run.gap) // w) * w + i * w
+    a, b = int(run.steps[start]), int(run.steps[start + w - 1])
+    evidence = t.evidence + [
+        f"the best window (steps {a}-{b}) had a median of {fmt(best + run.floor)}; the last {w} steps "
+        f"sit {(recent - best) / se if se > 0 else math.inf:.3g} standard errors above it "
+        f"(noise estimated from the run: +-{fmt(se)} between windows)"]
+    rise = recent / best if best > 0 else math.inf
+    return Diagnosis(
+        "DIVERGING", f"the learning rate is too high: the {run.quantity} rose {rise:.3g}x above the best it had "
+        "reached and stays there", "lr_too_high", evidence=evidence,
+        advice=[run.lr_advice(0.1), "or warm the lr up / decay it before this point"],
+        steps=(a, t.steps[1]), signals={**t.signals, "best": best + run.floor, "rise_se": (recent - best) / se
+                                        if se > 0 else math.inf})
+
+
+def held_at_baseline(run: Run) -> Diagnosis | None:
+    """With a ``baseline`` (chance: ln K, a unigram entropy): the loss stopped within 10% of it
+    while the steps are of a healthy size or larger, and no unit is dead: STALLED, lr too high
+    (the model keeps only what ignores the input, as a transformer at too high an lr without
+    warmup collapses to the unigram entropy)."""
+    t = Trend.of(run)
+    level = t.recent + run.floor
+    if run.baseline is None or run.baseline <= 0 or not (0.9 * run.baseline <= level <= 1.1 * run.baseline):
+        return None
+    ratio = run.median("update_ratio")
+    if not (t.stopped or not falling(run.gap[-run.w:])) or ratio is None or ratio < HEALTHY_UPDATE_RATIO:
+        return None
+    below = float(run.values.min()) < 0.9 * run.baseline
+    return Diagnosis(
+        "STALLED", f"the learning rate is too high: the {run.quantity} is held at the baseline {fmt(run.baseline)} "
+        f"(chance){' after it had been below it' if below else ''}, with steps of {fmt(ratio)} of the parameters",
+        "lr_too_high", evidence=t.evidence + _at_baseline(run) + [
+            f"update/parameter ratio {fmt(ratio)} (healthy runs sit near {HEALTHY_UPDATE_RATIO:g})"],
+        advice=[run.lr_advice(0.1), "and warm the lr up over the first few hundred steps"],
+        steps=t.steps, signals={**t.signals, "baseline": run.baseline, "update_ratio": ratio})
+
+
+def stopped_with_tiny_steps(run: Run) -> Diagnosis | None:
+    """Stopped near the start with update/parameter ratios far below a healthy run's: STALLED, lr
+    too low (whatever the gradient's direction: under minibatch noise it has none to show)."""
+    t = Trend.of(run)
+    ratio = run.median("update_ratio")
+    if not (t.total < LITTLE_PROGRESS and ratio is not None and 0 < ratio < TINY_UPDATE_RATIO):
+        return None
+    verdict = "STALLED" if t.stopped else "SLOW"
+    return with_cause(lr_too_low(run, t.total), verdict, t.evidence, t.steps, t.signals)
+
+
+def cause_limits_the_step(run: Run) -> Diagnosis | None:
+    """The loss still falls, the gradient keeps its direction, and AdaGrad's accumulator took its
+    effective lr down 10x: SLOW with that cause (the rate is the accumulator's, not the lr's).
+
+    Only AdaGrad's: a v-hat that remembers larger gradients than today's is what every converging
+    Adam run shows (its gradient shrinks), and is no cause while the loss falls."""
+    t = Trend.of(run)
+    if t.cause is None or t.cause.code != "adagrad_accumulator" or t.consistent is not True:
+        return None
+    return with_cause(t.cause, "SLOW", t.evidence, t.steps, t.signals)

@@ -1,0 +1,118 @@
+"""The live check's early warning: a sustained, significant rise of the loss above its best window.
+
+:class:`RiseWatch` sees each logged loss once (``push``, O(1) amortised) and keeps the medians
+and noise (:func:`~adaopt.diagnostics.verdict_noise.sigma`) of closed blocks of
+``WATCH_WINDOW`` values. ``rise()`` compares the median of the last ``WATCH_WINDOW`` values with
+the best block that ended before them, by the test of :mod:`~adaopt.diagnostics.verdict_noise`
+(``RISE_Z`` standard errors and ``RISE_MIN_SHARE`` of the level). The median of the last 20
+passes the threshold once about 10 of them are above it: a blow-up is told within 20 logged
+steps of its onset, and a creep once it is clearly out of the noise, not only when it passes
+1.5x the first loss.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+
+import numpy as np
+
+from .verdict_noise import MEDIAN_SE, between, sigma
+from .verdict_record import Diagnosis, fmt
+from .verdict_thresholds import RISE_MIN_SHARE, RISE_Z, WATCH_WINDOW
+
+
+class RiseWatch:
+    """The losses of a run as the live check sees them, and whether they rose from their best."""
+
+    def __init__(self, window: int = WATCH_WINDOW):
+        self.w = window
+        self.values = array("d")
+        self.closed = []  # per closed block: (median, sigma, first index, last index)
+        self.best = None  # the best block among those that ended a window before the last value
+        self._eligible = 0  # blocks already considered for best
+
+    def push(self, value: float) -> None:
+        if not math.isfinite(value):
+            return
+        self.values.append(value)
+        n, w = len(self.values), self.w
+        if n % w:
+            if self._eligible == len(self.closed) or self.closed[self._eligible][3] >= n - w:
+                return  # nothing new to close or to consider (most calls)
+        else:
+            block = np.frombuffer(self.values, dtype=np.float64)[n - w:]
+            self.closed.append((float(np.median(block)), sigma(block), n - w, n - 1))
+        while self._eligible < len(self.closed) and self.closed[self._eligible][3] < n - w:
+            b = self.closed[self._eligible]
+            if self.best is None or b[0] < self.best[0]:
+                self.best = b
+            self._eligible += 1
+
+    def _between(self) -> float:
+        """:func:`~adaopt.diagnostics.verdict_noise.between` of the closed blocks (cached per block)."""
+        if getattr(self, "_between_at", -1) != len(self.closed):
+            self._between_at, self._between_se = len(self.closed), between([b[0] for b in self.closed])
+        return self._between_se
+
+    def rise(self):
+        """``(recent median, best block, se)`` when the last window sits significantly above the
+        best block, else None."""
+        if self.best is None or len(self.values) < 3 * self.w:
+            return None
+        best = self.best
+        scale = max(abs(best[0]), 0.01 * abs(self.values[0]))
+        # a cheap gate first (a check runs every step): the median can pass the bar only when
+        # half the window is above it
+        bar = best[0] + RISE_MIN_SHARE * scale
+        if sum(1 for x in self.values[-self.w:] if x > bar) * 2 < self.w:
+            return None
+        recent = np.frombuffer(self.values, dtype=np.float64)[-self.w:]
+        med = float(np.median(recent))
+        se = max(MEDIAN_SE * math.hypot(sigma(recent), best[1]) / math.sqrt(self.w), self._between())
+        if med - best[0] > RISE_Z * se and med - best[0] > RISE_MIN_SHARE * scale:
+            return med, best, se
+        return None
+
+
+def rise_diagnosis(found, steps_of, lr) -> Diagnosis:
+    """The DIVERGING verdict of a live rise: ``found`` from :meth:`RiseWatch.rise`, ``steps_of``
+    maps a loss index to its step, ``lr`` the optimizer's lr now (or None)."""
+    med, (best, _, lo, hi), se = found
+    a, b = steps_of(lo), steps_of(hi)
+    advice = [f"lr x 0.1: lr = {fmt(lr)} -> {fmt(lr * 0.1)}" if lr else "lr x 0.1",
+              "or roll back to a checkpoint from steps " + f"{a}-{b} and continue at the lower lr"]
+    return Diagnosis(
+        "DIVERGING", f"the learning rate is too high: the loss rose {med / best:.3g}x above its best window "
+        f"and stays there" if best > 0 else "the learning rate is too high: the loss rose above its best window",
+        "lr_too_high",
+        evidence=[f"median of the last {WATCH_WINDOW} logged losses {fmt(med)}; best window {fmt(best)} "
+                  f"(steps {a}-{b}); the rise is {(med - best) / se if se > 0 else math.inf:.3g} standard errors"],
+        advice=advice, steps=(a, steps_of(-1)), signals={"recent": med, "best": best, "rise_se": se})
+
+
+def first_alarm(history) -> int | None:
+    """The first step at which the live check (:meth:`Monitor.check`) would fire, replayed on a
+    whole history: a non-finite value, the loss 1.5x its first value (when diagnose agrees),
+    or a significant rise from its best window."""
+    from .verdict import ALARMS, DIVERGE_FACTOR, diagnose
+    from .verdict_signals import first_bad
+
+    bad = first_bad(history)
+    steps, loss = history.series("loss")
+    watch, first, fired = RiseWatch(), None, None
+    for i, (step, x) in enumerate(zip(steps, loss)):
+        if bad is not None and step >= history.steps[bad]:
+            return int(history.steps[bad])
+        watch.push(float(x))
+        first = float(x) if first is None else first
+        if first > 0 and i >= 2 and float(np.median(loss[max(0, i - 4):i + 1])) > DIVERGE_FACTOR * first:
+            keep = history.steps <= step
+            sub = type(history)._of_arrays(history.steps[keep], {
+                c: (history[c][keep], history.present(c)[keep]) for c in history.columns if c != "step"},
+                history.meta)
+            if diagnose(sub).verdict in ALARMS:
+                return int(step)
+        if watch.rise() is not None:
+            return int(step)
+    return fired
