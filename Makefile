@@ -65,7 +65,7 @@ bench: $(VENV)/.test
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_train.py --hog 1
 	$(BIN)/python benchmarks/bench_backward.py
-	$(BIN)/python benchmarks/bench_backward.py --hog 1 --no-rss
+	$(BIN)/python benchmarks/bench_backward.py --hog 1
 	$(BIN)/python benchmarks/bench_diagnostics.py
 
 clean:

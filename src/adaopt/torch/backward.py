@@ -222,8 +222,8 @@ def register(opt, model_or_params, bucket_bytes: int = BUCKET_BYTES, accumulate:
                              "groups; add it (add_param_group) or leave it out of step_in_backward")
         other = _RELEASED.get(p)
         if other is not None or getattr(p, "_in_backward_optimizers", None):
-            raise RuntimeError(f"parameter {name} is already stepped in backward "
-                               f"({'by another step_in_backward' if other else 'by torch _apply_optimizer_in_backward'}); "
+            by = "another step_in_backward" if other else "torch _apply_optimizer_in_backward"
+            raise RuntimeError(f"parameter {name} is already stepped in backward (by {by}); "
                                "each parameter may have one such hook")
         params.append(p)
     if not params:
