@@ -72,6 +72,8 @@ bench: $(VENV)/.test
 	$(BIN)/python benchmarks/bench_lowp.py --hog 1
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_train.py --hog 1
+	$(BIN)/python benchmarks/bench_backward.py
+	$(BIN)/python benchmarks/bench_backward.py --hog 1
 	$(BIN)/python benchmarks/bench_diagnostics.py
 	$(BIN)/python benchmarks/bench_diagnose.py --jobs 2
 

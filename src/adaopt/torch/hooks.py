@@ -36,6 +36,15 @@ def hooked(step):
 
 
 def run_hooked(step, self, global_pre, global_post, args, kwargs):
+    args, kwargs = run_pre(self, global_pre, args, kwargs)
+    out = step(*args, **kwargs)
+    self._optimizer_step_code()  # where torch's Python-tracing profiler looks
+    run_post(self, global_post, args, kwargs)
+    return out
+
+
+def run_pre(self, global_pre, args, kwargs):
+    """The step pre-hooks, global ones first; returns the (args, kwargs) they leave."""
     if global_pre or self._optimizer_step_pre_hooks:
         for hook in chain(global_pre.values(), self._optimizer_step_pre_hooks.values()):
             result = hook(self, args, kwargs)
@@ -43,9 +52,19 @@ def run_hooked(step, self, global_pre, global_post, args, kwargs):
                 if not (isinstance(result, tuple) and len(result) == 2):
                     raise RuntimeError(f"a step pre-hook must return None or (args, kwargs), got {result!r}")
                 args, kwargs = result
-    out = step(*args, **kwargs)
-    self._optimizer_step_code()  # where torch's Python-tracing profiler looks
+    return args, kwargs
+
+
+def run_post(self, global_post, args, kwargs) -> None:
+    """The step post-hooks, global ones last."""
     if global_post or self._optimizer_step_post_hooks:
         for hook in chain(self._optimizer_step_post_hooks.values(), global_post.values()):
             hook(self, args, kwargs)
-    return out
+
+
+def global_hooks() -> tuple[dict, dict]:
+    """torch's global step pre- and post-hooks (``register_optimizer_step_pre_hook``)."""
+    from torch.optim import optimizer as torch_optimizer
+
+    return (getattr(torch_optimizer, "_global_optimizer_pre_hooks", {}),
+            getattr(torch_optimizer, "_global_optimizer_post_hooks", {}))

@@ -16,7 +16,7 @@ import torch
 
 from .. import dtypes, hyper, registry
 from ..engine import CachedPlan, Engine, StateWatch
-from . import hooks, paths, views
+from . import backward, hooks, paths, views
 from . import state_dict as state_dict_io
 
 _NONFINITE = (None, "skip", "raise")
@@ -61,6 +61,7 @@ class Optimizer(torch.optim.Optimizer):
         self._hp_keys = tuple(defaults)
         defaults.update({k: v for k, v in torch_only.items() if v is not None})  # kept, as torch keeps them
         self._plan = None
+        self._grad_release = None  # the hooks of step_in_backward, while registered
         super().__init__(params, defaults)
 
     _EXTRA = ("conventions", "on_nonfinite", "skipped_steps", "_engine", "_hp_keys", "_tensor_path")
@@ -148,26 +149,50 @@ class Optimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        entries, others = [], False
-        for gi, group in enumerate(self.param_groups):
-            for i, p in enumerate(group["params"]):
-                g = p.grad
-                if g is None:
-                    continue
-                entries.append((gi, i, p))
-                others = others or g.is_sparse or self._tensor_path or not p.is_cpu
-        if not entries:
-            return loss
-        if others or self.on_nonfinite is not None:
-            with torch.no_grad():
-                self._step_general(entries)
-        else:
-            self._step_arrays(entries)  # NumPy views only: no autograd to switch off
+        entries = [(gi, i, p) for gi, group in enumerate(self.param_groups)
+                   for i, p in enumerate(group["params"]) if p.grad is not None]
+        if entries:
+            self._step_entries(entries)
         return loss
 
-    def _step_arrays(self, entries) -> None:
+    def step_in_backward(self, model_or_params, *, bucket_bytes: int = backward.BUCKET_BYTES,
+                         accumulate: int = 1) -> backward.GradRelease:
+        """Step inside ``loss.backward()`` (gradient release), bucket by bucket; returns the
+        handle whose ``remove()`` takes the hooks off again.
+
+        ``model_or_params`` is a module or parameters, all in this optimizer. They are cut
+        into buckets of about ``bucket_bytes`` of gradient in the order their gradients
+        become ready; a bucket is stepped by the fused kernels as soon as all of its
+        gradients have accumulated, and its ``.grad`` are set to None, so the peak gradient
+        memory is about one bucket rather than the whole model. Results are bit for bit
+        those of ``loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)``.
+
+        ``accumulate=N``: every N-th backward pass steps (the gradients of N micro-batches
+        summed, as N ``backward()`` calls before one ``step()``); the others only accumulate.
+        A parameter whose gradient never comes in a pass (unused) is stepped at the end of
+        the pass if it has one. ``opt.step()``, ``zero_grad()``, schedulers,
+        ``state_dict()``/``load_state_dict()`` and param groups work as usual; the step
+        hooks run once per stepping pass (pre-hooks before its first bucket, post-hooks
+        at its end). Not supported: DDP and FSDP (the hooks would step before the gradients
+        are reduced; refused for a DDP module), sparse gradients, ``on_nonfinite``, and
+        whatever needs every gradient before the step (``clip_grad_norm_``, GradScaler).
+        """
+        return backward.register(self, model_or_params, bucket_bytes, accumulate)
+
+    def _step_entries(self, entries, slot=None) -> None:
+        """Step ``(group, position, parameter)`` entries that have gradients. ``slot`` holds
+        the cached plan of a subset stepped on its own (:mod:`.backward`); None: the step's."""
+        others = self._tensor_path or self.on_nonfinite is not None or any(
+            p.grad.is_sparse or not p.is_cpu for _, _, p in entries)
+        if others:
+            with torch.no_grad():
+                self._step_general(entries, slot)
+        else:
+            self._step_arrays(entries, slot)  # NumPy views only: no autograd to switch off
+
+    def _step_arrays(self, entries, slot=None) -> None:
         """Dense CPU gradients: one engine call over zero-copy views."""
-        plan, c, hps = self._plan_for(entries)
+        plan, c, hps = self._plan_for(entries, slot)
         grads = [p.grad for _, _, p in entries]
         if c.sharded:  # DTensor parameters (FSDP2): each rank steps its local shard
             grads = list(map(views.local, grads))
@@ -198,7 +223,7 @@ class Optimizer(torch.optim.Optimizer):
             return g.data_ptr()
         return views.grad_view(g.resolve_neg().resolve_conj().to(p.dtype))
 
-    def _step_general(self, all_entries) -> None:
+    def _step_general(self, all_entries, slot=None) -> None:
         entries, sparse, tensors = [], [], []
         for gi, i, p in all_entries:
             if p.grad.is_sparse:
@@ -213,7 +238,7 @@ class Optimizer(torch.optim.Optimizer):
             paths.check_sparse(self, sparse)
         prepared = [paths.tensor_prepare(self, gi, i, p) for gi, i, p in tensors]  # may refuse: nothing changed yet
         if entries:
-            self._step_arrays(entries)
+            self._step_arrays(entries, slot)
         for gi, i, p in sparse:
             paths.sparse_step(self, gi, i, p)
         for p, hp, compute in prepared:
@@ -233,7 +258,7 @@ class Optimizer(torch.optim.Optimizer):
         self.skipped_steps += 1
         return False
 
-    def _plan_for(self, entries):
+    def _plan_for(self, entries, slot=None):
         """(plan, the cached plan's record, validated hps per group).
 
         The plan is cached while the same parameters with the same memory layout (``param.data
@@ -242,10 +267,12 @@ class Optimizer(torch.optim.Optimizer):
         same options take part; new values (an LR scheduler) do not rebuild it. Each
         parameter's ``state["step"]`` is a 0-d view into one counter, so one in-place add
         advances them all, and a count set by hand (``state["step"].fill_(0)``) is seen.
+        A ``slot`` (:class:`.backward.Slot`) keeps the plan of a subset of the parameters,
+        watching only their state.
         """
         hps = [self._group_hp(gi, g) for gi, g in enumerate(self.param_groups)]
         params = [p for _, _, p in entries]
-        c = self._plan
+        c = self._plan if slot is None else slot.cached
         same = c is not None and len(c.params) == len(params) and all(map(operator.is_, c.params, params))
         sharded = c.sharded if same else any(map(views.is_sharded, params))
         shards = list(map(views.local, params)) if sharded else params
@@ -264,13 +291,18 @@ class Optimizer(torch.optim.Optimizer):
         plan = self._engine.build_plan(items)
         in_bucket = {i for bucket in plan.buckets for i in bucket.index}
         buffers = [views.local(v) for st in states for k, v in st.items() if k != "step" and torch.is_tensor(v)]
-        self._plan = c = _CachedPlan(
-            plan=plan, hps=hps, signatures=[self._engine.signature(h) for h in hps], watch=StateWatch(self.state),
+        watch = StateWatch(self.state) if slot is None else slot.watch(self.state, params)
+        c = _CachedPlan(
+            plan=plan, hps=hps, signatures=[self._engine.signature(h) for h in hps], watch=watch,
             params=params, layout=views.layout(shards), shapes=[p.shape for p in shards], sharded=sharded,
             steps=views.numpy_view(steps), expected=views.numpy_view(steps).copy(),
             fused=tuple(p.dtype if i in in_bucket else None for i, p in enumerate(params)),
             all_fused=len(in_bucket) == len(params), dtypes=[p.dtype for p in params],
             buffers=buffers, buffer_extent=views.extent(buffers))
+        if slot is None:
+            self._plan = c
+        else:
+            slot.cached = c
         return plan, c, hps
 
     # ------------------------------------------------------------------ checkpoints
