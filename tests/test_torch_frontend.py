@@ -1410,3 +1410,20 @@ def test_state_reset_between_steps_matches_torch(reset):
         out[impl] = [p.detach().clone() for p in model.parameters()]
     for a, b in zip(out[at.Adam], out[torch.optim.Adam]):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["fused", "reference", "tensor"])
+def test_a_graph_that_saved_a_parameter_refuses_a_second_backward_after_the_step(backend):
+    """The kernels write parameters through their addresses; the step must still bump their
+    version counters as torch.optim's in-place ops do, or a retain_graph second backward after
+    the step silently uses the new values instead of raising."""
+    for make in (torch.optim.AdamW, lambda ps: at.AdamW(ps, backend=backend)):
+        w = torch.nn.Parameter(torch.randn(3, generator=torch.Generator().manual_seed(0)))
+        opt = make([w])
+        loss = (w * w).sum()  # saves w for its backward
+        loss.backward(retain_graph=True)
+        before = w._version
+        opt.step()
+        assert w._version > before
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            loss.backward()

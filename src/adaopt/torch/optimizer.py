@@ -13,6 +13,7 @@ from types import ModuleType
 
 import numpy as np
 import torch
+from torch.autograd.graph import increment_version
 
 from .. import dtypes, hyper, registry
 from ..engine import CachedPlan, Engine, StateWatch
@@ -206,6 +207,11 @@ class Optimizer(torch.optim.Optimizer):
         else:
             grads = [self._grad_input(g, k, c, entries) for k, g in enumerate(grads)]
         self._engine.run(plan, grads, hps, threads=torch.get_num_threads())  # torch's count, never changed
+        # The kernels wrote through addresses, which autograd cannot see: bump the version
+        # counters as torch.optim's in-place ops do, so a graph that saved a parameter before
+        # the step refuses a second backward ("modified by an inplace operation") instead of
+        # silently using the new values.
+        increment_version(list(map(views.local, c.params)) if c.sharded else c.params)
         c.steps += 1.0  # a NumPy view of the counter every parameter's state["step"] is a view of
         c.expected += 1.0
 
