@@ -18,7 +18,7 @@ import pytest
 import adaopt
 from adaopt.expr import parse
 from adaopt.explore import compute, lesson
-from adaopt.explore.problems import SURFACES
+from adaopt.explore.problems import SURFACES, InputError
 from adaopt.explore.server import MAX_BODY, make_server
 from adaopt.lab.sweep import run_sweep
 
@@ -320,3 +320,25 @@ def test_explore_command_says_when_the_port_is_taken(refused):
 
 def test_limits_are_finite():
     assert compute.MAX_STEPS * compute.MAX_OPTIMIZERS <= 24000 and math.isfinite(compute.MAX_COORD)
+
+
+def test_a_bug_is_a_500_with_its_message_not_a_bad_request(url, monkeypatch):
+    """Only the request's own faults are 400s: a ValueError from inside the computation is the server's."""
+    def broken(*args):
+        raise ValueError("a bug inside the computation")
+
+    monkeypatch.setattr(compute, "trajectories", broken)
+    status, out = call(url, "/api/run", request("rosenbrock", 20, {"adam": 0.01}))
+    assert status == 500 and out["error"] == "internal error: ValueError: a bug inside the computation"
+    status, out = call(url, "/api/run", request("rosenbrock", 0, {"adam": 0.01}))
+    assert status == 400 and "steps=0" in out["error"]  # bad input is still refused before the computation
+    monkeypatch.undo()
+    assert call(url, "/api/run", request("rosenbrock", 20, {"adam": 0.01}))[0] == 200
+
+
+def test_bad_input_is_an_input_error_and_a_value_error():
+    with pytest.raises(InputError, match="unknown problem"):
+        compute.parse_request({"problem": "himmelblau", "optimizers": [{"name": "adam", "lr": 0.1}]})
+    with pytest.raises(InputError, match="unknown lesson preset"):
+        lesson.preset("example9")
+    assert issubclass(InputError, ValueError)

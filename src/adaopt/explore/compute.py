@@ -20,8 +20,10 @@ gets the Monitor's verdict (:func:`adaopt.diagnostics.diagnose`).
 
 Every input is bounded: :data:`MAX_STEPS` steps, :data:`MAX_OPTIMIZERS` optimizers,
 coordinates within :data:`MAX_COORD`, expressions within
-:data:`~adaopt.explore.problems.MAX_EXPRESSION` characters; anything else is a
-``ValueError`` naming the field, its value and what is allowed.
+:data:`~adaopt.explore.problems.MAX_EXPRESSION` characters; anything else is an
+:class:`~adaopt.explore.problems.InputError` (a ``ValueError``) naming the field, its value
+and what is allowed. A ``ValueError`` raised while computing an accepted request is not
+turned into one: it is a bug, and the server answers it 500.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from .. import hyper, registry, rules
 from ..diagnostics import state as st
 from ..diagnostics.history import History
 from ..diagnostics.verdict import diagnose
-from .problems import surface
+from .problems import InputError, checking_input, surface
 
 MAX_STEPS = 2000
 MAX_OPTIMIZERS = 12
@@ -140,14 +142,16 @@ def _finite_at(problem, x: np.ndarray) -> None:
 
 
 def parse_request(req) -> tuple:
-    """The problem, start, steps and ``[(name, hp)]`` of a request, every field checked."""
+    """The problem, start, steps and ``[(name, hp)]`` of a request, every field checked
+    (:class:`InputError` naming the first that is not)."""
     if not isinstance(req, dict):
-        raise ValueError("the request must be a JSON object")
-    problem = surface(req.get("problem", "rosenbrock"), req.get("expr"))
-    steps = _number(req, "steps", min(problem.default_steps, 500), 1, MAX_STEPS, integer=True)
-    start = _start(req, problem)
-    _finite_at(problem, start)
-    chosen = [(name, optimizer_hp(name, lr, req)) for name, lr in _optimizers(req)]
+        raise InputError("the request must be a JSON object")
+    with checking_input():
+        problem = surface(req.get("problem", "rosenbrock"), req.get("expr"))
+        steps = _number(req, "steps", min(problem.default_steps, 500), 1, MAX_STEPS, integer=True)
+        start = _start(req, problem)
+        _finite_at(problem, start)
+        chosen = [(name, optimizer_hp(name, lr, req)) for name, lr in _optimizers(req)]
     return problem, start, steps, chosen
 
 
