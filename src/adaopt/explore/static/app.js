@@ -107,6 +107,7 @@ function buildRequest() {
     optimizers: S.meta.optimizers.filter((o) => $("use-" + o.name).checked).map((o) => ({ name: o.name, lr: lrOf(o.name) })),
     momentum: val("momentum"), beta1: val("beta1"), beta2: val("beta2"), rho: val("rho"),
     eps: $("eps-preset").checked ? null : val("eps"), conventions: $("conventions").value,
+    digits: 6, state: ["G"],  // what the page prints (fmt) and the one buffer it draws: a third of the bytes
   };
   for (const id of ["bias_correction", "nesterov", "amsgrad", "centered"]) req[id] = $(id).checked;
   if (S.problem.name === "custom") req.expr = $("expr").value;
