@@ -19,7 +19,7 @@ import adaopt
 from adaopt.expr import parse
 from adaopt.explore import compute, lesson
 from adaopt.explore.problems import SURFACES, InputError
-from adaopt.explore.server import MAX_BODY, make_server
+from adaopt.explore.server import MAX_BODY, _json, make_server
 from adaopt.lab.sweep import run_sweep
 
 SIX = ("sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw")
@@ -115,6 +115,49 @@ def test_every_optimizers_panels_equal_adaopt_minimize(name):
     np.testing.assert_allclose(out["eff_lr"], ref.eff_lr, rtol=1e-12, atol=1e-300)
     for symbol, values in out["state"].items():
         np.testing.assert_allclose(values, ref.state[symbol], rtol=1e-12, atol=1e-300)
+
+
+def _numbers(a):
+    """Every number of a nested list, None for null, in order."""
+    return [v for x in a for v in _numbers(x)] if isinstance(a, list) else [a]
+
+
+@pytest.mark.parametrize("problem, start", [("rosenbrock", None), ("beale", [1.0, 1.4]), ("saddle", [-1.3, 0.2])])
+def test_the_pages_answer_is_the_full_one_to_the_six_digits_it_prints(url, problem, start):
+    """The page asks for 6 significant digits and AdaGrad's G only: each number is the full answer's within
+    half a unit in its 6th digit, written with at most 6 digits, nulls where the full one has them; the
+    rest (hp, verdicts) is the same, and the answer is well under half the bytes."""
+    req = request(problem, 300, {"sgd": 2e-3, "momentum": 1e-3, "adagrad": 0.5, "rmsprop": 1e-2, "adam": 0.05,
+                                 "adamw": 0.05}, **({"start": start} if start else {}))
+    full = compute.run(req)
+    page = compute.run({**req, "digits": 6, "state": ["G"]})
+    assert len(_json(page)) < 0.45 * len(_json(full))
+    for r, f in zip(page["runs"], full["runs"]):
+        assert set(r["state"]) == ({"G"} & set(f["state"])) and set(r) == set(f)
+        assert {k: r[k] for k in ("name", "hp", "diagnosis")} == {k: f[k] for k in ("name", "hp", "diagnosis")}
+        for key in ("x", "f", "eff_lr", "bias_correction", "state"):
+            sent = _numbers(list(r[key].values()) if key == "state" else r[key] or [])
+            exact = _numbers(list(f[key][k] for k in r[key]) if key == "state" else f[key] or [])
+            assert len(sent) == len(exact) > 0 or key in ("bias_correction", "state")
+            for v, w in zip(sent, exact):
+                assert (v is None) == (w is None)
+                if v is not None:
+                    assert abs(v - w) <= 0.5e-5 * abs(w) * (1 + 1e-12) and float(f"{v:.6g}") == v, (key, v, w)
+
+
+def test_rounding_to_significant_digits_at_the_edges():
+    from adaopt.explore.answer import rounded
+
+    a = np.array([0.0, -0.0, 1.0, 10.0, 1e-3, 999999.6, 9.9999996, -2.5e-7, 1e-30, -3.14159265e-200, 1.2345678e12,
+                  5e-324, 1.7e308, np.nan, np.inf, -np.inf, 123456.5, 0.1 + 0.2])
+    for digits in (3, 6, 10):
+        r = rounded(a, digits)
+        finite = np.isfinite(a)
+        assert np.array_equal(np.isnan(r), np.isnan(a)) and np.array_equal(r[~finite & ~np.isnan(a)],
+                                                                            a[~finite & ~np.isnan(a)])
+        assert np.all(np.abs(r[finite] - a[finite]) <= 0.5 * 10.0 ** (1 - digits) * np.abs(a[finite]) * (1 + 1e-12))
+        assert all(float(f"{v:.{digits}g}") == v for v in r[finite])
+    assert rounded(a, 6)[6] == 10.0 and rounded(a, 3)[5] == 1e6 and rounded(a, 6)[-1] == 0.3
 
 
 def test_switches_reach_the_rules(url):
@@ -218,6 +261,10 @@ BAD_RUNS = [
     ({"momentum": -0.5}, 400, "momentum=-0.5 is invalid"),
     ({"nesterov": "yes"}, 400, "nesterov='yes' is invalid: allowed true or false"),
     ({"conventions": "keras"}, 400, "conventions"),
+    ({"digits": 2}, 400, "digits=2 is invalid: allowed null (full precision) or an integer >= 3 and <= 17"),
+    ({"digits": 6.0}, 400, "digits=6.0"),
+    ({"state": ["G", "Q"]}, 400, "state=['G', 'Q'] is invalid: allowed true (every buffer) or a list of the symbols"),
+    ({"state": False}, 400, "state=False"),
 ]
 
 

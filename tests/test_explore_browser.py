@@ -113,6 +113,7 @@ def test_sliders_and_a_click_give_adaopts_trajectories(page):
     x, y = req["start"]
     assert 0 < x < 3 and 0 < y < 3  # right of and above the centre of the map, which is (0, 0)
     assert shown == json.loads(_json(compute.run(req)))  # everything drawn is what adaopt computes
+    assert req["digits"] == 6 and req["state"] == ["G"]  # to the digits it prints, the one buffer it draws
     adam = next(r for r in shown["runs"] if r["name"] == "adam")
     assert adam["hp"]["amsgrad"] and adam["hp"]["betas"][0] == 0.8 and len(adam["x"]) == 201
     cells = page.find_elements(By.CSS_SELECTOR, "#readout-table tr[data-name='adam'] td")
