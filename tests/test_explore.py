@@ -389,3 +389,57 @@ def test_bad_input_is_an_input_error_and_a_value_error():
     with pytest.raises(InputError, match="unknown lesson preset"):
         lesson.preset("example9")
     assert issubclass(InputError, ValueError)
+
+
+def _spy_paths(monkeypatch):
+    """The optimizers each call of compute.paths computes, in order."""
+    calls, real = [], compute.paths
+
+    def spy(problem, start, steps, chosen):
+        calls.append([name for name, _ in chosen])
+        return real(problem, start, steps, chosen)
+
+    monkeypatch.setattr(compute, "paths", spy)
+    return calls
+
+
+def test_a_slider_move_recomputes_only_the_runs_it_changes(monkeypatch):
+    compute.RECENT.clear()
+    calls = _spy_paths(monkeypatch)
+    lrs = {"sgd": 2e-3, "momentum": 1e-3, "adagrad": 0.5, "rmsprop": 1e-2, "adam": 0.05, "adamw": 0.05}
+    first = compute.run(request("rosenbrock", 200, lrs))
+    moved = compute.run(request("rosenbrock", 200, {**lrs, "adam": 0.02}))
+    betas = compute.run(request("rosenbrock", 200, {**lrs, "adam": 0.02}, beta1=0.8))
+    clicked = compute.run(request("rosenbrock", 200, lrs, start=[0.5, 0.5]))
+    assert calls == [list(SIX), ["adam"], ["adam", "adamw"], list(SIX)]
+    assert [r for r in moved["runs"] if r["name"] != "adam"] == [r for r in first["runs"] if r["name"] != "adam"]
+    compute.RECENT.clear()
+    assert compute.run(request("rosenbrock", 200, {**lrs, "adam": 0.02}, beta1=0.8)) == betas  # as if computed afresh
+    assert clicked["start"] == [0.5, 0.5]
+
+
+@pytest.mark.parametrize("problem, expr", [("quadratic_rotated", None), ("beale", None),
+                                           ("custom", "(1-x)**2 + 10*(y-x^2)**2 + sin(3*x)")])
+def test_a_kept_run_equals_the_same_run_computed_in_another_batch(problem, expr):
+    """The rows of a batch never mix, so a run kept from a batch of one is bit for bit the one of six."""
+    lrs = {"sgd": 2e-3, "momentum": 1e-3, "adagrad": 0.1, "rmsprop": 1e-2, "adam": 0.05, "adamw": 0.05}
+    req = request(problem, 300, lrs, **({"expr": expr} if expr else {}))
+    compute.RECENT.clear()
+    alone = {name: compute.run({**req, "optimizers": [{"name": name, "lr": lr}]})["runs"][0] for name, lr in lrs.items()}
+    assert len(compute.RECENT) == 6
+    kept = compute.run(req)["runs"]
+    compute.RECENT.clear()
+    together = compute.run(req)["runs"]
+    for k, t in zip(kept, together):
+        assert k == t == alone[t["name"]]
+        assert np.array_equal(np.array(k["x"], dtype=float), np.array(t["x"], dtype=float), equal_nan=True)
+
+
+def test_the_kept_runs_are_bounded_and_the_least_recent_goes_first():
+    from adaopt.explore.recent import Recent
+
+    recent = Recent(size=3)
+    for i in range(5):
+        recent.put(i, str(i))
+        assert recent.get(2) in (None, "2")  # using 2 keeps it
+    assert len(recent) == 3 and recent.get(2) == "2" and recent.get(0) is None and recent.get(1) is None

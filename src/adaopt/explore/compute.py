@@ -16,7 +16,9 @@ bias-correction factors :math:`1/(1-\\beta_1^t)`, :math:`1/(1-\\beta_2^t)` and t
 state buffers (AdaGrad's :math:`G`). The Monitor's per-step signals (gradient, update
 and parameter norms, cosines of successive gradients and updates) and its state
 summaries every 10 steps are then computed from the whole record at once, and each row
-gets the Monitor's verdict (:func:`adaopt.diagnostics.diagnose`).
+gets the Monitor's verdict (:func:`adaopt.diagnostics.diagnose`). Runs whose inputs
+are unchanged since a recent request (the five optimizers a lr slider does not move) are
+taken from :data:`RECENT` (:mod:`adaopt.explore.recent`) instead of being computed again.
 
 Every input is bounded: :data:`MAX_STEPS` steps, :data:`MAX_OPTIMIZERS` optimizers,
 coordinates within :data:`MAX_COORD`, expressions within
@@ -39,11 +41,14 @@ from ..diagnostics.history import History
 from ..diagnostics.verdict import diagnose
 from . import answer
 from .problems import InputError, checking_input, surface
+from .recent import Recent
 
 MAX_STEPS = 2000
 MAX_OPTIMIZERS = 12
 MAX_COORD = 1e4
 MAX_LR = 100.0
+#: The runs computed lately (:mod:`adaopt.explore.recent`), shared by the server's threads.
+RECENT = Recent()
 #: The state summary is taken at step 1 and every ``EVERY`` steps (the Monitor's default).
 EVERY = 10
 
@@ -273,11 +278,19 @@ def _rows(items: list, steps: int) -> np.ndarray:
     return np.array(np.broadcast_to(a, (steps, 2)))
 
 
-def trajectories(problem, start, steps: int, chosen) -> list[Run]:
-    """:func:`paths`, each run with the Monitor's verdict on it."""
-    runs = paths(problem, start, steps, chosen)
-    for r in runs:
-        r.diagnosis = diagnose(history(r), floor=problem.f_opt)
+def trajectories(problem, start, steps: int, chosen, recent: Recent | None = None) -> list[Run]:
+    """:func:`paths`, each run with the Monitor's verdict on it; the runs found in ``recent``
+    (default :data:`RECENT`) are taken from there, the others computed together and kept there."""
+    recent = RECENT if recent is None else recent
+    keys = [recent.key(problem, start, steps, name, hp) for name, hp in chosen]
+    found = [recent.get(k) for k in keys]
+    missing = [c for c, r in zip(chosen, found) if r is None]
+    fresh = iter(paths(problem, start, steps, missing) if missing else ())
+    runs = [r if r is not None else next(fresh) for r in found]
+    for k, r in zip(keys, runs):
+        if r.diagnosis is None:
+            r.diagnosis = diagnose(history(r), floor=problem.f_opt)
+        recent.put(k, r)
     return runs
 
 
