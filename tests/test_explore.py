@@ -425,7 +425,8 @@ def test_a_kept_run_equals_the_same_run_computed_in_another_batch(problem, expr)
     lrs = {"sgd": 2e-3, "momentum": 1e-3, "adagrad": 0.1, "rmsprop": 1e-2, "adam": 0.05, "adamw": 0.05}
     req = request(problem, 300, lrs, **({"expr": expr} if expr else {}))
     compute.RECENT.clear()
-    alone = {name: compute.run({**req, "optimizers": [{"name": name, "lr": lr}]})["runs"][0] for name, lr in lrs.items()}
+    alone = {name: compute.run({**req, "optimizers": [{"name": name, "lr": lr}]})["runs"][0]
+             for name, lr in lrs.items()}
     assert len(compute.RECENT) == 6
     kept = compute.run(req)["runs"]
     compute.RECENT.clear()

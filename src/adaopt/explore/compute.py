@@ -260,7 +260,8 @@ def _stretches(scalars: list) -> list:
     out, start = [], 0
     while start < len(scalars):
         first, end = scalars[start], start + 1
-        flags = [k for k, v in first.items() if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.number))]
+        flags = [k for k, v in first.items()
+                 if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.number))]
         while end < len(scalars) and scalars[end].keys() == first.keys() and all(
                 scalars[end][k] == first[k] for k in flags):
             end += 1
