@@ -183,6 +183,7 @@ class Run:
         self.rule = registry.FAMILIES[self.family].rule
         self.buffers = {k: np.full((1, 2), fill, dtype=np.float64) for k, fill in self.rule.buffers(hp).items()}
         self.carried = rules.scalar_state(self.rule, hp)
+        self.carries = hasattr(self.rule, "scalar_state")  # its scalars take the carried state
         self.has_vhat = False  # the rule has a second moment (G, v-hat) under its root
         self.corrects = bool(hp.get("bias_correction", False))
         self.scalars = []  # each step's s
@@ -192,7 +193,7 @@ class Run:
 
     def step(self, t: int, x: np.ndarray, g: np.ndarray) -> np.ndarray:
         """Step ``t`` (from 1) from row ``x`` with gradient ``g`` (both ``(1, 2)``); the new row."""
-        if self.carried:  # scalar state (NAdam's product): rules.step_scalars reads and renews it
+        if self.carries:  # scalar state (NAdam's product): rules.step_scalars reads and renews it
             s = rules.step_scalars(self.rule, t, self.hp, self.carried)
             self.carried = {k: s[k] for k in self.carried}
         else:  # what rules.step_scalars does for a rule without scalar state, one call less

@@ -5,8 +5,8 @@ rows of a batch never mix (the surfaces are evaluated row by row, elementwise), 
 taken from an earlier batch equals the same run computed in this one, bit for bit
 (``tests/test_explore.py`` checks it). Moving lr, momentum or the betas changes one or two
 rows of six; the others come from here. A click on the map, ``steps`` or the preset
-change every row, and all are computed. At most :data:`MAX_RUNS` runs are kept (about
-100 KB each at 500 steps), the least recently used dropped first; the server's threads
+change every row, and all are computed. At most :data:`MAX_RUNS` runs are kept (about 160 KB
+each at 500 steps, 0.6 MB at 2000), the least recently used dropped first; the server's threads
 share them under a lock.
 """
 
