@@ -18,8 +18,8 @@ import pytest
 import adaopt
 from adaopt.expr import parse
 from adaopt.explore import compute, lesson
-from adaopt.explore.problems import SURFACES
-from adaopt.explore.server import MAX_BODY, make_server
+from adaopt.explore.problems import SURFACES, InputError
+from adaopt.explore.server import MAX_BODY, _json, make_server
 from adaopt.lab.sweep import run_sweep
 
 SIX = ("sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw")
@@ -115,6 +115,49 @@ def test_every_optimizers_panels_equal_adaopt_minimize(name):
     np.testing.assert_allclose(out["eff_lr"], ref.eff_lr, rtol=1e-12, atol=1e-300)
     for symbol, values in out["state"].items():
         np.testing.assert_allclose(values, ref.state[symbol], rtol=1e-12, atol=1e-300)
+
+
+def _numbers(a):
+    """Every number of a nested list, None for null, in order."""
+    return [v for x in a for v in _numbers(x)] if isinstance(a, list) else [a]
+
+
+@pytest.mark.parametrize("problem, start", [("rosenbrock", None), ("beale", [1.0, 1.4]), ("saddle", [-1.3, 0.2])])
+def test_the_pages_answer_is_the_full_one_to_the_six_digits_it_prints(url, problem, start):
+    """The page asks for 6 significant digits and AdaGrad's G only: each number is the full answer's within
+    half a unit in its 6th digit, written with at most 6 digits, nulls where the full one has them; the
+    rest (hp, verdicts) is the same, and the answer is well under half the bytes."""
+    req = request(problem, 300, {"sgd": 2e-3, "momentum": 1e-3, "adagrad": 0.5, "rmsprop": 1e-2, "adam": 0.05,
+                                 "adamw": 0.05}, **({"start": start} if start else {}))
+    full = compute.run(req)
+    page = compute.run({**req, "digits": 6, "state": ["G"]})
+    assert len(_json(page)) < 0.45 * len(_json(full))
+    for r, f in zip(page["runs"], full["runs"]):
+        assert set(r["state"]) == ({"G"} & set(f["state"])) and set(r) == set(f)
+        assert {k: r[k] for k in ("name", "hp", "diagnosis")} == {k: f[k] for k in ("name", "hp", "diagnosis")}
+        for key in ("x", "f", "eff_lr", "bias_correction", "state"):
+            sent = _numbers(list(r[key].values()) if key == "state" else r[key] or [])
+            exact = _numbers(list(f[key][k] for k in r[key]) if key == "state" else f[key] or [])
+            assert len(sent) == len(exact) > 0 or key in ("bias_correction", "state")
+            for v, w in zip(sent, exact):
+                assert (v is None) == (w is None)
+                if v is not None:
+                    assert abs(v - w) <= 0.5e-5 * abs(w) * (1 + 1e-12) and float(f"{v:.6g}") == v, (key, v, w)
+
+
+def test_rounding_to_significant_digits_at_the_edges():
+    from adaopt.explore.answer import rounded
+
+    a = np.array([0.0, -0.0, 1.0, 10.0, 1e-3, 999999.6, 9.9999996, -2.5e-7, 1e-30, -3.14159265e-200, 1.2345678e12,
+                  5e-324, 1.7e308, np.nan, np.inf, -np.inf, 123456.5, 0.1 + 0.2])
+    for digits in (3, 6, 10):
+        r = rounded(a, digits)
+        finite = np.isfinite(a)
+        assert np.array_equal(np.isnan(r), np.isnan(a)) and np.array_equal(r[~finite & ~np.isnan(a)],
+                                                                            a[~finite & ~np.isnan(a)])
+        assert np.all(np.abs(r[finite] - a[finite]) <= 0.5 * 10.0 ** (1 - digits) * np.abs(a[finite]) * (1 + 1e-12))
+        assert all(float(f"{v:.{digits}g}") == v for v in r[finite])
+    assert rounded(a, 6)[6] == 10.0 and rounded(a, 3)[5] == 1e6 and rounded(a, 6)[-1] == 0.3
 
 
 def test_switches_reach_the_rules(url):
@@ -218,6 +261,10 @@ BAD_RUNS = [
     ({"momentum": -0.5}, 400, "momentum=-0.5 is invalid"),
     ({"nesterov": "yes"}, 400, "nesterov='yes' is invalid: allowed true or false"),
     ({"conventions": "keras"}, 400, "conventions"),
+    ({"digits": 2}, 400, "digits=2 is invalid: allowed null (full precision) or an integer >= 3 and <= 17"),
+    ({"digits": 6.0}, 400, "digits=6.0"),
+    ({"state": ["G", "Q"]}, 400, "state=['G', 'Q'] is invalid: allowed true (every buffer) or a list of the symbols"),
+    ({"state": False}, 400, "state=False"),
 ]
 
 
@@ -320,3 +367,80 @@ def test_explore_command_says_when_the_port_is_taken(refused):
 
 def test_limits_are_finite():
     assert compute.MAX_STEPS * compute.MAX_OPTIMIZERS <= 24000 and math.isfinite(compute.MAX_COORD)
+
+
+def test_a_bug_is_a_500_with_its_message_not_a_bad_request(url, monkeypatch):
+    """Only the request's own faults are 400s: a ValueError from inside the computation is the server's."""
+    def broken(*args):
+        raise ValueError("a bug inside the computation")
+
+    monkeypatch.setattr(compute, "trajectories", broken)
+    status, out = call(url, "/api/run", request("rosenbrock", 20, {"adam": 0.01}))
+    assert status == 500 and out["error"] == "internal error: ValueError: a bug inside the computation"
+    status, out = call(url, "/api/run", request("rosenbrock", 0, {"adam": 0.01}))
+    assert status == 400 and "steps=0" in out["error"]  # bad input is still refused before the computation
+    monkeypatch.undo()
+    assert call(url, "/api/run", request("rosenbrock", 20, {"adam": 0.01}))[0] == 200
+
+
+def test_bad_input_is_an_input_error_and_a_value_error():
+    with pytest.raises(InputError, match="unknown problem"):
+        compute.parse_request({"problem": "himmelblau", "optimizers": [{"name": "adam", "lr": 0.1}]})
+    with pytest.raises(InputError, match="unknown lesson preset"):
+        lesson.preset("example9")
+    assert issubclass(InputError, ValueError)
+
+
+def _spy_paths(monkeypatch):
+    """The optimizers each call of compute.paths computes, in order."""
+    calls, real = [], compute.paths
+
+    def spy(problem, start, steps, chosen):
+        calls.append([name for name, _ in chosen])
+        return real(problem, start, steps, chosen)
+
+    monkeypatch.setattr(compute, "paths", spy)
+    return calls
+
+
+def test_a_slider_move_recomputes_only_the_runs_it_changes(monkeypatch):
+    compute.RECENT.clear()
+    calls = _spy_paths(monkeypatch)
+    lrs = {"sgd": 2e-3, "momentum": 1e-3, "adagrad": 0.5, "rmsprop": 1e-2, "adam": 0.05, "adamw": 0.05}
+    first = compute.run(request("rosenbrock", 200, lrs))
+    moved = compute.run(request("rosenbrock", 200, {**lrs, "adam": 0.02}))
+    betas = compute.run(request("rosenbrock", 200, {**lrs, "adam": 0.02}, beta1=0.8))
+    clicked = compute.run(request("rosenbrock", 200, lrs, start=[0.5, 0.5]))
+    assert calls == [list(SIX), ["adam"], ["adam", "adamw"], list(SIX)]
+    assert [r for r in moved["runs"] if r["name"] != "adam"] == [r for r in first["runs"] if r["name"] != "adam"]
+    compute.RECENT.clear()
+    assert compute.run(request("rosenbrock", 200, {**lrs, "adam": 0.02}, beta1=0.8)) == betas  # as if computed afresh
+    assert clicked["start"] == [0.5, 0.5]
+
+
+@pytest.mark.parametrize("problem, expr", [("quadratic_rotated", None), ("beale", None),
+                                           ("custom", "(1-x)**2 + 10*(y-x^2)**2 + sin(3*x)")])
+def test_a_kept_run_equals_the_same_run_computed_in_another_batch(problem, expr):
+    """The rows of a batch never mix, so a run kept from a batch of one is bit for bit the one of six."""
+    lrs = {"sgd": 2e-3, "momentum": 1e-3, "adagrad": 0.1, "rmsprop": 1e-2, "adam": 0.05, "adamw": 0.05}
+    req = request(problem, 300, lrs, **({"expr": expr} if expr else {}))
+    compute.RECENT.clear()
+    alone = {name: compute.run({**req, "optimizers": [{"name": name, "lr": lr}]})["runs"][0]
+             for name, lr in lrs.items()}
+    assert len(compute.RECENT) == 6
+    kept = compute.run(req)["runs"]
+    compute.RECENT.clear()
+    together = compute.run(req)["runs"]
+    for k, t in zip(kept, together):
+        assert k == t == alone[t["name"]]
+        assert np.array_equal(np.array(k["x"], dtype=float), np.array(t["x"], dtype=float), equal_nan=True)
+
+
+def test_the_kept_runs_are_bounded_and_the_least_recent_goes_first():
+    from adaopt.explore.recent import Recent
+
+    recent = Recent(size=3)
+    for i in range(5):
+        recent.put(i, str(i))
+        assert recent.get(2) in (None, "2")  # using 2 keeps it
+    assert len(recent) == 3 and recent.get(2) == "2" and recent.get(0) is None and recent.get(1) is None

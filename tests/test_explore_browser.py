@@ -113,6 +113,7 @@ def test_sliders_and_a_click_give_adaopts_trajectories(page):
     x, y = req["start"]
     assert 0 < x < 3 and 0 < y < 3  # right of and above the centre of the map, which is (0, 0)
     assert shown == json.loads(_json(compute.run(req)))  # everything drawn is what adaopt computes
+    assert req["digits"] == 6 and req["state"] == ["G"]  # to the digits it prints, the one buffer it draws
     adam = next(r for r in shown["runs"] if r["name"] == "adam")
     assert adam["hp"]["amsgrad"] and adam["hp"]["betas"][0] == 0.8 and len(adam["x"]) == 201
     cells = page.find_elements(By.CSS_SELECTOR, "#readout-table tr[data-name='adam'] td")
@@ -164,3 +165,34 @@ def test_lesson_example1_preset_shows_the_lessons_table(page):
     assert ["3", "4.16552", "83.3104", "25040.6", "0.00315971", "3.90228", "152.278"] in steps
     screenshot(page, "lesson.png")
     assert errors(page) == []
+
+
+def test_a_typed_function_is_drawn_over_the_range_typed(page):
+    from adaopt.explore.server import grid
+
+    Select(page.find_element(By.ID, "problem")).select_by_value("custom")
+    wait_for(page, "return window.explore.last && window.explore.last.problem === 'custom'")
+    wait_ready(page)
+
+    def draw(expr, box):
+        for id_, value in zip(("expr", "x-lo", "x-hi", "y-lo", "y-hi"), (expr, *box[0], *box[1])):
+            field = page.find_element(By.ID, id_)
+            field.clear()
+            field.send_keys(str(value))
+        page.find_element(By.ID, "expr-go").click()
+
+    draw("x**2 + 10*y**2", [[1.5, 4], [-1, 2]])
+    wait_for(page, "const S = window.explore; "
+                   "return S.surf && S.last && S.surf.bounds[0][0] === 1.5 && S.last.start[0] === 2.75")
+    wait_ready(page)
+    surf, last = page.execute_script("return [window.explore.surf, window.explore.last]")
+    assert surf == json.loads(_json(grid({"problem": "custom", "expr": "x**2 + 10*y**2",
+                                          "bounds": [[1.5, 4], [-1, 2]]})))
+    assert last["start"] == [2.75, 0.5]  # (1, 1) is off this map: its middle instead
+    draw("x**2 + 10*y**2", [[2, 1], [-1, 2]])
+    shown = wait_for(page, "const e = document.getElementById('error'); return !e.hidden && e.textContent")
+    assert shown.startswith("error: bounds=[[2, 1], [-1, 2]] is invalid: allowed [[x_min, x_max]")
+    draw("x**2 + 10*y**2 + sin(3*x)", [[-3, 3], [-3, 3]])
+    wait_for(page, "const S = window.explore; "
+                   "return S.surf && S.surf.bounds[0][0] === -3 && document.getElementById('error').hidden")
+    assert errors(page, allowed=("status of 400",)) == []

@@ -16,12 +16,16 @@ bias-correction factors :math:`1/(1-\\beta_1^t)`, :math:`1/(1-\\beta_2^t)` and t
 state buffers (AdaGrad's :math:`G`). The Monitor's per-step signals (gradient, update
 and parameter norms, cosines of successive gradients and updates) and its state
 summaries every 10 steps are then computed from the whole record at once, and each row
-gets the Monitor's verdict (:func:`adaopt.diagnostics.diagnose`).
+gets the Monitor's verdict (:func:`adaopt.diagnostics.diagnose`). Runs whose inputs
+are unchanged since a recent request (the five optimizers a lr slider does not move) are
+taken from :data:`RECENT` (:mod:`adaopt.explore.recent`) instead of being computed again.
 
 Every input is bounded: :data:`MAX_STEPS` steps, :data:`MAX_OPTIMIZERS` optimizers,
 coordinates within :data:`MAX_COORD`, expressions within
-:data:`~adaopt.explore.problems.MAX_EXPRESSION` characters; anything else is a
-``ValueError`` naming the field, its value and what is allowed.
+:data:`~adaopt.explore.problems.MAX_EXPRESSION` characters; anything else is an
+:class:`~adaopt.explore.problems.InputError` (a ``ValueError``) naming the field, its value
+and what is allowed. A ``ValueError`` raised while computing an accepted request is not
+turned into one: it is a bug, and the server answers it 500.
 """
 
 from __future__ import annotations
@@ -35,12 +39,16 @@ from .. import hyper, registry, rules
 from ..diagnostics import state as st
 from ..diagnostics.history import History
 from ..diagnostics.verdict import diagnose
-from .problems import surface
+from . import answer
+from .problems import InputError, checking_input, surface
+from .recent import Recent
 
 MAX_STEPS = 2000
 MAX_OPTIMIZERS = 12
 MAX_COORD = 1e4
 MAX_LR = 100.0
+#: The runs computed lately (:mod:`adaopt.explore.recent`), shared by the server's threads.
+RECENT = Recent()
 #: The state summary is taken at step 1 and every ``EVERY`` steps (the Monitor's default).
 EVERY = 10
 
@@ -140,23 +148,26 @@ def _finite_at(problem, x: np.ndarray) -> None:
 
 
 def parse_request(req) -> tuple:
-    """The problem, start, steps and ``[(name, hp)]`` of a request, every field checked."""
+    """The problem, start, steps and ``[(name, hp)]`` of a request, every field checked
+    (:class:`InputError` naming the first that is not)."""
     if not isinstance(req, dict):
-        raise ValueError("the request must be a JSON object")
-    problem = surface(req.get("problem", "rosenbrock"), req.get("expr"))
-    steps = _number(req, "steps", min(problem.default_steps, 500), 1, MAX_STEPS, integer=True)
-    start = _start(req, problem)
-    _finite_at(problem, start)
-    chosen = [(name, optimizer_hp(name, lr, req)) for name, lr in _optimizers(req)]
+        raise InputError("the request must be a JSON object")
+    with checking_input():
+        problem = surface(req.get("problem", "rosenbrock"), req.get("expr"))
+        steps = _number(req, "steps", min(problem.default_steps, 500), 1, MAX_STEPS, integer=True)
+        start = _start(req, problem)
+        _finite_at(problem, start)
+        chosen = [(name, optimizer_hp(name, lr, req)) for name, lr in _optimizers(req)]
     return problem, start, steps, chosen
 
 
 def run(req: dict) -> dict:
     """The page's answer to one request: a trajectory and its panels per optimizer."""
     problem, start, steps, chosen = parse_request(req)
+    digits, state = answer.options(req)
     runs = trajectories(problem, start, steps, chosen)
     return {"problem": problem.name, "title": problem.title, "start": start.tolist(), "steps": steps,
-            "runs": [r.to_json() for r in runs]}
+            "runs": [r.to_json(digits, state) for r in runs]}
 
 
 class Run:
@@ -172,6 +183,7 @@ class Run:
         self.rule = registry.FAMILIES[self.family].rule
         self.buffers = {k: np.full((1, 2), fill, dtype=np.float64) for k, fill in self.rule.buffers(hp).items()}
         self.carried = rules.scalar_state(self.rule, hp)
+        self.carries = hasattr(self.rule, "scalar_state")  # its scalars take the carried state
         self.has_vhat = False  # the rule has a second moment (G, v-hat) under its root
         self.corrects = bool(hp.get("bias_correction", False))
         self.scalars = []  # each step's s
@@ -181,8 +193,11 @@ class Run:
 
     def step(self, t: int, x: np.ndarray, g: np.ndarray) -> np.ndarray:
         """Step ``t`` (from 1) from row ``x`` with gradient ``g`` (both ``(1, 2)``); the new row."""
-        s = rules.step_scalars(self.rule, t, self.hp, self.carried)
-        self.carried = {k: s[k] for k in self.carried}
+        if self.carries:  # scalar state (NAdam's product): rules.step_scalars reads and renews it
+            s = rules.step_scalars(self.rule, t, self.hp, self.carried)
+            self.carried = {k: s[k] for k in self.carried}
+        else:  # what rules.step_scalars does for a rule without scalar state, one call less
+            s = self.rule.scalars(t, self.hp)
         x, self.buffers = self.rule.update(x, g, self.buffers, self.hp, s)
         self.scalars.append(s)
         for k, buf in self.buffers.items():
@@ -193,15 +208,16 @@ class Run:
         """The record as arrays, given this row's points ``(steps + 1, 2)``, values and gradients.
 
         The effective lr, v-hat and the bias-correction factors are the rule's own functions of
-        each step's buffers and scalars, computed here for all steps at once (the scalars that
-        change from step to step as a column), or step by step for a rule whose scalars change
-        their keys or flags along the way (RAdam's rectification, SGD's first step)."""
+        each step's buffers and scalars, computed here for whole stretches of steps at once (the
+        scalars that change from step to step as a column; a new stretch where the scalars'
+        keys or flags change: RAdam's rectification, SGD's first step)."""
         steps, rule, hp = len(g), self.rule, self.hp
         self.x, self.f, self.g = x, f, g
         self.kept = {k: _rows(v, steps) for k, v in self.kept.items()}
-        self.eff_lr = _over_steps(rule.effective_lr, self.kept, hp, self.scalars)
+        stretches = _stretches(self.scalars)
+        self.eff_lr = _over_steps(rule.effective_lr, self.kept, hp, self.scalars, stretches)
         self.has_vhat = hasattr(rule, "second_moment")
-        self.vhat = (_over_steps(rule.second_moment, self.kept, hp, self.scalars) if self.has_vhat
+        self.vhat = (_over_steps(rule.second_moment, self.kept, hp, self.scalars, stretches) if self.has_vhat
                      else np.full((steps, 2), np.nan))
         if self.corrects:
             factors = [st.bias_factors(rule, hp, s) for s in self.scalars]
@@ -209,38 +225,50 @@ class Run:
         else:
             self.bc = None
 
-    def to_json(self) -> dict:
+    def to_json(self, digits: int | None = None, state: set | None = None) -> dict:
+        """The run as the page reads it: full precision and every buffer, or ``digits``
+        significant digits and the buffers in ``state`` (:mod:`adaopt.explore.answer`)."""
         symbols = getattr(self.rule, "SYMBOLS", {})
+        plain = lambda a: _plain(answer.shaped(a, digits))  # noqa: E731 - one line, used five times
         out = {"name": self.name, "family": self.family, "label": _label(self.name, self.hp),
                "hp": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.hp.items()
                       if k not in registry.COMMON},
-               "x": _plain(self.x), "f": _plain(self.f), "eff_lr": _plain(self.eff_lr),
-               "state": {symbols.get(k, k): _plain(v) for k, v in self.kept.items()},
-               "bias_correction": None if self.bc is None else _plain(self.bc),
+               "x": plain(self.x), "f": plain(self.f), "eff_lr": plain(self.eff_lr),
+               "state": {symbols.get(k, k): plain(v) for k, v in self.kept.items()
+                         if state is None or symbols.get(k, k) in state},
+               "bias_correction": None if self.bc is None else plain(self.bc),
                "diagnosis": self.diagnosis.to_dict() if self.diagnosis is not None else None}
         out["diagnosis_text"] = str(self.diagnosis) if self.diagnosis is not None else ""
         return out
 
 
-def _over_steps(fn, kept: dict, hp: dict, scalars: list) -> np.ndarray:
-    """``fn(state, hp, s)`` of every step as a ``(steps, 2)`` array: one call on all steps, with
-    each scalar that changes as a ``(steps, 1)`` column, when the steps' scalars share keys and
-    flags; one call a step otherwise."""
-    steps, first = len(scalars), scalars[0]
-    same_keys = all(s.keys() == first.keys() for s in scalars)
-    if same_keys:
-        s_all = {}
-        for k, v in first.items():
-            values = [s[k] for s in scalars]
-            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.number)):
-                if any(u != v for u in values):
-                    break  # a flag that changes: the rule may branch on it
-                s_all[k] = v
-            else:
-                s_all[k] = np.asarray(values)[:, None]
-        else:
-            return np.array(np.broadcast_to(fn(kept, hp, s_all), (steps, 2)), dtype=np.float64)
-    return _rows([fn({k: v[t:t + 1] for k, v in kept.items()}, hp, s) for t, s in enumerate(scalars)], steps)
+def _over_steps(fn, kept: dict, hp: dict, scalars: list, stretches: list) -> np.ndarray:
+    """``fn(state, hp, s)`` of every step as a ``(steps, 2)`` array, one call per stretch of
+    :func:`_stretches`, each scalar that changes from step to step passed as a ``(stretch, 1)``
+    column, so the rule's own arithmetic runs on the columns."""
+    out = np.empty((len(scalars), 2))
+    for start, end, flags in stretches:
+        s_all = {k: v if k in flags else np.array([s[k] for s in scalars[start:end]], dtype=np.float64)[:, None]
+                 for k, v in scalars[start].items()}
+        out[start:end] = fn({k: v[start:end] for k, v in kept.items()}, hp, s_all)
+    return out
+
+
+def _stretches(scalars: list) -> list:
+    """``[(start, end, flags)]``: the stretches of steps whose scalars share their keys and the
+    values of their flags (booleans and anything not a number, which a rule may branch on):
+    all steps for most rules; SGD's first step and the rest; RAdam before and after it rectifies."""
+    out, start = [], 0
+    while start < len(scalars):
+        first, end = scalars[start], start + 1
+        flags = [k for k, v in first.items()
+                 if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.number))]
+        while end < len(scalars) and scalars[end].keys() == first.keys() and all(
+                scalars[end][k] == first[k] for k in flags):
+            end += 1
+        out.append((start, end, flags))
+        start = end
+    return out
 
 
 def _rows(items: list, steps: int) -> np.ndarray:
@@ -252,28 +280,35 @@ def _rows(items: list, steps: int) -> np.ndarray:
     return np.array(np.broadcast_to(a, (steps, 2)))
 
 
-def trajectories(problem, start, steps: int, chosen) -> list[Run]:
-    """:func:`paths`, each run with the Monitor's verdict on it."""
-    runs = paths(problem, start, steps, chosen)
-    for r in runs:
-        r.diagnosis = diagnose(history(r), floor=problem.f_opt)
+def trajectories(problem, start, steps: int, chosen, recent: Recent | None = None) -> list[Run]:
+    """:func:`paths`, each run with the Monitor's verdict on it; the runs found in ``recent``
+    (default :data:`RECENT`) are taken from there, the others computed together and kept there."""
+    recent = RECENT if recent is None else recent
+    keys = [recent.key(problem, start, steps, name, hp) for name, hp in chosen]
+    found = [recent.get(k) for k in keys]
+    missing = [c for c, r in zip(chosen, found) if r is None]
+    fresh = iter(paths(problem, start, steps, missing) if missing else ())
+    runs = [r if r is not None else next(fresh) for r in found]
+    for k, r in zip(keys, runs):
+        if r.diagnosis is None:
+            r.diagnosis = diagnose(history(r), floor=problem.f_opt)
+        recent.put(k, r)
     return runs
 
 
 def paths(problem, start, steps: int, chosen) -> list[Run]:
     """Every optimizer of ``chosen`` from ``start`` for ``steps`` steps, rows of one ``(rows, 2)`` batch."""
     runs = [Run(name, hp) for name, hp in chosen]
-    x = np.repeat(start[None], len(runs), axis=0)
-    xs, fs, gs = [x], [], []
+    X = np.empty((steps + 1, len(runs), 2))  # (steps + 1, rows, 2): the points, written in place
+    F, G = np.empty((steps + 1, len(runs))), np.empty((steps, len(runs), 2))
+    X[0] = start
     with np.errstate(all="ignore"):
         for t in range(1, steps + 1):
-            f, g = problem.value_and_grad(x)  # the surface on every row at once
-            x = np.concatenate([r.step(t, x[i:i + 1], g[i:i + 1]) for i, r in enumerate(runs)])
-            xs.append(x)
-            fs.append(f)
-            gs.append(g)
-        fs.append(problem.loss(x))
-    X, F, G = np.stack(xs), np.stack(fs), np.stack(gs)  # (steps + 1, rows, 2), (steps + 1, rows), (steps, rows, 2)
+            F[t - 1], G[t - 1] = problem.value_and_grad(X[t - 1])  # the surface on every row at once
+            x, g = X[t - 1], G[t - 1]
+            for i, r in enumerate(runs):
+                X[t, i] = r.step(t, x[i:i + 1], g[i:i + 1])
+        F[steps] = problem.loss(X[steps])
     for i, r in enumerate(runs):
         r.finish(X[:, i], F[:, i], G[:, i])
     return runs

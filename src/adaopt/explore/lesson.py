@@ -19,6 +19,7 @@ from .. import hyper, registry, rules
 from ..expr import parse
 from ..optim import get
 from ..trace import _fmt, minimize
+from .problems import InputError
 
 #: Rows of a long run's table: the first and last few steps.
 HEAD, TAIL = 5, 3
@@ -215,7 +216,7 @@ TITLES = {"example1": "Example 1: AdaGrad step by step", "example2": "Example 2:
 
 @functools.lru_cache(maxsize=None)
 def preset(name: str) -> dict:
-    """The preset called ``name`` (computed once); ``ValueError`` listing the choices."""
+    """The preset called ``name`` (computed once); :class:`InputError` listing the choices."""
     if name not in PRESETS:
-        raise ValueError(f"unknown lesson preset {hyper.short_repr(name)}; choose one of: {', '.join(PRESETS)}")
+        raise InputError(f"unknown lesson preset {hyper.short_repr(name)}; choose one of: {', '.join(PRESETS)}")
     return {"id": name, **PRESETS[name]()}

@@ -22,6 +22,7 @@ evaluated on every row at once like the lab's problems.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -32,6 +33,23 @@ from ..lab.problems.base import _frozen
 
 #: The most characters of a typed f(x, y) the page sends (the parser's own bound is larger).
 MAX_EXPRESSION = 500
+
+
+class InputError(ValueError):
+    """A request the explorer refuses: the server answers it 400 with this message. Any other
+    exception while answering is a bug of the server's, answered 500, never taken for bad input."""
+
+
+@contextlib.contextmanager
+def checking_input():
+    """Inside: every ``ValueError`` (the parser's, the registry's, a hyperparameter's check) is the
+    request's fault and leaves as an :class:`InputError` with the same message."""
+    try:
+        yield
+    except InputError:
+        raise
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
 
 
 class Quadratic2D(Problem):

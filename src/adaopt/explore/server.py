@@ -11,10 +11,11 @@ path                       method  answer
 ``/api/lesson/<preset>``   GET     a worked example or practice problem, computed
 =========================  ======  ===========================================================
 
-Bad input is answered ``400`` with ``{"error": "<what, its value, what is allowed>"}``;
+Bad input (an :class:`~adaopt.explore.problems.InputError`) is answered ``400`` with
+``{"error": "<what, its value, what is allowed>"}``;
 an unknown path ``404``, a wrong method ``405``, a body over :data:`MAX_BODY` bytes
-``413``. The handler never lets an exception out (an unexpected one is a ``500`` with its
-message) and every computation is bounded (steps, grid size, expression length), so a
+``413``. The handler never lets an exception out: any other one, a ``ValueError`` included,
+is a bug, answered ``500`` with ``{"error": "internal error: <type>: <message>"}`` and every computation is bounded (steps, grid size, expression length), so a
 request cannot crash or hang the server. It binds 127.0.0.1 only.
 """
 
@@ -31,7 +32,7 @@ import numpy as np
 from .. import hyper, registry
 from . import compute, lesson
 from .defaults import DEFAULT_LRS, OPTIMIZERS, SHOWN
-from .problems import MAX_EXPRESSION, SURFACES, surface
+from .problems import MAX_EXPRESSION, SURFACES, InputError, checking_input, surface
 
 MAX_BODY = 64 * 1024
 MAX_GRID = 200
@@ -66,7 +67,21 @@ def problems() -> dict:
 def grid(req) -> dict:
     """f on an ``n`` x ``n`` grid over ``bounds`` (``z[j][i]`` at ``x[i]``, ``y[j]``; null where not finite)."""
     if not isinstance(req, dict):
-        raise ValueError("the request must be a JSON object")
+        raise InputError("the request must be a JSON object")
+    with checking_input():
+        p, n, bounds = _grid_request(req)
+    xs, ys = (np.linspace(float(lo), float(hi), n) for lo, hi in bounds)
+    X, Y = np.meshgrid(xs, ys)
+    with np.errstate(all="ignore"):
+        try:
+            f = p.loss(np.stack([X.ravel(), Y.ravel()], axis=-1)).reshape(n, n)
+        except ValueError as exc:  # a part with no real value anywhere (1/0 folded at parse time)
+            raise InputError(f"expr: {exc}") from None
+    return {"problem": p.name, "bounds": [list(map(float, b)) for b in bounds], "x": xs.tolist(), "y": ys.tolist(),
+            "z": compute._plain(f)}
+
+
+def _grid_request(req: dict) -> tuple:
     p = surface(req.get("problem", "rosenbrock"), req.get("expr"))
     n = compute._number(req, "n", 80, 2, MAX_GRID, integer=True)
     bounds = req.get("bounds", p.bounds)
@@ -77,15 +92,7 @@ def grid(req) -> dict:
     if not ok:
         raise ValueError(f"bounds={hyper.short_repr(bounds)} is invalid: allowed [[x_min, x_max], [y_min, y_max]], "
                          f"min < max, within +-{compute.MAX_COORD:g}")
-    xs, ys = (np.linspace(float(lo), float(hi), n) for lo, hi in bounds)
-    X, Y = np.meshgrid(xs, ys)
-    with np.errstate(all="ignore"):
-        try:
-            f = p.loss(np.stack([X.ravel(), Y.ravel()], axis=-1)).reshape(n, n)
-        except ValueError as exc:  # a part with no real value anywhere (1/0 folded at parse time)
-            raise ValueError(f"expr: {exc}") from None
-    return {"problem": p.name, "bounds": [list(map(float, b)) for b in bounds], "x": xs.tolist(), "y": ys.tolist(),
-            "z": compute._plain(f)}
+    return p, n, bounds
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -115,7 +122,7 @@ class Handler(BaseHTTPRequestHandler):
             status, body, kind = self._route(method, self.path.split("?", 1)[0])
         except ApiError as exc:
             status, body, kind = exc.status, _json({"error": str(exc)}), "application/json"
-        except ValueError as exc:
+        except InputError as exc:
             status, body, kind = 400, _json({"error": str(exc)}), "application/json"
         except Exception as exc:  # noqa: BLE001 - the server answers, whatever went wrong
             status, body, kind = 500, _json({"error": f"internal error: {type(exc).__name__}: {exc}"}), \

@@ -78,7 +78,8 @@ function buildControls() {
   });
   $("problem").addEventListener("change", () => setProblem($("problem").value));
   $("expr-go").addEventListener("click", () => setProblem("custom"));
-  $("expr").addEventListener("keydown", (e) => { if (e.key === "Enter") setProblem("custom"); });
+  for (const id of ["expr", "x-lo", "x-hi", "y-lo", "y-hi"])
+    $(id).addEventListener("keydown", (e) => { if (e.key === "Enter") setProblem("custom"); });
   $("map").addEventListener("click", clickMap);
   $("map").addEventListener("mousemove", hoverMap);
   for (const id of ["loss", "efflr", "bc", "accum"]) $(id).addEventListener("mousemove", (e) => hoverPanel(e, id));
@@ -107,6 +108,7 @@ function buildRequest() {
     optimizers: S.meta.optimizers.filter((o) => $("use-" + o.name).checked).map((o) => ({ name: o.name, lr: lrOf(o.name) })),
     momentum: val("momentum"), beta1: val("beta1"), beta2: val("beta2"), rho: val("rho"),
     eps: $("eps-preset").checked ? null : val("eps"), conventions: $("conventions").value,
+    digits: 6, state: ["G"],  // what the page prints (fmt) and the one buffer it draws: a third of the bytes
   };
   for (const id of ["bias_correction", "nesterov", "amsgrad", "centered"]) req[id] = $(id).checked;
   if (S.problem.name === "custom") req.expr = $("expr").value;
@@ -114,6 +116,18 @@ function buildRequest() {
 }
 
 // ---------------------------------------------------------------------------- asking the server
+
+// The plot range typed for f(x, y): [[x_min, x_max], [y_min, y_max]] (the server checks it).
+function plotRange() {
+  const num = (id) => { const v = $(id).value.trim(); return v === "" ? null : Number(v); };
+  return [[num("x-lo"), num("x-hi")], [num("y-lo"), num("y-hi")]];
+}
+
+// The problem's start, or the middle of the map where that is outside it.
+function startIn(start, [[x0, x1], [y0, y1]]) {
+  const inside = start[0] >= x0 && start[0] <= x1 && start[1] >= y0 && start[1] <= y1;
+  return inside ? start.slice() : [+((x0 + x1) / 2).toPrecision(4), +((y0 + y1) / 2).toPrecision(4)];
+}
 
 async function setProblem(name) {
   const p = S.meta.problems.find((q) => q.name === name);
@@ -125,9 +139,9 @@ async function setProblem(name) {
   S.busy = true;
   try {
     const body = { problem: name };
-    if (name === "custom") body.expr = $("expr").value;
+    if (name === "custom") { body.expr = $("expr").value; body.bounds = plotRange(); }
     const surf = await api("/api/surface", body);
-    S.problem = p; S.surf = surf; S.start = p.start.slice(); S.last = null;
+    S.problem = p; S.surf = surf; S.start = startIn(p.start, surf.bounds); S.last = null;
     S.base = document.createElement("canvas");
     S.base.width = $("map").width; S.base.height = $("map").height;
     S.tr = Plot.map(S.base, surf);
