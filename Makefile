@@ -5,7 +5,9 @@
 # make test  - set up .venv with the test extras (torch, hypothesis, scikit-learn) and run pytest on every core (it prints the 15 slowest tests)
 # make test-portable - the numeric tests (verdicts, parity with torch and the references, kernels, lesson) as other CPUs
 #              would run them: under each OpenBLAS core type, numba's generic CPU, one thread, torch without AVX-512
-# make bench - the optimizer-step benchmark: adaopt vs torch.optim, side by side, with the stream roofline, idle and beside a busy process
+# make bench - the benchmarks, each against its reference in the same run, idle and beside a busy process: the optimizer
+#              step (and its 16-bit options) vs torch.optim with the stream roofline, whole training steps, gradient release,
+#              the monitor's cost, the diagnosis corpus (accuracy, false alarms, delays), the explorer's slider move
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -77,6 +79,7 @@ bench: $(VENV)/.test
 	$(BIN)/python benchmarks/bench_backward.py
 	$(BIN)/python benchmarks/bench_backward.py --hog 1
 	$(BIN)/python benchmarks/bench_diagnostics.py
+	$(BIN)/python benchmarks/bench_explore.py
 	$(BIN)/python benchmarks/bench_diagnose.py --jobs 2
 
 clean:
