@@ -46,6 +46,7 @@ class Optimizer(torch.optim.Optimizer):
         if "eps" in base and given.get("eps") is None:
             defaults["eps"] = None
         self.entry.validate(dict(defaults))  # a tensor lr or beta stays a tensor in the groups, as in torch
+        _refuse_int8(state_dtype, "")
         if defaults.get("eps", 0) is None:
             # concrete, so torch.optim can read our state_dict: the preset's value unless that
             # underflows the state dtype (float16 state: 1e-4)
@@ -79,6 +80,7 @@ class Optimizer(torch.optim.Optimizer):
         # name) or a scheduler's (initial_lr), and torch keeps it, so does adaopt
         trial = {k: param_group.get(k, self.defaults[k]) for k in self._hp_keys}
         self.entry.validate(trial, where)
+        _refuse_int8(trial["state_dtype"], f" ({where})")
         params = param_group["params"]
         params = [params] if torch.is_tensor(params) else list(params)
         if trial["stochastic_rounding"] and any(torch.is_tensor(p) and p.dtype == torch.float16 for p in params):
@@ -324,3 +326,10 @@ def refuse_what_torch_refuses(given: dict, flags: dict) -> None:
             raise ValueError("lr as a Tensor is not supported for capturable=False and foreach=True")
         if isinstance(betas, (tuple, list)) and betas and torch.is_tensor(betas[0]):
             raise ValueError("betas[0] as a Tensor is not supported for capturable=False and foreach=True")
+
+
+def _refuse_int8(state_dtype, where: str) -> None:
+    if isinstance(state_dtype, str) and state_dtype == "int8":
+        raise ValueError(f"state_dtype='int8'{where} is offered by the NumPy frontend only so far "
+                         "(adaopt.Adam(params, state_dtype='int8')); adaopt.torch takes None, "
+                         "float32, float16 or bfloat16")
