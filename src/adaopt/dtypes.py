@@ -30,6 +30,7 @@ _TINY = {
     "float32": float(np.finfo(np.float32).tiny),
     "float16": float(np.finfo(np.float16).tiny),
     "bfloat16": 2.0**-126,
+    "int8": float(np.finfo(np.float32).tiny),  # 8-bit state computes in float32
 }
 
 

@@ -14,7 +14,7 @@ from types import ModuleType
 import numpy as np
 import torch
 
-from .. import dtypes, hyper, registry
+from .. import dtypes, hyper, quant, registry
 from ..engine import CachedPlan, Engine, StateWatch
 from . import hooks, paths, views
 from . import state_dict as state_dict_io
@@ -46,7 +46,6 @@ class Optimizer(torch.optim.Optimizer):
         if "eps" in base and given.get("eps") is None:
             defaults["eps"] = None
         self.entry.validate(dict(defaults))  # a tensor lr or beta stays a tensor in the groups, as in torch
-        _refuse_int8(state_dtype, "")
         if defaults.get("eps", 0) is None:
             # concrete, so torch.optim can read our state_dict: the preset's value unless that
             # underflows the state dtype (float16 state: 1e-4)
@@ -80,7 +79,6 @@ class Optimizer(torch.optim.Optimizer):
         # name) or a scheduler's (initial_lr), and torch keeps it, so does adaopt
         trial = {k: param_group.get(k, self.defaults[k]) for k in self._hp_keys}
         self.entry.validate(trial, where)
-        _refuse_int8(trial["state_dtype"], f" ({where})")
         params = param_group["params"]
         params = [params] if torch.is_tensor(params) else list(params)
         if trial["stochastic_rounding"] and any(torch.is_tensor(p) and p.dtype == torch.float16 for p in params):
@@ -125,6 +123,18 @@ class Optimizer(torch.optim.Optimizer):
                     tdtype = torch.complex128 if tdtype == torch.float64 else torch.complex64
                 state[key] = (torch.tensor(fill, dtype=tdtype) if shape == () else
                               torch.full_like(p, fill, dtype=tdtype, memory_format=torch.preserve_format))
+        _conform_int8(p, state, self.rule.buffers(hp), quant.applies(hp, p.numel()), cdtype, name)
+
+    def _conform_loaded(self) -> None:
+        """After a load: 8-bit state where a group asks for it, float state where it does not."""
+        for gi, group in enumerate(self.param_groups):
+            hp = self._group_hp(gi, group)
+            for i, p in enumerate(group["params"]):
+                st = self.state.get(p)
+                if st and (hp["state_dtype"] == quant.NAME or any(k.endswith(quant.SCALE) for k in st)):
+                    cdtype = dtypes.compute_dtype(views.numpy_dtype(p.dtype), hp["state_dtype"])
+                    _conform_int8(p, st, self.rule.buffers(hp), quant.applies(hp, p.numel()), cdtype,
+                                  self._param_name(gi, i))
 
     def _views(self, p, state) -> dict:
         st = {"step": int(state["step"].item()) if torch.is_tensor(state["step"]) else int(state["step"])}
@@ -201,6 +211,9 @@ class Optimizer(torch.optim.Optimizer):
         return views.grad_view(g.resolve_neg().resolve_conj().to(p.dtype))
 
     def _step_general(self, all_entries) -> None:
+        if any(g.get("state_dtype") == quant.NAME for g in self.param_groups):
+            raise ValueError("state_dtype='int8' steps dense gradients of CPU parameters on the array "
+                             "path only; not sparse gradients, CUDA, backend='tensor' or on_nonfinite")
         entries, sparse, tensors = [], [], []
         for gi, i, p in all_entries:
             if p.grad.is_sparse:
@@ -328,8 +341,20 @@ def refuse_what_torch_refuses(given: dict, flags: dict) -> None:
             raise ValueError("betas[0] as a Tensor is not supported for capturable=False and foreach=True")
 
 
-def _refuse_int8(state_dtype, where: str) -> None:
-    if isinstance(state_dtype, str) and state_dtype == "int8":
-        raise ValueError(f"state_dtype='int8'{where} is offered by the NumPy frontend only so far "
-                         "(adaopt.Adam(params, state_dtype='int8')); adaopt.torch takes None, "
-                         "float32, float16 or bfloat16")
+def _conform_int8(p, state: dict, keys, want: bool, cdtype, name: str) -> None:
+    """8-bit state (``state_dtype="int8"``, :mod:`adaopt.quant`) as tensors: float moments (a
+    torch.optim state_dict just loaded) become their codes and per-block scales, and 8-bit ones
+    loaded into an optimizer without int8 become ``cdtype`` floats again."""
+    for key in keys:
+        buf = state.get(key)
+        if buf is None or want == (key + quant.SCALE in state):
+            continue
+        if want and (not p.is_cpu or p.is_complex()):
+            raise ValueError(f"state_dtype='int8' is for real CPU parameters; {name!r} is {p.dtype} "
+                             f"on {p.device}")
+        if want:
+            codes, absmax = quant.quantize(views.numpy_view(buf.cpu()), key)
+            state[key], state[key + quant.SCALE] = torch.from_numpy(codes), torch.from_numpy(absmax)
+        else:
+            floats = quant.dequantize(buf.cpu().numpy(), state.pop(key + quant.SCALE).cpu().numpy(), cdtype)
+            state[key] = views.from_numpy(floats, views.TORCH_DTYPE[dtypes.dtype_name(cdtype)]).to(p.device)
