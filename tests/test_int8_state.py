@@ -317,3 +317,51 @@ def test_scales_of_the_wrong_size_are_refused_on_load():
     sd["state"]["w"]["exp_avg_absmax"] = np.zeros(3, np.float32)
     with pytest.raises(CheckpointError, match=r"'exp_avg_absmax' of 'w' has shape \(3,\), \(20,\) is needed"):
         q.load_state_dict(sd)
+
+
+def test_readers_of_the_moments_see_the_dequantized_numbers():
+    """effective_lr and the Monitor read 8-bit moments as the numbers they stand for, not codes."""
+    from adaopt.diagnostics import Monitor
+
+    params = _params(0)
+    series = {}
+    for sd in (None, "int8"):
+        x = params["w"].copy()
+        opt = adaopt.Adam([x], lr=1e-2, state_dtype=sd)
+        mon = Monitor(opt, every=1, sample=1 << 16)
+        for t in range(5):
+            mon.log(float(np.sum(x * x)))
+            opt.step([2 * x + _grads(0, t, params)["w"]])
+        series[sd] = mon.history.series("eff_lr_p50")[1]
+    # the Monitor's reading of 8-bit moments is float32 state's, to the quantization's error
+    # (codes read as numbers would be 100x off)
+    assert len(series["int8"]) == 5
+    np.testing.assert_allclose(series["int8"], series[None], rtol=0.03)
+    (name,) = opt.state
+    st = opt.state[name]
+    f = adaopt.Adam([x.copy()], lr=1e-2)
+    f.state[next(iter(f.state))] = {"step": st["step"], **{k: quant.dequantize(st[k], st[k + "_absmax"])
+                                                            for k in ("exp_avg", "exp_avg_sq")}}
+    np.testing.assert_array_equal(opt.effective_lr(), f.effective_lr())
+
+
+def test_the_monitor_reads_torch_8bit_moments_as_numbers():
+    torch = pytest.importorskip("torch")
+    import adaopt.torch as at
+    from adaopt.diagnostics import Monitor
+
+    series = {}
+    for sd in (None, "int8"):
+        torch.manual_seed(0)
+        w = torch.nn.Parameter(torch.randn(80, 64))
+        opt = at.Adam([w], lr=1e-2, state_dtype=sd)
+        mon = Monitor(opt, every=1, sample=1 << 16)
+        for _ in range(5):
+            loss = (w * w).sum() + (w * torch.randn(80, 64)).sum()
+            mon.log(loss.item())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        series[sd] = mon.history.series("eff_lr_p50")[1]
+    assert len(series["int8"]) == 5
+    np.testing.assert_allclose(series["int8"], series[None], rtol=0.03)

@@ -277,6 +277,7 @@ class Optimizer:
         else:
             st = state[name] if name is not None else next(iter(state.values()))
             hp = self.defaults
+        st = quant.floats(st)  # 8-bit moments read as the numbers they stand for
         cdtype = next((v.dtype for v in st.values() if isinstance(v, np.ndarray)), np.dtype("float64"))
         hp = self._engine.resolved(hp, cdtype, name or "param")
         s = rules.step_scalars(self.rule, max(st["step"], 1), hp, st)

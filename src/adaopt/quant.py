@@ -149,6 +149,15 @@ def conform(st: dict, keys, want_int8: bool, dtype=np.float32) -> None:
             st[k] = dequantize(st[k], st.pop(k + SCALE), dtype)
 
 
+def floats(st: dict) -> dict:
+    """``st`` as readers of the moments (effective_lr, the Monitor's probes) need it: each
+    8-bit buffer dequantized to float32, the scales left out; other state as it is."""
+    if not any(k.endswith(SCALE) for k in st):
+        return st
+    return {k: (dequantize(np.asarray(v), np.asarray(st[k + SCALE])) if k + SCALE in st else v)
+            for k, v in st.items() if not (k.endswith(SCALE) and k[: -len(SCALE)] in st)}
+
+
 def expected_shape(key: str, p_shape: tuple, scalar_keys) -> tuple:
     """The shape a state entry must have: a scale's is its blocks', a scalar's (), else the
     parameter's."""
