@@ -109,7 +109,7 @@ def run_case(title: str, cases: dict, kind: str, sizes: list[int], args) -> list
     params0, grads = bs.make_data(sizes, seed=args.seed + 1)
     steps, bytes_of = {}, {}
     for name, (k, kw) in cases.items():
-        step, params, opt = adaopt_impl(k, kw, params0, grads)
+        step, params, opt = adaopt_impl(k, kw, params0, grads, "auto" if name in INT8_CASES else "fused")
         step()
         steps[name], bytes_of[name] = step, state_bytes(opt, params)
     if torch is not None:

@@ -240,6 +240,10 @@ def test_bad_options_are_refused_with_a_clear_message():
         adaopt.SGD(p, lr=0.1, momentum=0.9, state_dtype="int8")
     with pytest.raises(ValueError, match=r"state_dtype='int4' is invalid: allowed None, 'int8'"):
         adaopt.Adam(p, state_dtype="int4")
+    pytest.importorskip("numba")
+    with pytest.raises(ValueError, match=r"state_dtype='int8' has no fused kernel yet .*backend='auto'"):
+        adaopt.Adam(p, state_dtype="int8", backend="fused")
+    adaopt.Adam(p[:10], state_dtype="int8", backend="fused")  # float32 state below 4096 elements: fused
 
 
 def _torch_model():

@@ -103,6 +103,9 @@ class Engine:
     def prepare(self, p: np.ndarray, hp: dict, name: str):
         """(hyperparameters with eps resolved, compute dtype) for one parameter; may raise."""
         cdtype = dtypes.compute_dtype(p.dtype, hp["state_dtype"])
+        if self.backend == "fused" and quant.applies(hp, p.size):
+            raise ValueError(f"state_dtype='int8' has no fused kernel yet ({name!r} has {p.size} elements, "
+                             f"8-bit from {quant.MIN_SIZE}); use backend='auto' or 'reference'")
         if _low(p, hp, "stochastic_rounding") and dtypes.dtype_name(p.dtype) != "bfloat16":
             raise ValueError(f"stochastic_rounding is for bfloat16 parameters; {name!r} is "
                              f"{dtypes.dtype_name(p.dtype)}")
