@@ -13,8 +13,10 @@ prints the median step time and two ratios, both from the same rounds:
 
 Lower is faster. Before timing, each adaopt configuration's fused kernel must give the
 reference path's bits (parameters and state), so the table never times a wrong kernel.
-Cases: (a) bf16 parameters, one tensor of N; (b) fp32 parameters with bf16 moments, one
-tensor and 100 tensors of N in all.
+Cases: (a) bf16 parameters, one tensor of N; (b) fp32 parameters with bf16 or 8-bit
+moments (``state_dtype="int8"``, NumPy reference path: no fused kernel yet), one tensor and
+100 tensors of N in all. It also prints the 8-bit state's accuracy: the distance between the
+int8 and float32 states' parameters after 100 steps, over the distance moved.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ FP32_CASES = {
     "adaopt fp32 (fp32 state)": ("float32", {}),
     "adaopt fp32, bf16 state": ("float32", {"state_dtype": "bfloat16"}),
 }
+#: Not in ``check``: 8-bit state takes the reference path.
+INT8_CASES = {"adaopt fp32, int8 state (reference)": ("float32", {"state_dtype": "int8"})}
 TORCH = "torch fused"
 
 
@@ -105,7 +109,7 @@ def run_case(title: str, cases: dict, kind: str, sizes: list[int], args) -> list
     params0, grads = bs.make_data(sizes, seed=args.seed + 1)
     steps, bytes_of = {}, {}
     for name, (k, kw) in cases.items():
-        step, params, opt = adaopt_impl(k, kw, params0, grads)
+        step, params, opt = adaopt_impl(k, kw, params0, grads, "auto" if name in INT8_CASES else "fused")
         step()
         steps[name], bytes_of[name] = step, state_bytes(opt, params)
     if torch is not None:
@@ -120,6 +124,25 @@ def run_case(title: str, cases: dict, kind: str, sizes: list[int], args) -> list
                     "median_s": med[name], "times_s": plan[name]["times"],
                     "vs_torch": med[name] / med[TORCH] if TORCH in med else None,
                     "vs_plain": med[name] / plain, "state_bytes_per_param": bytes_of[name]})
+    return out
+
+
+def int8_accuracy(n: int = 1_000_000, steps: int = 100, seeds=(0, 1, 2)) -> list[float]:
+    """Per seed: |p_int8 - p_fp32| / |p_fp32 - p_0| after ``steps`` AdamW steps on the noisy
+    quadratic ``g = p + noise`` (the same gradients for both)."""
+    out = []
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        p0 = rng.standard_normal(n).astype(np.float32)
+        runs = []
+        for sd in (None, "int8"):
+            p = p0.copy()
+            opt = adaopt.AdamW([p], lr=1e-2, state_dtype=sd)
+            noise = np.random.default_rng(seed + 100)
+            for _ in range(steps):
+                opt.step([p + noise.standard_normal(n).astype(np.float32)])
+            runs.append(p)
+        out.append(float(np.linalg.norm(runs[1] - runs[0]) / np.linalg.norm(runs[0] - p0)))
     return out
 
 
@@ -165,10 +188,12 @@ def main(argv=None) -> int:
         big = max(sizes)
         rows += run_case("bf16 params, 1 tensor", BF16_CASES, "bfloat16", [big], args)
         for n in sizes:
-            rows += run_case("fp32 params, bf16 moments, 1 tensor", FP32_CASES, "float32", [n], args)
+            rows += run_case("fp32 params, 16/8-bit moments, 1 tensor", {**FP32_CASES, **INT8_CASES},
+                             "float32", [n], args)
             if n >= 100:
-                rows += run_case("fp32 params, bf16 moments, 100 tensors", FP32_CASES, "float32",
-                                 bs.layout_sizes(n, 100, seed=args.seed), args)
+                rows += run_case("fp32 params, 16/8-bit moments, 100 t.", {**FP32_CASES, **INT8_CASES},
+                                 "float32", bs.layout_sizes(n, 100, seed=args.seed), args)
+        accuracy = int8_accuracy(100_000 if args.quick else 1_000_000)
         other = bs.foreign_share(c0, bs.cpu_sample())
     finally:
         for h in hogs:
@@ -177,6 +202,8 @@ def main(argv=None) -> int:
     print(f"Median step time of {args.reps} interleaved blocks; ratios from the same rounds (lower is faster)."
           + (f" Other processes used {other:.0%} of the CPUs." if other is not None else ""))
     print_rows(rows)
+    print("int8 state, 100 AdamW steps: distance to the float32 state's run / distance moved, seeds 0-2: "
+          + ", ".join(f"{a:.2%}" for a in accuracy))
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "foreign_cpu": other, "rows": rows}, indent=1))
     return 0

@@ -1189,7 +1189,7 @@ def test_sparse_gradient_with_weight_decay_is_refused():
     (at.Adagrad, dict(eps=-1e-10), "eps"),
     (at.Adagrad, dict(lr_decay=-0.1), "lr_decay"),
     (at.AdamW, dict(weight_decay=float("nan")), "weight_decay"),
-    (at.Adam, dict(state_dtype="int8"), "state_dtype"),
+    (at.Adam, dict(state_dtype="int4"), "state_dtype"),
     (at.Adam, dict(on_nonfinite="ignore"), "on_nonfinite"),
     (at.Adam, dict(backend="cuda"), "backend"),
 ], ids=lambda x: x if isinstance(x, str) else None)

@@ -121,7 +121,7 @@ INVALID = [
      ["nesterov=True", "dampening=0.1"]),
     (adaopt.Adam, dict(conventions="keras"), ValueError, ["conventions", "'keras'"]),
     (adaopt.SGD, dict(conventions="keras"), ValueError, ["conventions", "'keras'"]),
-    (adaopt.Adam, dict(state_dtype="int8"), ValueError, ["state_dtype", "'int8'"]),
+    (adaopt.Adam, dict(state_dtype="int4"), ValueError, ["state_dtype", "'int4'"]),
     (adaopt.RMSprop, dict(state_dtype="float128"), ValueError, ["state_dtype", "'float128'"]),
     (adaopt.Adam, dict(amsgrad="yes"), ValueError, ["amsgrad", "'yes'"]),
     (adaopt.RMSprop, dict(centered=1), ValueError, ["centered=1"]),

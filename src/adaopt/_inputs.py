@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _tree, dtypes
+from . import _tree, dtypes, quant
 
 
 def is_groups(params) -> bool:
@@ -78,9 +78,11 @@ def check_state(st, p: np.ndarray, name: str, copy_: bool = False, scalar_keys=(
         if key == "step":
             continue
         arr = np.asarray(value)
-        if arr.shape != (() if key in scalar_keys else p.shape):
-            raise CheckpointError(f"state {key!r} of {name!r} has shape {arr.shape}, the parameter has {p.shape}")
-        if not dtypes.is_supported(arr.dtype):
+        want = quant.expected_shape(key, p.shape, scalar_keys)
+        if arr.shape != want:
+            raise CheckpointError(f"state {key!r} of {name!r} has shape {arr.shape}, {want} is needed "
+                                  f"(the parameter has {p.shape})")
+        if not dtypes.is_stored(arr.dtype):
             raise CheckpointError(f"state {key!r} of {name!r} has dtype {arr.dtype.name}")
         out[key] = arr.copy() if copy_ else arr
     return out
@@ -114,7 +116,11 @@ def check_state_dict(opt, state_dict: dict) -> tuple[list, dict]:
         if sorted(saved["params"]) != sorted(group["params"]):
             raise CheckpointError(f"param group {i} holds {sorted(saved['params'])} in the state_dict "
                                   f"but {sorted(group['params'])} here")
-        hp = opt._group_hp({k: v for k, v in saved.items() if k != "params"}, f"param group {i}")
+        saved_hp = {k: v for k, v in saved.items() if k != "params"}
+        if quant.NAME in (saved_hp.get("state_dtype"), group.get("state_dtype")):
+            # 8-bit or not is the loading optimizer's choice: its state is (de)quantized to fit
+            saved_hp["state_dtype"] = group.get("state_dtype")
+        hp = opt._group_hp(saved_hp, f"param group {i}")
         new_groups.append({"params": list(group["params"]), **hp})
     new_state = {}
     for name, p in opt._arrays.items():

@@ -21,12 +21,16 @@ import numpy as np
 #: The parameter dtypes adaopt steps, by name.
 SUPPORTED = ("float64", "float32", "float16", "bfloat16")
 
+#: The dtypes a state buffer may be kept in: these, and the 8-bit codes of state_dtype="int8".
+STORED = (*SUPPORTED, "int8", "uint8")
+
 #: Smallest positive normal number of each supported dtype.
 _TINY = {
     "float64": float(np.finfo(np.float64).tiny),
     "float32": float(np.finfo(np.float32).tiny),
     "float16": float(np.finfo(np.float16).tiny),
     "bfloat16": 2.0**-126,
+    "int8": float(np.finfo(np.float32).tiny),  # 8-bit state computes in float32
 }
 
 
@@ -46,6 +50,14 @@ def dtype_name(dtype) -> str:
 def is_supported(dtype) -> bool:
     try:
         return dtype_name(dtype) in SUPPORTED
+    except TypeError:
+        return False
+
+
+def is_stored(dtype) -> bool:
+    """Whether a state buffer may have this dtype (:data:`STORED`)."""
+    try:
+        return dtype_name(dtype) in STORED
     except TypeError:
         return False
 
@@ -73,7 +85,10 @@ def compute_dtype(param_dtype, state_dtype=None) -> np.dtype:
     float16 and bfloat16 parameters keep float32 state unless ``state_dtype`` says
     otherwise: their 10- and 7-bit mantissas cannot hold a moving average. The
     arithmetic runs in :func:`arith_dtype` (float32 or float64), whatever the storage.
+    ``state_dtype="int8"`` (8-bit blockwise state, :mod:`adaopt.quant`) computes in float32.
     """
+    if isinstance(state_dtype, str) and state_dtype == "int8":
+        return np.dtype(np.float32)
     if state_dtype is not None:
         return as_dtype(state_dtype)
     name = dtype_name(param_dtype)

@@ -17,7 +17,7 @@ from types import ModuleType
 
 import numpy as np
 
-from . import dtypes, rounding, rules
+from . import dtypes, quant, rounding, rules
 
 #: "auto": fused kernels when numba is installed, else the reference rule;
 #: "fused": fused kernels or an error; "reference": the rule on whole arrays.
@@ -97,10 +97,15 @@ class Engine:
         for key, (fill, dtype, shape) in self.state_spec(p.dtype, p.shape, hp, cdtype).items():
             if key not in st:
                 st[key] = np.full(shape, fill, dtype=dtype)
+        # 8-bit state (state_dtype="int8", large tensors): quantized here, also when loaded as floats
+        quant.conform(st, self.rule.buffers(hp), quant.applies(hp, p.size), cdtype)
 
     def prepare(self, p: np.ndarray, hp: dict, name: str):
         """(hyperparameters with eps resolved, compute dtype) for one parameter; may raise."""
         cdtype = dtypes.compute_dtype(p.dtype, hp["state_dtype"])
+        if self.backend == "fused" and quant.applies(hp, p.size):
+            raise ValueError(f"state_dtype='int8' has no fused kernel yet ({name!r} has {p.size} elements, "
+                             f"8-bit from {quant.MIN_SIZE}); use backend='auto' or 'reference'")
         if _low(p, hp, "stochastic_rounding") and dtypes.dtype_name(p.dtype) != "bfloat16":
             raise ValueError(f"stochastic_rounding is for bfloat16 parameters; {name!r} is "
                              f"{dtypes.dtype_name(p.dtype)}")
@@ -119,13 +124,12 @@ class Engine:
         t = st["step"] + 1
         s = rules.step_scalars(self.rule, t, hp, st)
         adtype = dtypes.arith_dtype(p.dtype, cdtype)  # a narrower state is only stored narrow
-        buffers = {k: st[k].astype(adtype, copy=False) for k in self.rule.buffers(hp)}
+        buffers = quant.load(st, self.rule.buffers(hp), adtype)  # 8-bit ones dequantized
         new_p, new_buffers = self.rule.update(
             p.astype(adtype, copy=False), g.astype(adtype, copy=False), buffers, hp, s
         )
         out = {**st, "step": t}
-        for k, v in new_buffers.items():
-            out[k] = np.array(v, dtype=st[k].dtype)  # a copy: never alias the caller's gradient
+        quant.store(out, new_buffers, st)  # in st's dtype, or quantized again
         for k in rules.scalar_state(self.rule, hp):
             out[k] = np.array(s[k], dtype=st[k].dtype)
         new_p = rounding.to_param_dtype(np.asarray(new_p), p, out, hp, adtype,
@@ -147,12 +151,13 @@ class Engine:
             self.add_missing_buffers(st, p, hp, cdtype)
             scalar_keys = rules.scalar_state(self.rule, hp)
             for key, value in st.items():  # a kernel trusts sizes: refuse state of another shape
-                if key != "step" and np.shape(value) != (() if key in scalar_keys else p.shape):
+                if key != "step" and np.shape(value) != quant.expected_shape(key, p.shape, scalar_keys):
                     raise ValueError(f"state {key!r} of {name!r} has shape {tuple(np.shape(value))}, "
                                      f"the parameter has {p.shape} (was the parameter replaced, or "
                                      "a state_dict of another model loaded?)")
             elementwise = {k: v for k, v in st.items() if k not in scalar_keys}
-            if fused is not None and i not in shared and fused.eligible(p, cdtype, elementwise, hp):
+            if fused is not None and i not in shared and not quant.applies(hp, p.size) \
+                    and fused.eligible(p, cdtype, elementwise, hp):
                 groups.setdefault((gi, st["step"], p.dtype, cdtype), (hp, []))[1].append((i, p, st, name))
             else:
                 reference.append((i, gi, name, p, st, hp, cdtype))

@@ -82,7 +82,7 @@ def _betas(x):
 
 
 def _state_dtype(x):
-    return x is None or (isinstance(x, str) and x in dtypes.SUPPORTED) or dtypes.is_supported(x)
+    return x is None or (isinstance(x, str) and x in (*dtypes.SUPPORTED, "int8")) or dtypes.is_supported(x)
 
 
 CHECKS: dict[str, Check] = {
@@ -98,7 +98,7 @@ CHECKS: dict[str, Check] = {
     "momentum_decay": Check(_at_least_0, "a finite number >= 0"),
     "betas": Check(_betas, "a pair (beta1, beta2), each 0 <= beta < 1"),
     "wd_form": Check(lambda x: isinstance(x, str) and x in ("shrink", "add"), "'shrink' or 'add'"),
-    "state_dtype": Check(_state_dtype, f"None or one of {', '.join(dtypes.SUPPORTED)}"),
+    "state_dtype": Check(_state_dtype, f"None, 'int8' (8-bit blockwise moments) or one of {', '.join(dtypes.SUPPORTED)}"),
 }
 for _name in ("nesterov", "maximize", "eps_in_sqrt", "centered", "amsgrad", "bias_correction",
               "decoupled_weight_decay", "kahan", "stochastic_rounding"):

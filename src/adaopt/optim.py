@@ -26,7 +26,7 @@ from types import ModuleType
 
 import numpy as np
 
-from . import _tree, hyper, registry, rules
+from . import _tree, dtypes, hyper, quant, registry, rules
 from ._inputs import ARRAYS_ONLY, as_param, check_grad, check_state, check_state_dict, is_groups, match
 from .engine import CachedPlan, Engine, Plan, StateWatch
 
@@ -277,6 +277,7 @@ class Optimizer:
         else:
             st = state[name] if name is not None else next(iter(state.values()))
             hp = self.defaults
+        st = quant.floats(st)  # 8-bit moments read as the numbers they stand for
         cdtype = next((v.dtype for v in st.values() if isinstance(v, np.ndarray)), np.dtype("float64"))
         hp = self._engine.resolved(hp, cdtype, name or "param")
         s = rules.step_scalars(self.rule, max(st["step"], 1), hp, st)
@@ -308,12 +309,18 @@ class Optimizer:
     def load_state_dict(self, state_dict: dict) -> None:
         """Load a :meth:`state_dict`; everything is checked before anything changes.
 
-        The saved state keeps its dtypes and is copied (never aliased).
+        The saved state keeps its dtypes and is copied (never aliased), except that an
+        optimizer with ``state_dtype="int8"`` quantizes float moments on load (and one
+        without dequantizes 8-bit ones): :mod:`adaopt.quant`.
         """
         new_groups, new_state = check_state_dict(self, state_dict)
         self.param_groups = new_groups
         self.state = new_state
         self._plan = None
+        for name, st in self.state.items():
+            hp = self._hp_of(name)
+            cdtype = dtypes.compute_dtype(self._arrays[name].dtype, hp["state_dtype"])
+            quant.conform(st, self.rule.buffers(hp), quant.applies(hp, self._arrays[name].size), cdtype)
 
     def save(self, path) -> None:
         """Write the state to ``path`` (.npz, no pickle), atomically."""

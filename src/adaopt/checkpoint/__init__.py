@@ -87,9 +87,9 @@ def save(state_dict: dict, path) -> None:
             if not isinstance(key, str):
                 raise TypeError(f"cannot save buffer {key!r} of parameter {name!r}: names must be strings")
             value = np.asarray(value)
-            if not dtypes.is_supported(value.dtype):
+            if not dtypes.is_stored(value.dtype):
                 raise TypeError(f"cannot save buffer {name!r}.{key}: dtype {value.dtype.name} is not one "
-                                f"of {', '.join(dtypes.SUPPORTED)}")
+                                f"of {', '.join(dtypes.STORED)}")
             entry = f"a{len(index)}"
             dt = dtypes.dtype_name(value.dtype)
             arrays[entry] = value.view(np.uint16) if dt == "bfloat16" else value

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .. import quant
 from ._format import CheckpointError, clip
 
 
@@ -62,10 +63,14 @@ def check_names(meta, index, wanted, path) -> None:
 
 def check_shape(item, shape, count, wanted, path, label) -> None:
     """A state buffer's declared ``shape`` (``count`` elements) is its parameter's. A 0-d
-    buffer (shape ``()``) passes: it is a per-parameter scalar such as NAdam's ``mu_product``."""
+    buffer (shape ``()``) passes: it is a per-parameter scalar such as NAdam's ``mu_product``.
+    An 8-bit buffer's scales (``*_absmax``, :mod:`adaopt.quant`) have one number per block."""
     if shape == ():
         return
     want_shape, want_count = wanted[item["param"]]
+    if item["key"].endswith(quant.SCALE):
+        want_count = quant.n_blocks(want_count)
+        want_shape = None if want_shape is None else (want_count,)
     if (want_shape is not None and shape != want_shape) or count != want_count:
         have = f"shape {want_shape}" if want_shape is not None else f"{want_count} elements"
         raise CheckpointError(f"{path}: {label} declares shape {shape} ({count} elements); "

@@ -98,9 +98,9 @@ def _check_index(index, steps, path) -> list:
         if (item["param"], item["key"]) in buffers:
             _bad(path, entry, f"stores {item['param']!r}.{item['key']} a second time")
         buffers.add((item["param"], item["key"]))
-        if item["dtype"] not in dtypes.SUPPORTED:
+        if item["dtype"] not in dtypes.STORED:
             _bad(path, f"{entry}.dtype", f"is {clip(repr(item['dtype']), 80)}; one of "
-                                         f"{', '.join(dtypes.SUPPORTED)} is needed")
+                                         f"{', '.join(dtypes.STORED)} is needed")
         if item["param"] not in steps:
             _bad(path, entry, f"is state of parameter {item['param']!r}, which has no step in 'steps'")
     return index

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import dtypes, registry
+from .. import dtypes, quant, registry
 
 
 class NumpyProbe:
@@ -61,7 +61,7 @@ class NumpyProbe:
         """``(hp with eps resolved, step, {buffer: flat array})`` per chosen parameter."""
         out = []
         for name in (self.names[i] for i in self.chosen):
-            st = self.opt.state[name]
+            st = quant.floats(self.opt.state[name])  # 8-bit moments dequantized
             p = self.opt._arrays[name]
             arrays = {k: v.reshape(-1) for k, v in st.items() if isinstance(v, np.ndarray) and v.shape == p.shape}
             cdtype = next((v.dtype for v in arrays.values()), np.dtype("float64"))
@@ -177,6 +177,7 @@ class TorchProbe:
             p, gi = self._params[i], self._group_of[i]
             hp = hps.get(gi) or hps.setdefault(gi, self._hp(self.opt.param_groups[gi]))
             st = self.opt.state.get(p, {})
+            st = _dequantized(self.torch, st)
             step = st.get("step", 0)
             step = int(step.item()) if self.torch.is_tensor(step) else int(step)
             arrays = {k: self._flat(v) for k, v in st.items()
@@ -252,3 +253,12 @@ def _meta(family, hp, dtype, state_dtype, n_params) -> dict:
             value = hp[key]
             out[key] = list(value) if isinstance(value, tuple) else value
     return out
+
+
+def _dequantized(torch, st: dict) -> dict:
+    """A torch optimizer's state with its 8-bit moments (``state_dtype="int8"``) as float32
+    tensors, for the probes to read; other state as it is."""
+    if not any(isinstance(k, str) and k.endswith(quant.SCALE) for k in st):
+        return st
+    arrays = {k: (v.cpu().numpy() if torch.is_tensor(v) and k != "step" else v) for k, v in st.items()}
+    return {k: (torch.from_numpy(v) if isinstance(v, np.ndarray) else v) for k, v in quant.floats(arrays).items()}

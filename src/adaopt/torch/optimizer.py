@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.autograd.graph import increment_version
 
-from .. import dtypes, hyper, registry
+from .. import dtypes, hyper, quant, registry
 from ..engine import CachedPlan, Engine, StateWatch
 from . import backward, hooks, paths, views
 from . import state_dict as state_dict_io
@@ -125,6 +125,18 @@ class Optimizer(torch.optim.Optimizer):
                     tdtype = torch.complex128 if tdtype == torch.float64 else torch.complex64
                 state[key] = (torch.tensor(fill, dtype=tdtype) if shape == () else
                               torch.full_like(p, fill, dtype=tdtype, memory_format=torch.preserve_format))
+        _conform_int8(p, state, self.rule.buffers(hp), quant.applies(hp, p.numel()), cdtype, name)
+
+    def _conform_loaded(self) -> None:
+        """After a load: 8-bit state where a group asks for it, float state where it does not."""
+        for gi, group in enumerate(self.param_groups):
+            hp = self._group_hp(gi, group)
+            for i, p in enumerate(group["params"]):
+                st = self.state.get(p)
+                if st and (hp["state_dtype"] == quant.NAME or any(k.endswith(quant.SCALE) for k in st)):
+                    cdtype = dtypes.compute_dtype(views.numpy_dtype(p.dtype), hp["state_dtype"])
+                    _conform_int8(p, st, self.rule.buffers(hp), quant.applies(hp, p.numel()), cdtype,
+                                  self._param_name(gi, i))
 
     def _views(self, p, state) -> dict:
         st = {"step": int(state["step"].item()) if torch.is_tensor(state["step"]) else int(state["step"])}
@@ -230,6 +242,9 @@ class Optimizer(torch.optim.Optimizer):
         return views.grad_view(g.resolve_neg().resolve_conj().to(p.dtype))
 
     def _step_general(self, all_entries, slot=None) -> None:
+        if any(g.get("state_dtype") == quant.NAME for g in self.param_groups):
+            raise ValueError("state_dtype='int8' steps dense gradients of CPU parameters on the array "
+                             "path only; not sparse gradients, CUDA, backend='tensor' or on_nonfinite")
         entries, sparse, tensors = [], [], []
         for gi, i, p in all_entries:
             if p.grad.is_sparse:
@@ -362,3 +377,22 @@ def refuse_what_torch_refuses(given: dict, flags: dict) -> None:
             raise ValueError("lr as a Tensor is not supported for capturable=False and foreach=True")
         if isinstance(betas, (tuple, list)) and betas and torch.is_tensor(betas[0]):
             raise ValueError("betas[0] as a Tensor is not supported for capturable=False and foreach=True")
+
+
+def _conform_int8(p, state: dict, keys, want: bool, cdtype, name: str) -> None:
+    """8-bit state (``state_dtype="int8"``, :mod:`adaopt.quant`) as tensors: float moments (a
+    torch.optim state_dict just loaded) become their codes and per-block scales, and 8-bit ones
+    loaded into an optimizer without int8 become ``cdtype`` floats again."""
+    for key in keys:
+        buf = state.get(key)
+        if buf is None or want == (key + quant.SCALE in state):
+            continue
+        if want and (not p.is_cpu or p.is_complex()):
+            raise ValueError(f"state_dtype='int8' is for real CPU parameters; {name!r} is {p.dtype} "
+                             f"on {p.device}")
+        if want:
+            codes, absmax = quant.quantize(views.numpy_view(buf.cpu()), key)
+            state[key], state[key + quant.SCALE] = torch.from_numpy(codes), torch.from_numpy(absmax)
+        else:
+            floats = quant.dequantize(buf.cpu().numpy(), state.pop(key + quant.SCALE).cpu().numpy(), cdtype)
+            state[key] = views.from_numpy(floats, views.TORCH_DTYPE[dtypes.dtype_name(cdtype)]).to(p.device)

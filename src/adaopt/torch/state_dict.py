@@ -9,7 +9,7 @@ from copy import deepcopy
 
 import torch
 
-from .. import rules
+from .. import quant, rules
 
 
 def load(opt, state_dict: dict) -> None:
@@ -61,10 +61,13 @@ def load(opt, state_dict: dict) -> None:
     new_groups = []
     for g, sg in zip(groups, saved_groups):
         sg["params"] = g["params"]
+        if quant.NAME in (sg.get("state_dtype"), g.get("state_dtype")):
+            sg["state_dtype"] = g.get("state_dtype")  # 8-bit or not is the loading optimizer's choice
         if "param_names" in g:
             sg["param_names"] = g["param_names"]
         new_groups.append(sg)
     opt.__setstate__({"state": state, "param_groups": new_groups})
+    opt._conform_loaded()  # state_dtype="int8": float moments quantized now (and back)
     for post_hook in opt._optimizer_load_state_dict_post_hooks.values():
         post_hook(opt)
 
@@ -87,6 +90,8 @@ def check_saved_state(sid, value, p: torch.Tensor, scalar_keys=()) -> None:
             continue
         if not torch.is_tensor(buf):
             raise ValueError(f"{where} has {key!r} of type {type(buf).__name__}; state buffers are tensors")
-        if buf.shape != (() if key in scalar_keys else p.shape) or not buf.dtype.is_floating_point:
+        codes = buf.dtype in (torch.int8, torch.uint8) and key + quant.SCALE in value  # 8-bit state
+        if buf.shape != quant.expected_shape(key, p.shape, scalar_keys) \
+                or not (buf.dtype.is_floating_point or codes):
             raise ValueError(f"{where} has {key!r} of shape {tuple(buf.shape)} and dtype {buf.dtype}; "
                              f"the parameter is {tuple(p.shape)} {p.dtype} (a state_dict of another model?)")

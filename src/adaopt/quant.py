@@ -1,0 +1,173 @@
+r"""Blockwise 8-bit optimizer state: ``state_dtype="int8"``.
+
+Each moment buffer of a parameter with at least :data:`MIN_SIZE` elements is kept as one
+byte per element (``codes``, the parameter's shape) and one float32 scale per block of
+:data:`BLOCK` consecutive elements (in C order; the last block may be shorter), stored
+beside it as ``state[key + "_absmax"]``. That is :math:`1 + 4/256 \approx 1.016` bytes
+per element and per buffer: 2.03 bytes of state per parameter for Adam (two moments).
+
+For a block :math:`b` of a buffer :math:`x`:
+
+.. math::
+
+    s_b = \max_{i \in b} |x_i|, \qquad
+    c_i = \operatorname*{arg\,min}_c \bigl| Q[c] - x_i / s_b \bigr|, \qquad
+    \tilde x_i = Q[c_i]\, s_b
+
+(:math:`s_b = 0` gives :math:`c_i` the code of 0). The map :math:`Q` is a *dynamic*
+(decade) map: its magnitudes are, for decade :math:`k = 0, 1, \dots`, the points
+:math:`10^{-k}(0.1 + 0.9\, j / n_k)`, :math:`j = 1..n_k`, with :math:`n_k` halving from
+one decade to the next (64, 32, ..., 1 for the signed map; 128, ..., 1 for the unsigned
+one). A linear map would round every element below :math:`s_b/254` to 0, and a
+second moment rounded to 0 under a first moment that is not turns
+:math:`m/(\sqrt v + \epsilon)` into :math:`m/\epsilon`; the dynamic map reaches down to
+:math:`10^{-6} s_b` (signed) and :math:`10^{-7} s_b` (unsigned) while keeping its finest
+steps (1.4% of :math:`s_b`) near the block's largest values, which carry the update. The
+idea is Dettmers et al.'s (8-bit optimizers via block-wise quantization, 2022); this map is
+our own, simpler one.
+
+* **signed** map (first moments, ``exp_avg``, ``grad_avg``, ``momentum_buffer``): codes
+  -127..127 as ``int8``, :math:`Q[c] = \operatorname{sign}(c)\,|Q|[|c|]`.
+* **unsigned** map (buffers that are never negative: :data:`UNSIGNED`): codes 0..255 as
+  ``uint8``, one more bit of resolution. A positive value never gets the code of 0 (it
+  gets the smallest magnitude instead), so a second moment is never quantized to 0.
+
+Ties between two map points go to the lower code (``numpy.searchsorted``). Tensors under
+:data:`MIN_SIZE` elements keep float32 state, as bitsandbytes and torchao do: their
+memory is small and their scale is poorly shared. The arithmetic of a step is float32: the
+buffers are dequantized, the rule of :mod:`adaopt.rules` runs, and the results are
+quantized again.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Elements per block: each block has its own float32 absmax scale.
+BLOCK = 256
+#: Tensors with fewer elements keep float32 state.
+MIN_SIZE = 4096
+#: The name of the 8-bit state option.
+NAME = "int8"
+#: The suffix of a quantized buffer's per-block scales in the state.
+SCALE = "_absmax"
+#: Buffers that are never negative, which take the unsigned map.
+UNSIGNED = frozenset({"exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum", "exp_inf", "acc_delta"})
+
+
+def _magnitudes(decades: int) -> np.ndarray:
+    """The map's positive points, ascending: ``2**(decades-1-k)`` linear points in decade k."""
+    points = [10.0**-k * (0.1 + 0.9 * np.arange(1, n + 1) / n)
+              for k, n in enumerate(2 ** np.arange(decades - 1, -1, -1))]
+    return np.sort(np.concatenate(points))
+
+
+#: Q for the signed map, indexed by code + 127 (255 points, 0 in the middle).
+SIGNED_MAP = np.concatenate([-_magnitudes(7)[::-1], [0.0], _magnitudes(7)]).astype(np.float32)
+#: Q for the unsigned map, indexed by code (256 points, 0 first).
+UNSIGNED_MAP = np.concatenate([[0.0], _magnitudes(8)]).astype(np.float32)
+_MIDS = {s: ((q[1:].astype(np.float64) + q[:-1]) / 2).astype(np.float32)
+         for s, q in ((True, SIGNED_MAP), (False, UNSIGNED_MAP))}
+
+
+def n_blocks(size: int) -> int:
+    """The number of blocks of a buffer of ``size`` elements."""
+    return -(-int(size) // BLOCK)
+
+
+def applies(hp: dict, size: int) -> bool:
+    """Whether a parameter of ``size`` elements keeps 8-bit state under the group ``hp``."""
+    return hp.get("state_dtype") == NAME and size >= MIN_SIZE
+
+
+def signed(key: str) -> bool:
+    return key not in UNSIGNED
+
+
+def code_dtype(key: str) -> np.dtype:
+    return np.dtype(np.int8 if signed(key) else np.uint8)
+
+
+def _blocks(x: np.ndarray) -> np.ndarray:
+    """``x`` flattened and padded with zeros to whole blocks, as (blocks, BLOCK)."""
+    flat = np.ravel(x)
+    pad = n_blocks(flat.size) * BLOCK - flat.size
+    return np.concatenate([flat, np.zeros(pad, flat.dtype)]).reshape(-1, BLOCK)
+
+
+def quantize(x: np.ndarray, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(codes, absmax)`` of the buffer ``x`` (float32 arithmetic), for the map of ``key``."""
+    is_signed = signed(key)
+    blocks = _blocks(np.asarray(x, dtype=np.float32))
+    absmax = np.max(np.abs(blocks), axis=1)
+    safe = np.where(absmax > 0, absmax, np.float32(1))
+    y = blocks / safe[:, None]
+    index = np.searchsorted(_MIDS[is_signed], y, side="left")
+    if is_signed:
+        codes = (index - 127).astype(np.int8)
+    else:
+        codes = np.where((index == 0) & (y > 0), 1, index).astype(np.uint8)
+    return codes.ravel()[: np.size(x)].reshape(np.shape(x)), absmax.astype(np.float32)
+
+
+def dequantize(codes: np.ndarray, absmax: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """The buffer that ``codes`` (int8: signed map, uint8: unsigned) and ``absmax`` stand for."""
+    table = SIGNED_MAP if codes.dtype == np.int8 else UNSIGNED_MAP
+    index = codes.astype(np.int16) + (127 if codes.dtype == np.int8 else 0)
+    scale = np.repeat(absmax.astype(np.float32), BLOCK)[: codes.size].reshape(codes.shape)
+    return (table[index] * scale).astype(dtype, copy=False)
+
+
+def is_quantized(st: dict, key: str) -> bool:
+    return key + SCALE in st
+
+
+def load(st: dict, keys, dtype) -> dict:
+    """The rule's buffers in ``dtype``: dequantized where ``st`` holds them quantized."""
+    return {k: dequantize(st[k], st[k + SCALE], dtype) if is_quantized(st, k)
+            else st[k].astype(dtype, copy=False) for k in keys}
+
+
+def store(out: dict, new_buffers: dict, st: dict) -> None:
+    """Write the rule's new buffers into ``out`` in the form ``st`` keeps them."""
+    for k, v in new_buffers.items():
+        if is_quantized(st, k):
+            out[k], out[k + SCALE] = quantize(v, k)
+        else:
+            out[k] = np.array(v, dtype=st[k].dtype)  # a copy: never alias the caller's gradient
+
+
+def conform(st: dict, keys, want_int8: bool, dtype=np.float32) -> None:
+    """Put ``st``'s buffers in the form the group asks for, in place: float buffers (a
+    float32 optimizer's state_dict) are quantized, quantized ones dequantized to ``dtype``."""
+    for k in keys:
+        if k not in st:
+            continue
+        if want_int8 and not is_quantized(st, k):
+            st[k], st[k + SCALE] = quantize(st[k], k)
+        elif not want_int8 and is_quantized(st, k):
+            st[k] = dequantize(st[k], st.pop(k + SCALE), dtype)
+
+
+def floats(st: dict) -> dict:
+    """``st`` as readers of the moments (effective_lr, the Monitor's probes) need it: each
+    8-bit buffer dequantized to float32, the scales left out; other state as it is."""
+    if not any(k.endswith(SCALE) for k in st):
+        return st
+    return {k: (dequantize(np.asarray(v), np.asarray(st[k + SCALE])) if k + SCALE in st else v)
+            for k, v in st.items() if not (k.endswith(SCALE) and k[: -len(SCALE)] in st)}
+
+
+def expected_shape(key: str, p_shape: tuple, scalar_keys) -> tuple:
+    """The shape a state entry must have: a scale's is its blocks', a scalar's (), else the
+    parameter's."""
+    if key in scalar_keys:
+        return ()
+    if key.endswith(SCALE):
+        return (n_blocks(int(np.prod(p_shape, dtype=np.int64))),)
+    return tuple(p_shape)
+
+
+def state_bytes(st: dict) -> int:
+    """Bytes of the arrays in a parameter's state (codes, scales and float buffers)."""
+    return sum(v.nbytes for k, v in st.items() if k != "step" and isinstance(v, np.ndarray))
