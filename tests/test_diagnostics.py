@@ -924,3 +924,12 @@ def test_monitor_counts_zero_gradients_and_updates_that_round_away():
         opt.step()
     h = mon.history
     assert np.allclose(h["grad_zero"], 0.25) and np.allclose(h["update_lost"], 1.0)
+
+
+def test_stop_on_takes_one_verdict_as_a_string():
+    """Monitor(opt, stop_on="DIVERGING") is one verdict (as the DiagnosisCallbacks take it), not
+    the nine letters of a string."""
+    opt = adaopt.SGD(np.zeros(3), lr=0.1)
+    assert Monitor(opt, stop_on="DIVERGING").stop_on == ("DIVERGING",)
+    with pytest.raises(ValueError, match="only DIVERGING, NONFINITE"):
+        Monitor(opt, stop_on="SLOW")

@@ -61,6 +61,11 @@ def test_a_healthy_fit_gets_a_verdict_and_its_measures_reach_the_logger(tmp_path
         rows = list(csv.DictReader(fh))
     logged = [r for r in rows if r.get("adaopt/grad_norm")]
     assert len(logged) >= 20 and all(float(r["adaopt/grad_norm"]) > 0 for r in logged)
+    # the file reads back: the callback's rows share Lightning's steps, and its measures are columns again
+    from adaopt.diagnostics.logs import read_log
+
+    back = read_log(trainer.logger.log_dir)
+    assert back.has("loss") and back.has("cos_grad") and back.has("update_ratio")
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

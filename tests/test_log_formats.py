@@ -269,3 +269,17 @@ def test_a_broken_event_file_is_a_log_error(tmp_path):
     cut.write_bytes((FIXTURES / "events.out.tfevents.lightning_healthy").read_bytes()[:100])
     with pytest.raises(LogError, match="TensorBoard"):
         read_log(cut)
+
+
+def test_tensorboard_tutorial_tags_and_the_callbacks_own_measures_are_read(tmp_path):
+    """PyTorch's TensorBoard tutorial logs Loss/train and Loss/val; adaopt's DiagnosisCallbacks
+    log adaopt/cos_grad, adaopt/update_ratio, ... : each is read under the name the verdicts use."""
+    path = tmp_path / "run.csv"
+    rows = ["step,Loss/train,Loss/val,adaopt/cos_grad,adaopt/update_ratio,adaopt/grad_norm,grad_norm"]
+    rows += [f"{i},{1 / i},{1 / i + 0.1},0.3,0.01,{1 / i},{2 / i}" for i in range(1, 40)]
+    path.write_text("\n".join(rows) + "\n")
+    h = read_log(path)
+    assert h.has("loss") and h.has("cos_grad") and h.has("update_ratio")
+    assert np.allclose(h["loss"], [1 / i for i in range(1, 40)])
+    assert np.allclose(h["grad_norm"], [2 / i for i in range(1, 40)])  # the logged one, not ours twice
+    assert "Loss/val" in h.columns

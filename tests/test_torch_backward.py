@@ -267,3 +267,22 @@ def test_ddp_module_is_refused(tmp_path):
             at.AdamW(ddp.parameters()).step_in_backward(ddp)
     finally:
         dist.destroy_process_group()
+
+
+def test_the_monitor_refuses_an_optimizer_whose_gradients_are_released():
+    """Gradient release frees each .grad inside backward, before the Monitor's step hook reads
+    it: the Monitor recorded a zero gradient (and called a healthy run 'dead units'). It is
+    refused, whichever of the two is set up first."""
+    from adaopt.diagnostics import Monitor
+
+    model, batches = make()
+    opt = at.AdamW(groups(model), lr=1e-2)
+    handle = opt.step_in_backward(model)
+    with pytest.raises(RuntimeError, match="step_in_backward"):
+        Monitor(opt)
+    handle.remove()
+    mon = Monitor(opt)  # without release it watches
+    handle = opt.step_in_backward(model)
+    with pytest.raises(RuntimeError, match="step_in_backward"):
+        loss_of(model, batches[0]).backward()
+        mon.log(1.0)

@@ -75,6 +75,8 @@ class Monitor:
             raise ValueError(f"every={every!r}: the state summary interval must be an integer >= 1")
         if not isinstance(sample, int) or sample < 1:
             raise ValueError(f"sample={sample!r}: the sample size must be an integer >= 1")
+        if isinstance(stop_on, str):  # stop_on="DIVERGING" is one verdict, not nine letters
+            stop_on = (stop_on,)
         unknown = set(stop_on) - set(ALARMS)
         if unknown:
             raise ValueError(f"stop_on={tuple(stop_on)!r}: only {', '.join(ALARMS)} can stop a run")

@@ -86,6 +86,7 @@ class TorchProbe:
         import torch
 
         self.torch, self.opt = torch, opt
+        self.refuse_released()
         entry = getattr(opt, "entry", None) or registry.of_torch_class(type(opt).__name__)
         self.family = entry.key if entry is not None else None
         self._params = [p for g in opt.param_groups for p in g["params"]]
@@ -166,7 +167,17 @@ class TorchProbe:
     def params(self) -> list:
         return [self._cached(self._params[i], ("p", i)) for i in self.chosen]
 
+    def refuse_released(self) -> None:
+        """The monitor reads each step's gradients, which gradient release
+        (``opt.step_in_backward``) steps and frees inside backward: they would read as zero."""
+        if getattr(self.opt, "_grad_release", None) is not None:
+            raise RuntimeError(
+                "Monitor cannot watch an optimizer stepped by opt.step_in_backward(): the gradients are "
+                "freed inside backward before the monitor reads them (they would read as 0); monitor a run "
+                "without gradient release, or call remove() on the handle step_in_backward returned")
+
     def flat(self, grads) -> list:  # torch's hooks pass no gradients: read p.grad
+        self.refuse_released()  # registered after the monitor
         # not cached: a kept view would keep last step's gradient alive after zero_grad()
         return [self._flat(self._params[i].grad) for i in self.chosen]
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import sys
 import webbrowser
 
-from .server import make_server
+from .server import make_server, stop_warming
 
 __all__ = ["make_server", "serve"]
 
@@ -38,3 +38,4 @@ def serve(port: int = 0, open_browser: bool = True, out=sys.stdout) -> None:
         print("adaopt explore: stopped", file=out, flush=True)
     finally:
         server.server_close()
+        stop_warming(server)

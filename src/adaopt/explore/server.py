@@ -211,11 +211,24 @@ def make_server(port: int = 0, verbose: bool = False, warm: bool = True) -> Thre
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True
     server.verbose = verbose
+    server.warm_stop = threading.Event()
+    server.warming = threading.Thread(target=_warm, args=(server.warm_stop,), daemon=True) if warm else None
     if warm:
-        threading.Thread(target=_warm, daemon=True).start()
+        server.warming.start()
     return server
 
 
-def _warm() -> None:
+def stop_warming(server, timeout: float = 60.0) -> None:
+    """Let the warm-up thread finish the preset it is in before the interpreter exits: a
+    daemon thread cut off inside compiled code at exit aborts the process ("terminate called
+    without an active exception", exit -6)."""
+    server.warm_stop.set()
+    if server.warming is not None:
+        server.warming.join(timeout)
+
+
+def _warm(stop: threading.Event) -> None:
     for name in lesson.PRESETS:
+        if stop.is_set():
+            return
         lesson.preset(name)

@@ -54,11 +54,14 @@ class DiagnosisCallback(Callback):
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         self.watch.log(loss)
         every = max(1, getattr(trainer, "log_every_n_steps", 50))
-        if trainer.loggers and trainer.global_step % every == 0:
+        # the step Lightning gives its own rows of this batch (logged after this hook), so a
+        # CSVLogger's metrics.csv keeps one increasing step column
+        step = getattr(getattr(trainer.fit_loop, "epoch_loop", None), "_batches_that_stepped", trainer.global_step)
+        if trainer.loggers and (step + 1) % every == 0:
             measures = self.watch.measures()
             if measures:
                 for logger in trainer.loggers:
-                    logger.log_metrics(measures, step=trainer.global_step)
+                    logger.log_metrics(measures, step=step)
         if self.watch.should_stop():
             trainer.should_stop = True
             self.stopped = self.watch.stopped

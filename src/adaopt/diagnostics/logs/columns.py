@@ -20,11 +20,11 @@ from .checks import LogError, _shown
 #: The step, by the names tools give it (Keras CSVLogger's rows are epochs; TensorBoard's export says Step).
 STEP = ("step", "global_step", "_step", "trainer/global_step", "iteration", "iter", "epoch")
 #: The training loss: plain and Lightning names, HF/W&B ``train/loss``, TensorBoard's export ``Value``.
-LOSS = ("loss", "train_loss", "training_loss", "train/loss", "loss_step", "train_loss_step", "train/loss_step",
-        "train_loss_epoch", "loss_epoch", "value")
+LOSS = ("loss", "train_loss", "training_loss", "train/loss", "loss/train", "loss/training", "loss_step",
+        "train_loss_step", "train/loss_step", "train_loss_epoch", "loss_epoch", "value")
 #: The held-out loss (HF eval_loss, Lightning/Keras val_loss, W&B eval/loss).
 EVAL = ("eval_loss", "val_loss", "validation_loss", "valid_loss", "eval/loss", "val/loss", "validation/loss",
-        "val_loss_epoch", "val_loss_step")
+        "loss/val", "loss/valid", "loss/validation", "loss/eval", "loss/test", "val_loss_epoch", "val_loss_step")
 #: The learning rate (HF learning_rate, Lightning's LearningRateMonitor ``lr-Adam``).
 LR = ("lr", "learning_rate", "train/learning_rate", "train/lr", "lr-adam", "lr-adamw", "lr-sgd")
 #: The gradient norm (HF grad_norm, before clipping; Lightning's grad_norm utility).
@@ -73,7 +73,16 @@ def roles(path: Path, names, *, loss=None, lr=None) -> dict:
             found[name] = role
     if train is None:
         raise no_loss(path, names, held)
-    return found
+    return found | _own([n for n in names if n not in found], taken=set(found.values()))
+
+
+def _own(names, taken) -> dict:
+    """The measures adaopt's DiagnosisCallbacks log as ``adaopt/<column>``, under the
+    History's own column names (``adaopt/cos_grad`` is ``cos_grad``)."""
+    from ..history import STEP_COLUMNS, SUMMARY_COLUMNS  # here: history imports this package
+
+    known = set(STEP_COLUMNS + SUMMARY_COLUMNS) - {"loss"} - taken
+    return {n: n[len("adaopt/"):] for n in names if n.lower().startswith("adaopt/") and n[len("adaopt/"):] in known}
 
 
 def no_loss(path: Path, names, held=None) -> LogError:
