@@ -188,7 +188,8 @@ class Optimizer(torch.optim.Optimizer):
         hooks run once per stepping pass (pre-hooks before its first bucket, post-hooks
         at its end). Not supported: DDP and FSDP (the hooks would step before the gradients
         are reduced; refused for a DDP module), sparse gradients, ``on_nonfinite``, and
-        whatever needs every gradient before the step (``clip_grad_norm_``, GradScaler).
+        whatever needs every gradient before the step (``clip_grad_norm_``, GradScaler), and
+        the Monitor (it reads the gradients this frees; refused).
         """
         return backward.register(self, model_or_params, bucket_bytes, accumulate)
 
