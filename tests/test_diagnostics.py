@@ -933,3 +933,11 @@ def test_stop_on_takes_one_verdict_as_a_string():
     assert Monitor(opt, stop_on="DIVERGING").stop_on == ("DIVERGING",)
     with pytest.raises(ValueError, match="only DIVERGING, NONFINITE"):
         Monitor(opt, stop_on="SLOW")
+
+
+@pytest.mark.parametrize("bad", ["abc", [1.0, 2.0], np.array([1.0, 2.0]), None.__class__])
+def test_log_refuses_a_loss_that_is_not_one_number(bad):
+    mon = Monitor(adaopt.SGD(np.zeros(3), lr=0.1))
+    with pytest.raises(TypeError, match="loss=.*one number"):
+        mon.log(bad)
+    assert len(mon.history) == 0

@@ -1427,3 +1427,13 @@ def test_a_graph_that_saved_a_parameter_refuses_a_second_backward_after_the_step
         assert w._version > before
         with pytest.raises(RuntimeError, match="modified by an inplace operation"):
             loss.backward()
+
+
+def test_state_dtype_takes_a_torch_dtype():
+    """torch users write state_dtype=torch.bfloat16; it means the same as "bfloat16"."""
+    w = torch.nn.Parameter(torch.randn(64))
+    opt = at.AdamW([w], state_dtype=torch.bfloat16)
+    w.grad = torch.randn(64)
+    opt.step()
+    assert opt.param_groups[0]["state_dtype"] == "bfloat16"
+    assert opt.state[w]["exp_avg"].dtype == torch.bfloat16

@@ -382,7 +382,12 @@ class Monitor:
 
 
 def _scalar(value) -> float:
-    if hasattr(value, "item"):
-        value = value.item()
-    return float(value)
+    """The loss as a float; a clear TypeError for anything that is not one number."""
+    try:
+        return float(value.item() if hasattr(value, "item") else value)
+    except (TypeError, ValueError, RuntimeError):
+        from ..hyper import short_repr
+
+        raise TypeError(f"loss={short_repr(value)}: Monitor.log takes one number (a float, or a tensor or "
+                        "array of one element)") from None
 

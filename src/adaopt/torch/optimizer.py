@@ -37,6 +37,8 @@ class Optimizer(torch.optim.Optimizer):
     def __init__(self, params, *args, conventions="torch", state_dtype=None, on_nonfinite=None,
                  kahan=False, stochastic_rounding=False, backend="auto", **given):
         given = self.entry.bind(type(self).__name__, args, given, torch=True)
+        if isinstance(state_dtype, torch.dtype):  # torch.bfloat16 means "bfloat16"
+            state_dtype = str(state_dtype).removeprefix("torch.")
         base = self.entry.defaults_for(conventions)
         torch_only = {k: given.pop(k) for k in registry.TORCH_FLAGS if k in given}
         hyper.check_choice("on_nonfinite", on_nonfinite, _NONFINITE)
@@ -220,10 +222,8 @@ class Optimizer(torch.optim.Optimizer):
         else:
             grads = [self._grad_input(g, k, c, entries) for k, g in enumerate(grads)]
         self._engine.run(plan, grads, hps, threads=torch.get_num_threads())  # torch's count, never changed
-        # The kernels wrote through addresses, which autograd cannot see: bump the version
-        # counters as torch.optim's in-place ops do, so a graph that saved a parameter before
-        # the step refuses a second backward ("modified by an inplace operation") instead of
-        # silently using the new values.
+        # the kernels wrote through addresses autograd cannot see: bump the versions as torch.optim's
+        # in-place ops do, so a graph that saved a parameter refuses a second backward after the step
         increment_version(list(map(views.local, c.params)) if c.sharded else c.params)
         c.steps += 1.0  # a NumPy view of the counter every parameter's state["step"] is a view of
         c.expected += 1.0
