@@ -43,14 +43,14 @@ test-setup:
 # with data (breast cancer, digits) under the verdict scenarios, the corpus's fast subset, and the batched-equals-
 # single checks. numba's generic CPU (no AVX, no FMA) and one thread change adaopt's kernels: the kernels against
 # the reference, the oracles, the lesson, parity with torch.optim (float32, where rounding shows), every verdict scenario, the
-# minibatch corpus's fast subset, and the 16-bit kernels (Kahan, stochastic rounding, 16-bit state) against theirs.
+# minibatch corpus's fast subset, and the 16/8-bit kernels (Kahan, stochastic rounding, 16-bit and 8-bit state) against theirs.
 # ATen/MKL without AVX-512 changes torch's side of the parity tests. Each numba CPU name gets its own kernel
 # cache. Under the generic CPU float16 is converted on its bits (kernels/lowp.py: no F16C there).
 PORTABLE_BLAS  ?= Haswell SkylakeX Zen Sandybridge
 PORTABLE_NUMPY := tests/test_diagnostics.py::test_scenario tests/test_diagnose_corpus.py tests/test_problems.py::test_batched_equals_row_by_row 	tests/test_lab.py::test_a_batched_sweep_equals_the_same_runs_one_by_one
 PORTABLE_TORCH := tests/test_torch_parity.py tests/test_torch_tensor_path.py 	tests/test_torch_frontend.py::test_parity_with_torch_optim tests/test_torch_frontend.py::test_onecycle_schedule_matches_torch 	tests/test_torch_frontend.py::test_two_param_groups_match_torch
 PORTABLE_ALL   := tests/test_diagnostics.py::test_scenario tests/test_diagnose_corpus.py tests/test_kernels.py \
-	tests/test_kernels_lowp.py tests/test_oracle.py tests/test_lesson.py $(PORTABLE_TORCH)
+	tests/test_kernels_lowp.py tests/test_kernels_int8.py tests/test_oracle.py tests/test_lesson.py $(PORTABLE_TORCH)
 PORTABLE_CACHE := $(CURDIR)/$(VENV)/portable-cache
 PORTABLE_RUN    = ADAOPT_CACHE_DIR=$(PORTABLE_CACHE)/$(1) NUMBA_CACHE_DIR=$(PORTABLE_CACHE)/$(1)/numba \
 	$(BIN)/python -m pytest -q -p no:cacheprovider

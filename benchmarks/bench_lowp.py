@@ -14,9 +14,10 @@ prints the median step time and two ratios, both from the same rounds:
 Lower is faster. Before timing, each adaopt configuration's fused kernel must give the
 reference path's bits (parameters and state), so the table never times a wrong kernel.
 Cases: (a) bf16 parameters, one tensor of N; (b) fp32 parameters with bf16 or 8-bit
-moments (``state_dtype="int8"``, NumPy reference path: no fused kernel yet), one tensor and
-100 tensors of N in all. It also prints the 8-bit state's accuracy: the distance between the
-int8 and float32 states' parameters after 100 steps, over the distance moved.
+moments (``state_dtype="int8"``), one tensor and 100 tensors of N in all, with the bytes of
+state per parameter. It also prints the 8-bit state's accuracy (the distance between the
+int8 and float32 states' parameters after 100 steps, over the distance moved) and, unless
+``--quick``, the final losses of real training runs with each state (:mod:`lowp_losses`).
 """
 
 from __future__ import annotations
@@ -54,9 +55,8 @@ BF16_CASES = {
 FP32_CASES = {
     "adaopt fp32 (fp32 state)": ("float32", {}),
     "adaopt fp32, bf16 state": ("float32", {"state_dtype": "bfloat16"}),
+    "adaopt fp32, int8 state": ("float32", {"state_dtype": "int8"}),
 }
-#: Not in ``check``: 8-bit state takes the reference path.
-INT8_CASES = {"adaopt fp32, int8 state (reference)": ("float32", {"state_dtype": "int8"})}
 TORCH = "torch fused"
 
 
@@ -109,7 +109,7 @@ def run_case(title: str, cases: dict, kind: str, sizes: list[int], args) -> list
     params0, grads = bs.make_data(sizes, seed=args.seed + 1)
     steps, bytes_of = {}, {}
     for name, (k, kw) in cases.items():
-        step, params, opt = adaopt_impl(k, kw, params0, grads, "auto" if name in INT8_CASES else "fused")
+        step, params, opt = adaopt_impl(k, kw, params0, grads, "fused")
         step()
         steps[name], bytes_of[name] = step, state_bytes(opt, params)
     if torch is not None:
@@ -188,11 +188,10 @@ def main(argv=None) -> int:
         big = max(sizes)
         rows += run_case("bf16 params, 1 tensor", BF16_CASES, "bfloat16", [big], args)
         for n in sizes:
-            rows += run_case("fp32 params, 16/8-bit moments, 1 tensor", {**FP32_CASES, **INT8_CASES},
-                             "float32", [n], args)
+            rows += run_case("fp32 params, 16/8-bit moments, 1 tensor", FP32_CASES, "float32", [n], args)
             if n >= 100:
-                rows += run_case("fp32 params, 16/8-bit moments, 100 t.", {**FP32_CASES, **INT8_CASES},
-                                 "float32", bs.layout_sizes(n, 100, seed=args.seed), args)
+                rows += run_case("fp32 params, 16/8-bit moments, 100 t.", FP32_CASES, "float32",
+                                 bs.layout_sizes(n, 100, seed=args.seed), args)
         accuracy = int8_accuracy(100_000 if args.quick else 1_000_000)
         other = bs.foreign_share(c0, bs.cpu_sample())
     finally:
@@ -204,6 +203,10 @@ def main(argv=None) -> int:
     print_rows(rows)
     print("int8 state, 100 AdamW steps: distance to the float32 state's run / distance moved, seeds 0-2: "
           + ", ".join(f"{a:.2%}" for a in accuracy))
+    if torch is not None and not args.quick and not args.hog:
+        import lowp_losses
+
+        lowp_losses.print_losses(lowp_losses.losses())
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "foreign_cpu": other, "rows": rows}, indent=1))
     return 0

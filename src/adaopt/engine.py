@@ -103,9 +103,6 @@ class Engine:
     def prepare(self, p: np.ndarray, hp: dict, name: str):
         """(hyperparameters with eps resolved, compute dtype) for one parameter; may raise."""
         cdtype = dtypes.compute_dtype(p.dtype, hp["state_dtype"])
-        if self.backend == "fused" and quant.applies(hp, p.size):
-            raise ValueError(f"state_dtype='int8' has no fused kernel yet ({name!r} has {p.size} elements, "
-                             f"8-bit from {quant.MIN_SIZE}); use backend='auto' or 'reference'")
         if _low(p, hp, "stochastic_rounding") and dtypes.dtype_name(p.dtype) != "bfloat16":
             raise ValueError(f"stochastic_rounding is for bfloat16 parameters; {name!r} is "
                              f"{dtypes.dtype_name(p.dtype)}")
@@ -156,13 +153,13 @@ class Engine:
                                      f"the parameter has {p.shape} (was the parameter replaced, or "
                                      "a state_dict of another model loaded?)")
             elementwise = {k: v for k, v in st.items() if k not in scalar_keys}
-            if fused is not None and i not in shared and not quant.applies(hp, p.size) \
-                    and fused.eligible(p, cdtype, elementwise, hp):
-                groups.setdefault((gi, st["step"], p.dtype, cdtype), (hp, []))[1].append((i, p, st, name))
+            if fused is not None and i not in shared and fused.eligible(p, cdtype, elementwise, hp):
+                key = (gi, st["step"], p.dtype, cdtype, quant.applies(hp, p.size))  # 8-bit or not
+                groups.setdefault(key, (hp, []))[1].append((i, p, st, name))
             else:
                 reference.append((i, gi, name, p, st, hp, cdtype))
         buckets = []
-        for (gi, _, _, cdtype), (hp, m) in groups.items():
+        for (gi, _, _, cdtype, _), (hp, m) in groups.items():
             bucket = fused.Bucket(self.rule, hp, [p for _, p, _, _ in m], [st for _, _, st, _ in m],
                                   [i for i, *_ in m], keys=[rounding.param_key(name) for *_, name in m])
             bucket.group, bucket.name, bucket.cdtype = gi, f"param group {gi}", cdtype

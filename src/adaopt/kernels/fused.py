@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 from numba.core.errors import TypingError
 
-from .. import dtypes, rules
+from .. import dtypes, quant, rules
 from .._io import atomic_write
 from . import memory
 from . import threads as pool
@@ -147,49 +147,66 @@ def _padded(n: int) -> int:
 def eligible(p: np.ndarray, cdtype, state: dict, hp: dict | None = None) -> bool:
     """Whether the fused path can step ``p`` and its ``state`` in place: C-contiguous
     arrays in the machine's byte order (a big-endian array from another machine's file
-    takes the reference rule), state buffers in the state dtype ``cdtype`` and
-    ``kahan_comp`` in the parameter's dtype, and 16-bit parameters or state only beside
-    float32 arithmetic (:func:`adaopt.dtypes.arith_dtype`): a float64 result rounded to
-    float32 and then to 16 bits could differ from one rounded once."""
+    takes the reference rule), state buffers in the state dtype ``cdtype`` (8-bit codes
+    and float32 scales under ``state_dtype="int8"``) and ``kahan_comp`` in the parameter's
+    dtype, and 16-bit parameters or state only beside float32 arithmetic
+    (:func:`adaopt.dtypes.arith_dtype`): a float64 result rounded to float32 and then to
+    16 bits could differ from one rounded once."""
     if not (p.flags.c_contiguous and p.dtype.isnative and dtypes.is_supported(p.dtype)):
         return False
     compute = dtypes.dtype_name(dtypes.arith_dtype(p.dtype, cdtype))
     if compute != "float32" and 2 in (np.dtype(cdtype).itemsize, p.dtype.itemsize):
         return False  # 16-bit numbers are converted from and to float32 only
-    kahan = layout_of(p.dtype, cdtype, hp or {}).rounding == "kahan"
-    return all(v.dtype == (p.dtype if kahan and k == "kahan_comp" else cdtype)
-               and v.dtype.isnative and v.flags.c_contiguous
+    hp = hp or {}
+    kahan = layout_of(p.dtype, cdtype, hp).rounding == "kahan"
+    q = quant.applies(hp, p.size)
+
+    def want(k):
+        if kahan and k == "kahan_comp":
+            return p.dtype
+        if q:
+            return np.float32 if k.endswith(quant.SCALE) else quant.code_dtype(k)
+        return cdtype
+
+    return all(v.dtype == want(k) and v.dtype.isnative and v.flags.c_contiguous
                for k, v in state.items() if k != "step")
 
 
-def layout_of(p_dtype, cdtype, hp: dict) -> Layout:
-    """How a bucket of ``p_dtype`` parameters with ``cdtype`` state is stored and rounded."""
+def layout_of(p_dtype, cdtype, hp: dict, buffers: tuple = ()) -> Layout:
+    """How a bucket of ``p_dtype`` parameters with ``cdtype`` state is stored and rounded;
+    ``buffers`` names the rule's buffers when the state is 8-bit."""
     p_kind = dtypes.dtype_name(p_dtype)
     rounding = "nearest"
     if np.dtype(p_dtype).itemsize == 2:
         rounding = ("kahan" if hp.get("kahan") else
                     "stochastic" if hp.get("stochastic_rounding") and p_kind == "bfloat16" else "nearest")
-    return Layout(p_kind, dtypes.dtype_name(cdtype), dtypes.dtype_name(dtypes.arith_dtype(p_dtype, cdtype)),
-                  rounding)
+    q = tuple(quant.signed(k) for k in buffers)
+    s_kind = "float32" if q else dtypes.dtype_name(cdtype)
+    return Layout(p_kind, s_kind, dtypes.dtype_name(dtypes.arith_dtype(p_dtype, cdtype)), rounding, q)
 
 
-def work_items(sizes: list[int], parallel: bool) -> tuple[np.ndarray, ...]:
+def work_items(sizes: list[int], parallel: bool, align: int = 1) -> tuple[np.ndarray, ...]:
     """``(GS, WJ, WA, WB)``: work items ``(tensor WJ, elements WA:WB)`` and the groups
     ``GS[w]:GS[w + 1]`` of items one loop iteration takes.
 
     Serial: one item and one group per non-empty tensor. Threaded: the tensors, laid end
-    to end, are cut into groups of ``BLOCK`` elements (the last one shorter), an item
-    being the part of one tensor inside one group.
+    to end, are cut into groups of about ``BLOCK`` elements (the last one shorter), an item
+    being the part of one tensor inside one group; an item that does not reach its
+    tensor's end stops at a multiple of ``align`` (8-bit state's blocks), so a group may
+    end up to ``align - 1`` elements short.
     """
     items, starts, filled = [], [0], 0
     for j, n in enumerate(sizes):
         a = 0
         while a < n:
             take = n - a if not parallel else min(n - a, BLOCK - filled)
-            items.append((j, a, a + take))
-            a += take
-            filled += take
-            if not parallel or filled == BLOCK:
+            if take < n - a:
+                take -= take % align
+            if take:
+                items.append((j, a, a + take))
+                a += take
+                filled += take
+            if not parallel or filled >= BLOCK - align + 1 or not take:
                 starts.append(len(items))
                 filled = 0
     if filled:
@@ -215,22 +232,26 @@ class Bucket:
         self.t = states[0]["step"]
         self.buffers = tuple(rule.buffers(hp))
         self.carried = tuple(rules.scalar_state(rule, hp))
-        cdtype = states[0][self.buffers[0]].dtype if self.buffers else (
-            dtypes.compute_dtype(params[0].dtype, hp.get("state_dtype")))
-        self.layout = layout_of(params[0].dtype, cdtype, hp)
+        q = bool(self.buffers) and quant.applies(hp, params[0].size)  # the bucket's are all 8-bit or none
+        cdtype = (dtypes.compute_dtype(params[0].dtype, hp.get("state_dtype")) if q or not self.buffers
+                  else states[0][self.buffers[0]].dtype)
+        self.layout = layout_of(params[0].dtype, cdtype, hp, self.buffers if q else ())
         self.compute = self.layout.compute
         self.index = index
         sizes = [p.size for p in params]
         self.parallel = sum(sizes) >= PARALLEL_MIN
-        self.work = work_items(sizes, self.parallel)
+        self.work = work_items(sizes, self.parallel, quant.BLOCK if q else 1)
         # the arrays the table points into, held for as long as the bucket lives
         comp = ("kahan_comp",) if self.layout.rounding == "kahan" else ()
-        self.arrays = [[_storage(p)] + [_storage(st[b]) for b in self.buffers + comp]
+        scales = tuple(b + quant.SCALE for b in self.buffers) if q else ()
+        self.arrays = [[_storage(p)] + [_storage(st[b]) for b in self.buffers + comp + scales]
                        for p, st in zip(params, states)]
-        self.table = np.zeros((len(params), 2 + len(self.buffers) + self.layout.extra), dtype=np.int64)
+        self.table = np.zeros((len(params), 2 + len(self.buffers) + self.layout.columns), dtype=np.int64)
         for j, (p, *bufs) in enumerate(self.arrays):
             self.table[j, 0] = p.ctypes.data
-            self.table[j, 2:2 + len(bufs)] = [b.ctypes.data for b in bufs]
+            self.table[j, 2:2 + len(self.buffers) + len(comp)] = [b.ctypes.data for b in bufs[:len(bufs) - len(scales)]]
+            if scales:  # after the SR base's column when there is one
+                self.table[j, 2 + len(self.buffers) + self.layout.extra:] = [b.ctypes.data for b in bufs[-len(scales):]]
         # stochastic rounding: the table's last column holds key * 2**32 + step (rounding.py)
         self.sr_keys = (np.array(keys if keys is not None else [0] * len(params), dtype=np.uint64)
                         << np.uint64(32)) if self.layout.rounding == "stochastic" else None
@@ -272,7 +293,7 @@ class Bucket:
                 self.scalars = np.empty(len(values), dtype=self.compute)
             self.scalars[:] = values
             if self.sr_keys is not None:
-                self.table[:, -1] = (self.sr_keys | np.uint64(t & 0xFFFFFFFF)).view(np.int64)
+                self.table[:, 2 + len(self.buffers)] = (self.sr_keys | np.uint64(t & 0xFFFFFFFF)).view(np.int64)
             self._call(threads)
             self.t = t
             for st in self.states:

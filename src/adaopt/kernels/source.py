@@ -28,6 +28,14 @@ A :class:`Layout` says how a bucket's numbers are stored and rounded:
       ``key * 2**32 + step`` (an integer, not an address), so element ``a + i`` of a work
       item gets the bits :func:`adaopt.rounding.random_bits` gives it, whatever the
       threads and the work items.
+
+``quant``
+    for 8-bit state (``state_dtype="int8"``, :mod:`adaopt.quant`), whether each buffer takes
+    the signed map (``int8`` codes) or the unsigned one (``uint8``); empty otherwise. The
+    scales (one float32 per 256-element block) are the table's last columns. A work item
+    covers whole blocks; each block is dequantized on load, stepped with its new values
+    kept in a 256-element scratch row, and quantized again with its new absmax
+    (:func:`adaopt.quant.encode`, compiled from the reference's own lines).
 """
 
 from __future__ import annotations
@@ -37,6 +45,8 @@ from dataclasses import dataclass
 import numpy as np
 
 ROUNDINGS = ("nearest", "kahan", "stochastic")
+#: Elements per scale of 8-bit state (:data:`adaopt.quant.BLOCK`).
+QBLOCK = 256
 _HALF = {"float16": ("f16_to_f32", "f32_to_f16"), "bfloat16": ("bf16_to_f32", "f32_to_bf16")}
 
 
@@ -48,11 +58,17 @@ class Layout:
     s_kind: str
     compute: str
     rounding: str = "nearest"
+    quant: tuple = ()
 
     @property
     def extra(self) -> int:
         """Table columns after the state buffers: the compensation or the SR base."""
         return 0 if self.rounding == "nearest" else 1
+
+    @property
+    def columns(self) -> int:
+        """Table columns after the state buffers: :attr:`extra`, then 8-bit state's scales."""
+        return self.extra + len(self.quant)
 
 
 def storage(kind: str) -> str:
@@ -98,41 +114,93 @@ def _buffer_lines(lay: Layout, buffers, outs) -> tuple[list[str], list[str]]:
     return loads, stores
 
 
+def _head(program, lay: Layout, parallel: bool) -> list[str]:
+    """The kernel up to the work item's loop: imports, scalars, the loops over work items."""
+    lines = [
+        "import numpy as np",
+        "import numba",
+        "from adaopt.kernels.lowp import f16_to_f32, f32_to_f16, bf16_to_f32, f32_to_bf16, sr_bf16, GOLDEN, MIX2",
+        "from adaopt.kernels.memory import address",
+    ]
+    if lay.quant:
+        lines.append("from adaopt.kernels.q8 import decode_signed, decode_unsigned, encode_signed, encode_unsigned, "
+                     "abs_bits, from_bits")
+    lines += [
+        "",
+        f"@numba.njit(error_model='numpy', cache=True, parallel={parallel})",
+        "def kernel(A, S, GS, WJ, WA, WB):",
+    ]
+    lines += [f"    s{k} = S[{k}]" for k in range(len(program.scalars))]
+    lines.append(f"    for w in {'numba.prange' if parallel else 'range'}(GS.shape[0] - 1):")
+    if lay.quant:
+        lines += [f"        scr{k} = np.empty({QBLOCK}, np.float32)" for k in range(len(lay.quant))]
+    lines += ["        for it in range(GS[w], GS[w + 1]):",
+              "            j = WJ[it]",
+              "            a = WA[it]",
+              "            n = WB[it] - a"]
+    return lines
+
+
+def _arrays(program, lay: Layout, start: str, size: str) -> list[str]:
+    """The lines that rebuild elements ``start : start + size`` of a work item's tensor j."""
+    nb = len(program.buffers)
+    p_store = storage(lay.p_kind)
+    p_size = np.dtype(p_store).itemsize
+    lines = [f"p = numba.carray(address(A[j, 0] + {p_size} * {start}), {size}, np.{p_store})",
+             f"g = numba.carray(address(A[j, 1] + {p_size} * {start}), {size}, np.{p_store})"]
+    s_stores = ([("int8" if sg else "uint8") for sg in lay.quant] if lay.quant
+                else [storage(lay.s_kind)] * nb)
+    lines += [f"b{k} = numba.carray(address(A[j, {k + 2}] + {np.dtype(st).itemsize} * {start}), {size}, np.{st})"
+              for k, st in enumerate(s_stores)]
+    if lay.rounding == "kahan":
+        lines.append(f"c = numba.carray(address(A[j, {nb + 2}] + {p_size} * {start}), {size}, np.{p_store})")
+    elif lay.rounding == "stochastic":  # (start + 1 + i) * GOLDEN + base * MIX2, the part fixed per item
+        lines.append(f"sb = np.uint64({start} + 1) * GOLDEN + np.uint64(A[j, {nb + 2}]) * MIX2")
+    return lines
+
+
 def source(program, lay: Layout, parallel: bool) -> str:
     """The kernel for ``program`` stored as ``lay`` says.
 
     Each work item's arrays are rebuilt from the address table and start at element 0,
     so the inner loop vectorises.
     """
-    nb = len(program.buffers)
-    p_store, s_store = storage(lay.p_kind), storage(lay.s_kind)
-    p_size, s_size = np.dtype(p_store).itemsize, np.dtype(s_store).itemsize
-    lines = [
-        "import numpy as np",
-        "import numba",
-        "from adaopt.kernels.lowp import f16_to_f32, f32_to_f16, bf16_to_f32, f32_to_bf16, sr_bf16, GOLDEN, MIX2",
-        "from adaopt.kernels.memory import address",
-        "",
-        f"@numba.njit(error_model='numpy', cache=True, parallel={parallel})",
-        "def kernel(A, S, GS, WJ, WA, WB):",
-    ]
-    lines += [f"    s{k} = S[{k}]" for k in range(len(program.scalars))]
-    lines += [f"    for w in {'numba.prange' if parallel else 'range'}(GS.shape[0] - 1):",
-              "        for it in range(GS[w], GS[w + 1]):",
-              "            j = WJ[it]",
-              "            a = WA[it]",
-              "            n = WB[it] - a",
-              f"            p = numba.carray(address(A[j, 0] + {p_size} * a), n, np.{p_store})",
-              f"            g = numba.carray(address(A[j, 1] + {p_size} * a), n, np.{p_store})"]
-    lines += [f"            b{k} = numba.carray(address(A[j, {k + 2}] + {s_size} * a), n, np.{s_store})"
-              for k in range(nb)]
-    if lay.rounding == "kahan":
-        lines.append(f"            c = numba.carray(address(A[j, {nb + 2}] + {p_size} * a), n, np.{p_store})")
-    elif lay.rounding == "stochastic":  # (a + 1 + i) * GOLDEN + base * MIX2, the part fixed per item
-        lines.append(f"            sb = np.uint64(a + 1) * GOLDEN + np.uint64(A[j, {nb + 2}]) * MIX2")
+    lines = _head(program, lay, parallel)
+    if lay.quant:
+        return "\n".join(lines + _quant_loop(program, lay)) + "\n"
+    lines += [f"            {line}" for line in _arrays(program, lay, "a", "n")]
     lines.append("            for i in range(n):")
     loads, stores = _buffer_lines(lay, program.buffers, program.buffer_out)
     body = [f"p_ = {load(lay.p_kind, lay.compute, 'p[i]')}", f"g_ = {load(lay.p_kind, lay.compute, 'g[i]')}"]
     body += loads + list(program.body) + _parameter_tail(lay, program.p_out) + stores
     lines += [f"                {line}" for line in body]
     return "\n".join(lines) + "\n"
+
+
+def _quant_loop(program, lay: Layout) -> list[str]:
+    """The 8-bit loop: per block of QBLOCK elements (the arrays rebuilt for the block, so
+    the loops index from 0 and vectorise), dequantize and step, the new buffer values into
+    the scratch rows and their absmax as float bits (an integer max); then quantize."""
+    nb, B = len(program.buffers), QBLOCK
+    first = nb + 2 + lay.extra
+    lines = [f"for z in range(a, a + n, {B}):",
+             f"    m = min({B}, a + n - z)"]
+    lines += [f"    {line}" for line in _arrays(program, lay, "z", "m")]
+    lines += [f"    q{k} = numba.carray(address(A[j, {first + k}] + 4 * (z // {B})), 1, np.float32)"
+              for k in range(nb)]
+    lines += [f"    x{k} = np.uint32(0)" for k in range(nb)]
+    lines.append("    for i in range(m):")
+    body = [f"p_ = {load(lay.p_kind, lay.compute, 'p[i]')}", f"g_ = {load(lay.p_kind, lay.compute, 'g[i]')}"]
+    body += [f"{name}_ = decode_{'signed' if sg else 'unsigned'}(b{k}[i]) * q{k}[0]"
+             for k, (name, sg) in enumerate(zip(program.buffers, lay.quant))]
+    body += list(program.body) + _parameter_tail(lay, program.p_out)
+    for k, out in enumerate(program.buffer_out):
+        body += [f"scr{k}[i] = {out}", f"x{k} = max(x{k}, abs_bits({out}))"]
+    lines += [f"        {line}" for line in body]
+    for k, sg in enumerate(lay.quant):
+        lines += [f"    r{k} = from_bits(x{k})",
+                  f"    q{k}[0] = r{k}",
+                  f"    v{k} = np.float32(1) / (r{k} if r{k} > 0 else np.float32(1))",
+                  "    for i in range(m):",
+                  f"        b{k}[i] = encode_{'signed' if sg else 'unsigned'}(scr{k}[i] * v{k})"]
+    return [f"            {line}" for line in lines]
