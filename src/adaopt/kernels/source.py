@@ -40,7 +40,10 @@ A :class:`Layout` says how a bucket's numbers are stored and rounded:
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -114,9 +117,20 @@ def _buffer_lines(lay: Layout, buffers, outs) -> tuple[list[str], list[str]]:
     return loads, stores
 
 
+@functools.lru_cache(maxsize=None)
+def helpers_digest() -> str:
+    """A digest of the code a kernel calls into (its helpers and the 8-bit map), written into
+    every kernel's source: numba's cache knows only the kernel's own file, so a new adaopt
+    whose helpers changed must get new kernel files, not the old machine code."""
+    here = Path(__file__).resolve().parent
+    files = [here / "lowp.py", here / "memory.py", here / "q8.py", here.parent / "quant.py", here.parent / "rounding.py"]
+    return hashlib.sha1(b"".join(f.read_bytes() for f in files)).hexdigest()[:16]
+
+
 def _head(program, lay: Layout, parallel: bool) -> list[str]:
     """The kernel up to the work item's loop: imports, scalars, the loops over work items."""
     lines = [
+        f"# adaopt kernel; helpers {helpers_digest()}",
         "import numpy as np",
         "import numba",
         "from adaopt.kernels.lowp import f16_to_f32, f32_to_f16, bf16_to_f32, f32_to_bf16, sr_bf16, GOLDEN, MIX2",
