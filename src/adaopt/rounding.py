@@ -22,9 +22,12 @@ Three ways, chosen per parameter group:
     bucket layout or the order of the parameters, and a run resumed from a
     checkpoint (which holds the step) continues bit for bit.
 
-The hash is SplitMix64's finaliser (Steele, Lea and Flood, 2014) over
-``key * 2**32 + step`` mixed with the element index; the lowest 16 bits are added to
-the float32 bit pattern below the bfloat16 mantissa before truncation.
+The hash: a 32-bit seed per (key, step), the low half of SplitMix64's finaliser (Steele,
+Lea and Flood, 2014) over ``key * 2**32 + step``; per element, ``index * 0x9E3779B9 +
+seed`` (mod 2**32) through the ``lowbias32`` finaliser (Wellons, 2018), all in 32-bit
+integers so that the fused kernels run it 16 lanes wide. Its lowest 16 bits are added to
+the float32 bit pattern below the bfloat16 mantissa before truncation. (Elements
+2**32 apart in one tensor get the same bits.)
 """
 
 from __future__ import annotations
@@ -33,10 +36,15 @@ import zlib
 
 import numpy as np
 
-#: SplitMix64's constants (the fused kernels' :func:`adaopt.kernels.lowp.sr_bf16` uses them too).
+#: SplitMix64's constants, for the per-step seed.
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 MIX2 = np.uint64(0x94D049BB133111EB)
+#: The per-element counter's step and lowbias32's multipliers (the fused kernels'
+#: :func:`adaopt.kernels.lowp.sr_bf16` uses them too).
+GOLDEN32 = np.uint32(0x9E3779B9)
+LOW1 = np.uint32(0x7FEB352D)
+LOW2 = np.uint32(0x846CA68B)
 
 
 def param_key(name: str) -> int:
@@ -45,15 +53,31 @@ def param_key(name: str) -> int:
     return zlib.crc32(name.encode("utf-8"))
 
 
-def random_bits(key: int, step: int, index: np.ndarray) -> np.ndarray:
-    """16 random bits (as uint32) per element ``index`` for parameter ``key`` at ``step``."""
-    base = np.uint64((key << 32) | (step & 0xFFFFFFFF))
+def seeds(keys: np.ndarray, step: int) -> np.ndarray:
+    """The 32-bit seeds (uint32) of parameters ``keys`` (uint64) at ``step``."""
     with np.errstate(over="ignore"):
-        z = (index.astype(np.uint64) + np.uint64(1)) * GOLDEN + base * MIX2
+        z = ((keys.astype(np.uint64) << np.uint64(32)) | np.uint64(step & 0xFFFFFFFF)) * MIX2 + GOLDEN
         z = (z ^ (z >> np.uint64(30))) * MIX1
         z = (z ^ (z >> np.uint64(27))) * MIX2
         z ^= z >> np.uint64(31)
-    return (z & np.uint64(0xFFFF)).astype(np.uint32)
+    return (z & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+
+
+def lowbias32(z: np.ndarray) -> np.ndarray:
+    """Wellons' 32-bit integer finaliser on uint32 arrays (the fused kernels' is written in
+    LLVM IR, :func:`adaopt.kernels.lowp.sr_bf16`, and must give the same bits)."""
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint32(16))) * LOW1
+        z = (z ^ (z >> np.uint32(15))) * LOW2
+    return z ^ (z >> np.uint32(16))
+
+
+def random_bits(key: int, step: int, index: np.ndarray) -> np.ndarray:
+    """16 random bits (as uint32) per element ``index`` for parameter ``key`` at ``step``."""
+    seed = seeds(np.array([key], np.uint64), step)[0]
+    with np.errstate(over="ignore"):
+        z = np.asarray(index).astype(np.uint64).astype(np.uint32) * GOLDEN32 + seed
+        return lowbias32(z) & np.uint32(0xFFFF)
 
 
 def stochastic_bf16(x: np.ndarray, key: int, step: int, index: np.ndarray | None = None) -> np.ndarray:

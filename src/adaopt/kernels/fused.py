@@ -28,7 +28,7 @@ How the numbers are stored and rounded is the bucket's :class:`~.source.Layout`:
 parameters and gradients as uint16 bits, state buffers in the state dtype (16-bit moments
 of float32 parameters are widened on load and rounded on store), and for 16-bit
 parameters Kahan summation (the compensation is one more column of the table) or
-stochastic rounding (the column holds the hash's base, ``key * 2**32 + step``), each
+stochastic rounding (the column holds the hash's seed for the step), each
 equal to :mod:`adaopt.rounding` bit for bit (:mod:`.source`).
 
 The generated source is written to a cache folder (``$ADAOPT_CACHE_DIR``, default
@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 from numba.core.errors import TypingError
 
-from .. import dtypes, quant, rules
+from .. import dtypes, quant, rounding, rules
 from .._io import atomic_write
 from . import memory
 from . import threads as pool
@@ -252,9 +252,9 @@ class Bucket:
             self.table[j, 2:2 + len(self.buffers) + len(comp)] = [b.ctypes.data for b in bufs[:len(bufs) - len(scales)]]
             if scales:  # after the SR base's column when there is one
                 self.table[j, 2 + len(self.buffers) + self.layout.extra:] = [b.ctypes.data for b in bufs[-len(scales):]]
-        # stochastic rounding: the table's last column holds key * 2**32 + step (rounding.py)
+        # stochastic rounding: the column after the buffers holds each tensor's seed for the step (rounding.py)
         self.sr_keys = (np.array(keys if keys is not None else [0] * len(params), dtype=np.uint64)
-                        << np.uint64(32)) if self.layout.rounding == "stochastic" else None
+                        if self.layout.rounding == "stochastic" else None)
         self.store, self.p_dtype = self.arrays[0][0].dtype, params[0].dtype
         self.mixed_flags = False  # set once gradients came read-only and writable together
         self.sizes = sizes
@@ -293,7 +293,7 @@ class Bucket:
                 self.scalars = np.empty(len(values), dtype=self.compute)
             self.scalars[:] = values
             if self.sr_keys is not None:
-                self.table[:, 2 + len(self.buffers)] = (self.sr_keys | np.uint64(t & 0xFFFFFFFF)).view(np.int64)
+                self.table[:, 2 + len(self.buffers)] = rounding.seeds(self.sr_keys, t)
             self._call(threads)
             self.t = t
             for st in self.states:

@@ -20,7 +20,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-from ..rounding import GOLDEN, MIX1, MIX2  # noqa: F401 (GOLDEN, MIX2: for the generated kernels)
+from .. import rounding
+from ..rounding import GOLDEN32  # noqa: F401 (for the generated kernels)
 
 
 @intrinsic
@@ -63,32 +64,76 @@ def _bits_f32(typingctx, x):
     return sig, codegen
 
 
-@njit(inline="always")
-def bf16_to_f32(x):
-    return _bits_f32(np.uint32(x) << np.uint32(16))
+# The bfloat16 conversions are written in LLVM IR so that they stay 32 bits wide: numba
+# widens integer arithmetic on uint16/uint32 to 64 bits, which halves a vector's lanes.
 
 
-@njit(inline="always")
-def f32_to_bf16(x):
-    if x != x:  # NaN stays NaN (a quiet NaN pattern)
-        return np.uint16(0x7FC0)
-    bits = _f32_bits(x)
-    bits = bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))
-    return np.uint16(bits >> np.uint32(16))
+@intrinsic
+def bf16_to_f32(typingctx, x):
+    """bfloat16 bits (uint16) as the float32 they stand for (exact)."""
+    sig = types.float32(types.uint16)
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        return builder.bitcast(builder.shl(builder.zext(args[0], i32), ir.Constant(i32, 16)), ir.FloatType())
+
+    return sig, codegen
 
 
-@njit(inline="always")
-def sr_bf16(x, z):
-    """float32 ``x`` stochastically rounded to bfloat16 bits, from the SplitMix64 state
-    ``z = (index + 1) * GOLDEN + (key * 2**32 + step) * MIX2``: the finaliser's lowest 16
-    bits are added below the bfloat16 mantissa, then truncated, as
-    :func:`adaopt.rounding.stochastic_bf16` does (NaN stays a quiet NaN, inf stays inf)."""
-    z = (z ^ (z >> np.uint64(30))) * MIX1
-    z = (z ^ (z >> np.uint64(27))) * MIX2
-    z = z ^ (z >> np.uint64(31))
-    if x != x:
-        return np.uint16(0x7FC0)
-    return np.uint16((_f32_bits(x) + np.uint32(z & np.uint64(0xFFFF))) >> np.uint32(16))
+@intrinsic
+def f32_to_bf16(typingctx, x):
+    """float32 to bfloat16 bits, round to nearest, ties to even; NaN gives the quiet NaN 0x7FC0."""
+    sig = types.uint16(types.float32)
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        c = lambda v: ir.Constant(i32, v)  # noqa: E731
+        bits = builder.bitcast(args[0], i32)
+        odd = builder.and_(builder.lshr(bits, c(16)), c(1))
+        out = builder.lshr(builder.add(builder.add(bits, c(0x7FFF)), odd), c(16))
+        nan = builder.fcmp_unordered("uno", args[0], args[0])
+        return builder.trunc(builder.select(nan, c(0x7FC0), out), ir.IntType(16))
+
+    return sig, codegen
+
+
+@intrinsic
+def mul32(typingctx, a, b):
+    """``a * b`` mod 2**32 on uint32."""
+    sig = types.uint32(types.uint32, types.uint32)
+
+    def codegen(context, builder, signature, args):
+        return builder.mul(args[0], args[1])
+
+    return sig, codegen
+
+
+@intrinsic
+def sr_bf16(typingctx, x, i, seed):
+    """float32 ``x`` stochastically rounded to bfloat16 bits for element ``i`` (an int64 index)
+    under the 32-bit ``seed`` (uint32): ``lowbias32(i * GOLDEN32 + seed)``'s lowest 16 bits
+    added below the bfloat16 mantissa, then truncated, as :func:`adaopt.rounding.stochastic_bf16`
+    does (NaN stays a quiet NaN, inf stays inf). Written in LLVM IR so that every operation
+    stays 32 bits wide (numba widens integer arithmetic to 64 bits, which halves the lanes)."""
+    sig = types.uint16(types.float32, types.int64, types.uint32)
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        xv, iv, sv = args
+        c = lambda v: ir.Constant(i32, int(v))  # noqa: E731
+
+        def xorshift(z, k):
+            return builder.xor(z, builder.lshr(z, c(k)))
+
+        z = builder.add(builder.mul(builder.trunc(iv, i32), c(rounding.GOLDEN32)), sv)
+        z = builder.mul(xorshift(z, 16), c(rounding.LOW1))
+        z = builder.mul(xorshift(z, 15), c(rounding.LOW2))
+        r = builder.and_(xorshift(z, 16), c(0xFFFF))
+        out = builder.lshr(builder.add(builder.bitcast(xv, i32), r), c(16))
+        nan = builder.fcmp_unordered("uno", xv, xv)
+        return builder.trunc(builder.select(nan, c(0x7FC0), out), ir.IntType(16))
+
+    return sig, codegen
 
 
 @njit(inline="always")

@@ -24,10 +24,10 @@ A :class:`Layout` says how a bucket's numbers are stored and rounded:
           c_t = \mathrm{rn}(y - (p_t - p_{t-1}))
 
     * ``"stochastic"`` (bfloat16): :math:`p_t` = the bits of :math:`x` plus 16 random bits,
-      truncated (:func:`.lowp.sr_bf16`). The table's column holds the SplitMix64 base
-      ``key * 2**32 + step`` (an integer, not an address), so element ``a + i`` of a work
-      item gets the bits :func:`adaopt.rounding.random_bits` gives it, whatever the
-      threads and the work items.
+      truncated (:func:`.lowp.sr_bf16`). The table's column holds the parameter's seed for
+      this step (:func:`adaopt.rounding.seeds`, an integer, not an address), so element
+      ``a + i`` of a work item gets the bits :func:`adaopt.rounding.random_bits` gives it,
+      whatever the threads and the work items.
 
 ``quant``
     for 8-bit state (``state_dtype="int8"``, :mod:`adaopt.quant`), whether each buffer takes
@@ -103,7 +103,7 @@ def _parameter_tail(lay: Layout, x: str) -> list[str]:
                 "p[i] = r_",
                 f"c[i] = {store(kind, f'y_ - ({rounded} - p_)')}"]
     if lay.rounding == "stochastic":
-        return [f"p[i] = sr_bf16(np.float32({x}), np.uint64(i) * GOLDEN + sb)"]
+        return [f"p[i] = sr_bf16(np.float32({x}), i, sb)"]
     return [f"p[i] = {store(lay.p_kind, x)}"]
 
 
@@ -133,7 +133,7 @@ def _head(program, lay: Layout, parallel: bool) -> list[str]:
         f"# adaopt kernel; helpers {helpers_digest()}",
         "import numpy as np",
         "import numba",
-        "from adaopt.kernels.lowp import f16_to_f32, f32_to_f16, bf16_to_f32, f32_to_bf16, sr_bf16, GOLDEN, MIX2",
+        "from adaopt.kernels.lowp import f16_to_f32, f32_to_f16, bf16_to_f32, f32_to_bf16, sr_bf16, GOLDEN32, mul32",
         "from adaopt.kernels.memory import address",
     ]
     if lay.quant:
@@ -168,8 +168,9 @@ def _arrays(program, lay: Layout, start: str, size: str) -> list[str]:
               for k, st in enumerate(s_stores)]
     if lay.rounding == "kahan":
         lines.append(f"c = numba.carray(address(A[j, {nb + 2}] + {p_size} * {start}), {size}, np.{p_store})")
-    elif lay.rounding == "stochastic":  # (start + 1 + i) * GOLDEN + base * MIX2, the part fixed per item
-        lines.append(f"sb = np.uint64({start} + 1) * GOLDEN + np.uint64(A[j, {nb + 2}]) * MIX2")
+    elif lay.rounding == "stochastic":  # (start + i) * GOLDEN32 + seed (mod 2**32): the part fixed per item
+        lines.append(f"sb = np.uint32((mul32(np.uint32({start} & 0xFFFFFFFF), GOLDEN32) + np.uint32(A[j, {nb + 2}])) "
+                     "& 0xFFFFFFFF)")
     return lines
 
 
