@@ -79,35 +79,37 @@ SCALE = "_absmax"
 UNSIGNED = frozenset({"exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum", "exp_inf", "acc_delta"})
 
 
-def _bits(x):
-    return np.asarray(x, np.float32).view(np.uint32)
+def _exponent(a):
+    """floor(log2 a) of float32 ``a >= 0`` as a float32 integer (-127 for 0 and subnormals)."""
+    return (np.asarray(a, np.float32).view(np.uint32) >> np.uint32(23)).astype(np.float32) - np.float32(127)
 
 
-def _floats(b):
-    return np.asarray(b, np.uint32).view(np.float32)
+def _power(e):
+    """2**e (float32) of float32 integers ``e`` in the normal range, built from exponent bits."""
+    return ((np.asarray(e).astype(np.int32) + np.int32(127)).astype(np.uint32) << np.uint32(23)).view(np.float32)
 
 
 #: Decades of each map (signed: True).
 DECADES = {True: 7, False: 8}
-_ONE_HALF, _ONE, _ZERO = np.float32(1.5), np.float32(1), np.float32(0)
+_ONE_HALF, _ONE, _ZERO, _TWO = np.float32(1.5), np.float32(1), np.float32(0), np.float32(2)
 _EIGHTH, _SEVEN, _SIX, _RATE = np.float32(0.125), np.float32(7), np.float32(6), np.float32(8 / 7)
-_EXP, _BIAS, _SHIFT = np.uint32(0x7F800000), np.int32(127), np.uint32(23)
+_THREE, _THIRD = np.float32(3), np.float32(1 / 3)
 
 
-def encode(y, decades: int, is_signed: bool, where=np.where, bits=_bits, floats=_floats):
+def encode(y, decades: int, is_signed: bool, where=np.where, exponent=_exponent, power=_power):
     """The code (a float32 integer) of the map point nearest ``y`` in [-1, 1].
 
     Written once for NumPy arrays (the reference path) and numba scalars: the fused kernels
-    compile this function with a scalar select (``where``) and scalar bit casts (``bits``:
-    float32 to uint32, ``floats``: back), so both run the same float32 and integer operations
-    in the same order.
+    compile this function with a scalar select (``where``) and 32-bit ``exponent``/``power``
+    (:mod:`adaopt.kernels.q8`), so both run the same float32 operations in the same order.
+    All the arithmetic is float32 (integers are exact float32 numbers), so the kernels'
+    vectors stay 32 bits wide.
     """
     a = np.abs(y)
-    e = np.int32(bits(a) >> _SHIFT) - _BIAS  # floor(log2 a); -127 for 0
-    k = np.minimum(np.maximum((np.int32(-1) - e) // np.int32(3), np.int32(0)), np.int32(decades - 1))
-    # powers of two are built from their exponent bits: 8**k a (exact) and n_k = 2**(D-1-k)
-    x = a * floats(np.uint32(np.int32(3) * k + _BIAS) << _SHIFT)
-    n = floats(np.uint32(np.int32(decades - 1) - k + _BIAS) << _SHIFT)
+    # the decade: floor((-1 - floor(log2 a)) / 3), exact for these small integers
+    k = np.minimum(np.maximum(np.floor((-_ONE - exponent(a)) * _THIRD), _ZERO), np.float32(decades - 1))
+    x = a * power(_THREE * k)  # 8**k a, exact
+    n = power(np.float32(decades - 1) - k)  # n_k
     t = where(k == decades - 1, x, (x - _EIGHTH) * (_RATE * n))
     m = np.minimum(np.ceil(t + (n - _ONE_HALF)), np.float32(2**decades - 1))
     if is_signed:
@@ -115,13 +117,11 @@ def encode(y, decades: int, is_signed: bool, where=np.where, bits=_bits, floats=
     return where((m == 0) & (a > 0), _ONE, m)  # a positive value never gets the code of 0
 
 
-def decode(code, decades: int, is_signed: bool, where=np.where, bits=_bits, floats=_floats):
+def decode(code, decades: int, is_signed: bool, where=np.where, exponent=_exponent, power=_power):
     """The map point (float32) of a code (a float32 integer): the inverse of :func:`encode`."""
     m = np.abs(code)
-    e = np.maximum(np.int32(bits(m) >> _SHIFT) - _BIAS, np.int32(0))  # floor(log2 m)
-    n = floats(bits(m) & _EXP)  # 2**e
-    scale = floats(np.uint32(np.int32(2) * e - np.int32(3 * decades) + _BIAS) << _SHIFT)  # 2**(2e - 3D)
-    mag = (_SEVEN * m - _SIX * n + _SEVEN) * scale
+    e = np.maximum(exponent(m), _ZERO)  # floor(log2 m)
+    mag = (_SEVEN * m - _SIX * power(e) + _SEVEN) * power(_TWO * e - np.float32(3 * decades))
     mag = where(m == 0, _ZERO, mag)
     return where(code < 0, -mag, mag) if is_signed else mag
 

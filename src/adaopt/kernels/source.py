@@ -138,7 +138,7 @@ def _head(program, lay: Layout, parallel: bool) -> list[str]:
     ]
     if lay.quant:
         lines.append("from adaopt.kernels.q8 import decode_signed, decode_unsigned, encode_signed, encode_unsigned, "
-                     "abs_bits, from_bits")
+                     "absmax_bits, from_bits")
     lines += [
         "",
         f"@numba.njit(error_model='numpy', cache=True, parallel={parallel})",
@@ -210,7 +210,7 @@ def _quant_loop(program, lay: Layout) -> list[str]:
              for k, (name, sg) in enumerate(zip(program.buffers, lay.quant))]
     body += list(program.body) + _parameter_tail(lay, program.p_out)
     for k, out in enumerate(program.buffer_out):
-        body += [f"scr{k}[i] = {out}", f"x{k} = max(x{k}, abs_bits({out}))"]
+        body += [f"scr{k}[i] = {out}", f"x{k} = absmax_bits(x{k}, np.float32({out}))"]
     lines += [f"        {line}" for line in body]
     for k, sg in enumerate(lay.quant):
         lines += [f"    r{k} = from_bits(x{k})",
