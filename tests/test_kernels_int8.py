@@ -84,7 +84,7 @@ def test_int8_state_in_the_fused_kernel_equals_the_reference(case):
 @pytest.mark.parametrize("case", FAMILIES[2:5], ids=_id)
 def test_threaded_int8_kernel_does_not_depend_on_the_work_items(case, monkeypatch):
     """Work groups of 1000 elements (items cut at 256-element blocks, inside tensors)."""
-    monkeypatch.setattr(fused, "PARALLEL_MIN", 16)
+    monkeypatch.setattr(fused, "PARALLEL_MIN_INT8", 16)
     monkeypatch.setattr(fused, "BLOCK", 1000)
     opt = _assert_same_bits(*case)
     assert all(b.parallel for b in opt._plan.plan.buckets if b.layout.quant)

@@ -62,6 +62,9 @@ CHUNK = CHUNKS[-1]
 #: one. The workqueue threads sleep between steps, and waking them costs tens of
 #: microseconds (more on a busy machine), which a step of fewer elements does not repay.
 PARALLEL_MIN = 1 << 20
+#: The same for 8-bit state, whose kernel computes about three times as long per element
+#: (decode, step, encode), so threads repay their wake-up on smaller buckets.
+PARALLEL_MIN_INT8 = 1 << 18
 #: Elements per work group of the threaded kernel.
 BLOCK = 1 << 15
 
@@ -239,7 +242,7 @@ class Bucket:
         self.compute = self.layout.compute
         self.index = index
         sizes = [p.size for p in params]
-        self.parallel = sum(sizes) >= PARALLEL_MIN
+        self.parallel = sum(sizes) >= (PARALLEL_MIN_INT8 if q else PARALLEL_MIN)
         self.work = work_items(sizes, self.parallel, quant.BLOCK if q else 1)
         # the arrays the table points into, held for as long as the bucket lives
         comp = ("kahan_comp",) if self.layout.rounding == "kahan" else ()
