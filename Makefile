@@ -12,7 +12,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo lesson test test-setup test-portable bench clean
+.PHONY: demo lesson test test-setup test-portable bench bench-peers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -81,6 +81,14 @@ bench: $(VENV)/.test
 	$(BIN)/python benchmarks/bench_diagnostics.py
 	$(BIN)/python benchmarks/bench_explore.py
 	$(BIN)/python benchmarks/bench_diagnose.py --jobs 2
+
+# Other libraries' 8-bit AdamW beside adaopt's int8 state (never in CI). Installed without their
+# dependencies (they would pull another torch) into a folder of their own, used by this run only.
+PEERS_DIR := $(VENV)/peers
+bench-peers: $(VENV)/.test
+	test -d $(PEERS_DIR) || $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps \
+	  --target $(PEERS_DIR) bitsandbytes==0.50.2 torchao==0.18.0
+	PYTHONPATH=$(PEERS_DIR) $(BIN)/python benchmarks/bench_lowp.py --peers --sizes 1e6,1e7
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis lab-report

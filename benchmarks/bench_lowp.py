@@ -58,6 +58,10 @@ FP32_CASES = {
     "adaopt fp32, int8 state": ("float32", {"state_dtype": "int8"}),
 }
 TORCH = "torch fused"
+#: Other libraries' 8-bit AdamW on CPU, timed beside adaopt's int8 state when installed
+#: (``make bench-peers``; never in CI): name -> (module, class path).
+PEERS = {"bitsandbytes AdamW8bit": ("bitsandbytes", "optim.AdamW8bit"),
+         "torchao AdamW8bit": ("torchao.optim", "AdamW8bit")}
 
 
 def state_bytes(opt, params) -> float:
@@ -81,6 +85,32 @@ def torch_impl(kind: str, params0, grads):
         p.grad = torch.from_numpy(g).to(dt)
     opt = torch.optim.AdamW(ps, fused=True, **HP)
     return opt.step
+
+
+def peer_impls(params0, grads) -> dict:
+    """``{name: step}`` of the peers that import (their first steps, which may compile, done)."""
+    import importlib
+    import warnings
+
+    out = {}
+    for name, (module, path) in PEERS.items():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                cls = importlib.import_module(module)
+                for part in path.split("."):
+                    cls = getattr(cls, part)
+                ps = [torch.from_numpy(p.copy()).requires_grad_() for p in params0]
+                for p, g in zip(ps, grads):
+                    p.grad = torch.from_numpy(g)
+                opt = cls(ps, **HP)
+                opt.step()
+                opt.step()
+        except Exception as e:  # not installed, or no CPU kernel: the row is left out
+            print(f"peer {name}: not timed ({type(e).__name__}: {str(e)[:80]})")
+            continue
+        out[name] = opt.step
+    return out
 
 
 def check(cases: dict, steps: int = 4) -> None:
@@ -115,6 +145,9 @@ def run_case(title: str, cases: dict, kind: str, sizes: list[int], args) -> list
     if torch is not None:
         steps[TORCH] = torch_impl(kind, params0, grads)
         bytes_of[TORCH] = 4.0 if kind == "bfloat16" else 8.0
+        if args.peers and kind == "float32":
+            for name, step in peer_impls(params0, grads).items():
+                steps[name], bytes_of[name] = step, float("nan")  # their state layouts: not counted
     plan = bs.measure(steps, args.reps, args.block_s, args.warmup, args.kmax, args.max_impl_s)
     med = {name: statistics.median(p["times"]) for name, p in plan.items()}
     plain = med[next(iter(cases))]
@@ -152,7 +185,9 @@ def print_rows(rows: list[dict]) -> None:
     for r in rows:
         vt = f"{r['vs_torch']:.2f}x" if r["vs_torch"] is not None else "-"
         print(f"{r['case']:34s} {bs.fmt_n(r['N']):>5s} {r['implementation']:36s} {bs.fmt_time(r['median_s']):>9s} "
-              f"{vt:>9s} {r['vs_plain']:.2f}x{'':4s} {r['state_bytes_per_param']:13.2f}")
+              f"{vt:>9s} {r['vs_plain']:.2f}x{'':4s} " + (f"{r['state_bytes_per_param']:13.2f}"
+                                                          if r["state_bytes_per_param"] == r["state_bytes_per_param"]
+                                                          else f"{'-':>13s}"))
 
 
 def main(argv=None) -> int:
@@ -169,6 +204,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, help="threads for adaopt's kernels and torch (default: numba's "
                     "and torch's own counts); 1 holds up best on a busy machine")
     ap.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
+    ap.add_argument("--peers", action="store_true", help="also time bitsandbytes' and torchao's AdamW8bit "
+                    "on the float32 rows, where they import (make bench-peers installs them)")
     args = ap.parse_args(argv)
     if args.threads:
         from adaopt.kernels import threads as pool
