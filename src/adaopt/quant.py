@@ -26,8 +26,9 @@ and a second moment rounded to 0 under a first moment that is not turns
 signed, 0.7% unsigned) near the block's largest values, which carry the update. The
 idea is Dettmers et al.'s (8-bit optimizers via block-wise quantization, 2022); this map is
 our own, simpler one, in base 8 so that both directions are a few exact float32 and bit
-operations, which the fused kernels vectorise (a base-10 map needed divisions and
-per-decade selects: 2.5x slower kernels).
+operations, which the fused kernels vectorise (the first version's base-10 map needed
+divisions and per-decade selects: a 1.5x slower kernel; state saved with it does not
+decode with this map).
 
 * **signed** map (first moments, ``exp_avg``, ``grad_avg``, ``momentum_buffer``): codes
   -127..127 as ``int8``, :math:`Q[c] = \operatorname{sign}(c)\,|Q|[|c|]`.
