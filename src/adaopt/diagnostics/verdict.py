@@ -75,6 +75,7 @@ CHECKS = (
     progress.gradient_vanished,           # CONVERGED: the gradient is 1e-6 of its first size
     # blown up and never back, held back by the configuration, above its best, rising, bouncing
     progress.spike_not_recovered,         # DIVERGING: a 10x spike, never 10% below the start since
+    progress.blew_up_late,                # DIVERGING: a 10x spike in the recent window, not back to its best
     stuck.limited_by_configuration,       # STALLED/SLOW: bias correction off, updates round away, dead units
     progress.bouncing,                    # OSCILLATING: noisy gradients far from a known optimum
     stuck.above_its_best,                 # DIVERGING: significantly above its best window, not coming down

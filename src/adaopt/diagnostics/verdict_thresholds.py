@@ -2,6 +2,7 @@
 
 WINDOW = 0.2  # the recent window: the last fifth of the run ...
 MIN_WINDOW = 5  # ... and at least this many logged steps
+MIN_JUDGED = 6  # fewer finite losses than this (two windows of 3, whose medians ignore one spike): TOO_SHORT
 DIVERGE_FACTOR = 1.5  # recent loss above this multiple of the first loss: diverging
 RISE_FROM_BEST = 3.0  # ... or above this multiple of its best window's median,
 RISE_SIGNIFICANT = 0.05  # ... by more than this share of the first loss
