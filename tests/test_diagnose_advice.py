@@ -77,3 +77,27 @@ def test_a_run_that_skips_every_step_is_nonfinite_without_advising_skip():
     assert (d.verdict, d.code) == ("NONFINITE", "nonfinite_gradient"), str(d)
     assert not any("on_nonfinite='skip'" in a and "take" in a for a in d.advice), d.advice
     assert "skips them" in d.cause
+
+
+# ---------------------------------------------------------------------- too short to judge
+
+
+@pytest.mark.parametrize("loss", [[2.0, 1.0], [3.0, 2.0, 1.0], [1.0, 1.1, 0.9], [5.0, 4.0, 3.0, 2.9, 2.8]])
+def test_a_log_of_a_few_rows_is_too_short_to_judge(loss):
+    d = diagnose({"step": list(range(1, len(loss) + 1)), "loss": loss})
+    assert (d.verdict, d.code) == ("TOO_SHORT", "too_short"), str(d)
+    assert "TOO_SHORT" in VERDICTS
+    assert "too short to judge" in d.cause and d.advice
+
+
+def test_a_few_rows_with_a_nan_are_still_nonfinite():
+    d = diagnose({"step": [1, 2, 3], "loss": [2.0, 1.0, float("nan")]})
+    assert d.verdict == "NONFINITE", str(d)
+
+
+def test_cli_exits_3_on_a_log_too_short_to_judge(tmp_path):
+    path = tmp_path / "short.csv"
+    path.write_text("step,loss\n1,3.0\n2,2.0\n3,1.0\n")
+    result = CliRunner().invoke(app, ["diagnose", str(path)])
+    assert result.exit_code == 3, result.output
+    assert "TOO_SHORT" in result.output

@@ -250,6 +250,9 @@ SCENARIOS = [
     S("adam_rosenbrock_lr0.01_3000", diag("rosenbrock", adaopt.Adam, floor=True, lr=0.01, steps=3000), CONVERGING,
       HEALTHY_CODES),
     S("sgd_saddle_lr0.05", diag("saddle", adaopt.SGD, floor=True, lr=0.05), CONVERGING, HEALTHY_CODES),
+    # 3 steps: no trend, no noise level, no rate to judge
+    S("adam_quadratic_3_steps", diag("quadratic", adaopt.Adam, floor=True, lr=0.1, steps=3), "TOO_SHORT",
+      "too_short"),
 ]
 
 def _assert_spike_reported(d: Diagnosis):
@@ -844,7 +847,8 @@ def test_target_and_budget_make_slow_mean_out_of_reach():
 
 
 def test_verdict_and_alarm_lists():
-    assert VERDICTS == ("DIVERGING", "NONFINITE", "OSCILLATING", "STALLED", "SLOW", "CONVERGING", "CONVERGED")
+    assert VERDICTS == ("DIVERGING", "NONFINITE", "OSCILLATING", "STALLED", "SLOW", "CONVERGING", "CONVERGED",
+                        "TOO_SHORT")
     assert set(ALARMS) == {"DIVERGING", "NONFINITE"}
 
 

@@ -52,10 +52,10 @@ __all__ = [
     "ALARMS", "CHECKS", "VERDICTS", "Diagnosis", "as_history", "diagnose", "eps_underflows",
     "ADAGRAD_DROP", "ALTERNATING", "BETA2_STALE", "BOUNCE_PROGRESS", "CONSISTENT_COS", "CONVERGED_GAP",
     "DIVERGE_FACTOR", "EPS_DOMINANT", "GRAD_VANISHED", "GROWTH_BEFORE_OVERFLOW", "HEALTHY_UPDATE_RATIO",
-    "LITTLE_PROGRESS", "MIN_WINDOW", "PLATEAU", "RATE_COLLAPSE", "REVERSING_COS", "RISE_FROM_BEST",
+    "LITTLE_PROGRESS", "MIN_JUDGED", "MIN_WINDOW", "PLATEAU", "RATE_COLLAPSE", "REVERSING_COS", "RISE_FROM_BEST",
     "RISE_SIGNIFICANT", "STALL_IMPROVEMENT", "WINDOW"]
 
-VERDICTS = ("DIVERGING", "NONFINITE", "OSCILLATING", "STALLED", "SLOW", "CONVERGING", "CONVERGED")
+VERDICTS = ("DIVERGING", "NONFINITE", "OSCILLATING", "STALLED", "SLOW", "CONVERGING", "CONVERGED", "TOO_SHORT")
 #: The verdicts a live check (and ``stop_on``) reacts to.
 ALARMS = ("DIVERGING", "NONFINITE")
 
@@ -70,7 +70,7 @@ CHECKS = (
     alarms.rose_above_start,              # DIVERGING: recent window > 1.5x the first value
     alarms.rose_above_best,               # DIVERGING: > 3x the best window's
     # 3. done, or nothing to judge
-    progress.too_short,                   # CONVERGING: fewer than two values
+    progress.too_short,                   # TOO_SHORT: fewer than MIN_JUDGED values
     progress.reached_target,              # CONVERGED
     progress.at_optimum,                  # CONVERGED: the gap shrank 1e6-fold
     progress.gradient_vanished,           # CONVERGED: the gradient is 1e-6 of its first size

@@ -130,12 +130,21 @@ class Trend:
 
 
 def too_short(run: Run) -> Diagnosis | None:
-    """Fewer than two finite values: CONVERGING, with nothing to judge."""
+    """Fewer than ``MIN_JUDGED`` (6) finite values: TOO_SHORT. The verdicts compare the medians
+    of two windows, and a window of 3 is the shortest whose median ignores a single spike; 2 or 3
+    rows would get a confident verdict from nothing (the alarms, before, still fire on a
+    non-finite value or a loss 1.5x its first)."""
     n = len(run.gap)
-    if n >= 2:
+    if n >= MIN_JUDGED:
         return None
-    return Diagnosis("CONVERGING", f"too few steps to judge ({n} with a {run.quantity})", "too_short",
-                     steps=(int(run.steps[0]), int(run.steps[-1])) if n else None)
+    return Diagnosis(
+        "TOO_SHORT", f"too short to judge: {n} logged value{'s' if n != 1 else ''} of the {run.quantity}; the "
+        f"verdicts compare two windows of at least 3, so they need {MIN_JUDGED}", "too_short",
+        evidence=[f"{n} finite {run.quantity} value{'s' if n != 1 else ''}" +
+                  (f" (steps {int(run.steps[0])}-{int(run.steps[-1])})" if n else "")],
+        advice=[f"log the {run.quantity} at every step (or more often), or diagnose again after "
+                f"{MIN_JUDGED - n} more logged values"],
+        steps=(int(run.steps[0]), int(run.steps[-1])) if n else None, signals={"logged": n})
 
 
 def _converged(t: Trend, cause: str, code: str) -> Diagnosis:
