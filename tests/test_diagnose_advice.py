@@ -101,3 +101,58 @@ def test_cli_exits_3_on_a_log_too_short_to_judge(tmp_path):
     result = CliRunner().invoke(app, ["diagnose", str(path)])
     assert result.exit_code == 3, result.output
     assert "TOO_SHORT" in result.output
+
+
+# ---------------------------------------------------------------------- the advice reads the run
+
+
+def plateau(seed, n=300, lr=None):
+    """A loss that fell and then sits at a noise floor, with cosines of noise; ``lr`` a column."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(1, n + 1)
+    loss = 0.3 + 2.0 * np.exp(-t / 20) + 0.02 * rng.standard_normal(n)
+    cols = {"step": t, "loss": loss, "cos_grad": 0.05 * rng.standard_normal(n), "grad_norm": 1 + 0 * loss}
+    if lr is not None:
+        cols["lr"] = lr
+    return cols
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_decay_is_not_advised_after_the_lr_was_decayed(seed):
+    n = 300
+    plain = diagnose(plateau(seed))
+    assert plain.code == "noise_floor" and any("decay the lr" in a for a in plain.advice), str(plain)
+    decayed = diagnose(plateau(seed, lr=np.where(np.arange(n) < 150, 1e-2, 1e-3)))
+    assert decayed.code == "noise_floor", str(decayed)
+    assert not any("decay the lr" in a for a in decayed.advice), decayed.advice
+    assert any("already decayed from 0.01" in a for a in decayed.advice), decayed.advice
+
+
+def tiny_steps(seed, rise, cos):
+    """A run that barely moves (update/param ratio 1e-6) and drifts by ``rise`` of its first value."""
+    rng = np.random.default_rng(seed)
+    n = 200
+    t = np.arange(1, n + 1)
+    loss = 1.0 + rise * t / n + 0.001 * rng.standard_normal(n)
+    loss[0] = 1.0
+    return diagnose({"step": t, "loss": loss, "update_ratio": np.full(n, 1e-6),
+                     "cos_grad": cos + 0.01 * rng.standard_normal(n), "grad_norm": np.ones(n)})
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_lr_too_low_evidence_follows_the_sign_of_the_change(seed):
+    up = tiny_steps(seed, 0.016, 0.9)
+    assert up.code == "lr_too_low", str(up)
+    assert not any("fell only -" in e for e in up.evidence), up.evidence
+    assert any(re.search(r"the loss rose 1\.\d% in 200 steps", e) for e in up.evidence), up.evidence
+    down = tiny_steps(seed, -0.016, 0.9)
+    assert any(re.search(r"the loss fell only 1\.\d% in 200 steps", e) for e in down.evidence), down.evidence
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_keeps_its_direction_is_said_only_where_the_cosine_shows_it(seed):
+    weak = tiny_steps(seed, -0.016, 0.44)
+    assert weak.code == "lr_too_low", str(weak)
+    assert "keeps its direction" not in weak.cause, weak.cause
+    strong = tiny_steps(seed, -0.016, 0.9)
+    assert "keeps its direction" in strong.cause, strong.cause

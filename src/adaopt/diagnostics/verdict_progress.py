@@ -278,7 +278,9 @@ def stopped_without_direction(run: Run) -> Diagnosis | None:
             "columns to tell a minimum from a noise floor)"
         return Diagnosis(
             "CONVERGED", f"the loss stopped improving: {why}", "noise_floor",
-            evidence=t.stopped_evidence, advice=["to go lower: decay the lr or use larger batches"],
+            evidence=t.stopped_evidence, advice=[f"to go lower: larger batches, or more steps at the low lr "
+                                                 f"({run.decayed_words()})" if run.lr_decayed() else
+                                                 "to go lower: decay the lr or use larger batches"],
             steps=t.steps, signals=t.signals)
     return None
 

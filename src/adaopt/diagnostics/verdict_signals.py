@@ -73,6 +73,24 @@ class Run:
             return f"lr x {factor:g}: lr = {fmt(float(lr))} -> {fmt(float(lr) * factor)}"
         return f"lr x {factor:g}"
 
+    def lr_decayed(self):
+        """``(peak lr, its step, last lr, its step)`` when the recorded lr (the log's lr column, a
+        Monitor's summaries) fell below half its peak: a schedule already decayed it. Else None."""
+        steps, lr = self.h.series("lr")
+        keep = np.isfinite(lr) & (lr > 0)
+        steps, lr = steps[keep], lr[keep]
+        if len(lr) < 2:
+            return None
+        peak = int(np.argmax(lr))
+        if not lr[-1] < 0.5 * lr[peak]:
+            return None
+        return float(lr[peak]), int(steps[peak]), float(lr[-1]), int(steps[-1])
+
+    def decayed_words(self) -> str:
+        """"the lr was decayed from A (step a) to B" for the advice, or "" when it was not."""
+        d = self.lr_decayed()
+        return "" if d is None else f"the lr was already decayed from {fmt(d[0])} (step {d[1]}) to {fmt(d[2])}"
+
 
 #: Columns a user may record an optimizer's count of skipped steps in (``opt.skipped_steps``).
 SKIP_COLUMNS = ("skipped_steps", "skipped")
