@@ -156,3 +156,31 @@ def test_keeps_its_direction_is_said_only_where_the_cosine_shows_it(seed):
     assert "keeps its direction" not in weak.cause, weak.cause
     strong = tiny_steps(seed, -0.016, 0.9)
     assert "keeps its direction" in strong.cause, strong.cause
+
+
+# ---------------------------------------------------------------------- where to stop
+
+
+def overfit_log(seed, rise_from=600, every=50):
+    rng = np.random.default_rng(seed)
+    steps = np.arange(0, 1001, 10)
+    train = 2.0 * np.exp(-steps / 300) + 0.1 + 0.01 * rng.standard_normal(len(steps))
+    ev = 1.0 + np.where(steps > rise_from, (steps - rise_from) / 400 * 0.3, 0) + 0.01 * rng.standard_normal(len(steps))
+    ev = [e if s % every == 0 else None for s, e in zip(steps, ev)]
+    return diagnose({"step": steps, "loss": train, "eval_loss": ev})
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_overfitting_stops_at_the_end_of_a_flat_eval_loss_not_at_step_0(seed):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d = overfit_log(seed)
+    over = d.signals["overfitting"]
+    assert 400 <= over["best_step"] <= 650, over  # the eval loss is flat until 600, then rises
+    assert any(f"stop near step {over['best_step']}" in a for a in d.advice), d.advice
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_overfitting_stops_at_step_0_when_the_eval_loss_was_best_there(seed):
+    d = overfit_log(seed, rise_from=0)
+    assert d.signals["overfitting"]["best_step"] <= 100, d.signals["overfitting"]
