@@ -100,6 +100,7 @@ def replay_check(r: Result):
 def report(cases, out, cached: bool):
     rows, per_kind, agree, delays, healthy_alarms, twins = [], defaultdict(Counter), 0, defaultdict(list), [], []
     ok = total = all_right = 0
+    creeps = []  # (name, seed, delay, run length)
     for c in cases:
         verdicts, right = [], 0
         for s in SEEDS:
@@ -118,6 +119,8 @@ def report(cases, out, cached: bool):
             if c.alarm:
                 onset = r.onset if r.onset is not None else _best_window_end(r)
                 delays[c.kind].append(None if fired is None else fired - onset)
+                if c.kind == "lr_high_creep":
+                    creeps.append((c.name, s, None if fired is None else fired - onset, len(r.history)))
             if c.twin is not None:
                 t = out[(c.name, s, "twin")]
                 twins.append((c.name, s, r.final, t.final, twin_better(r, t, c.better)))
@@ -140,6 +143,12 @@ def report(cases, out, cached: bool):
         fired = [d for d in ds if d is not None]
         med = f"median {np.median(fired):.0f}, max {max(fired)}" if fired else "-"
         print(f"  {kind:18s} fired {len(fired)}/{len(ds)}; {med}")
+    if creeps:
+        within = sum(d is not None and d <= 0.1 * n for _, _, d, n in creeps)
+        print(f"creeps: delay as a share of the run length (the issue asks <= 10%): {within}/{len(creeps)} within")
+        for name, s, d, n in creeps:
+            print(f"    {name:34s} seed {s}: " + ("never fired" if d is None else
+                                                   f"{d:4d} logged steps after the best window, {d / n:5.1%} of {n}"))
     bad = [t for t in twins if not t[4]]
     print(f"twins (the advice applied) measurably better: {len(twins) - len(bad)}/{len(twins)}")
     for name, s, a, b, _ in bad:

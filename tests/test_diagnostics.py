@@ -250,6 +250,9 @@ SCENARIOS = [
     S("adam_rosenbrock_lr0.01_3000", diag("rosenbrock", adaopt.Adam, floor=True, lr=0.01, steps=3000), CONVERGING,
       HEALTHY_CODES),
     S("sgd_saddle_lr0.05", diag("saddle", adaopt.SGD, floor=True, lr=0.05), CONVERGING, HEALTHY_CODES),
+    # 3 steps: no trend, no noise level, no rate to judge
+    S("adam_quadratic_3_steps", diag("quadratic", adaopt.Adam, floor=True, lr=0.1, steps=3), "TOO_SHORT",
+      "too_short"),
 ]
 
 def _assert_spike_reported(d: Diagnosis):
@@ -844,7 +847,8 @@ def test_target_and_budget_make_slow_mean_out_of_reach():
 
 
 def test_verdict_and_alarm_lists():
-    assert VERDICTS == ("DIVERGING", "NONFINITE", "OSCILLATING", "STALLED", "SLOW", "CONVERGING", "CONVERGED")
+    assert VERDICTS == ("DIVERGING", "NONFINITE", "OSCILLATING", "STALLED", "SLOW", "CONVERGING", "CONVERGED",
+                        "TOO_SHORT")
     assert set(ALARMS) == {"DIVERGING", "NONFINITE"}
 
 
@@ -908,6 +912,29 @@ def test_check_fires_on_a_rise_from_the_best_window_not_only_from_the_first_loss
     for x in losses[:300]:
         quiet.push(float(x))
         assert quiet.rise() is None
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_check_tells_a_late_blow_up_within_20_steps_and_not_a_noisy_plateau(seed):
+    """The CUSUM half of the live check: a loss that jumps to 3x its plateau (noise 10%) is told
+    within 20 logged values of the jump, the plateau alone never (600 values)."""
+    from adaopt.diagnostics.verdict_watch import RiseWatch
+
+    rng = np.random.default_rng(seed)
+    base = np.maximum(2.3 * np.exp(-np.arange(600) / 30), 0.05)
+    plateau = base * np.exp(0.1 * rng.standard_normal(600))
+    quiet = RiseWatch()
+    for x in plateau:
+        quiet.push(float(x))
+        assert quiet.rise() is None
+    jump = plateau.copy()
+    jump[400:] *= np.linspace(1.5, 6.0, 200)  # from step 400 the lr jumped: the loss climbs away
+    watch, fired = RiseWatch(), None
+    for i, x in enumerate(jump):
+        watch.push(float(x))
+        if fired is None and watch.rise() is not None:
+            fired = i
+    assert fired is not None and 400 <= fired <= 420, fired
 
 
 def test_monitor_counts_zero_gradients_and_updates_that_round_away():

@@ -166,7 +166,8 @@ LOG_FORMATS = ("CSV/TSV/JSON Lines (mon.save, any script's); Lightning CSVLogger
     "loss_step, Value, ...); --loss, --step and --lr name others. An eval loss (eval_loss, val_loss) is its own "
     "evidence: a training loss falling while it rises is overfitting.",
     "Exit status: 0 when the run looks healthy or slow, 1 when it is DIVERGING, NONFINITE, STALLED or "
-    "OSCILLATING, or overfitting, 2 when the log cannot be read.")))
+    "OSCILLATING, or overfitting, 2 when the log cannot be read, 3 when it is too short to judge (TOO_SHORT: "
+    "fewer than 6 logged losses).")))
 def diagnose(
     log: Annotated[str, typer.Argument(help="a log file or folder (see the formats above)")],
     target: Annotated[Optional[float], typer.Option(help="a loss to reach")] = None,
@@ -215,6 +216,8 @@ def diagnose(
     typer.echo(json.dumps(found.to_dict(), indent=2) if as_json else str(found))
     if found.verdict in ("DIVERGING", "NONFINITE", "STALLED", "OSCILLATING") or "overfitting" in found.signals:
         raise typer.Exit(1)
+    if found.verdict == "TOO_SHORT":  # neither healthy (0) nor a failure (1): nothing to judge yet
+        raise typer.Exit(3)
 
 
 def _lr_option(lr: Optional[str]):

@@ -18,7 +18,10 @@ gives. It adds:
   straight trend does not move), ``Z`` = :data:`RISE_SIGMAS`, ``r`` = :data:`MIN_RISE`.
   The training loss fell over the same steps by the same test (its mean over the steps of
   the last window below its mean over those of the best). The verdict stays the training
-  run's (it says how the optimizer does); the note says where to stop.
+  run's (it says how the optimizer does); the note says where to stop: the eval loss's best,
+  robustly: of the windows whose mean is within 2 standard errors of the lowest, the last
+  (on a flat eval loss that then rises, the end of the flat part), and its lowest eval; step 0
+  only when the eval loss was best there.
 * what a log **without gradient columns** cannot give: the verdicts that rest on the
   gradient (a vanished gradient, reversing updates, the optimizer-state causes).
 * a logged **learning-rate schedule**: a warmup, a decay (its steps and values).
@@ -102,10 +105,20 @@ def overfitting(h):
     t_margin = RISE_SIGMAS * noise(train) * math.sqrt(1 / len(before) + 1 / len(after))
     if not after.mean() < before.mean() - t_margin:
         return None
-    best_step = int(steps[b + int(np.argmin(e[b:b + k]))])
+    best_step = _best_step(steps, e, means, k, margin / RISE_SIGMAS)
     return {"column": column, "best": best, "best_step": best_step, "last": last, "last_step": int(steps[-1]),
             "rise": last / best - 1 if best else math.inf, "train_best": float(before.mean()),
             "train_last": float(after.mean())}
+
+
+def _best_step(steps, e, means, k: int, se: float) -> int:
+    """Where to stop: the eval loss's best, robustly. Every window of ``k`` evals whose mean is
+    within 2 standard errors (``se``, of a difference of two window means) of the lowest is as good
+    as the best; of those, the last one (on a plateau that then rises, its end: the training went
+    on without the eval getting worse), and in it, its lowest eval."""
+    tied = np.flatnonzero(means <= means.min() + 2 * se)
+    j = int(tied[-1])
+    return int(steps[j + int(np.argmin(e[j:j + k]))])
 
 
 def _missing_notes(h) -> list[str]:

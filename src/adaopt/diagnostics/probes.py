@@ -215,7 +215,12 @@ class TorchProbe:
         state = next((v for v in self.opt.state.get(first, {}).values()
                       if self.torch.is_tensor(v) and v.shape == first.shape), None)
         state_dtype = str(state.dtype).replace("torch.", "") if state is not None else None
-        return _meta(self.family, hp, name, state_dtype, sum(p.numel() for p in self._params))
+        out = _meta(self.family, hp, name, state_dtype, sum(p.numel() for p in self._params))
+        on_nonfinite = getattr(self.opt, "on_nonfinite", None)  # adaopt.torch: skip/raise steps with a NaN
+        if on_nonfinite is not None:
+            out["on_nonfinite"] = on_nonfinite
+            out["skipped_steps"] = int(getattr(self.opt, "skipped_steps", 0))
+        return out
 
 
 class _SparseRows:

@@ -52,10 +52,10 @@ __all__ = [
     "ALARMS", "CHECKS", "VERDICTS", "Diagnosis", "as_history", "diagnose", "eps_underflows",
     "ADAGRAD_DROP", "ALTERNATING", "BETA2_STALE", "BOUNCE_PROGRESS", "CONSISTENT_COS", "CONVERGED_GAP",
     "DIVERGE_FACTOR", "EPS_DOMINANT", "GRAD_VANISHED", "GROWTH_BEFORE_OVERFLOW", "HEALTHY_UPDATE_RATIO",
-    "LITTLE_PROGRESS", "MIN_WINDOW", "PLATEAU", "RATE_COLLAPSE", "REVERSING_COS", "RISE_FROM_BEST",
+    "LITTLE_PROGRESS", "MIN_JUDGED", "MIN_WINDOW", "PLATEAU", "RATE_COLLAPSE", "REVERSING_COS", "RISE_FROM_BEST",
     "RISE_SIGNIFICANT", "STALL_IMPROVEMENT", "WINDOW"]
 
-VERDICTS = ("DIVERGING", "NONFINITE", "OSCILLATING", "STALLED", "SLOW", "CONVERGING", "CONVERGED")
+VERDICTS = ("DIVERGING", "NONFINITE", "OSCILLATING", "STALLED", "SLOW", "CONVERGING", "CONVERGED", "TOO_SHORT")
 #: The verdicts a live check (and ``stop_on``) reacts to.
 ALARMS = ("DIVERGING", "NONFINITE")
 
@@ -65,16 +65,18 @@ CHECKS = (
     alarms.overflow_after_growth,         # DIVERGING: the loss (or a norm) grew 10x, then overflowed
     alarms.eps_rounds_to_zero,            # NONFINITE: eps is 0 in the state dtype
     alarms.nonfinite_value,               # NONFINITE: the gradient, the update or the loss
+    alarms.skipping_every_step,           # NONFINITE: on_nonfinite='skip' skips most recent steps
     # 2. a loss that grew
     alarms.rose_above_start,              # DIVERGING: recent window > 1.5x the first value
     alarms.rose_above_best,               # DIVERGING: > 3x the best window's
     # 3. done, or nothing to judge
-    progress.too_short,                   # CONVERGING: fewer than two values
+    progress.too_short,                   # TOO_SHORT: fewer than MIN_JUDGED values
     progress.reached_target,              # CONVERGED
     progress.at_optimum,                  # CONVERGED: the gap shrank 1e6-fold
     progress.gradient_vanished,           # CONVERGED: the gradient is 1e-6 of its first size
     # blown up and never back, held back by the configuration, above its best, rising, bouncing
     progress.spike_not_recovered,         # DIVERGING: a 10x spike, never 10% below the start since
+    progress.blew_up_late,                # DIVERGING: a 10x spike in the recent window, not back to its best
     stuck.limited_by_configuration,       # STALLED/SLOW: bias correction off, updates round away, dead units
     progress.bouncing,                    # OSCILLATING: noisy gradients far from a known optimum
     stuck.above_its_best,                 # DIVERGING: significantly above its best window, not coming down
@@ -126,6 +128,8 @@ def diagnose(history, *, target=None, floor=None, baseline=None, budget=None, me
     for check in CHECKS:
         found = check(run)
         if found is not None:
+            if len(run.skipped) and found.code != "nonfinite_gradient":
+                found.evidence = found.evidence + alarms.skipped_note(run)
             return annotate(found, h)  # notes: overfitting, what the log cannot show, an lr schedule
     raise AssertionError("the last check, still_falling, always answers")
 

@@ -12,7 +12,8 @@ import numpy as np
 from .. import dtypes
 from .verdict_record import Diagnosis, fmt
 from .verdict_signals import Run, eps_underflows, growth_before
-from .verdict_thresholds import DIVERGE_FACTOR, HEALTHY_UPDATE_RATIO, RISE_FROM_BEST, RISE_SIGNIFICANT
+from .verdict_thresholds import (DIVERGE_FACTOR, HEALTHY_UPDATE_RATIO, MIN_WINDOW, RISE_FROM_BEST, RISE_SIGNIFICANT,
+                                 WINDOW)
 
 
 def _ratio_evidence(run: Run) -> list[str]:
@@ -74,7 +75,8 @@ def nonfinite_value(run: Run) -> Diagnosis | None:
         cause = f"the gradient at step {step} is non-finite while the parameters were finite"
         code, advice = "nonfinite_gradient", [
             f"look at the batch and the loss at step {step} (a log(0), a division by zero, an overflow)",
-            "skip such steps: adaopt.torch optimizers take on_nonfinite='skip'",
+            *([] if run.meta.get("on_nonfinite") else ["skip such steps: adaopt.torch optimizers take "
+                                                       "on_nonfinite='skip'"]),
             "clip gradients (torch.nn.utils.clip_grad_norm_)"]
     elif h.present("update_norm")[k] and not math.isfinite(h["update_norm"][k]):
         cause = f"the update at step {step} is non-finite although the gradient was finite"
@@ -87,6 +89,37 @@ def nonfinite_value(run: Run) -> Diagnosis | None:
                                           "log grad_norm too, to tell a bad gradient from a bad update"]
     return Diagnosis("NONFINITE", cause, code, evidence=[where], advice=advice, steps=(step, step),
                      signals={"first_nonfinite_step": step})
+
+
+def skipping_every_step(run: Run) -> Diagnosis | None:
+    """The optimizer skips steps with a non-finite gradient (on_nonfinite='skip'), and it skipped
+    at least half of the recent window: NONFINITE (the run no longer trains; skipping is already on)."""
+    if not len(run.skipped):
+        return None
+    h = run.h
+    recent = h.steps[-max(MIN_WINDOW, int(len(h) * WINDOW)):]
+    share = float(np.isin(recent, run.skipped).mean())
+    if share < 0.5:
+        return None
+    first = int(run.skipped[0])
+    return Diagnosis(
+        "NONFINITE", f"the gradient is non-finite on {share:.0%} of the recent steps: the optimizer skips them "
+        "(on_nonfinite='skip'), so the run no longer trains", "nonfinite_gradient",
+        evidence=[f"{len(run.skipped)} steps skipped, the first at step {first}",
+                  f"{share:.0%} of steps {int(recent[0])}-{int(recent[-1])} skipped"],
+        advice=[f"look at the batches and the loss from step {first} on (a log(0), a division by zero, an overflow)",
+                "clip gradients (torch.nn.utils.clip_grad_norm_), or lower the lr if the loss grew before"],
+        steps=(first, int(recent[-1])), signals={"skipped": len(run.skipped), "skipped_share": share})
+
+
+def skipped_note(run: Run) -> list[str]:
+    """The note a verdict gets when the optimizer skipped some steps (on_nonfinite='skip')."""
+    n = len(run.skipped)
+    if not n:
+        return []
+    shown = ", ".join(str(int(s)) for s in run.skipped[:5]) + (", ..." if n > 5 else "")
+    return [f"note: {n} step{'s' if n > 1 else ''} with a non-finite gradient {'were' if n > 1 else 'was'} skipped "
+            f"(on_nonfinite='skip': they changed nothing; steps {shown}); the verdict is on the others"]
 
 
 # ---------------------------------------------------------------------- a loss that grew

@@ -13,8 +13,8 @@ import numpy as np
 from .. import dtypes, registry
 from .verdict_record import Cause, fmt
 from .verdict_signals import Run
-from .verdict_thresholds import ADAGRAD_DROP, ADAGRAD_STALE, BETA2_STALE, EPS_DOMINANT, HEALTHY_UPDATE_RATIO
-
+from .verdict_thresholds import (ADAGRAD_DROP, ADAGRAD_STALE, BETA2_STALE, CONSISTENT_COS, EPS_DOMINANT,
+                                 HEALTHY_UPDATE_RATIO)
 
 
 def family_of(run: Run) -> registry.Family | None:
@@ -122,23 +122,35 @@ def crawl(run: Run) -> Cause:
         return Cause("ill-conditioning: the loss fell fast along steep directions and crawls along flat ones, "
                      "because one lr must suit the steepest curvature", "ill_conditioned", [],
                      advice + ["or a per-coordinate method: RMSprop or Adam"], {})
-    why = "although the gradient still points one way" if run.median("cos_grad") is not None else \
-        "(the log has no gradient columns to say why)"
+    cos = run.median("cos_grad")
+    why = "(the log has no gradient columns to say why)" if cos is None else \
+        "although the gradient still points one way" if cos >= CONSISTENT_COS else \
+        f"(successive gradients have a median cosine of {cos:.2f}: too little direction to say why)"
     return Cause(f"progress slowed to a crawl {why}", "crawl", [],
                  [run.lr_advice(3), "or a schedule with warm restarts"], {})
+
+
+def moved(run: Run, total: float) -> str:
+    """How far the run moved from its first value, in words that follow the sign of ``total``
+    (the share of the first gap removed): "fell only 1.6%", "rose 1.6%", "did not move"."""
+    if total > 0:
+        return f"the {run.quantity} fell only {total:.1%} in {run.n_steps} steps"
+    if total < 0:
+        return f"the {run.quantity} rose {-total:.1%} in {run.n_steps} steps instead of falling"
+    return f"the {run.quantity} did not move in {run.n_steps} steps"
 
 
 def lr_too_low(run: Run, total: float) -> Cause:
     """Steps too small for the gradient they follow; the advice sizes the lr from the update/param ratio."""
     ratio = run.median("update_ratio")
     cos_grad = run.median("cos_grad")
-    evidence = [f"the {run.quantity} fell only {total:.1%} in {run.n_steps} steps"]
+    evidence = [moved(run, total)]
     factor = 10.0
     if ratio is not None and ratio > 0:
         evidence.append(f"update/parameter ratio {fmt(ratio)} (healthy runs sit near {HEALTHY_UPDATE_RATIO:g})")
         factor = float(min(1000.0, max(10.0, 10 ** round(math.log10(HEALTHY_UPDATE_RATIO / ratio)))))
     why = "the gradient keeps its direction but the steps are too small to follow it" \
-        if cos_grad is not None else "the steps are too small"
+        if cos_grad is not None and cos_grad >= CONSISTENT_COS else "the steps are too small"
     return Cause(f"lr too low: {why}", "lr_too_low", evidence,
                  [run.lr_advice(factor), "or find it: adaopt lr-find"], {"suggested_lr_factor": factor})
 
@@ -151,4 +163,7 @@ def oscillation(run: Run, reversing: bool, total: float) -> Cause:
     else:
         cause = (f"the {run.quantity} bounces at a floor only {total:.0%} of the way from its start to the "
                  "optimum while the gradients are mostly noise: at this lr the steps are too large to settle")
-    return Cause(cause, "oscillation", [], [run.lr_advice(0.3), "or decay the lr (cosine, or 1/sqrt(t))"], {})
+    decayed = run.decayed_words()
+    advice = [run.lr_advice(0.3) + (f" ({decayed}, not enough to settle)" if decayed else ""),
+              *([] if decayed else ["or decay the lr (cosine, or 1/sqrt(t))"])]
+    return Cause(cause, "oscillation", [], advice, {})

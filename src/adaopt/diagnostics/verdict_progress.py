@@ -8,6 +8,7 @@ windows) and ``t.slow`` (it falls, too slowly) each open a run of checks that en
 
 from __future__ import annotations
 
+import math
 from functools import cached_property
 
 import numpy as np
@@ -15,8 +16,9 @@ import numpy as np
 from .verdict_causes import crawl, lr_too_low, oscillation, state_cause
 from .verdict_record import Diagnosis, fmt, with_cause
 from .verdict_signals import Run, early_spike, noise, rate_collapse, reversing, too_slow
-from .verdict_thresholds import (BOUNCE_PROGRESS, CONSISTENT_COS, CONVERGED_GAP, GRAD_VANISHED, LITTLE_PROGRESS,
-                                 MIN_WINDOW, PLATEAU, RATE_COLLAPSE, RISE_SIGNIFICANT, STALL_IMPROVEMENT)
+from .verdict_thresholds import (BOUNCE_PROGRESS, CONSISTENT_COS, CONVERGED_GAP, GRAD_VANISHED, GROWTH_BEFORE_OVERFLOW,
+                                 LITTLE_PROGRESS, MIN_JUDGED, MIN_WINDOW, PLATEAU, RATE_COLLAPSE, RISE_FROM_BEST,
+                                 RISE_SIGNIFICANT, STALL_IMPROVEMENT)
 
 
 class Trend:
@@ -128,12 +130,21 @@ class Trend:
 
 
 def too_short(run: Run) -> Diagnosis | None:
-    """Fewer than two finite values: CONVERGING, with nothing to judge."""
+    """Fewer than ``MIN_JUDGED`` (6) finite values: TOO_SHORT. The verdicts compare the medians
+    of two windows, and a window of 3 is the shortest whose median ignores a single spike; 2 or 3
+    rows would get a confident verdict from nothing (the alarms, before, still fire on a
+    non-finite value or a loss 1.5x its first)."""
     n = len(run.gap)
-    if n >= 2:
+    if n >= MIN_JUDGED:
         return None
-    return Diagnosis("CONVERGING", f"too few steps to judge ({n} with a {run.quantity})", "too_short",
-                     steps=(int(run.steps[0]), int(run.steps[-1])) if n else None)
+    return Diagnosis(
+        "TOO_SHORT", f"too short to judge: {n} logged value{'s' if n != 1 else ''} of the {run.quantity}; the "
+        f"verdicts compare two windows of at least 3, so they need {MIN_JUDGED}", "too_short",
+        evidence=[f"{n} finite {run.quantity} value{'s' if n != 1 else ''}" +
+                  (f" (steps {int(run.steps[0])}-{int(run.steps[-1])})" if n else "")],
+        advice=[f"log the {run.quantity} at every step (or more often), or diagnose again after "
+                f"{MIN_JUDGED - n} more logged values"],
+        steps=(int(run.steps[0]), int(run.steps[-1])) if n else None, signals={"logged": n})
 
 
 def _converged(t: Trend, cause: str, code: str) -> Diagnosis:
@@ -195,6 +206,38 @@ def spike_not_recovered(run: Run) -> Diagnosis | None:
         signals={**t.signals, "spike": factor})
 
 
+def blew_up_late(run: Run) -> Diagnosis | None:
+    """A 10x spike inside the recent window (the first of the run), after which the loss sits 3x
+    above its best window before the spike (by 5% of the first value): DIVERGING. The windows' medians hide it (a
+    recent window of 80 steps ends with 10 at 1e19 and 10 at chance), and so does its spread,
+    which the blow-up inflates; the level it came back to does not."""
+    gap, w = run.gap, run.w
+    if len(gap) < 2 * w or not gap[0] > 0 or Trend.of(run).spike is not None:
+        return None  # (a run that spiked 10x before as well bounces: its spikes are its regime)
+    high = np.flatnonzero(gap[-w:] >= GROWTH_BEFORE_OVERFLOW * gap[0])
+    if not len(high):
+        return None
+    first, last = len(gap) - w + int(high[0]), len(gap) - w + int(high[-1])
+    after = gap[last + 1:]
+    b = max(MIN_WINDOW, w // 2)
+    k = first // b
+    if len(after) < MIN_WINDOW or k < 2:
+        return None
+    best = float(np.median(gap[first - k * b:first].reshape(k, b), axis=1).min())
+    level = float(np.median(after))
+    if not (level > RISE_FROM_BEST * best and level - best > RISE_SIGNIFICANT * gap[0]):
+        return None
+    t, at = Trend.of(run), int(run.steps[first])
+    return Diagnosis(
+        "DIVERGING", f"the learning rate is too high: the {run.quantity} blew up at step {at} "
+        f"({float(gap[first:last + 1].max() / gap[0]):.3g}x its first value) and came back only to "
+        f"{level / best if best > 0 else math.inf:.3g}x the best it had reached", "lr_too_high",
+        evidence=t.evidence + [f"best {b}-step window before step {at}: median {fmt(best + run.floor)}; the "
+                               f"{len(after)} steps after the blow-up: median {fmt(level + run.floor)}"],
+        advice=[run.lr_advice(0.1), "or clip gradients; roll back to a checkpoint from before step " f"{at}"],
+        steps=(at, t.steps[1]), signals={**t.signals, "best": best + run.floor, "after": level + run.floor})
+
+
 def rising(run: Run) -> Diagnosis | None:
     """5% above the first value and not coming down (too slow a climb for the checks above): DIVERGING."""
     t = Trend.of(run)
@@ -235,7 +278,9 @@ def stopped_without_direction(run: Run) -> Diagnosis | None:
             "columns to tell a minimum from a noise floor)"
         return Diagnosis(
             "CONVERGED", f"the loss stopped improving: {why}", "noise_floor",
-            evidence=t.stopped_evidence, advice=["to go lower: decay the lr or use larger batches"],
+            evidence=t.stopped_evidence, advice=[f"to go lower: larger batches, or more steps at the low lr "
+                                                 f"({run.decayed_words()})" if run.lr_decayed() else
+                                                 "to go lower: decay the lr or use larger batches"],
             steps=t.steps, signals=t.signals)
     return None
 

@@ -24,7 +24,12 @@ class Run:
         name = "loss" if h.has("loss") else "grad_norm"
         self.quantity = "loss" if name == "loss" else "gradient norm"
         steps, values = h.series(name)
-        self.bad = first_bad(h)
+        skipped = skipped_rows(h, meta)
+        self.skipped = h.steps[skipped]  # steps the optimizer skipped (on_nonfinite='skip'): they changed nothing
+        if skipped.any():
+            keep = ~np.isin(steps, self.skipped)
+            steps, values = steps[keep], values[keep]
+        self.bad = first_bad(h, meta)
         if self.bad is not None:  # the verdict on the finite part, before the first bad row
             keep = steps < h.steps[self.bad]
             steps, values = steps[keep], values[keep]
@@ -68,13 +73,59 @@ class Run:
             return f"lr x {factor:g}: lr = {fmt(float(lr))} -> {fmt(float(lr) * factor)}"
         return f"lr x {factor:g}"
 
+    def lr_decayed(self):
+        """``(peak lr, its step, last lr, its step)`` when the recorded lr (the log's lr column, a
+        Monitor's summaries) fell below half its peak: a schedule already decayed it. Else None."""
+        steps, lr = self.h.series("lr")
+        keep = np.isfinite(lr) & (lr > 0)
+        steps, lr = steps[keep], lr[keep]
+        if len(lr) < 2:
+            return None
+        peak = int(np.argmax(lr))
+        if not lr[-1] < 0.5 * lr[peak]:
+            return None
+        return float(lr[peak]), int(steps[peak]), float(lr[-1]), int(steps[-1])
 
-def first_bad(h: History):
-    """The index of the first row with a non-finite loss or norm (or a nonzero ``nonfinite``), or None."""
+    def decayed_words(self) -> str:
+        """"the lr was decayed from A (step a) to B" for the advice, or "" when it was not."""
+        d = self.lr_decayed()
+        return "" if d is None else f"the lr was already decayed from {fmt(d[0])} (step {d[1]}) to {fmt(d[2])}"
+
+
+#: Columns a user may record an optimizer's count of skipped steps in (``opt.skipped_steps``).
+SKIP_COLUMNS = ("skipped_steps", "skipped")
+
+
+def _bad_rows(h: History) -> np.ndarray:
     bad = np.zeros(len(h), bool)
     for name in ("loss", "grad_norm", "update_norm", "param_norm"):
         bad |= h.present(name) & ~np.isfinite(h[name])
     bad |= h.present("nonfinite") & (np.nan_to_num(h["nonfinite"], nan=1.0) > 0)
+    return bad
+
+
+def skips(h: History, meta: dict | None = None) -> bool:
+    """Whether the run skips steps with a non-finite gradient: ``on_nonfinite='skip'`` in its meta
+    (a Monitor records it), or a column of skipped steps (``mon.log(skipped=opt.skipped_steps)``)."""
+    meta = h.meta if meta is None else meta
+    return meta.get("on_nonfinite") == "skip" or any(h.has(c) for c in SKIP_COLUMNS)
+
+
+def skipped_rows(h: History, meta: dict | None = None) -> np.ndarray:
+    """The rows of steps the optimizer skipped (a mask): when it :func:`skips`, a row with a
+    non-finite value whose update is 0 (or not logged) and whose parameters are finite (or not
+    logged): the step changed nothing."""
+    if not skips(h, meta):
+        return np.zeros(len(h), bool)
+    unchanged = ~h.present("update_norm") | (np.nan_to_num(h["update_norm"], nan=1.0) == 0)
+    finite = ~h.present("param_norm") | np.isfinite(h["param_norm"])
+    return _bad_rows(h) & unchanged & finite
+
+
+def first_bad(h: History, meta: dict | None = None):
+    """The index of the first row with a non-finite loss or norm (or a nonzero ``nonfinite``), or
+    None; the steps an optimizer skipped (:func:`skipped_rows`) are not counted."""
+    bad = _bad_rows(h) & ~skipped_rows(h, meta)
     return int(np.argmax(bad)) if bad.any() else None
 
 

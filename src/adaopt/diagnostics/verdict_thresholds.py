@@ -2,6 +2,7 @@
 
 WINDOW = 0.2  # the recent window: the last fifth of the run ...
 MIN_WINDOW = 5  # ... and at least this many logged steps
+MIN_JUDGED = 6  # fewer finite losses than this (two windows of 3, whose medians ignore one spike): TOO_SHORT
 DIVERGE_FACTOR = 1.5  # recent loss above this multiple of the first loss: diverging
 RISE_FROM_BEST = 3.0  # ... or above this multiple of its best window's median,
 RISE_SIGNIFICANT = 0.05  # ... by more than this share of the first loss
@@ -28,3 +29,8 @@ LOST_SHARE = 0.5  # share of updates (nonzero gradient) that left the parameter 
 BIAS_INFLATION = 2.0  # without bias correction, 1/sqrt(1 - beta2^t) above this at the last step: the cause
 WATCH_WINDOW = 20  # logged losses in the live check's recent window (its blocks are as long)
 ADAGRAD_STALE = 0.1  # AdaGrad's median t g^2 / G at or below which its accumulator holds the step down
+CUSUM_K = 1.0  # the live check's CUSUM: drift per value, in noise units (it reacts to shifts above 1 sigma) ...
+CUSUM_H = 15.0  # ... and the sum that fires (2x the largest, 7.5, any healthy run of the corpus reached)
+CUSUM_CLIP = 3.0  # ... a value adds at most this many sigma (a single spike is no sustained rise)
+CUSUM_EPS = 0.01  # ... on log(loss + this share of the first loss): the noise of a loss scales with it
+CUSUM_RECENT = 10  # ... and the median of the last this many values must be RISE_MIN_SHARE above the best

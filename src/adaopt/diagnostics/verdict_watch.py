@@ -8,6 +8,12 @@ the best block that ended before them, by the test of :mod:`~adaopt.diagnostics.
 passes the threshold once about 10 of them are above it: a blow-up is told within 20 logged
 steps of its onset, and a creep once it is clearly out of the noise, not only when it passes
 1.5x the first loss.
+
+Beside it, a sequential test: Page's one-sided CUSUM of the log loss's residuals against the
+best block, each standardised by the noise of one value (:meth:`RiseWatch._page`), which adds up
+a sustained shift value by value instead of waiting for a block's median to move. Its drift
+``CUSUM_K``, threshold ``CUSUM_H`` and clip ``CUSUM_CLIP`` are calibrated on the corpus's
+healthy runs (docs/diagnostics.md).
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ import numpy as np
 
 from .verdict_noise import MEDIAN_SE, between, sigma
 from .verdict_record import Diagnosis, fmt
-from .verdict_thresholds import RISE_MIN_SHARE, RISE_Z, WATCH_WINDOW
+from .verdict_thresholds import (CUSUM_CLIP, CUSUM_EPS, CUSUM_H, CUSUM_K, CUSUM_RECENT, RISE_MIN_SHARE, RISE_Z,
+                                 WATCH_WINDOW)
 
 
 class RiseWatch:
@@ -31,23 +38,45 @@ class RiseWatch:
         self.closed = []  # per closed block: (median, sigma, first index, last index)
         self.best = None  # the best block among those that ended a window before the last value
         self._eligible = 0  # blocks already considered for best
+        self._log_closed = []  # per closed block: (median, sigma) of log(value + eps)
+        self._best_log = None  # the best block's (median, sigma) in logs
+        self.cusum = 0.0  # Page's one-sided CUSUM of the log residuals against the best block
+
+    def _log(self, value: float) -> float:
+        return math.log(max(value, 0.0) + CUSUM_EPS * abs(self.values[0]))
 
     def push(self, value: float) -> None:
         if not math.isfinite(value):
             return
         self.values.append(value)
         n, w = len(self.values), self.w
-        if n % w:
-            if self._eligible == len(self.closed) or self.closed[self._eligible][3] >= n - w:
-                return  # nothing new to close or to consider (most calls)
-        else:
+        if n % w == 0:
             block = np.frombuffer(self.values, dtype=np.float64)[n - w:]
             self.closed.append((float(np.median(block)), sigma(block), n - w, n - 1))
+            logs = np.log(np.maximum(block, 0.0) + CUSUM_EPS * abs(self.values[0]))
+            self._log_closed.append((float(np.median(logs)), sigma(logs)))
         while self._eligible < len(self.closed) and self.closed[self._eligible][3] < n - w:
             b = self.closed[self._eligible]
             if self.best is None or b[0] < self.best[0]:
-                self.best = b
+                self.best, self._best_log, self.cusum = b, self._log_closed[self._eligible], 0.0
             self._eligible += 1
+        self._page(value)
+
+    def _page(self, value: float) -> None:
+        """One step of the CUSUM: ``S = max(0, S + min(z, CUSUM_CLIP) - CUSUM_K)``, z the log of
+        the value less the best block's median log (clipped to +-CUSUM_CLIP), over the noise of one value in logs (the best
+        block's, or the spread between blocks' medians scaled to one value, whichever is larger)."""
+        if self._best_log is None or len(self.values) < 3 * self.w:
+            return
+        m, s_best = self._best_log
+        if getattr(self, "_between_log_at", -1) != len(self._log_closed):
+            self._between_log_at = len(self._log_closed)
+            medians = [b[0] for b in self._log_closed[:-1]]
+            self._between_log = between(medians) * math.sqrt(self.w) / (MEDIAN_SE * math.sqrt(2)) \
+                if len(medians) > 4 else 0.0
+        tau = max(s_best, self._between_log, 1e-3)
+        z = max(-CUSUM_CLIP, min((self._log(value) - m) / tau, CUSUM_CLIP))
+        self.cusum = max(0.0, self.cusum + z - CUSUM_K)
 
     def _between(self) -> float:
         """:func:`~adaopt.diagnostics.verdict_noise.between` of the closed blocks (cached per block)."""
@@ -62,6 +91,10 @@ class RiseWatch:
             return None
         best = self.best
         scale = max(abs(best[0]), 0.01 * abs(self.values[0]))
+        if self.cusum > CUSUM_H:  # the sequential test: a sustained shift of the log loss
+            med = float(np.median(self.values[-CUSUM_RECENT:]))
+            if med - best[0] > RISE_MIN_SHARE * scale:
+                return med, best, None
         # a cheap gate first (a check runs every step): the median can pass the bar only when
         # half the window is above it
         bar = best[0] + RISE_MIN_SHARE * scale
@@ -87,8 +120,13 @@ def rise_diagnosis(found, steps_of, lr) -> Diagnosis:
         f"and stays there" if best > 0 else "the learning rate is too high: the loss rose above its best window",
         "lr_too_high",
         evidence=[f"median of the last {WATCH_WINDOW} logged losses {fmt(med)}; best window {fmt(best)} "
-                  f"(steps {a}-{b}); the rise is {(med - best) / se if se > 0 else math.inf:.3g} standard errors"],
-        advice=advice, steps=(a, steps_of(-1)), signals={"recent": med, "best": best, "rise_se": se})
+                  f"(steps {a}-{b}); the rise is {(med - best) / se if se > 0 else math.inf:.3g} standard errors"
+                  if se is not None else
+                  f"median of the last {CUSUM_RECENT} logged losses {fmt(med)}; best window {fmt(best)} (steps "
+                  f"{a}-{b}); the losses since have sat above it, in logs, by more than the noise for long "
+                  f"enough (a one-sided CUSUM past {CUSUM_H:g})"],
+        advice=advice, steps=(a, steps_of(-1)), signals={"recent": med, "best": best, "rise_se": se,
+                                                         "test": "block" if se is not None else "cusum"})
 
 
 def first_alarm(history) -> int | None:

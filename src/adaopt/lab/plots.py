@@ -45,6 +45,7 @@ _VERDICT_STYLE = {
     "SLOW": ("#fff2b3", "slow"),
     "CONVERGING": ("#b6d7a8", "converging"),
     "CONVERGED": ("#6aa84f", "converged"),
+    "TOO_SHORT": ("#d9d9d9", "too short"),
 }
 
 

@@ -1,0 +1,186 @@
+"""What a new user found (issue 13): skipped non-finite steps, logs too short to judge, decay advice
+after a decayed lr, wording that follows the sign, direction claimed only where the cosine shows
+one, and where overfitting says to stop. Each verdict asserted holds over several seeds."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from adaopt.cli.app import app
+from adaopt.diagnostics import VERDICTS, Monitor, diagnose
+
+HEALTHY = {"CONVERGING", "CONVERGED"}
+SEEDS = (0, 1, 2)
+
+
+# ---------------------------------------------------------------------- on_nonfinite='skip'
+
+
+def skipping_run(seed, nan_steps, steps=300, record=True):
+    """A torch regression under adaopt.torch Adam with on_nonfinite='skip'; a NaN in the batch at
+    ``nan_steps`` makes those gradients non-finite (the optimizer skips them)."""
+    torch = pytest.importorskip("torch")
+    import adaopt.torch as at
+
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(256, 10, generator=g)
+    Y = X @ torch.randn(10, 1, generator=g) + 0.1 * torch.randn(256, 1, generator=g)
+    torch.manual_seed(seed)
+    model = torch.nn.Linear(10, 1)
+    opt = at.Adam(model.parameters(), lr=1e-2, on_nonfinite="skip")
+    mon = Monitor(opt)
+    for t in range(steps):
+        x, y = X[torch.randint(0, 256, (32,), generator=g)], Y[torch.randint(0, 256, (32,), generator=g)]
+        if t in nan_steps:
+            x = x.clone()
+            x[0, 0] = float("nan")
+        loss = ((model(x) - y) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if record:
+            mon.log(loss, skipped=opt.skipped_steps)
+        else:
+            mon.log(loss)
+    return mon, opt
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_few_skipped_steps_get_the_training_verdict_and_a_note(seed):
+    mon, opt = skipping_run(seed, {50, 120, 121})
+    assert opt.skipped_steps == 3 and mon.meta["on_nonfinite"] == "skip"
+    d = mon.diagnose()
+    assert d.verdict in HEALTHY, str(d)
+    assert not any("on_nonfinite='skip'" in a for a in d.advice), d.advice  # already set
+    assert any("3 steps with a non-finite gradient were skipped" in e for e in d.evidence), d.evidence
+    assert mon.check() is None
+
+
+def test_skipped_steps_recorded_in_a_log_without_meta_are_read_from_the_column(tmp_path):
+    mon, _ = skipping_run(0, {50, 120})
+    h = mon.history
+    h.meta.clear()  # a plain CSV: only the skipped column says so
+    path = tmp_path / "run.csv"
+    h.save(path)
+    d = diagnose(path)
+    assert d.verdict in HEALTHY, str(d)
+
+
+def test_a_run_that_skips_every_step_is_nonfinite_without_advising_skip():
+    mon, _ = skipping_run(0, set(range(200, 300)))
+    d = mon.diagnose()
+    assert (d.verdict, d.code) == ("NONFINITE", "nonfinite_gradient"), str(d)
+    assert not any("on_nonfinite='skip'" in a and "take" in a for a in d.advice), d.advice
+    assert "skips them" in d.cause
+
+
+# ---------------------------------------------------------------------- too short to judge
+
+
+@pytest.mark.parametrize("loss", [[2.0, 1.0], [3.0, 2.0, 1.0], [1.0, 1.1, 0.9], [5.0, 4.0, 3.0, 2.9, 2.8]])
+def test_a_log_of_a_few_rows_is_too_short_to_judge(loss):
+    d = diagnose({"step": list(range(1, len(loss) + 1)), "loss": loss})
+    assert (d.verdict, d.code) == ("TOO_SHORT", "too_short"), str(d)
+    assert "TOO_SHORT" in VERDICTS
+    assert "too short to judge" in d.cause and d.advice
+
+
+def test_a_few_rows_with_a_nan_are_still_nonfinite():
+    d = diagnose({"step": [1, 2, 3], "loss": [2.0, 1.0, float("nan")]})
+    assert d.verdict == "NONFINITE", str(d)
+
+
+def test_cli_exits_3_on_a_log_too_short_to_judge(tmp_path):
+    path = tmp_path / "short.csv"
+    path.write_text("step,loss\n1,3.0\n2,2.0\n3,1.0\n")
+    result = CliRunner().invoke(app, ["diagnose", str(path)])
+    assert result.exit_code == 3, result.output
+    assert "TOO_SHORT" in result.output
+
+
+# ---------------------------------------------------------------------- the advice reads the run
+
+
+def plateau(seed, n=300, lr=None):
+    """A loss that fell and then sits at a noise floor, with cosines of noise; ``lr`` a column."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(1, n + 1)
+    loss = 0.3 + 2.0 * np.exp(-t / 20) + 0.02 * rng.standard_normal(n)
+    cols = {"step": t, "loss": loss, "cos_grad": 0.05 * rng.standard_normal(n), "grad_norm": 1 + 0 * loss}
+    if lr is not None:
+        cols["lr"] = lr
+    return cols
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_decay_is_not_advised_after_the_lr_was_decayed(seed):
+    n = 300
+    plain = diagnose(plateau(seed))
+    assert plain.code == "noise_floor" and any("decay the lr" in a for a in plain.advice), str(plain)
+    decayed = diagnose(plateau(seed, lr=np.where(np.arange(n) < 150, 1e-2, 1e-3)))
+    assert decayed.code == "noise_floor", str(decayed)
+    assert not any("decay the lr" in a for a in decayed.advice), decayed.advice
+    assert any("already decayed from 0.01" in a for a in decayed.advice), decayed.advice
+
+
+def tiny_steps(seed, rise, cos):
+    """A run that barely moves (update/param ratio 1e-6) and drifts by ``rise`` of its first value."""
+    rng = np.random.default_rng(seed)
+    n = 200
+    t = np.arange(1, n + 1)
+    loss = 1.0 + rise * t / n + 0.001 * rng.standard_normal(n)
+    loss[0] = 1.0
+    return diagnose({"step": t, "loss": loss, "update_ratio": np.full(n, 1e-6),
+                     "cos_grad": cos + 0.01 * rng.standard_normal(n), "grad_norm": np.ones(n)})
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_lr_too_low_evidence_follows_the_sign_of_the_change(seed):
+    up = tiny_steps(seed, 0.016, 0.9)
+    assert up.code == "lr_too_low", str(up)
+    assert not any("fell only -" in e for e in up.evidence), up.evidence
+    assert any(re.search(r"the loss rose 1\.\d% in 200 steps", e) for e in up.evidence), up.evidence
+    down = tiny_steps(seed, -0.016, 0.9)
+    assert any(re.search(r"the loss fell only 1\.\d% in 200 steps", e) for e in down.evidence), down.evidence
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_keeps_its_direction_is_said_only_where_the_cosine_shows_it(seed):
+    weak = tiny_steps(seed, -0.016, 0.44)
+    assert weak.code == "lr_too_low", str(weak)
+    assert "keeps its direction" not in weak.cause, weak.cause
+    strong = tiny_steps(seed, -0.016, 0.9)
+    assert "keeps its direction" in strong.cause, strong.cause
+
+
+# ---------------------------------------------------------------------- where to stop
+
+
+def overfit_log(seed, rise_from=600, every=50):
+    rng = np.random.default_rng(seed)
+    steps = np.arange(0, 1001, 10)
+    train = 2.0 * np.exp(-steps / 300) + 0.1 + 0.01 * rng.standard_normal(len(steps))
+    ev = 1.0 + np.where(steps > rise_from, (steps - rise_from) / 400 * 0.3, 0) + 0.01 * rng.standard_normal(len(steps))
+    ev = [e if s % every == 0 else None for s, e in zip(steps, ev)]
+    return diagnose({"step": steps, "loss": train, "eval_loss": ev})
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_overfitting_stops_at_the_end_of_a_flat_eval_loss_not_at_step_0(seed):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d = overfit_log(seed)
+    over = d.signals["overfitting"]
+    assert 400 <= over["best_step"] <= 650, over  # the eval loss is flat until 600, then rises
+    assert any(f"stop near step {over['best_step']}" in a for a in d.advice), d.advice
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_overfitting_stops_at_step_0_when_the_eval_loss_was_best_there(seed):
+    d = overfit_log(seed, rise_from=0)
+    assert d.signals["overfitting"]["best_step"] <= 100, d.signals["overfitting"]
