@@ -14,6 +14,10 @@ Three ways, chosen per parameter group:
         y = \Delta_t + c_{t-1}, \qquad p_t = \mathrm{round}(p_{t-1} + y), \qquad
         c_t = y - (p_t - p_{t-1})
 
+    In bfloat16, :math:`c_t` is stored truncated (toward zero), not rounded: its own
+    error, one bfloat16 ulp of a residual already under half an ulp of :math:`p`, is
+    immaterial, and truncation is one instruction of the fused kernel against seven.
+
 ``stochastic_rounding=True`` (bfloat16)
     round up or down at random, with odds set by the distance, so the rounding is
     right on average: :math:`E[\mathrm{round}(x)] = x`. The random bits are a hash of
@@ -35,6 +39,8 @@ from __future__ import annotations
 import zlib
 
 import numpy as np
+
+from . import dtypes
 
 #: SplitMix64's constants, for the per-step seed.
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -93,6 +99,14 @@ def stochastic_bf16(x: np.ndarray, key: int, step: int, index: np.ndarray | None
     return np.where(np.isnan(x), np.uint32(0x7FC00000), out)  # NaN stays a (quiet) NaN
 
 
+def truncate_bf16(x: np.ndarray) -> np.ndarray:
+    """float32 ``x`` as bfloat16, rounded toward zero (the high half of its bits)."""
+    import ml_dtypes
+
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32) >> np.uint32(16)
+    return bits.astype(np.uint16).view(ml_dtypes.bfloat16)
+
+
 def to_param_dtype(new_p: np.ndarray, old_p: np.ndarray, out_state: dict, hp: dict, cdtype, *,
                    key: int = 0, step: int = 1, index: np.ndarray | None = None) -> np.ndarray:
     """Store ``new_p`` (compute dtype) in ``old_p``'s dtype, by the group's rounding option.
@@ -106,7 +120,9 @@ def to_param_dtype(new_p: np.ndarray, old_p: np.ndarray, out_state: dict, hp: di
         old = old_p.astype(cdtype)
         y = (new_p - old) + out_state["kahan_comp"].astype(cdtype)  # this update and what was lost
         rounded = (old + y).astype(p_dtype)
-        out_state["kahan_comp"] = (y - (rounded.astype(cdtype) - old)).astype(p_dtype)
+        comp = y - (rounded.astype(cdtype) - old)
+        out_state["kahan_comp"] = truncate_bf16(comp) if dtypes.dtype_name(p_dtype) == "bfloat16" \
+            else comp.astype(p_dtype)
         return rounded
     if low and hp.get("stochastic_rounding"):
         bits = stochastic_bf16(new_p, key, step, index)

@@ -98,6 +98,18 @@ def f32_to_bf16(typingctx, x):
 
 
 @intrinsic
+def trunc_bf16(typingctx, x):
+    """float32 to bfloat16 bits rounded toward zero: the high half (NaN stays NaN)."""
+    sig = types.uint16(types.float32)
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        return builder.trunc(builder.lshr(builder.bitcast(args[0], i32), ir.Constant(i32, 16)), ir.IntType(16))
+
+    return sig, codegen
+
+
+@intrinsic
 def mul32(typingctx, a, b):
     """``a * b`` mod 2**32 on uint32."""
     sig = types.uint32(types.uint32, types.uint32)

@@ -23,6 +23,8 @@ A :class:`Layout` says how a bucket's numbers are stored and rounded:
           y = (x - p_{t-1}) + c_{t-1}, \quad p_t = \mathrm{rn}(p_{t-1} + y), \quad
           c_t = \mathrm{rn}(y - (p_t - p_{t-1}))
 
+      (for bfloat16, :math:`c_t` truncated toward zero instead, as :mod:`adaopt.rounding` does)
+
     * ``"stochastic"`` (bfloat16): :math:`p_t` = the bits of :math:`x` plus 16 random bits,
       truncated (:func:`.lowp.sr_bf16`). The table's column holds the parameter's seed for
       this step (:func:`adaopt.rounding.seeds`, an integer, not an address), so element
@@ -98,10 +100,11 @@ def _parameter_tail(lay: Layout, x: str) -> list[str]:
     if lay.rounding == "kahan":
         c, kind = lay.compute, lay.p_kind
         rounded = load(kind, c, "r_")
+        comp = "trunc_bf16" if kind == "bfloat16" else _HALF[kind][1]  # rounding.py: bf16's truncated
         return [f"y_ = (np.{c}({x}) - p_) + {load(kind, c, 'c[i]')}",
                 f"r_ = {store(kind, 'p_ + y_')}",
                 "p[i] = r_",
-                f"c[i] = {store(kind, f'y_ - ({rounded} - p_)')}"]
+                f"c[i] = {comp}(np.float32(y_ - ({rounded} - p_)))"]
     if lay.rounding == "stochastic":
         return [f"p[i] = sr_bf16(np.float32({x}), i, sb)"]
     return [f"p[i] = {store(lay.p_kind, x)}"]
@@ -133,7 +136,8 @@ def _head(program, lay: Layout, parallel: bool) -> list[str]:
         f"# adaopt kernel; helpers {helpers_digest()}",
         "import numpy as np",
         "import numba",
-        "from adaopt.kernels.lowp import f16_to_f32, f32_to_f16, bf16_to_f32, f32_to_bf16, sr_bf16, GOLDEN32, mul32",
+        "from adaopt.kernels.lowp import f16_to_f32, f32_to_f16, bf16_to_f32, f32_to_bf16, trunc_bf16, sr_bf16, "
+        "GOLDEN32, mul32",
         "from adaopt.kernels.memory import address",
     ]
     if lay.quant:
