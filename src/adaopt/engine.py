@@ -94,11 +94,15 @@ class Engine:
         return spec
 
     def add_missing_buffers(self, st: dict, p, hp, cdtype) -> None:
+        eight_bit = quant.applies(hp, p.size)
+        buffers = self.rule.buffers(hp)
         for key, (fill, dtype, shape) in self.state_spec(p.dtype, p.shape, hp, cdtype).items():
-            if key not in st:
+            if key not in st and eight_bit and key in buffers:  # 8-bit from the start: no float buffer
+                st[key], st[key + quant.SCALE] = quant.full(shape, fill, key)
+            elif key not in st:
                 st[key] = np.full(shape, fill, dtype=dtype)
         # 8-bit state (state_dtype="int8", large tensors): quantized here, also when loaded as floats
-        quant.conform(st, self.rule.buffers(hp), quant.applies(hp, p.size), cdtype)
+        quant.conform(st, buffers, eight_bit, cdtype)
 
     def prepare(self, p: np.ndarray, hp: dict, name: str):
         """(hyperparameters with eps resolved, compute dtype) for one parameter; may raise."""

@@ -158,24 +158,49 @@ def _blocks(x: np.ndarray) -> np.ndarray:
     return np.concatenate([flat, np.zeros(pad, flat.dtype)]).reshape(-1, BLOCK)
 
 
+#: Blocks quantized at a time: the arithmetic's temporaries stay about 40 MB whatever the
+#: buffer's size (a whole 3e7-element buffer at once took 1.4 GB).
+CHUNK_BLOCKS = 4096
+
+
 def quantize(x: np.ndarray, key: str) -> tuple[np.ndarray, np.ndarray]:
     """``(codes, absmax)`` of the buffer ``x`` (float32 arithmetic), for the map of ``key``."""
     is_signed = signed(key)
-    blocks = _blocks(np.asarray(x, dtype=np.float32))
-    absmax = np.max(np.abs(blocks), axis=1)
-    safe = np.where(absmax > 0, absmax, np.float32(1))
-    y = blocks * (np.float32(1) / safe)[:, None]  # as the kernels: one division per block
-    code = encode(y, DECADES[is_signed], is_signed)
-    codes = code.astype(np.int8 if is_signed else np.uint8)
-    return codes.ravel()[: np.size(x)].reshape(np.shape(x)), absmax.astype(np.float32)
+    flat = np.ravel(x)
+    codes = np.empty(flat.size, code_dtype(key))
+    absmax = np.empty(n_blocks(flat.size), np.float32)
+    step = CHUNK_BLOCKS * BLOCK
+    for start in range(0, flat.size, step):
+        part = flat[start:start + step]
+        blocks = _blocks(np.asarray(part, dtype=np.float32))
+        top = np.max(np.abs(blocks), axis=1)
+        safe = np.where(top > 0, top, np.float32(1))
+        y = blocks * (np.float32(1) / safe)[:, None]  # as the kernels: one division per block
+        codes[start:start + part.size] = encode(y, DECADES[is_signed], is_signed).ravel()[: part.size]
+        absmax[start // BLOCK: start // BLOCK + len(top)] = top
+    return codes.reshape(np.shape(x)), absmax
+
+
+def full(shape: tuple, fill: float, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """``quantize(np.full(shape, fill), key)`` without the float buffer: a new 8-bit state's."""
+    size = int(np.prod(shape, dtype=np.int64))
+    one_codes, one_absmax = quantize(np.full(BLOCK, fill, np.float32), key)
+    return (np.full(size, one_codes[0], code_dtype(key)).reshape(shape),
+            np.full(n_blocks(size), one_absmax[0], np.float32))
 
 
 def dequantize(codes: np.ndarray, absmax: np.ndarray, dtype=np.float32) -> np.ndarray:
     """The buffer that ``codes`` (int8: signed map, uint8: unsigned) and ``absmax`` stand for."""
     table = SIGNED_MAP if codes.dtype == np.int8 else UNSIGNED_MAP
-    index = codes.astype(np.int16) + (127 if codes.dtype == np.int8 else 0)
-    scale = np.repeat(absmax.astype(np.float32), BLOCK)[: codes.size].reshape(codes.shape)
-    return (table[index] * scale).astype(dtype, copy=False)
+    offset = 127 if codes.dtype == np.int8 else 0
+    flat, scales = np.ravel(codes), np.asarray(absmax, np.float32)
+    out = np.empty(flat.size, dtype)
+    step = CHUNK_BLOCKS * BLOCK
+    for start in range(0, flat.size, step):  # in chunks, as quantize
+        part = flat[start:start + step]
+        scale = np.repeat(scales[start // BLOCK: start // BLOCK + n_blocks(part.size)], BLOCK)[: part.size]
+        out[start:start + part.size] = table[part.astype(np.int16) + offset] * scale
+    return out.reshape(codes.shape)
 
 
 def is_quantized(st: dict, key: str) -> bool:

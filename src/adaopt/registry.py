@@ -127,8 +127,8 @@ class Family:
         hp = hyper.validate(hp, where)
         if hp.get("state_dtype") == "int8" and not self.adaptive:
             raise ValueError(f"state_dtype='int8' is for optimizers with moments (Adam, AdamW, NAdam, "
-                             f"RAdam, Adamax, RMSprop, AdaGrad, Adadelta); {self.name} has none to "
-                             f"quantize{f' ({where})' if where else ''}")
+                             f"RAdam, Adamax, RMSprop, AdaGrad, Adadelta); {self.name}'s momentum buffer "
+                             f"is not quantized{f' ({where})' if where else ''}")
         if self.check_group is not None:
             self.check_group(hp, f" ({where})" if where else "")
         return hp

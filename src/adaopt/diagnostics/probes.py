@@ -215,6 +215,9 @@ class TorchProbe:
         state = next((v for v in self.opt.state.get(first, {}).values()
                       if self.torch.is_tensor(v) and v.shape == first.shape), None)
         state_dtype = str(state.dtype).replace("torch.", "") if state is not None else None
+        asked = self.opt.param_groups[0].get("state_dtype")  # adaopt.torch: "int8" however small the first is
+        if asked is not None:
+            state_dtype = asked if isinstance(asked, str) else str(asked).replace("torch.", "")
         out = _meta(self.family, hp, name, state_dtype, sum(p.numel() for p in self._params))
         on_nonfinite = getattr(self.opt, "on_nonfinite", None)  # adaopt.torch: skip/raise steps with a NaN
         if on_nonfinite is not None:

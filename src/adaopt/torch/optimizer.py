@@ -18,6 +18,7 @@ from torch.autograd.graph import increment_version
 from .. import dtypes, hyper, quant, registry
 from ..engine import CachedPlan, Engine, StateWatch
 from . import backward, hooks, paths, views
+from ._lowp import conform_int8, refuse_int8, warn_unused_rounding
 from . import state_dict as state_dict_io
 
 _NONFINITE = (None, "skip", "raise")
@@ -66,6 +67,8 @@ class Optimizer(torch.optim.Optimizer):
         self._plan = None
         self._grad_release = None  # the hooks of step_in_backward, while registered
         super().__init__(params, defaults)
+        refuse_int8(self, [], construction=True)  # the options 8-bit state cannot take, now
+        warn_unused_rounding(self)
 
     _EXTRA = ("conventions", "on_nonfinite", "skipped_steps", "_engine", "_hp_keys", "_tensor_path")
 
@@ -112,22 +115,24 @@ class Optimizer(torch.optim.Optimizer):
     # ------------------------------------------------------------------ state
 
     def _init_state(self, p: torch.Tensor, state: dict, hp: dict, name: str) -> None:
-        """torch-layout state for ``p``: a float32 ``step`` tensor and what the engine's
-        :meth:`~adaopt.engine.Engine.state_spec` lists (buffers like ``p``, on its device and
-        in its memory format; scalar state 0-d, as torch keeps NAdam's mu_product)."""
+        """torch-layout state for ``p``: a float32 ``step`` and the engine's ``state_spec`` (buffers
+        like ``p``, in its memory format, or 8-bit; scalar state 0-d, as torch keeps mu_product)."""
         cdtype = dtypes.compute_dtype(views.numpy_dtype(p.dtype), hp["state_dtype"])
         self._engine.resolved(hp, cdtype, name)
         if "step" not in state:
             state["step"] = torch.tensor(0.0, dtype=torch.float32)
         spec = self._engine.state_spec(dtypes.as_dtype(views.numpy_dtype(p.dtype)), p.shape, hp, cdtype)
+        eight_bit = quant.applies(hp, p.numel()) and p.is_cpu and not p.is_complex()
         for key, (fill, dtype, shape) in spec.items():
-            if state.get(key) is None:
+            if state.get(key) is None and eight_bit and key in self.rule.buffers(hp):  # no float buffer first
+                state[key], state[key + quant.SCALE] = map(torch.from_numpy, quant.full(tuple(p.shape), fill, key))
+            elif state.get(key) is None:
                 tdtype = views.TORCH_DTYPE[dtypes.dtype_name(dtype)]
                 if p.is_complex() and shape != ():  # complex like p (torch's layout), stepped as its real view
                     tdtype = torch.complex128 if tdtype == torch.float64 else torch.complex64
                 state[key] = (torch.tensor(fill, dtype=tdtype) if shape == () else
                               torch.full_like(p, fill, dtype=tdtype, memory_format=torch.preserve_format))
-        _conform_int8(p, state, self.rule.buffers(hp), quant.applies(hp, p.numel()), cdtype, name)
+        conform_int8(p, state, self.rule.buffers(hp), quant.applies(hp, p.numel()), cdtype, name)
 
     def _conform_loaded(self) -> None:
         """After a load: 8-bit state where a group asks for it, float state where it does not."""
@@ -137,7 +142,7 @@ class Optimizer(torch.optim.Optimizer):
                 st = self.state.get(p)
                 if st and (hp["state_dtype"] == quant.NAME or any(k.endswith(quant.SCALE) for k in st)):
                     cdtype = dtypes.compute_dtype(views.numpy_dtype(p.dtype), hp["state_dtype"])
-                    _conform_int8(p, st, self.rule.buffers(hp), quant.applies(hp, p.numel()), cdtype,
+                    conform_int8(p, st, self.rule.buffers(hp), quant.applies(hp, p.numel()), cdtype,
                                   self._param_name(gi, i))
 
     def _views(self, p, state) -> dict:
@@ -243,9 +248,7 @@ class Optimizer(torch.optim.Optimizer):
         return views.grad_view(g.resolve_neg().resolve_conj().to(p.dtype))
 
     def _step_general(self, all_entries, slot=None) -> None:
-        if any(g.get("state_dtype") == quant.NAME for g in self.param_groups):
-            raise ValueError("state_dtype='int8' steps dense gradients of CPU parameters on the array "
-                             "path only; not sparse gradients, CUDA, backend='tensor' or on_nonfinite")
+        refuse_int8(self, all_entries)
         entries, sparse, tensors = [], [], []
         for gi, i, p in all_entries:
             if p.grad.is_sparse:
@@ -378,22 +381,3 @@ def refuse_what_torch_refuses(given: dict, flags: dict) -> None:
             raise ValueError("lr as a Tensor is not supported for capturable=False and foreach=True")
         if isinstance(betas, (tuple, list)) and betas and torch.is_tensor(betas[0]):
             raise ValueError("betas[0] as a Tensor is not supported for capturable=False and foreach=True")
-
-
-def _conform_int8(p, state: dict, keys, want: bool, cdtype, name: str) -> None:
-    """8-bit state (``state_dtype="int8"``, :mod:`adaopt.quant`) as tensors: float moments (a
-    torch.optim state_dict just loaded) become their codes and per-block scales, and 8-bit ones
-    loaded into an optimizer without int8 become ``cdtype`` floats again."""
-    for key in keys:
-        buf = state.get(key)
-        if buf is None or want == (key + quant.SCALE in state):
-            continue
-        if want and (not p.is_cpu or p.is_complex()):
-            raise ValueError(f"state_dtype='int8' is for real CPU parameters; {name!r} is {p.dtype} "
-                             f"on {p.device}")
-        if want:
-            codes, absmax = quant.quantize(views.numpy_view(buf.cpu()), key)
-            state[key], state[key + quant.SCALE] = torch.from_numpy(codes), torch.from_numpy(absmax)
-        else:
-            floats = quant.dequantize(buf.cpu().numpy(), state.pop(key + quant.SCALE).cpu().numpy(), cdtype)
-            state[key] = views.from_numpy(floats, views.TORCH_DTYPE[dtypes.dtype_name(cdtype)]).to(p.device)

@@ -1,0 +1,95 @@
+"""What a new user's runs of the low-memory options found: 8-bit state must not cost a float
+buffer's memory to create or load, refusals come at construction and name the reason, and
+rounding options that cannot act say so."""
+
+import tracemalloc
+import warnings
+
+import numpy as np
+import pytest
+
+import adaopt
+from adaopt import quant
+
+
+@pytest.mark.parametrize("key", ["exp_avg", "exp_avg_sq", "sum"])
+@pytest.mark.parametrize("fill", [0.0, 0.1, 1e-30])
+def test_a_new_8_bit_buffer_is_the_quantized_fill(key, fill):
+    codes, absmax = quant.full((70, 90), fill, key)
+    want_codes, want_absmax = quant.quantize(np.full((70, 90), fill, np.float32), key)
+    np.testing.assert_array_equal(codes, want_codes)
+    np.testing.assert_array_equal(absmax, want_absmax)
+    assert codes.dtype == quant.code_dtype(key)
+
+
+def test_quantizing_in_chunks_gives_the_same_codes(monkeypatch):
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(10_000) * np.exp(rng.uniform(-10, 0, 10_000))).astype(np.float32)
+    whole = quant.quantize(x, "exp_avg")
+    monkeypatch.setattr(quant, "CHUNK_BLOCKS", 3)  # chunks of 768, the last one short
+    parts = quant.quantize(x, "exp_avg")
+    for a, b in zip(whole, parts):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(quant.dequantize(*parts), quant.dequantize(*whole))
+
+
+def test_creating_8_bit_state_allocates_no_float_buffer():
+    n = 2_000_000
+    params = [np.zeros(n, np.float32)]
+    tracemalloc.start()
+    try:
+        opt = adaopt.AdamW(params, lr=1e-3, state_dtype="int8", backend="reference")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert quant.state_bytes(opt.state["0"]) < 2.1 * n
+    assert peak < 3 * n  # the codes and scales (2.03 n), not a float32 buffer (4 n each) first
+
+
+def test_torch_int8_refusals_come_at_construction_with_the_reason():
+    torch = pytest.importorskip("torch")
+    import adaopt.torch as at
+
+    m = torch.nn.Linear(128, 64)
+    with pytest.raises(ValueError, match=r"state_dtype='int8' .*on_nonfinite='skip' is set"):
+        at.AdamW(m.parameters(), state_dtype="int8", on_nonfinite="skip")
+    with pytest.raises(ValueError, match=r"state_dtype='int8' .*backend='tensor' is set"):
+        at.AdamW(m.parameters(), state_dtype="int8", backend="tensor")
+    emb = torch.nn.Embedding(1000, 64, sparse=True)
+    opt = at.Adagrad(emb.parameters(), state_dtype="int8")
+    emb(torch.tensor([1])).sum().backward()
+    before = emb.weight.detach().clone()
+    with pytest.raises(ValueError, match=r"param_groups\[0\]\['params'\]\[0\] has a sparse gradient"):
+        opt.step()
+    assert torch.equal(emb.weight, before)
+
+
+def test_rounding_options_on_a_float32_model_warn():
+    torch = pytest.importorskip("torch")
+    import adaopt.torch as at
+
+    m = torch.nn.Linear(8, 4)
+    for option in ("kahan", "stochastic_rounding"):
+        with pytest.warns(UserWarning, match=f"{option}=True in param group 0, which has no bfloat16"):
+            at.AdamW(m.parameters(), **{option: True})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        at.AdamW(m.to(torch.bfloat16).parameters(), kahan=True)  # 16-bit: it acts, no warning
+
+
+def test_the_monitor_records_int8_when_the_first_tensor_is_small(tmp_path):
+    torch = pytest.importorskip("torch")
+    import adaopt.torch as at
+    from adaopt.diagnostics import Monitor
+
+    m = torch.nn.Sequential(torch.nn.Linear(8, 128), torch.nn.Linear(128, 64))  # first weight: 1024
+    opt = at.AdamW(m.parameters(), state_dtype="int8")
+    mon = Monitor(opt)
+    for _ in range(3):
+        opt.zero_grad()
+        loss = m(torch.randn(4, 8)).pow(2).mean()
+        loss.backward()
+        opt.step()
+        mon.log(loss)
+    mon.save(tmp_path / "run.csv")
+    assert '"state_dtype": "int8"' in (tmp_path / "run.csv").read_text().splitlines()[0]
