@@ -101,6 +101,7 @@ def report(cases, out, cached: bool):
     rows, per_kind, agree, delays, healthy_alarms, twins = [], defaultdict(Counter), 0, defaultdict(list), [], []
     ok = total = all_right = 0
     creeps = []  # (name, seed, delay, run length)
+    early = []  # alarms before a set onset: false alarms on the healthy part of a run
     for c in cases:
         verdicts, right = [], 0
         for s in SEEDS:
@@ -118,6 +119,9 @@ def report(cases, out, cached: bool):
                 healthy_alarms.append(f"{c.name} seed {s}: {d.verdict}/{d.code}, check() fired at {fired}")
             if c.alarm:
                 onset = r.onset if r.onset is not None else _best_window_end(r)
+                if fired is not None and r.onset is not None and fired < r.onset:  # before the blow-up
+                    early.append(f"{c.name} seed {s}: check() fired at {fired}, before the onset at {r.onset}")
+                    fired = None
                 delays[c.kind].append(None if fired is None else fired - onset)
                 if c.kind == "lr_high_creep":
                     creeps.append((c.name, s, None if fired is None else fired - onset, len(r.history)))
@@ -134,6 +138,9 @@ def report(cases, out, cached: bool):
     print(f"false alarms on healthy runs (a non-healthy verdict or a check() that fired): "
           f"{len(healthy_alarms)}/{n_healthy}")
     for line in healthy_alarms:
+        print("   ", line)
+    print(f"check() fired before the onset of a late blow-up (a false alarm too): {len(early)}")
+    for line in early:
         print("   ", line)
     print("per class (ok, and the wrong verdicts given):")
     for kind, counts in sorted(per_kind.items()):

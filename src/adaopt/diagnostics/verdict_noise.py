@@ -79,6 +79,20 @@ def rise_from_best(values: np.ndarray, w: int):
     return None
 
 
+def above_first(values: np.ndarray, w: int, min_values: int) -> bool:
+    """Whether the last ``w`` values' median sits above the first value by more than the noise.
+
+    The first value is one draw: the rise must exceed ``RISE_Z`` standard errors,
+    ``hypot(1.2533 sigma_recent / sqrt(w), sigma_first)``, the sigmas (:func:`sigma`) of the last
+    ``w`` values and of the first ``2w``. With fewer than ``min_values`` values it is never so:
+    in a short log a noise that wanders (momentum, a large lr) cannot be told from a trend, and
+    a minibatch loss that starts on a low draw is no rise eight steps in."""
+    if len(values) < min_values:
+        return False
+    se = math.hypot(MEDIAN_SE * sigma(values[-w:]) / math.sqrt(w), sigma(values[:2 * w]))
+    return float(np.median(values[-w:])) - float(values[0]) > RISE_Z * se
+
+
 def falling(values: np.ndarray) -> bool:
     """Whether a window still falls significantly: its second half's median is below its first
     half's by more than ``RISE_Z`` standard errors (a run coming back from a spike)."""

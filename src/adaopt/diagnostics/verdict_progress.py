@@ -14,6 +14,7 @@ from functools import cached_property
 import numpy as np
 
 from .verdict_causes import crawl, lr_too_low, oscillation, state_cause
+from .verdict_noise import above_first
 from .verdict_record import Diagnosis, fmt, with_cause
 from .verdict_signals import Run, early_spike, noise, rate_collapse, reversing, too_slow
 from .verdict_thresholds import (BOUNCE_PROGRESS, CONSISTENT_COS, CONVERGED_GAP, GRAD_VANISHED, GROWTH_BEFORE_OVERFLOW,
@@ -239,9 +240,13 @@ def blew_up_late(run: Run) -> Diagnosis | None:
 
 
 def rising(run: Run) -> Diagnosis | None:
-    """5% above the first value and not coming down (too slow a climb for the checks above): DIVERGING."""
+    """5% above the first value, by more than the noise (:func:`.verdict_noise.above_first`, with
+    at least ``4 MIN_WINDOW`` values), and not coming down (too slow a climb for the checks above):
+    DIVERGING."""
     t = Trend.of(run)
     if not (t.total < -RISE_SIGNIFICANT and t.improvement < PLATEAU):
+        return None
+    if not above_first(run.gap, run.w, 4 * MIN_WINDOW):
         return None
     return Diagnosis(
         "DIVERGING", f"the {run.quantity} is rising: {-t.total:.1%} above its first value and not coming "
