@@ -93,3 +93,31 @@ def test_the_monitor_records_int8_when_the_first_tensor_is_small(tmp_path):
         mon.log(loss)
     mon.save(tmp_path / "run.csv")
     assert '"state_dtype": "int8"' in (tmp_path / "run.csv").read_text().splitlines()[0]
+
+
+def test_an_overflowed_moment_saturates_its_block_instead_of_making_nan():
+    """Finite gradients of 1e21 overflow g^2: float32 state holds inf there (a zero step) and
+    stays finite; 8-bit state must too (an infinite block scale decoded its zeros as 0 * inf =
+    NaN), and the fused kernel must give the reference path's bits. A NaN stays NaN."""
+    codes, absmax = quant.quantize(np.float32([np.inf, 0.0, 1.0, -2.0]), "exp_avg")
+    assert absmax[0] == np.finfo(np.float32).max
+    back = quant.dequantize(codes, absmax)
+    assert np.isfinite(back).all() and back[1] == 0 and back[0] == absmax[0]
+    assert np.isnan(quant.quantize(np.float32([np.nan, 1.0]), "exp_avg")[1][0])
+    rng = np.random.default_rng(0)
+    runs = {}
+    for backend in ("fused", "reference"):
+        w = {"w": np.zeros(8192, np.float32)}
+        opt = adaopt.AdamW(w, state_dtype="int8", backend=backend)
+        for _ in range(3):
+            g = (rng.standard_normal(8192) * 1e21).astype(np.float32)
+            g[::2] = 0
+            with np.errstate(over="ignore"):  # g^2 overflows, as it would with float32 state
+                opt.step({"w": g})
+        runs[backend] = (opt._arrays["w"].copy(), {k: np.array(v) for k, v in opt.state["w"].items()})
+        rng = np.random.default_rng(0)
+    params, state = runs["fused"]
+    assert np.isfinite(params).all()
+    np.testing.assert_array_equal(params.view(np.uint32), runs["reference"][0].view(np.uint32))
+    for k, v in state.items():
+        np.testing.assert_array_equal(v, runs["reference"][1][k], err_msg=k)

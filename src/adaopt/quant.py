@@ -146,6 +146,12 @@ def _blocks(x: np.ndarray) -> np.ndarray:
     return np.concatenate([flat, np.zeros(pad, flat.dtype)]).reshape(-1, BLOCK)
 
 
+#: The scale of a block holding an infinite value: the largest float32. Such a block stays
+#: finite: its infinite moment decodes to about 3.4e38 (a second moment that overflowed gives
+#: its coordinate a step of about 0, as float32 state's inf does) and its zeros to 0, where an
+#: infinite scale would make them 0 * inf = NaN. A NaN keeps the block NaN.
+FLOAT32_MAX = np.float32(np.finfo(np.float32).max)
+
 #: Blocks quantized at a time: the arithmetic's temporaries stay about 40 MB whatever the
 #: buffer's size (a whole 3e7-element buffer at once took 1.4 GB).
 CHUNK_BLOCKS = 4096
@@ -162,6 +168,7 @@ def quantize(x: np.ndarray, key: str) -> tuple[np.ndarray, np.ndarray]:
         part = flat[start:start + step]
         blocks = _blocks(np.asarray(part, dtype=np.float32))
         top = np.max(np.abs(blocks), axis=1)
+        top[top == np.inf] = FLOAT32_MAX  # an overflowed moment saturates (NaN stays NaN)
         safe = np.where(top > 0, top, np.float32(1))
         y = blocks * (np.float32(1) / safe)[:, None]  # as the kernels: one division per block
         codes[start:start + part.size] = encode(y, is_signed).ravel()[: part.size]

@@ -217,7 +217,7 @@ def _quant_loop(program, lay: Layout) -> list[str]:
         body += [f"scr{k}[i] = {out}", f"x{k} = absmax_bits(x{k}, np.float32({out}))"]
     lines += [f"        {line}" for line in body]
     for k, sg in enumerate(lay.quant):
-        lines += [f"    r{k} = from_bits(x{k})",
+        lines += [f"    r{k} = from_bits(x{k} if x{k} != np.uint32(0x7F800000) else np.uint32(0x7F7FFFFF))",  # inf: FLOAT32_MAX
                   f"    q{k}[0] = r{k}",
                   f"    v{k} = np.float32(1) / (r{k} if r{k} > 0 else np.float32(1))",
                   "    for i in range(m):",
