@@ -61,9 +61,10 @@ class NumpyProbe:
         """``(hp with eps resolved, step, {buffer: flat array})`` per chosen parameter."""
         out = []
         for name in (self.names[i] for i in self.chosen):
-            st = quant.floats(self.opt.state[name])  # 8-bit moments dequantized
+            st = quant.floats(self.opt.state[name], lazy=True)  # 8-bit moments read where sampled
             p = self.opt._arrays[name]
-            arrays = {k: v.reshape(-1) for k, v in st.items() if isinstance(v, np.ndarray) and v.shape == p.shape}
+            arrays = {k: v.reshape(-1) for k, v in st.items()
+                      if isinstance(v, (np.ndarray, quant.Packed)) and v.shape == p.shape}
             cdtype = next((v.dtype for v in arrays.values()), np.dtype("float64"))
             hp = self.opt._engine.resolved(self.opt._hp_of(name), cdtype, name)
             out.append((hp, int(st["step"]), arrays))
@@ -191,8 +192,10 @@ class TorchProbe:
             st = _dequantized(self.torch, st)
             step = st.get("step", 0)
             step = int(step.item()) if self.torch.is_tensor(step) else int(step)
-            arrays = {k: self._flat(v) for k, v in st.items()
-                      if k != "step" and self.torch.is_tensor(v) and v.shape == p.shape}
+            read = (quant.Packed, np.ndarray)  # 8-bit moments, as _dequantized gives them
+            arrays = {k: (v.reshape(-1) if isinstance(v, read) else self._flat(v)) for k, v in st.items()
+                      if k != "step" and (self.torch.is_tensor(v) or isinstance(v, read))
+                      and tuple(v.shape) == tuple(p.shape)}
             if "eps" in hp and hp["eps"] is None:
                 cdtype = next((v.dtype for v in arrays.values()), np.dtype("float32"))
                 hp = {**hp, "eps": dtypes.default_eps(cdtype, registry.FAMILIES[self.family].defaults["eps"])}
@@ -275,9 +278,10 @@ def _meta(family, hp, dtype, state_dtype, n_params) -> dict:
 
 
 def _dequantized(torch, st: dict) -> dict:
-    """A torch optimizer's state with its 8-bit moments (``state_dtype="int8"``) as float32
-    tensors, for the probes to read; other state as it is."""
+    """A torch optimizer's state with its 8-bit moments (``state_dtype="int8"``) as
+    :class:`~adaopt.quant.Packed` buffers (read as float32 where the summary samples them); other
+    state as it is."""
     if not any(isinstance(k, str) and k.endswith(quant.SCALE) for k in st):
         return st
     arrays = {k: (v.cpu().numpy() if torch.is_tensor(v) and k != "step" else v) for k, v in st.items()}
-    return {k: (torch.from_numpy(v) if isinstance(v, np.ndarray) else v) for k, v in quant.floats(arrays).items()}
+    return quant.floats(arrays, lazy=True)
