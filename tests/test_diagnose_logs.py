@@ -136,18 +136,38 @@ def test_slowly_rising_loss_is_diverging_not_a_low_lr(tmp_path):
     assert "lower than the window before" in down.evidence[0] and "below the first value" in down.evidence[0]
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
-def test_a_first_minibatch_on_a_low_draw_is_no_blow_up(seed):
-    """A noisy, wandering loss whose first value is a low draw (a minibatch) sits 1.5x above it
-    for a few steps: not DIVERGING from 6 to 19 logged steps, nor does check()'s rule fire.
-    A loss that triples in four steps still is, at once (the 3x rule is not held back)."""
-    rng = np.random.default_rng(seed)
-    wander = np.cumsum(rng.standard_normal(40)) * 0.03  # momentum-like drift
-    loss = 1.15 + wander + 0.08 * rng.standard_normal(40)
-    loss[0] = 0.7
-    for n in range(6, 20):
-        d = diagnose({"step": list(range(1, n + 1)), "loss": list(loss[:n])})
-        assert d.verdict != "DIVERGING", (n, str(d))
+def test_a_first_minibatch_on_a_low_draw_is_rarely_a_blow_up():
+    """A jittery minibatch loss (noise 0.25 about 1.15) whose first value is a low draw (0.75,
+    1.6 sigmas down) sits 1.5x above it. Over 40 seeds: at 6-20 logged steps it is DIVERGING in
+    at most 5% of the verdicts (measured 2.2%; 71% before the first value's noise was weighed),
+    and the live check replayed on its first 12 steps fires in at most 4 of 40 (measured 2, on
+    draws that do climb; 39 of 40 over 20 steps before). Measured on the corpus: SGD on the
+    diabetes regression started at 0.75, sat at 1.15 over steps 5-8, and check() stopped it."""
+    from adaopt.diagnostics.verdict import as_history
+    from adaopt.diagnostics.verdict_watch import first_alarm
+
+    diverging = verdicts = fired = 0
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        loss = 1.15 + 0.25 * rng.standard_normal(20)
+        loss[0] = 0.75
+        for n in range(6, 21):
+            verdicts += 1
+            diverging += diagnose({"step": list(range(1, n + 1)), "loss": list(loss[:n])}).verdict == "DIVERGING"
+        fired += first_alarm(as_history({"step": list(range(1, 13)), "loss": list(loss[:12])})) is not None
+    assert diverging <= 0.05 * verdicts, diverging / verdicts
+    assert fired <= 4, fired
+
+
+@pytest.mark.parametrize("n", [4, 6, 8, 12, 30])
+def test_a_clean_short_rise_is_diverging(n):
+    """The noise test must not hold back a rise with no noise: 1x to 2.9x, or a slow 40% climb,
+    in 6 logged steps or more, is DIVERGING with lr x 0.1; in fewer it is too short to judge,
+    and never "lr too low"."""
+    for top in (2.9, 1.4):
+        d = diagnose({"step": list(range(1, n + 1)), "loss": list(np.linspace(1.0, top, n))})
+        want = ("DIVERGING", "lr_too_high") if n >= 6 else ("TOO_SHORT",)
+        assert (d.verdict, d.code)[:len(want)] == want, (top, str(d))
     fast = diagnose({"step": [1, 2, 3, 4], "loss": [1.0, 1.8, 3.5, 7.0]})
     assert (fast.verdict, fast.code) == ("DIVERGING", "lr_too_high"), str(fast)
 

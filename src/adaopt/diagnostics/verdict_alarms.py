@@ -144,15 +144,15 @@ def _lr_too_high(run: Run, what: str, factor, evidence: list[str]) -> Diagnosis:
 def rose_above_start(run: Run) -> Diagnosis | None:
     """The recent window sits above 1.5x the first value: DIVERGING. Below 3x
     (``RISE_FROM_BEST``) the first value may be a low draw of a noisy loss: the rise must also
-    stand out of the noise (:func:`.verdict_noise.above_first`, with at least ``4 MIN_WINDOW``
-    values). A loss that tripled is a blow-up at once."""
+    stand out of the noise (:func:`.verdict_noise.above_first`). A loss that tripled is a blow-up
+    at once."""
     if len(run.gap) < 2:
         return None
     gap0 = run.gap[0]
     recent, level = _level(run)
     if not (gap0 > 0 and recent > DIVERGE_FACTOR * gap0):
         return None
-    if recent < RISE_FROM_BEST * gap0 and not above_first(run.gap, run.w, 4 * MIN_WINDOW):
+    if recent < RISE_FROM_BEST * gap0 and not above_first(run.gap, run.w):
         return None
     return _lr_too_high(run, f"rose {recent / gap0:.3g}x above its first value instead of falling", recent / gap0,
                         [f"{run.quantity} {fmt(run.values[0])} at step {int(run.steps[0])}, {level}"])

@@ -28,14 +28,17 @@ import numpy as np
 
 from .verdict_thresholds import RISE_MIN_SHARE, RISE_Z
 
+#: Logs shorter than this take twice the standard errors in :func:`above_first`: the live check
+#: asks at every step, and in a few values the noise estimate itself is rough.
+SHORT_LOG = 20
 #: 1.4826 MAD estimates a normal sigma; the median of n draws has a standard error 1.2533 sigma / sqrt(n).
 MAD_SIGMA, MEDIAN_SE = 1.4826, 1.2533
 
 
-def sigma(values: np.ndarray) -> float:
-    """The noise of a window: 1.4826 MAD of its differences at a lag of a quarter of the window,
-    over sqrt(2) (0 with fewer than 3 differences)."""
-    lag = max(1, len(values) // 4)
+def sigma(values: np.ndarray, lag: int | None = None) -> float:
+    """The noise of a window: 1.4826 MAD of its differences at a lag of a quarter of the window
+    (or ``lag``), over sqrt(2) (0 with fewer than 3 differences)."""
+    lag = max(1, len(values) // 4) if lag is None else lag
     d = values[lag:] - values[:-lag]
     if len(d) < 3:
         return 0.0
@@ -79,18 +82,23 @@ def rise_from_best(values: np.ndarray, w: int):
     return None
 
 
-def above_first(values: np.ndarray, w: int, min_values: int) -> bool:
-    """Whether the last ``w`` values' median sits above the first value by more than the noise.
+def above_first(values: np.ndarray, w: int, min_values: int = 6) -> bool:
+    """Whether the last ``w`` values' median sits above the start by more than the noise.
 
-    The first value is one draw: the rise must exceed ``RISE_Z`` standard errors,
-    ``hypot(1.2533 sigma_recent / sqrt(w), sigma_first)``, the sigmas (:func:`sigma`) of the last
-    ``w`` values and of the first ``2w``. With fewer than ``min_values`` values it is never so:
-    in a short log a noise that wanders (momentum, a large lr) cannot be told from a trend, and
-    a minibatch loss that starts on a low draw is no rise eight steps in."""
+    The start is the median of the first 3 values (the first alone is one draw). The rise must
+    exceed ``RISE_Z`` standard errors (twice that in logs shorter than ``SHORT_LOG``),
+    ``1.2533 hypot(sigma_recent / sqrt(w), sigma_one / sqrt(3))``, with ``sigma_recent`` the last
+    ``w`` values' :func:`sigma` and ``sigma_one`` the step-to-step noise of the first ``2w`` (their
+    :func:`sigma` at lag 1: one draw's scatter, which a lag of a quarter window would average
+    away when the loss wanders). A clean rise has no noise and always passes; a minibatch loss
+    that starts on a low draw and jitters about a higher level does not. Under ``min_values``
+    values (6, the fewest a verdict judges) the noise cannot be told from a trend: False."""
     if len(values) < min_values:
         return False
-    se = math.hypot(MEDIAN_SE * sigma(values[-w:]) / math.sqrt(w), sigma(values[:2 * w]))
-    return float(np.median(values[-w:])) - float(values[0]) > RISE_Z * se
+    start = float(np.median(values[:3]))
+    se = MEDIAN_SE * math.hypot(sigma(values[-w:]) / math.sqrt(w), sigma(values[:2 * w], lag=1) / math.sqrt(3))
+    z = RISE_Z if len(values) >= SHORT_LOG else 2 * RISE_Z  # a check looks at every step of a short log
+    return float(np.median(values[-w:])) - start > z * se
 
 
 def falling(values: np.ndarray) -> bool:

@@ -240,13 +240,12 @@ def blew_up_late(run: Run) -> Diagnosis | None:
 
 
 def rising(run: Run) -> Diagnosis | None:
-    """5% above the first value, by more than the noise (:func:`.verdict_noise.above_first`, with
-    at least ``4 MIN_WINDOW`` values), and not coming down (too slow a climb for the checks above):
-    DIVERGING."""
+    """5% above the first value, by more than the noise (:func:`.verdict_noise.above_first`), and
+    not coming down (too slow a climb for the checks above): DIVERGING."""
     t = Trend.of(run)
     if not (t.total < -RISE_SIGNIFICANT and t.improvement < PLATEAU):
         return None
-    if not above_first(run.gap, run.w, 4 * MIN_WINDOW):
+    if not above_first(run.gap, run.w):
         return None
     return Diagnosis(
         "DIVERGING", f"the {run.quantity} is rising: {-t.total:.1%} above its first value and not coming "
