@@ -143,11 +143,16 @@ def test_the_compiled_encoder_and_decoder_are_the_numpy_ones(is_signed):
     y = np.clip(y if is_signed else np.abs(y), -1.0000001, 1.0000001).astype(np.float32)
     if is_signed:
         y = np.concatenate([y, -y])
-    codes = np.arange(-127, 128).astype(np.int8) if is_signed else np.arange(256).astype(np.uint8)
+    y = np.concatenate([y, np.float32([np.nan, np.inf, -np.inf, -0.0, 3.0e38])])  # what saturation feeds it
+    # every int8 code, -128 too (never written, but a state from elsewhere may hold it: read as -127)
+    codes = np.arange(-128, 128).astype(np.int8) if is_signed else np.arange(256).astype(np.uint8)
     got, back = both(y, codes, table)
     want = quant.encode(y, is_signed).astype(codes.dtype)
     np.testing.assert_array_equal(got, want)
-    np.testing.assert_array_equal(_bits(back), _bits(table))
+    np.testing.assert_array_equal(_bits(back[1:] if is_signed else back), _bits(table))
+    np.testing.assert_array_equal(_bits(back), _bits(quant.decode(codes, is_signed)))
+    if is_signed:
+        assert back[0] == -1.0 and quant.dequantize(codes[:1], np.float32([2.0]))[0] == -2.0
 
 
 def test_torch_frontend_steps_int8_state_in_the_fused_kernel():

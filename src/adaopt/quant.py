@@ -107,7 +107,7 @@ def encode(y, is_signed: bool) -> np.ndarray:
 
 def decode(code, is_signed: bool) -> np.ndarray:
     """The map points (float32) of integer codes: the inverse of :func:`encode`."""
-    m = np.abs(np.asarray(code, np.int64))
+    m = np.minimum(np.abs(np.asarray(code, np.int64)), TOP[is_signed])  # int8 -128 reads as -127
     bits = np.zeros(m.shape, np.int64)
     for low, shift, base in reversed(BASES[is_signed]):
         bits = np.where(m >= max(low, 1), (m + base) << shift, bits)
@@ -147,9 +147,11 @@ def _blocks(x: np.ndarray) -> np.ndarray:
 
 
 #: The scale of a block holding an infinite value: the largest float32. Such a block stays
-#: finite: its infinite moment decodes to about 3.4e38 (a second moment that overflowed gives
-#: its coordinate a step of about 0, as float32 state's inf does) and its zeros to 0, where an
-#: infinite scale would make them 0 * inf = NaN. A NaN keeps the block NaN.
+#: finite: its infinite moment decodes to about 3.4e38 and its zeros to 0, where an infinite
+#: scale would make them 0 * inf = NaN. Not float32 state's behaviour either: there an
+#: overflowed second moment stays inf and freezes its coordinate; here it decays again (its
+#: block-mates, rounded up to the saturated scale's smallest points, take smaller steps for
+#: a while). A NaN keeps the block NaN.
 FLOAT32_MAX = np.float32(np.finfo(np.float32).max)
 
 #: Blocks quantized at a time: the arithmetic's temporaries stay about 40 MB whatever the
@@ -184,6 +186,12 @@ def full(shape: tuple, fill: float, key: str) -> tuple[np.ndarray, np.ndarray]:
             np.full(n_blocks(size), one_absmax[0], np.float32))
 
 
+def _index(codes: np.ndarray, offset: int) -> np.ndarray:
+    """Positions in the map's table of ``codes``; the int8 code -128, which :func:`encode` never
+    writes (a state from elsewhere may hold it), reads as -127, as the kernels read it."""
+    return np.maximum(codes.astype(np.int16), -127) + offset
+
+
 def dequantize(codes: np.ndarray, absmax: np.ndarray, dtype=np.float32) -> np.ndarray:
     """The buffer that ``codes`` (int8: signed map, uint8: unsigned) and ``absmax`` stand for."""
     table = SIGNED_MAP if codes.dtype == np.int8 else UNSIGNED_MAP
@@ -194,7 +202,7 @@ def dequantize(codes: np.ndarray, absmax: np.ndarray, dtype=np.float32) -> np.nd
     for start in range(0, flat.size, step):  # in chunks, as quantize
         part = flat[start:start + step]
         scale = np.repeat(scales[start // BLOCK: start // BLOCK + n_blocks(part.size)], BLOCK)[: part.size]
-        out[start:start + part.size] = table[part.astype(np.int16) + offset] * scale
+        out[start:start + part.size] = table[_index(part, offset)] * scale
     return out.reshape(codes.shape)
 
 
@@ -263,7 +271,7 @@ class Packed:
         idx = np.arange(*key.indices(self.codes.size))
         signed_codes = self.codes.dtype == np.int8
         table, offset = (SIGNED_MAP, 127) if signed_codes else (UNSIGNED_MAP, 0)
-        return table[self.codes[idx].astype(np.int16) + offset] * self.absmax[idx // BLOCK]
+        return table[_index(self.codes[idx], offset)] * self.absmax[idx // BLOCK]
 
 
 def expected_shape(key: str, p_shape: tuple, scalar_keys) -> tuple:

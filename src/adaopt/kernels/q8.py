@@ -23,8 +23,8 @@ def _c(v: int):
 
 def _magnitude_code(builder, a, is_signed: bool):
     """The code of |y|'s bits ``a`` (:func:`adaopt.quant.encode`): per regime, bottom first,
-    the mantissa rounded to its bits, ``((a + half) >> shift) - base``; the first regime whose
-    code reaches its lowest one wins. Clamped once at each end: only the top regime can pass
+    the mantissa rounded to its bits, ``((a + half) >> shift) - base``; of the regimes whose
+    code reaches their lowest one, the topmost wins (each later one overrides). Clamped once at each end: only the top regime can pass
     the top code (y > 1, NaN), only the bottom one fall below 0."""
     regimes = list(reversed(quant.BASES[is_signed]))
     c = None
@@ -85,6 +85,7 @@ def decode_signed(typingctx, c):
 
     def codegen(context, builder, signature, args):
         s = builder.sext(args[0], _I32)
+        s = builder.select(builder.icmp_signed("<", s, _c(-127)), _c(-127), s)  # -128 (never written) as -127
         negative = builder.icmp_signed("<", s, _c(0))
         bits = _point_bits(builder, builder.select(negative, builder.neg(s), s), True)
         bits = builder.or_(bits, builder.select(negative, _c(-(1 << 31)), _c(0)))
