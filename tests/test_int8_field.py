@@ -95,15 +95,18 @@ def test_the_monitor_records_int8_when_the_first_tensor_is_small(tmp_path):
     assert '"state_dtype": "int8"' in (tmp_path / "run.csv").read_text().splitlines()[0]
 
 
-def test_an_overflowed_moment_saturates_its_block_instead_of_making_nan():
+def test_an_overflowed_moment_stays_inf_and_its_block_mates_read_0_not_nan():
     """Finite gradients of 1e21 overflow g^2: float32 state holds inf there (a zero step) and
     stays finite; 8-bit state must too (an infinite block scale decoded its zeros as 0 * inf =
     NaN), and the fused kernel must give the reference path's bits. A NaN stays NaN."""
-    codes, absmax = quant.quantize(np.float32([np.inf, 0.0, 1.0, -2.0]), "exp_avg")
-    assert absmax[0] == np.finfo(np.float32).max
+    codes, absmax = quant.quantize(np.float32([np.inf, 0.0, 1.0, -2.0, -np.inf]), "exp_avg")
+    assert absmax[0] == np.inf
     back = quant.dequantize(codes, absmax)
-    assert np.isfinite(back).all() and back[1] == 0 and back[0] == absmax[0]
+    np.testing.assert_array_equal(back, np.float32([np.inf, 0, 0, 0, -np.inf]))
+    packed = quant.Packed(codes, absmax).reshape(-1)
+    np.testing.assert_array_equal(packed[0:5], back)
     assert np.isnan(quant.quantize(np.float32([np.nan, 1.0]), "exp_avg")[1][0])
+    assert np.isnan(quant.dequantize(*quant.quantize(np.float32([np.nan, 1.0]), "exp_avg"))).all()
     rng = np.random.default_rng(0)
     runs = {}
     for backend in ("fused", "reference"):
@@ -121,6 +124,31 @@ def test_an_overflowed_moment_saturates_its_block_instead_of_making_nan():
     np.testing.assert_array_equal(params.view(np.uint32), runs["reference"][0].view(np.uint32))
     for k, v in state.items():
         np.testing.assert_array_equal(v, runs["reference"][1][k], err_msg=k)
+
+
+@pytest.mark.parametrize("spike", [1e20, 1e25, 1e30])
+@pytest.mark.parametrize("backend", ["fused", "reference"])
+def test_one_huge_gradient_freezes_its_coordinate_as_float32_state_does(spike, backend):
+    """A new user's gradient of 1e30 on one coordinate, once: float32 state's second moment
+    overflows to inf and that coordinate stops (a step of about 0, for good). With the scale
+    saturated at the largest float32, 8-bit state kept a finite second moment under a first
+    moment of 1e29 and threw the coordinate 3e6 units in the following steps."""
+    rng = np.random.default_rng(1)
+    grads = [rng.standard_normal(8192).astype(np.float32) for _ in range(12)]
+    grads[2][5] = spike
+    out = {}
+    for state_dtype in (None, "int8"):
+        w = {"w": rng.standard_normal(8192).astype(np.float32) * 0 + 1}
+        opt = adaopt.AdamW(w, lr=1e-3, state_dtype=state_dtype, backend=backend)
+        for g in grads:
+            with np.errstate(over="ignore"):
+                opt.step({"w": g})
+        out[state_dtype] = opt._arrays["w"].copy()
+    assert np.isfinite(out["int8"]).all()
+    # the spiked coordinate is where float32 state left it (both froze it on the spike's step)
+    assert abs(out["int8"][5] - out[None][5]) < 3e-3, (out["int8"][5], out[None][5])
+    # no coordinate moved more than Adam's steps allow: 12 steps of at most ~10 lr each
+    assert np.abs(out["int8"] - 1).max() < 12 * 10 * 1e-3
 
 
 def test_packed_reads_the_dequantized_numbers_where_sliced():

@@ -14,7 +14,8 @@ For a block :math:`b` of a buffer :math:`x`:
     c_i = \operatorname{code}(x_i / s_b), \qquad
     \tilde x_i = Q[c_i]\, s_b
 
-(:math:`s_b = 0` gives every element the code of 0). The map :math:`Q` is a small
+(:math:`s_b = 0` gives every element the code of 0; an infinite :math:`s_b`, a moment that
+overflowed, gives the infinite elements the top code and the others 0, see :func:`quantize`). The map :math:`Q` is a small
 floating-point format below the block's absmax, in *regimes*: in each, the magnitudes are
 the float32 numbers with :math:`b` mantissa bits (:math:`2^b` evenly spaced points to an
 octave), that is, the numbers whose bits are :math:`(m + B) \cdot 2^{23-b}` for the codes
@@ -146,13 +147,13 @@ def _blocks(x: np.ndarray) -> np.ndarray:
     return np.concatenate([flat, np.zeros(pad, flat.dtype)]).reshape(-1, BLOCK)
 
 
-#: The scale of a block holding an infinite value: the largest float32. Such a block stays
-#: finite: its infinite moment decodes to about 3.4e38 and its zeros to 0, where an infinite
-#: scale would make them 0 * inf = NaN. Not float32 state's behaviour either: there an
-#: overflowed second moment stays inf and freezes its coordinate; here it decays again (its
-#: block-mates, rounded up to the saturated scale's smallest points, take smaller steps for
-#: a while). A NaN keeps the block NaN.
-FLOAT32_MAX = np.float32(np.finfo(np.float32).max)
+#: A block holding an infinite value (a second moment whose g^2 overflowed, as it does for
+#: gradients above about 1.8e19) gets an infinite scale: the infinite moment decodes to inf,
+#: as float32 state keeps it (its coordinate then takes zero steps, for good), and every
+#: other element of the block to 0 (code 0 reads as 0 under any scale, never 0 * inf = NaN),
+#: so those moments restart. Saturating the scale at the largest float32 instead left the
+#: overflowed coordinate a finite second moment under a first moment of 1e29: a step of 1e6.
+#: A NaN makes its block's scale NaN, and the block NaN.
 
 #: Blocks quantized at a time: the arithmetic's temporaries stay about 40 MB whatever the
 #: buffer's size (a whole 3e7-element buffer at once took 1.4 GB).
@@ -170,9 +171,10 @@ def quantize(x: np.ndarray, key: str) -> tuple[np.ndarray, np.ndarray]:
         part = flat[start:start + step]
         blocks = _blocks(np.asarray(part, dtype=np.float32))
         top = np.max(np.abs(blocks), axis=1)
-        top[top == np.inf] = FLOAT32_MAX  # an overflowed moment saturates (NaN stays NaN)
-        safe = np.where(top > 0, top, np.float32(1))
+        safe = np.where((top > 0) & (top < np.inf), top, np.float32(1))
         y = blocks * (np.float32(1) / safe)[:, None]  # as the kernels: one division per block
+        inf = top == np.inf  # an overflowed moment: inf stays inf (code +-top), the rest 0
+        y[inf] = np.where(np.isinf(blocks[inf]), np.sign(blocks[inf]), np.float32(0))
         codes[start:start + part.size] = encode(y, is_signed).ravel()[: part.size]
         absmax[start // BLOCK: start // BLOCK + len(top)] = top
     return codes.reshape(np.shape(x)), absmax
@@ -192,6 +194,12 @@ def _index(codes: np.ndarray, offset: int) -> np.ndarray:
     return np.maximum(codes.astype(np.int16), -127) + offset
 
 
+def _scaled(points: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """``points * scale``, with the point 0 read as 0 under an infinite scale, as the kernels do."""
+    with np.errstate(invalid="ignore"):
+        return np.where(points != 0, points * scale, np.float32(0))
+
+
 def dequantize(codes: np.ndarray, absmax: np.ndarray, dtype=np.float32) -> np.ndarray:
     """The buffer that ``codes`` (int8: signed map, uint8: unsigned) and ``absmax`` stand for."""
     table = SIGNED_MAP if codes.dtype == np.int8 else UNSIGNED_MAP
@@ -202,7 +210,7 @@ def dequantize(codes: np.ndarray, absmax: np.ndarray, dtype=np.float32) -> np.nd
     for start in range(0, flat.size, step):  # in chunks, as quantize
         part = flat[start:start + step]
         scale = np.repeat(scales[start // BLOCK: start // BLOCK + n_blocks(part.size)], BLOCK)[: part.size]
-        out[start:start + part.size] = table[_index(part, offset)] * scale
+        out[start:start + part.size] = _scaled(table[_index(part, offset)], scale)
     return out.reshape(codes.shape)
 
 
@@ -271,7 +279,7 @@ class Packed:
         idx = np.arange(*key.indices(self.codes.size))
         signed_codes = self.codes.dtype == np.int8
         table, offset = (SIGNED_MAP, 127) if signed_codes else (UNSIGNED_MAP, 0)
-        return table[_index(self.codes[idx], offset)] * self.absmax[idx // BLOCK]
+        return _scaled(table[_index(self.codes[idx], offset)], self.absmax[idx // BLOCK])
 
 
 def expected_shape(key: str, p_shape: tuple, scalar_keys) -> tuple:

@@ -142,7 +142,7 @@ def _head(program, lay: Layout, parallel: bool) -> list[str]:
     ]
     if lay.quant:
         lines.append("from adaopt.kernels.q8 import decode_signed, decode_unsigned, encode_signed, encode_unsigned, "
-                     "absmax_bits, from_bits")
+                     "absmax_bits, from_bits, scaled")
     lines += [
         "",
         f"@numba.njit(error_model='numpy', cache=True, parallel={parallel})",
@@ -210,16 +210,21 @@ def _quant_loop(program, lay: Layout) -> list[str]:
     lines += [f"    x{k} = np.uint32(0)" for k in range(nb)]
     lines.append("    for i in range(m):")
     body = [f"p_ = {load(lay.p_kind, lay.compute, 'p[i]')}", f"g_ = {load(lay.p_kind, lay.compute, 'g[i]')}"]
-    body += [f"{name}_ = decode_{'signed' if sg else 'unsigned'}(b{k}[i]) * q{k}[0]"
+    body += [f"{name}_ = scaled(decode_{'signed' if sg else 'unsigned'}(b{k}[i]), q{k}[0])"  # 0 * inf scale: 0
              for k, (name, sg) in enumerate(zip(program.buffers, lay.quant))]
     body += list(program.body) + _parameter_tail(lay, program.p_out)
     for k, out in enumerate(program.buffer_out):
         body += [f"scr{k}[i] = {out}", f"x{k} = absmax_bits(x{k}, np.float32({out}))"]
     lines += [f"        {line}" for line in body]
     for k, sg in enumerate(lay.quant):
-        lines += [f"    r{k} = from_bits(x{k} if x{k} != np.uint32(0x7F800000) else np.uint32(0x7F7FFFFF))",  # inf: FLOAT32_MAX
+        enc = f"encode_{'signed' if sg else 'unsigned'}"
+        lines += [f"    r{k} = from_bits(x{k})",
                   f"    q{k}[0] = r{k}",
-                  f"    v{k} = np.float32(1) / (r{k} if r{k} > 0 else np.float32(1))",
-                  "    for i in range(m):",
-                  f"        b{k}[i] = encode_{'signed' if sg else 'unsigned'}(scr{k}[i] * v{k})"]
+                  f"    if x{k} == np.uint32(0x7F800000):  # an overflowed moment: inf stays inf, the rest 0",
+                  "        for i in range(m):",
+                  f"            b{k}[i] = {enc}(np.float32(np.sign(scr{k}[i])) if np.isinf(scr{k}[i]) else np.float32(0))",
+                  "    else:",
+                  f"        v{k} = np.float32(1) / (r{k} if r{k} > 0 else np.float32(1))",
+                  "        for i in range(m):",
+                  f"            b{k}[i] = {enc}(scr{k}[i] * v{k})"]
     return [f"            {line}" for line in lines]
