@@ -184,3 +184,50 @@ def test_overfitting_stops_at_the_end_of_a_flat_eval_loss_not_at_step_0(seed):
 def test_overfitting_stops_at_step_0_when_the_eval_loss_was_best_there(seed):
     d = overfit_log(seed, rise_from=0)
     assert d.signals["overfitting"]["best_step"] <= 100, d.signals["overfitting"]
+
+
+# ---------------------------------------------------------------------- a late lr raise is no warmup
+
+
+def raised_lr_run(seed, steps=300, at=150, lr=1e-2, factor=30.0):
+    """Adam on the digits MLP, minibatches of 32, the lr raised ``factor``x at step ``at`` (a user
+    editing the group's lr mid-run); a Monitor logs the loss and the lr every step."""
+    torch = pytest.importorskip("torch")
+    from sklearn.datasets import load_digits
+
+    import adaopt.torch as at_
+
+    X, y = load_digits(return_X_y=True)
+    X, y = torch.tensor(X / 16.0, dtype=torch.float32), torch.tensor(y)
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+    opt = at_.Adam(model.parameters(), lr=lr)
+    mon = Monitor(opt, every=10)
+    g = torch.Generator().manual_seed(seed)
+    fired = None
+    for t in range(steps):
+        if t == at:
+            opt.param_groups[0]["lr"] = lr * factor
+        idx = torch.randint(0, len(X), (32,), generator=g)
+        loss = torch.nn.functional.cross_entropy(model(X[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        mon.log(loss)
+        if fired is None and mon.check() is not None:
+            fired = t
+    return mon, fired
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_an_lr_raised_mid_run_is_named_a_raise_and_the_advice_undoes_it(seed):
+    """A new user's lr x30 at step 225 was reported as "lr schedule: warmup from 0.01 to 0.3
+    until step 230", with the advice to warm the lr up over the first steps."""
+    mon, fired = raised_lr_run(seed)
+    assert fired is not None and fired >= 150, fired
+    d = mon.diagnose()
+    assert d.verdict == "DIVERGING", str(d)
+    text = " ".join(d.evidence + d.advice)
+    assert "warmup from" not in text and "over the first steps" not in text, text
+    assert any(re.search(r"raised 30x from 0\.01 to 0\.3 between steps 1[45]\d and 1[56]\d", e) for e in d.evidence), d.evidence
+    assert any(a.startswith("or keep the lr at 0.01") for a in d.advice), d.advice

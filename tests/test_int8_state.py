@@ -392,3 +392,23 @@ def test_the_monitor_reads_torch_8bit_moments_as_numbers():
         series[sd] = mon.history.series("eff_lr_p50")[1]
     assert len(series["int8"]) == 5
     np.testing.assert_allclose(series["int8"], series[None], rtol=0.03)
+
+
+def test_codes_without_their_scales_are_refused_naming_the_missing_key():
+    """A new user's truncated checkpoint: 'exp_avg' as int8 codes, its '_absmax' dropped. The
+    message blamed the shapes ("a state_dict of another model?"), which matched."""
+    torch, model, X, y = _torch_model()
+    import adaopt.torch as at
+
+    opt = at.AdamW(model.parameters(), lr=1e-2, state_dtype="int8")
+    _torch_steps(torch, model, opt, X, y, 1)
+    sd = opt.state_dict()
+    w = next(k for k, v in sd["state"].items() if "exp_avg_absmax" in v)
+    del sd["state"][w]["exp_avg_absmax"]
+    before = {k: v.clone() for k, v in opt.state[model[0].weight].items()}
+    with pytest.raises(ValueError, match=r"'exp_avg' as torch.int8 codes of 8-bit state but no 'exp_avg_absmax'"):
+        at.AdamW(model.parameters(), lr=1e-2, state_dtype="int8").load_state_dict(sd)
+    with pytest.raises(ValueError, match="no 'exp_avg_absmax'"):
+        opt.load_state_dict(sd)
+    for k, v in opt.state[model[0].weight].items():  # nothing loaded
+        assert torch.equal(v, before[k]), k

@@ -36,6 +36,7 @@ import numpy as np
 
 from .logs.columns import EVAL
 from .verdict_record import fmt
+from .verdict_signals import lr_raised
 
 #: How many standard errors the eval loss must rise by (and the training loss fall by).
 RISE_SIGMAS = 4.0
@@ -139,7 +140,11 @@ def _lr_notes(h) -> list[str]:
         return []
     notes = []
     peak = int(np.argmax(lr))
-    if peak > 0 and lr[peak] > 2 * lr[0]:
+    raised = lr_raised(h)
+    if raised is not None:
+        notes.append(f"lr schedule: raised {raised[1] / raised[0]:.3g}x from {fmt(raised[0])} to {fmt(raised[1])} "
+                     f"between steps {raised[2]} and {raised[3]}")
+    elif peak > 0 and lr[peak] > 2 * lr[0]:
         notes.append(f"lr schedule: warmup from {fmt(lr[0])} to {fmt(lr[peak])} until step {int(steps[peak])}")
     if lr[-1] < 0.5 * lr[peak]:
         notes.append(f"lr schedule: decayed from {fmt(lr[peak])} (step {int(steps[peak])}) to {fmt(lr[-1])} "

@@ -73,6 +73,17 @@ class Run:
             return f"lr x {factor:g}: lr = {fmt(float(lr))} -> {fmt(float(lr) * factor)}"
         return f"lr x {factor:g}"
 
+    def lr_raised(self):
+        """``(lr before, lr after, last step before, first step after)`` of a raise (:func:`lr_raised`)."""
+        return lr_raised(self.h)
+
+    def warmup_advice(self, default: str = "or warm the lr up over the first steps") -> str:
+        """``default`` (a warmup), or, when the lr was raised at once during the run, to undo that."""
+        r = self.lr_raised()
+        if r is None:
+            return default
+        return f"or keep the lr at {fmt(r[0])}: it was raised {r[1] / r[0]:.3g}x to {fmt(r[1])} between steps {r[2]} and {r[3]}"
+
     def lr_decayed(self):
         """``(peak lr, its step, last lr, its step)`` when the recorded lr (the log's lr column, a
         Monitor's summaries) fell below half its peak: a schedule already decayed it. Else None."""
@@ -90,6 +101,20 @@ class Run:
         """"the lr was decayed from A (step a) to B" for the advice, or "" when it was not."""
         d = self.lr_decayed()
         return "" if d is None else f"the lr was already decayed from {fmt(d[0])} (step {d[1]}) to {fmt(d[2])}"
+
+
+def lr_raised(h: History):
+    """The last time the recorded lr rose at once, at least 2x within one logged interval after
+    it had held within 1% over the two values before (a user's or a schedule's jump, not a
+    warmup, which rises all along): ``(lr before, lr after, last step before, first step
+    after)``, else None."""
+    steps, lr = h.series("lr")
+    keep = np.isfinite(lr) & (lr > 0)
+    steps, lr = steps[keep], lr[keep]
+    for i in range(len(lr) - 1, 1, -1):
+        if lr[i] >= 2 * lr[i - 1] and abs(lr[i - 1] - lr[i - 2]) <= 0.01 * lr[i - 1]:
+            return float(lr[i - 1]), float(lr[i]), int(steps[i - 1]), int(steps[i])
+    return None
 
 
 #: Columns a user may record an optimizer's count of skipped steps in (``opt.skipped_steps``).

@@ -91,6 +91,9 @@ def check_saved_state(sid, value, p: torch.Tensor, scalar_keys=()) -> None:
         if not torch.is_tensor(buf):
             raise ValueError(f"{where} has {key!r} of type {type(buf).__name__}; state buffers are tensors")
         codes = buf.dtype in (torch.int8, torch.uint8) and key + quant.SCALE in value  # 8-bit state
+        if buf.dtype in (torch.int8, torch.uint8) and not codes and not key.endswith(quant.SCALE):
+            raise ValueError(f"{where} has {key!r} as {buf.dtype} codes of 8-bit state but no {key + quant.SCALE!r} "
+                             "(their per-block scales) beside them: a truncated or edited state_dict")
         if buf.shape != quant.expected_shape(key, p.shape, scalar_keys) \
                 or not (buf.dtype.is_floating_point or codes):
             raise ValueError(f"{where} has {key!r} of shape {tuple(buf.shape)} and dtype {buf.dtype}; "
