@@ -51,8 +51,6 @@ def test_torch_int8_refusals_come_at_construction_with_the_reason():
     import adaopt.torch as at
 
     m = torch.nn.Linear(128, 64)
-    with pytest.raises(ValueError, match=r"state_dtype='int8' .*on_nonfinite='skip' is set"):
-        at.AdamW(m.parameters(), state_dtype="int8", on_nonfinite="skip")
     with pytest.raises(ValueError, match=r"state_dtype='int8' .*backend='tensor' is set"):
         at.AdamW(m.parameters(), state_dtype="int8", backend="tensor")
     emb = torch.nn.Embedding(1000, 64, sparse=True)
@@ -207,3 +205,43 @@ def test_the_monitor_summary_of_8_bit_state_reads_only_its_sample(frontend, monk
     for c in columns:
         np.testing.assert_array_equal(lazy[c], whole[c], err_msg=c)
     assert lazy_peak < 0.25 * 4 * n < whole_peak, (lazy_peak, whole_peak)  # one float32 moment is 4n bytes
+
+
+@pytest.mark.parametrize("mode", ["skip", "raise"])
+def test_on_nonfinite_guards_8bit_state_whose_nan_would_spread_to_its_block(mode):
+    """A NaN gradient under 8-bit state makes its moment's whole 256-element block NaN (one NaN
+    parameter became 256 a step later), and on_nonfinite was refused with int8: no protection
+    at all. The check runs on the gradients before any kernel, so it guards 8-bit state as it
+    does float32 state: nothing changes, and the finite steps are those of a run without it."""
+    torch = pytest.importorskip("torch")
+    import adaopt.torch as at
+
+    torch.manual_seed(0)
+    models = [torch.nn.Linear(128, 64) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    guarded = at.AdamW(models[0].parameters(), lr=1e-2, state_dtype="int8", on_nonfinite=mode)
+    plain = at.AdamW(models[1].parameters(), lr=1e-2, state_dtype="int8")
+    x = torch.randn(16, 128)
+    for t in range(6):
+        for m, opt in ((models[0], guarded), (models[1], plain)):
+            xb = x.clone()
+            if t == 3 and opt is guarded:
+                xb[0, 0] = float("nan")
+            opt.zero_grad()
+            m(xb).pow(2).mean().backward()
+            if t == 3 and opt is guarded:
+                before = [p.detach().clone() for p in m.parameters()]
+                state = {k: v.clone() for k, v in opt.state[m.weight].items()}
+                if mode == "raise":
+                    with pytest.raises(FloatingPointError, match=r"non-finite gradient for .*nothing was changed"):
+                        opt.step()
+                else:
+                    opt.step()
+                    assert opt.skipped_steps == 1
+                assert all(torch.equal(a, b) for a, b in zip(before, m.parameters()))
+                assert all(torch.equal(opt.state[m.weight][k], v) for k, v in state.items())
+            elif not (t == 3 and opt is plain):
+                opt.step()
+    assert guarded.state[models[0].weight]["exp_avg"].dtype == torch.int8
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        assert torch.equal(a, b)  # the skipped step is as if it never came

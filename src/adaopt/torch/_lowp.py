@@ -29,9 +29,7 @@ def refuse_int8(opt, entries, construction: bool = False) -> None:
     the array path cannot take (only dense CPU gradients of real CPU parameters)."""
     if not any(g.get("state_dtype") == quant.NAME for g in opt.param_groups):
         return
-    why = (f"on_nonfinite={opt.on_nonfinite!r} is set (8-bit state has no skip or raise path; use "
-           "state_dtype=None or 'bfloat16' with it)" if opt.on_nonfinite is not None else
-           "backend='tensor' is set (8-bit state runs on the array path: backend='auto')" if opt._tensor_path
+    why = ("backend='tensor' is set (8-bit state runs on the array path: backend='auto')" if opt._tensor_path
            else None)
     if why is None and not construction:
         for gi, i, p in entries:
