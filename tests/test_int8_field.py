@@ -73,6 +73,15 @@ def test_rounding_options_on_a_float32_model_warn():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         at.AdamW(m.to(torch.bfloat16).parameters(), kahan=True)  # 16-bit: it acts, no warning
+    # a float32 group added later warns too, from the user's line, and only for that group
+    head, tail = torch.nn.Linear(8, 4).bfloat16(), torch.nn.Linear(4, 2)
+    opt = at.AdamW(head.parameters(), kahan=True)
+    with pytest.warns(UserWarning, match="kahan=True in param group 1, which has no bfloat16") as caught:
+        opt.add_param_group({"params": tail.parameters(), "kahan": True})
+    assert [w.filename for w in caught] == [__file__], [(w.filename, str(w.message)) for w in caught]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        opt.add_param_group({"params": torch.nn.Linear(2, 2).parameters(), "kahan": False})  # option off: silent
 
 
 def test_the_monitor_records_int8_when_the_first_tensor_is_small(tmp_path):

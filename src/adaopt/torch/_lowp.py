@@ -12,14 +12,17 @@ from .. import dtypes, quant
 from . import views
 
 
-def warn_unused_rounding(opt) -> None:
+def warn_unused_rounding(opt, groups=None) -> None:
     """``kahan``/``stochastic_rounding`` act on 16-bit parameters only: say so when a group sets
-    one and holds none (a float32 model: the option would silently do nothing)."""
-    for gi, g in enumerate(opt.param_groups):
+    one and holds none (a float32 model: the option would silently do nothing). ``groups``:
+    the indices to look at (all by default), from the user's call two frames up."""
+    for gi in range(len(opt.param_groups)) if groups is None else groups:
+        g = opt.param_groups[gi]
         opts = [k for k in ("kahan", "stochastic_rounding") if g.get(k)]
         if opts and not any(p.element_size() == 2 and p.is_floating_point() for p in g["params"]):
-            warnings.warn(f"{opts[0]}=True in param group {gi}, which has no bfloat16/float16 parameter: it "
-                          "applies to 16-bit parameters only and does nothing here (cast the model first)",
+            warnings.warn(f"{opts[0]}=True in param group {gi}, which has no bfloat16/float16 parameter yet: it "
+                          "applies to 16-bit parameters only, and does nothing unless they are cast to "
+                          "bfloat16/float16 before they step (cast the model before building the optimizer)",
                           UserWarning, stacklevel=3)
 
 

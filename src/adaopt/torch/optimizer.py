@@ -69,8 +69,9 @@ class Optimizer(torch.optim.Optimizer):
         super().__init__(params, defaults)
         refuse_int8(self, [], construction=True)  # the options 8-bit state cannot take, now
         warn_unused_rounding(self)
+        self._built = True
 
-    _EXTRA = ("conventions", "on_nonfinite", "skipped_steps", "_engine", "_hp_keys", "_tensor_path")
+    _EXTRA = ("conventions", "on_nonfinite", "skipped_steps", "_engine", "_hp_keys", "_tensor_path", "_built")
 
     def __getstate__(self) -> dict:
         """torch keeps defaults, state and groups; adaopt's settings travel too (deepcopy, pickle)."""
@@ -93,6 +94,8 @@ class Optimizer(torch.optim.Optimizer):
                              "(use kahan=True for float16)")
         super().add_param_group({**param_group, "params": params})
         self._plan = None
+        if getattr(self, "_built", False):  # at construction, __init__ warns for every group at once
+            warn_unused_rounding(self, [len(self.param_groups) - 1])
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
