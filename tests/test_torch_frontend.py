@@ -1437,3 +1437,18 @@ def test_state_dtype_takes_a_torch_dtype():
     opt.step()
     assert opt.param_groups[0]["state_dtype"] == "bfloat16"
     assert opt.state[w]["exp_avg"].dtype == torch.bfloat16
+
+
+def test_a_wider_gradient_of_a_16bit_parameter_is_rounded_and_says_so():
+    """A new user's float32 gradient of a bfloat16 parameter (param.grad_dtype, torch >= 2.9)
+    was rounded to bfloat16 before the step without a word."""
+    p = nn.Parameter(torch.zeros(1000, dtype=torch.bfloat16))
+    if not hasattr(p, "grad_dtype"):
+        pytest.skip("this torch ties a gradient's dtype to its parameter's")
+    p.grad_dtype = torch.float32
+    g = torch.randn(1000) * 1e-3 + 1
+    p.grad = g.clone()
+    opt = at.AdamW([p], lr=1e-2)
+    with pytest.warns(UserWarning, match=r"the torch.float32 gradient of .* is rounded to its torch.bfloat16"):
+        opt.step()
+    torch.testing.assert_close(opt.state[p]["exp_avg"], 0.1 * g.bfloat16().float(), rtol=0, atol=1e-9)

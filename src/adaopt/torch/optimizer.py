@@ -8,6 +8,7 @@ state_dict loading (:mod:`.state_dict`). No optimizer math.
 from __future__ import annotations
 
 import operator
+import warnings
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -248,6 +249,11 @@ class Optimizer(torch.optim.Optimizer):
                 f"the gradient of {self._param_name(gi, i)} has {what}; nothing was changed")
         if c.fused[k] is g.dtype and g.is_contiguous() and not g.is_neg() and not g.is_conj():
             return g.data_ptr()
+        if p.element_size() == 2 and g.is_floating_point() and g.element_size() > 2:
+            gi, i, _ = entries[k]
+            warnings.warn(f"the {g.dtype} gradient of {self._param_name(gi, i)} is rounded to its {p.dtype} "
+                          "before the step: adaopt reads a gradient in its parameter's dtype (the moments and "
+                          "the arithmetic stay float32)", UserWarning, stacklevel=2)
         return views.grad_view(g.resolve_neg().resolve_conj().to(p.dtype))
 
     def _step_general(self, all_entries, slot=None) -> None:
