@@ -4,6 +4,7 @@ moments of float32 parameters (``state_dtype``) reach the float32 state's loss."
 
 import copy
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -87,3 +88,38 @@ def test_kahan_and_stochastic_rounding_are_exclusive_and_sr_is_bfloat16_only():
     with pytest.raises(ValueError, match="bfloat16"):  # refused at construction, before any step
         at.Adam([q, p], stochastic_rounding=True)
     at.Adam([q], stochastic_rounding=True)  # bfloat16 alone is fine
+
+
+def test_a_kahan_model_cast_to_float32_takes_its_compensation_and_drops_it():
+    """A new user trained in bfloat16 with kahan=True, then called model.float() and stepped
+    on: the compensation (what bf16 storage had lost, up to 7.6e-4 an element) was neither
+    added into the parameters nor dropped, and came back, stale, when the model went back to
+    bf16. Now the first step after the cast adds it in and drops it."""
+    import adaopt.torch as at
+
+    rng = np.random.default_rng(0)
+    grads = [torch.from_numpy(rng.standard_normal(4096).astype(np.float32)) for _ in range(40)]
+    start = torch.from_numpy(rng.standard_normal(4096).astype(np.float32)).bfloat16().float()  # both start equal
+    exact = torch.nn.Parameter(start.clone())
+    low = torch.nn.Parameter(start.clone().bfloat16())
+    ref = at.AdamW([exact], lr=1e-4, weight_decay=0.0)
+    opt = at.AdamW([low], lr=1e-4, weight_decay=0.0, kahan=True)
+    for g in grads:
+        exact.grad, low.grad = g.clone(), g.bfloat16()
+        ref.step()
+        opt.step()
+    comp = opt.state[low]["kahan_comp"].float()
+    assert comp.abs().max() > 0
+    before = (low.detach().float() - exact.detach()).abs().mean()
+    low.data = low.data.float()  # what model.float() does
+    for group in opt.param_groups:
+        group["lr"] = 0.0  # a step that moves nothing: only the fold shows
+    low.grad = torch.zeros(4096)
+    opt.step()
+    assert "kahan_comp" not in opt.state[low]
+    after = (low.detach() - exact.detach()).abs().mean()
+    assert after < 0.1 * before, (after, before)  # the compensated value, not the bf16 one
+    low.data = low.data.bfloat16()  # back to 16 bits: a fresh compensation, not the old one
+    low.grad = torch.zeros(4096, dtype=torch.bfloat16)
+    opt.step()
+    assert (opt.state[low]["kahan_comp"] == 0).all()

@@ -26,6 +26,18 @@ def warn_unused_rounding(opt, groups=None) -> None:
                           UserWarning, stacklevel=3)
 
 
+def fold_compensation(p, state: dict) -> None:
+    """A ``kahan_comp`` the parameter no longer takes (cast wider by ``model.float()``, to the
+    other 16-bit dtype, or ``kahan`` switched off): the compensation is the part of the exact
+    value its 16-bit storage lost, so it is added into the parameter (exactly, once it is
+    float32) and dropped, instead of being kept unused and applied again, stale, should the
+    parameter go back to 16 bits. A buffer of another shape (``p.data`` replaced) is dropped."""
+    comp = state.pop("kahan_comp")
+    if comp.shape == p.shape and comp.is_floating_point():
+        with torch.no_grad():
+            p.add_(comp.to(device=p.device))
+
+
 def refuse_int8(opt, entries, construction: bool = False) -> None:
     """Raise ValueError naming why ``opt`` cannot step with 8-bit state: the optimizer's own
     options at construction, else the first parameter of ``entries`` ``(group, index, p)``

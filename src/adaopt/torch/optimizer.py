@@ -19,7 +19,7 @@ from torch.autograd.graph import increment_version
 from .. import dtypes, hyper, quant, registry
 from ..engine import CachedPlan, Engine, StateWatch
 from . import backward, hooks, paths, views
-from ._lowp import conform_int8, refuse_int8, warn_unused_rounding
+from ._lowp import conform_int8, fold_compensation, refuse_int8, warn_unused_rounding
 from . import state_dict as state_dict_io
 
 _NONFINITE = (None, "skip", "raise")
@@ -126,6 +126,9 @@ class Optimizer(torch.optim.Optimizer):
         if "step" not in state:
             state["step"] = torch.tensor(0.0, dtype=torch.float32)
         spec = self._engine.state_spec(dtypes.as_dtype(views.numpy_dtype(p.dtype)), p.shape, hp, cdtype)
+        comp = state.get("kahan_comp")
+        if comp is not None and ("kahan_comp" not in spec or comp.dtype != p.dtype or comp.shape != p.shape):
+            fold_compensation(p, state)
         eight_bit = quant.applies(hp, p.numel()) and p.is_cpu and not p.is_complex()
         for key, (fill, dtype, shape) in spec.items():
             if state.get(key) is None and eight_bit and key in self.rule.buffers(hp):  # no float buffer first
