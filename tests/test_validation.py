@@ -888,3 +888,18 @@ def test_validate_cached_checks_changed_values_and_never_trusts_mutable_ones():
     betas[1] = 1.5
     with pytest.raises(ValueError, match="betas"):
         hyper.validate_cached({**adam, "betas": betas}, "g")
+
+
+@pytest.mark.parametrize("typo, meant", [("betaz", "betas"), ("state_dtyp", "state_dtype"), ("khan", "kahan")])
+def test_an_unknown_argument_names_the_near_one_and_every_option(typo, meant):
+    """The list of what a class takes left out the frontend's own options (state_dtype, kahan,
+    stochastic_rounding, backend, conventions), so a typo of one read as if it did not exist."""
+    with pytest.raises(TypeError) as err:
+        adaopt.AdamW({"w": np.zeros(3, np.float32)}, **{typo: 1})
+    msg = str(err.value)
+    assert f"{typo!r}: did you mean {meant!r}?" in msg, msg
+    for option in ("conventions", "state_dtype", "kahan", "stochastic_rounding", "backend", "betas"):
+        assert option in msg, (option, msg)
+    with pytest.raises(TypeError, match="no_such_thing.*; it takes"):  # nothing near: no guess
+        adaopt.SGD({"w": np.zeros(3, np.float32)}, no_such_thing=1)
+    assert "did you mean" not in str(pytest.raises(TypeError, adaopt.SGD, {"w": np.zeros(3)}, zzz=1).value)

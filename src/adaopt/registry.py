@@ -15,6 +15,7 @@ Adding an optimizer takes three steps (``docs/architecture.md``): write
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,9 @@ TORCH_FLAGS = ("foreach", "fused", "capturable", "differentiable")
 #: Group options every family takes: the dtype the state is kept in, and how a 16-bit
 #: parameter is rounded (:mod:`adaopt.rounding`).
 COMMON = MappingProxyType({"state_dtype": None, "kahan": False, "stochastic_rounding": False})
+#: The keyword options both frontends' constructors take beside the hyperparameters
+#: (adaopt.torch also ``on_nonfinite``), for the message about an unknown argument.
+FRONTEND_OPTIONS = ("conventions", *COMMON, "backend")
 
 
 @dataclass(frozen=True)
@@ -113,8 +117,11 @@ class Family:
         allowed = set(self.hyperparameters) | (set(TORCH_FLAGS) if torch else set())
         unknown = set(out) - allowed
         if unknown:
-            raise TypeError(f"{cls_name} got unexpected argument(s) {sorted(unknown)}; it takes "
-                            f"{', '.join(sorted(allowed))}")
+            options = FRONTEND_OPTIONS + (("on_nonfinite",) if torch else ())
+            near = {n: difflib.get_close_matches(n, [*allowed, *options], n=1) for n in sorted(unknown)}
+            hints = "".join(f" ({n!r}: did you mean {m[0]!r}?)" for n, m in near.items() if m)
+            raise TypeError(f"{cls_name} got unexpected argument(s) {sorted(unknown)}{hints}; it takes "
+                            f"{', '.join(sorted(allowed))}, and the options {', '.join(options)}")
         return out
 
     def defaults_for(self, conventions: str = "torch") -> dict:
