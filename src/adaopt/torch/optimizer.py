@@ -73,6 +73,7 @@ class Optimizer(torch.optim.Optimizer):
         self._built = True
 
     _EXTRA = ("conventions", "on_nonfinite", "skipped_steps", "_engine", "_hp_keys", "_tensor_path", "_built")
+    _built = False  # True once __init__ has run (add_param_group warns itself from then on)
 
     def __getstate__(self) -> dict:
         """torch keeps defaults, state and groups; adaopt's settings travel too (deepcopy, pickle)."""
@@ -95,7 +96,7 @@ class Optimizer(torch.optim.Optimizer):
                              "(use kahan=True for float16)")
         super().add_param_group({**param_group, "params": params})
         self._plan = None
-        if getattr(self, "_built", False):  # at construction, __init__ warns for every group at once
+        if self._built:  # at construction, __init__ warns for every group at once
             warn_unused_rounding(self, [len(self.param_groups) - 1])
 
     def __setstate__(self, state: dict) -> None:
