@@ -412,3 +412,46 @@ def test_codes_without_their_scales_are_refused_naming_the_missing_key():
         opt.load_state_dict(sd)
     for k, v in opt.state[model[0].weight].items():  # nothing loaded
         assert torch.equal(v, before[k]), k
+
+
+@pytest.mark.parametrize("version", [None, 2])
+def test_codes_of_another_map_are_refused_not_misread(tmp_path, version):
+    """The map changed twice (base 10, base 8, the float-like one): codes written under an
+    earlier map decoded to wrong moments without a word. 8-bit state now travels with its map
+    version (state_dict, checkpoint file, torch state_dict), and another one is refused."""
+    rng = np.random.default_rng(0)
+    w = {"w": rng.standard_normal(8192).astype(np.float32)}
+    opt = adaopt.AdamW(w, lr=1e-3, state_dtype="int8")
+    opt.step({"w": rng.standard_normal(8192).astype(np.float32)})
+    sd = opt.state_dict()
+    assert sd[quant.MAP_KEY] == quant.MAP_VERSION
+    opt.save(tmp_path / "ck.npz")
+    again = adaopt.AdamW({"w": w["w"].copy()}, lr=1e-3, state_dtype="int8")
+    again.load(tmp_path / "ck.npz")  # the file keeps the version
+    np.testing.assert_array_equal(again.state["w"]["exp_avg"], opt.state["w"]["exp_avg"])
+    old = dict(sd)
+    old.pop(quant.MAP_KEY)
+    if version is not None:
+        old[quant.MAP_KEY] = version
+    before = {k: np.array(v) for k, v in again.state["w"].items()}
+    with pytest.raises(CheckpointError, match="no map version" if version is None else "map version 2"):
+        again.load_state_dict(old)
+    for k, v in again.state["w"].items():
+        np.testing.assert_array_equal(v, before[k])
+    assert quant.MAP_KEY not in adaopt.AdamW({"w": w["w"].copy()}, lr=1e-3).state_dict()  # float state: none
+
+
+def test_torch_state_dict_carries_the_map_version():
+    torch, model, X, y = _torch_model()
+    import adaopt.torch as at
+
+    opt = at.AdamW(model.parameters(), lr=1e-2, state_dtype="int8")
+    _torch_steps(torch, model, opt, X, y, 1)
+    sd = opt.state_dict()
+    assert sd[quant.MAP_KEY] == quant.MAP_VERSION
+    at.AdamW(model.parameters(), lr=1e-2, state_dtype="int8").load_state_dict(sd)
+    torch.optim.AdamW(model.parameters(), lr=1e-2).load_state_dict(sd)  # torch ignores the key
+    del sd[quant.MAP_KEY]
+    with pytest.raises(ValueError, match="written with no map version"):
+        at.AdamW(model.parameters(), lr=1e-2, state_dtype="int8").load_state_dict(sd)
+    assert quant.MAP_KEY not in at.AdamW(model.parameters(), lr=1e-2).state_dict()

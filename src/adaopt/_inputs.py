@@ -100,6 +100,11 @@ def check_state_dict(opt, state_dict: dict) -> tuple[list, dict]:
     except (KeyError, TypeError) as exc:
         raise CheckpointError("not an adaopt state_dict: it needs 'state' and 'param_groups'") from exc
     mine = type(opt).__name__
+    if isinstance(saved_state, dict):
+        try:
+            quant.check_map(state_dict, saved_state.values())
+        except ValueError as exc:
+            raise CheckpointError(str(exc)) from None
     if state_dict.get("optimizer", mine) != mine:
         raise CheckpointError(f"this state_dict is from {state_dict.get('optimizer')}, not {mine}")
     saved_conv = state_dict.get("conventions", opt.conventions)

@@ -299,12 +299,15 @@ class Optimizer:
 
     def state_dict(self) -> dict:
         """A deep copy of the state and the groups' hyperparameters, keyed by parameter name."""
-        return {
+        out = {
             "optimizer": type(self).__name__,
             "conventions": self.conventions,
             "state": copy.deepcopy(self.state),
             "param_groups": copy.deepcopy(self.param_groups),
         }
+        if quant.holds_codes(self.state.values()):
+            out[quant.MAP_KEY] = quant.MAP_VERSION  # what the codes mean
+        return out
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Load a :meth:`state_dict`; everything is checked before anything changes.

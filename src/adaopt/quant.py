@@ -46,7 +46,7 @@ this map is our own, chosen for speed and measured for accuracy: after 100 AdamW
 noisy quadratic its runs are as close to float32 state's as the first map's (a dynamic map
 in base 8, 1.4% steps near the absmax, whose float encoder made the step 2.2x slower) and
 closer on a small MLP; one regime of 3 bits was 1.7x faster still but 1.6-2x less accurate.
-State saved with the first map does not decode with this one.
+State saved with an earlier map is refused on load (:data:`MAP_VERSION`), not misread.
 
 Tensors under :data:`MIN_SIZE` elements keep float32 state, as bitsandbytes and torchao
 do: their memory is small and their scale is poorly shared. The arithmetic of a step is
@@ -69,6 +69,13 @@ SCALE = "_absmax"
 #: Buffers that are never negative, which take the unsigned map.
 UNSIGNED = frozenset({"exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum", "exp_inf", "acc_delta"})
 
+
+#: The map's version, written beside 8-bit state in every state_dict and checkpoint as
+#: ``MAP_KEY``: 1 the first (base-10) map, 2 the dynamic map in base 8, 3 this one. Codes only
+#: mean something under the map that wrote them, so a state_dict with 8-bit state and another
+#: version (or none: written before versions were) is refused on load, not decoded wrong.
+MAP_VERSION = 3
+MAP_KEY = "int8_map"
 
 #: Each map's regimes from the top: (its lowest code, mantissa bits). A regime's points are
 #: the float32 numbers whose bits are (code + base) << (23 - mantissa bits).
@@ -212,6 +219,23 @@ def dequantize(codes: np.ndarray, absmax: np.ndarray, dtype=np.float32) -> np.nd
         scale = np.repeat(scales[start // BLOCK: start // BLOCK + n_blocks(part.size)], BLOCK)[: part.size]
         out[start:start + part.size] = _scaled(table[_index(part, offset)], scale)
     return out.reshape(codes.shape)
+
+
+def holds_codes(states) -> bool:
+    """Whether any of the per-parameter ``states`` (dicts) holds 8-bit buffers."""
+    return any(isinstance(st, dict) and any(isinstance(k, str) and k.endswith(SCALE) for k in st) for st in states)
+
+
+def check_map(state_dict: dict, states) -> None:
+    """Refuse a state_dict whose 8-bit state (in ``states``) was written under another map."""
+    if not holds_codes(states):
+        return
+    version = state_dict.get(MAP_KEY)
+    if version != MAP_VERSION:
+        was = "no map version (an adaopt from before 2026-12-03)" if version is None else f"map version {version!r}"
+        raise ValueError(f"the state_dict's 8-bit state was written with {was}; this adaopt reads map version "
+                         f"{MAP_VERSION}, and codes decode only under the map that wrote them. Load it into the "
+                         f"adaopt that wrote it with state_dtype=None and save that (float moments) to carry it over")
 
 
 def is_quantized(st: dict, key: str) -> bool:

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import dtypes
+from .. import dtypes, quant
 from .._io import atomic_write
 from . import _npz
 from ._expect import check_expect, check_names, check_shape
@@ -99,6 +99,7 @@ def save(state_dict: dict, path) -> None:
         "version": VERSION,
         "optimizer": state_dict.get("optimizer"),
         "conventions": state_dict.get("conventions"),
+        **({quant.MAP_KEY: state_dict[quant.MAP_KEY]} if quant.MAP_KEY in state_dict else {}),
         "param_groups": [{k: _jsonable(v) for k, v in g.items()} for g in state_dict["param_groups"]],
         "steps": steps,
         "arrays": index,
@@ -193,6 +194,7 @@ def _read(zf: zipfile.ZipFile, path: Path, file_size: int, wanted, where: list) 
         "conventions": meta.get("conventions"),
         "state": _arrays(zf, headers, meta["steps"], path, where),
         "param_groups": meta["param_groups"],
+        **({quant.MAP_KEY: meta[quant.MAP_KEY]} if quant.MAP_KEY in meta else {}),
     }
 
 

@@ -345,6 +345,14 @@ class Optimizer(torch.optim.Optimizer):
 
     # ------------------------------------------------------------------ checkpoints
 
+    def state_dict(self) -> dict:
+        """torch's state_dict; with 8-bit state, also the map version its codes are written in
+        (``quant.MAP_KEY``: a later adaopt refuses codes of another map instead of misreading them)."""
+        out = super().state_dict()
+        if quant.holds_codes(out["state"].values()):
+            out[quant.MAP_KEY] = quant.MAP_VERSION
+        return out
+
     def load_state_dict(self, state_dict: dict) -> None:
         """Load a state_dict from this class or from the matching ``torch.optim`` optimizer
         (:func:`.state_dict.load`: dtypes kept, copies not aliases, names matched, every

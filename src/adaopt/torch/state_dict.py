@@ -26,6 +26,8 @@ def load(opt, state_dict: dict) -> None:
         result = pre_hook(opt, state_dict)
         if result is not None:
             state_dict = result
+    if isinstance(state_dict.get("state"), dict):
+        quant.check_map(state_dict, state_dict["state"].values())  # codes mean something only under their map
     groups = opt.param_groups
     saved_groups = deepcopy(state_dict["param_groups"])
     if len(groups) != len(saved_groups):
