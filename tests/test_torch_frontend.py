@@ -1439,16 +1439,41 @@ def test_state_dtype_takes_a_torch_dtype():
     assert opt.state[w]["exp_avg"].dtype == torch.bfloat16
 
 
-def test_a_wider_gradient_of_a_16bit_parameter_is_rounded_and_says_so():
+@pytest.mark.parametrize("options", [{}, {"kahan": True}, {"stochastic_rounding": True}, {"state_dtype": "int8"}])
+@pytest.mark.parametrize("n", [5000, (1 << 20) + 7])  # the serial kernel and the threaded one
+def test_a_float32_gradient_of_a_bf16_parameter_is_read_as_it_is(options, n):
     """A new user's float32 gradient of a bfloat16 parameter (param.grad_dtype, torch >= 2.9)
-    was rounded to bfloat16 before the step without a word."""
+    was rounded to bfloat16 before the step: 282 of 1000 updates differed from the exact ones.
+    The kernels now read float32 gradients of 16-bit parameters as they are, with the reference
+    rule's bits; a bf16 gradient later replans back to the bf16 kernel."""
+    p = nn.Parameter(torch.randn(n).bfloat16())
+    if not hasattr(p, "grad_dtype"):
+        pytest.skip("this torch ties a gradient's dtype to its parameter's")
+    p.grad_dtype = None
+    q = nn.Parameter(p.detach().clone())
+    q.grad_dtype = None
+    fused, ref = at.AdamW([p], lr=1e-2, **options), at.AdamW([q], lr=1e-2, backend="reference", **options)
+    g = torch.Generator().manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for t in range(4):
+            grad = torch.randn(n, generator=g) * 1e-3 + 1
+            grad = grad.bfloat16() if t == 3 else grad
+            p.grad, q.grad = grad.clone(), grad.clone()
+            fused.step()
+            ref.step()
+            if t == 0 and "state_dtype" not in options:  # the first moment holds 0.1 g, not 0.1 bf16(g)
+                torch.testing.assert_close(fused.state[p]["exp_avg"], 0.1 * grad, rtol=1e-6, atol=0)
+            assert torch.equal(p, q), t
+    assert fused._plan.all_fused and fused._plan.plan.buckets[0].layout.g_kind == ""  # bf16 again
+
+
+def test_a_float64_gradient_of_a_bf16_parameter_is_rounded_and_says_so():
     p = nn.Parameter(torch.zeros(1000, dtype=torch.bfloat16))
     if not hasattr(p, "grad_dtype"):
         pytest.skip("this torch ties a gradient's dtype to its parameter's")
-    p.grad_dtype = torch.float32
-    g = torch.randn(1000) * 1e-3 + 1
-    p.grad = g.clone()
+    p.grad_dtype = None
+    p.grad = torch.randn(1000, dtype=torch.float64) * 1e-3 + 1
     opt = at.AdamW([p], lr=1e-2)
-    with pytest.warns(UserWarning, match=r"the torch.float32 gradient of .* is rounded to its torch.bfloat16"):
+    with pytest.warns(UserWarning, match=r"the torch.float64 gradient of .* is rounded to its torch.bfloat16"):
         opt.step()
-    torch.testing.assert_close(opt.state[p]["exp_avg"], 0.1 * g.bfloat16().float(), rtol=0, atol=1e-9)

@@ -137,11 +137,13 @@ class Engine:
                                         key=rounding.param_key(name), step=t, index=index)
         return new_p, out
 
-    def build_plan(self, items) -> Plan:
+    def build_plan(self, items, grad_dtypes=None) -> Plan:
         """Sort ``(group, name, param, state, hp)`` into fused buckets and reference steps.
 
         Parameters that share a group, a step count and dtypes go through one fused kernel
         call per chunk when the fused backend is on; the rest take the reference rule.
+        ``grad_dtypes`` (one per item, None: the parameter's) gives the gradients' dtypes
+        where they differ: float32 gradients of 16-bit parameters are read as they are.
         """
         fused = self.fused()
         prepared = [(gi, name, p, st, *self.prepare(p, hp, name)) for gi, name, p, st, hp in items]
@@ -158,14 +160,17 @@ class Engine:
                                      "a state_dict of another model loaded?)")
             elementwise = {k: v for k, v in st.items() if k not in scalar_keys}
             if fused is not None and i not in shared and fused.eligible(p, cdtype, elementwise, hp):
-                key = (gi, st["step"], p.dtype, cdtype, quant.applies(hp, p.size))  # 8-bit or not
+                gd = grad_dtypes[i] if grad_dtypes is not None else None
+                gd = np.dtype(gd) if gd is not None and fused.wide_grad(p.dtype, gd) else None
+                key = (gi, st["step"], p.dtype, cdtype, quant.applies(hp, p.size), gd)  # 8-bit or not
                 groups.setdefault(key, (hp, []))[1].append((i, p, st, name))
             else:
                 reference.append((i, gi, name, p, st, hp, cdtype))
         buckets = []
-        for (gi, _, _, cdtype, _), (hp, m) in groups.items():
+        for (gi, _, _, cdtype, _, gd), (hp, m) in groups.items():
             bucket = fused.Bucket(self.rule, hp, [p for _, p, _, _ in m], [st for _, _, st, _ in m],
-                                  [i for i, *_ in m], keys=[rounding.param_key(name) for *_, name in m])
+                                  [i for i, *_ in m], keys=[rounding.param_key(name) for *_, name in m],
+                                  g_dtype=gd)
             bucket.group, bucket.name, bucket.cdtype = gi, f"param group {gi}", cdtype
             buckets.append(bucket)
         return Plan([(name, p) for _, name, p, *_ in prepared], buckets, reference,

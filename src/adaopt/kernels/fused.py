@@ -175,9 +175,10 @@ def eligible(p: np.ndarray, cdtype, state: dict, hp: dict | None = None) -> bool
                for k, v in state.items() if k != "step")
 
 
-def layout_of(p_dtype, cdtype, hp: dict, buffers: tuple = ()) -> Layout:
+def layout_of(p_dtype, cdtype, hp: dict, buffers: tuple = (), g_dtype=None) -> Layout:
     """How a bucket of ``p_dtype`` parameters with ``cdtype`` state is stored and rounded;
-    ``buffers`` names the rule's buffers when the state is 8-bit."""
+    ``buffers`` names the rule's buffers when the state is 8-bit; ``g_dtype`` the gradients'
+    dtype when it is float32 and the parameters 16-bit (read as they are, not rounded first)."""
     p_kind = dtypes.dtype_name(p_dtype)
     rounding = "nearest"
     if np.dtype(p_dtype).itemsize == 2:
@@ -185,7 +186,15 @@ def layout_of(p_dtype, cdtype, hp: dict, buffers: tuple = ()) -> Layout:
                     "stochastic" if hp.get("stochastic_rounding") and p_kind == "bfloat16" else "nearest")
     q = tuple(quant.signed(k) for k in buffers)
     s_kind = "float32" if q else dtypes.dtype_name(cdtype)
-    return Layout(p_kind, s_kind, dtypes.dtype_name(dtypes.arith_dtype(p_dtype, cdtype)), rounding, q)
+    g_kind = dtypes.dtype_name(g_dtype) if wide_grad(p_dtype, g_dtype) else ""
+    return Layout(p_kind, s_kind, dtypes.dtype_name(dtypes.arith_dtype(p_dtype, cdtype)), rounding, q, g_kind)
+
+
+def wide_grad(p_dtype, g_dtype) -> bool:
+    """Whether the fused kernels read ``g_dtype`` gradients of ``p_dtype`` parameters as they are:
+    float32 gradients of 16-bit parameters (torch's ``param.grad_dtype``). Any other dtype is
+    converted to the parameter's first."""
+    return g_dtype is not None and np.dtype(p_dtype).itemsize == 2 and np.dtype(g_dtype) == np.float32
 
 
 def work_items(sizes: list[int], parallel: bool, align: int = 1) -> tuple[np.ndarray, ...]:
@@ -228,7 +237,7 @@ class Bucket:
     """
 
     def __init__(self, rule, hp: dict, params: list, states: list[dict], index: list[int],
-                 keys: list[int] | None = None):
+                 keys: list[int] | None = None, g_dtype=None):
         self.rule, self.hp, self.states = rule, hp, states
         self.program = self.scalars = None
         self.kernels: dict = {}  # parallel (bool) -> compiled kernel for self.program
@@ -238,7 +247,7 @@ class Bucket:
         q = bool(self.buffers) and quant.applies(hp, params[0].size)  # the bucket's are all 8-bit or none
         cdtype = (dtypes.compute_dtype(params[0].dtype, hp.get("state_dtype")) if q or not self.buffers
                   else states[0][self.buffers[0]].dtype)
-        self.layout = layout_of(params[0].dtype, cdtype, hp, self.buffers if q else ())
+        self.layout = layout_of(params[0].dtype, cdtype, hp, self.buffers if q else (), g_dtype)
         self.compute = self.layout.compute
         self.index = index
         sizes = [p.size for p in params]
@@ -258,7 +267,9 @@ class Bucket:
         # stochastic rounding: the column after the buffers holds each tensor's seed for the step (rounding.py)
         self.sr_keys = (np.array(keys if keys is not None else [0] * len(params), dtype=np.uint64)
                         if self.layout.rounding == "stochastic" else None)
-        self.store, self.p_dtype = self.arrays[0][0].dtype, params[0].dtype
+        self.p_dtype = params[0].dtype
+        self.g_dtype = np.dtype(g_dtype) if self.layout.g_kind else self.p_dtype
+        self.store = _storage(np.empty(0, self.g_dtype)).dtype  # how the kernel indexes the gradients
         self.mixed_flags = False  # set once gradients came read-only and writable together
         self.sizes = sizes
         # gradient addresses are read in tuples of a size from CHUNKS: (start, stop, padding)
@@ -340,9 +351,9 @@ class Bucket:
             return flat
         flat = [g.ravel() for g in grads]
         # the kernel trusts the table: a short gradient would be read past its end
-        if [g.size for g in flat] != self.sizes or {g.dtype for g in flat} != {self.p_dtype}:
+        if [g.size for g in flat] != self.sizes or {g.dtype for g in flat} != {self.g_dtype}:
             flat = [self._flat(g, k) for k, g in enumerate(grads)]  # raises, naming the culprit
-        if self.store != self.p_dtype:
+        if self.store != self.g_dtype:
             flat = [g.view(self.store) for g in flat]
         table = self.table
         if not self.mixed_flags:
@@ -356,7 +367,7 @@ class Bucket:
         return flat
 
     def _flat(self, g: np.ndarray, k: int) -> np.ndarray:
-        if g.size != self.sizes[k] or g.dtype != self.p_dtype:
+        if g.size != self.sizes[k] or g.dtype != self.g_dtype:
             raise ValueError(f"gradient {k} of the bucket has {g.size} elements of {g.dtype}; "
-                             f"the kernel needs {self.sizes[k]} of {self.p_dtype}")
+                             f"the kernel needs {self.sizes[k]} of {self.g_dtype}")
         return _storage(g)

@@ -64,6 +64,11 @@ class Layout:
     compute: str
     rounding: str = "nearest"
     quant: tuple = ()
+    g_kind: str = ""  # the gradients' dtype when it is not the parameters' (float32 of 16-bit ones)
+
+    @property
+    def grad_kind(self) -> str:
+        return self.g_kind or self.p_kind
 
     @property
     def extra(self) -> int:
@@ -164,8 +169,9 @@ def _arrays(program, lay: Layout, start: str, size: str) -> list[str]:
     nb = len(program.buffers)
     p_store = storage(lay.p_kind)
     p_size = np.dtype(p_store).itemsize
+    g_store = storage(lay.grad_kind)
     lines = [f"p = numba.carray(address(A[j, 0] + {p_size} * {start}), {size}, np.{p_store})",
-             f"g = numba.carray(address(A[j, 1] + {p_size} * {start}), {size}, np.{p_store})"]
+             f"g = numba.carray(address(A[j, 1] + {np.dtype(g_store).itemsize} * {start}), {size}, np.{g_store})"]
     s_stores = ([("int8" if sg else "uint8") for sg in lay.quant] if lay.quant
                 else [storage(lay.s_kind)] * nb)
     lines += [f"b{k} = numba.carray(address(A[j, {k + 2}] + {np.dtype(st).itemsize} * {start}), {size}, np.{st})"
@@ -190,7 +196,7 @@ def source(program, lay: Layout, parallel: bool) -> str:
     lines += [f"            {line}" for line in _arrays(program, lay, "a", "n")]
     lines.append("            for i in range(n):")
     loads, stores = _buffer_lines(lay, program.buffers, program.buffer_out)
-    body = [f"p_ = {load(lay.p_kind, lay.compute, 'p[i]')}", f"g_ = {load(lay.p_kind, lay.compute, 'g[i]')}"]
+    body = [f"p_ = {load(lay.p_kind, lay.compute, 'p[i]')}", f"g_ = {load(lay.grad_kind, lay.compute, 'g[i]')}"]
     body += loads + list(program.body) + _parameter_tail(lay, program.p_out) + stores
     lines += [f"                {line}" for line in body]
     return "\n".join(lines) + "\n"
@@ -209,7 +215,7 @@ def _quant_loop(program, lay: Layout) -> list[str]:
               for k in range(nb)]
     lines += [f"    x{k} = np.uint32(0)" for k in range(nb)]
     lines.append("    for i in range(m):")
-    body = [f"p_ = {load(lay.p_kind, lay.compute, 'p[i]')}", f"g_ = {load(lay.p_kind, lay.compute, 'g[i]')}"]
+    body = [f"p_ = {load(lay.p_kind, lay.compute, 'p[i]')}", f"g_ = {load(lay.grad_kind, lay.compute, 'g[i]')}"]
     body += [f"{name}_ = scaled(decode_{'signed' if sg else 'unsigned'}(b{k}[i]), q{k}[0])"  # 0 * inf scale: 0
              for k, (name, sg) in enumerate(zip(program.buffers, lay.quant))]
     body += list(program.body) + _parameter_tail(lay, program.p_out)

@@ -253,11 +253,13 @@ class Optimizer(torch.optim.Optimizer):
                 f"the gradient of {self._param_name(gi, i)} has {what}; nothing was changed")
         if c.fused[k] is g.dtype and g.is_contiguous() and not g.is_neg() and not g.is_conj():
             return g.data_ptr()
-        if p.element_size() == 2 and g.is_floating_point() and g.element_size() > 2:
+        if c.wide[k] is not None:  # the kernels (and the reference rule) read it in float32 as it is
+            return views.grad_view(g.resolve_neg().resolve_conj().to(torch.float32))
+        if p.element_size() == 2 and g.is_floating_point() and g.element_size() > 4:
             gi, i, _ = entries[k]
             warnings.warn(f"the {g.dtype} gradient of {self._param_name(gi, i)} is rounded to its {p.dtype} "
-                          "before the step: adaopt reads a gradient in its parameter's dtype (the moments and "
-                          "the arithmetic stay float32)", UserWarning, stacklevel=2)
+                          "before the step: adaopt reads a 16-bit parameter's gradient in its dtype or in "
+                          "float32 (the moments and the arithmetic stay float32)", UserWarning, stacklevel=2)
         return views.grad_view(g.resolve_neg().resolve_conj().to(p.dtype))
 
     def _step_general(self, all_entries, slot=None) -> None:
@@ -311,7 +313,9 @@ class Optimizer(torch.optim.Optimizer):
         hps = [self._group_hp(gi, g) for gi, g in enumerate(self.param_groups)]
         params = [p for _, _, p in entries]
         c = self._plan if slot is None else slot.cached
-        same = c is not None and len(c.params) == len(params) and all(map(operator.is_, c.params, params))
+        wide = [_wide_grad(p) for p in params]  # float32 gradients of 16-bit parameters: read as they are
+        same = c is not None and len(c.params) == len(params) and all(map(operator.is_, c.params, params)) \
+            and c.wide == wide
         sharded = c.sharded if same else any(map(views.is_sharded, params))
         shards = list(map(views.local, params)) if sharded else params
         if (same and views.layout(shards) == c.layout and views.extent(c.buffers) == c.buffer_extent
@@ -326,16 +330,17 @@ class Optimizer(torch.optim.Optimizer):
         steps = torch.tensor([float(st["step"]) for st in states], dtype=torch.float32)
         for k, state in enumerate(states):
             state["step"] = steps[k]
-        plan = self._engine.build_plan(items)
+        plan = self._engine.build_plan(items, grad_dtypes=[np.float32 if w else None for w in wide])
         in_bucket = {i for bucket in plan.buckets for i in bucket.index}
+        grad_dtypes = [w or p.dtype for w, p in zip(wide, params)]
         buffers = [views.local(v) for st in states for k, v in st.items() if k != "step" and torch.is_tensor(v)]
         watch = StateWatch(self.state) if slot is None else slot.watch(self.state, params)
         c = _CachedPlan(
             plan=plan, hps=hps, signatures=[self._engine.signature(h) for h in hps], watch=watch,
             params=params, layout=views.layout(shards), shapes=[p.shape for p in shards], sharded=sharded,
             steps=views.numpy_view(steps), expected=views.numpy_view(steps).copy(),
-            fused=tuple(p.dtype if i in in_bucket else None for i, p in enumerate(params)),
-            all_fused=len(in_bucket) == len(params), dtypes=[p.dtype for p in params],
+            fused=tuple(d if i in in_bucket else None for i, d in enumerate(grad_dtypes)),
+            all_fused=len(in_bucket) == len(params), dtypes=grad_dtypes, wide=wide,
             buffers=buffers, buffer_extent=views.extent(buffers))
         if slot is None:
             self._plan = c
@@ -360,6 +365,13 @@ class Optimizer(torch.optim.Optimizer):
         state_dict_io.load(self, state_dict)
 
 
+def _wide_grad(p: torch.Tensor):
+    """torch.float32 when ``p`` is 16-bit and its gradient float32 (``param.grad_dtype``), else None."""
+    g = p.grad
+    return torch.float32 if (g is not None and g.dtype == torch.float32 and p.element_size() == 2
+                             and p.is_floating_point()) else None
+
+
 @dataclass
 class _CachedPlan(CachedPlan):
     """The engine's cached plan, and the memory it points into (compared every step)."""
@@ -371,7 +383,8 @@ class _CachedPlan(CachedPlan):
     expected: np.ndarray  # what the counter holds unless someone set it
     fused: tuple          # per tensor: its dtype if a fused bucket steps it, else None
     all_fused: bool       # every tensor is in a fused bucket
-    dtypes: list          # the parameters' dtypes: what a gradient taken by address must have
+    dtypes: list          # what a gradient taken by address must have: the parameter's dtype, or float32
+    wide: list            # per tensor: torch.float32 where a 16-bit parameter's gradient is float32, else None
     buffers: list         # the state tensors the plan points into (local shards of DTensors)
     buffer_extent: tuple  # and their memory (:func:`.views.extent`)
     sharded: bool         # DTensor parameters (FSDP2): the kernels step their local shards
