@@ -1477,3 +1477,21 @@ def test_a_float64_gradient_of_a_bf16_parameter_is_rounded_and_says_so():
     opt = at.AdamW([p], lr=1e-2)
     with pytest.warns(UserWarning, match=r"the torch.float64 gradient of .* is rounded to its torch.bfloat16"):
         opt.step()
+
+
+def test_an_sr_state_dict_loaded_by_names_after_positions_warns():
+    """Stochastic rounding's bits are keyed by the parameters' names (or positions): a new user
+    saved from model.parameters() and resumed into model.named_parameters(), and the run went on
+    with other bits, silently."""
+    m = nn.Linear(8, 4).bfloat16()
+    opt = at.AdamW(m.parameters(), stochastic_rounding=True)
+    m(torch.randn(2, 8).bfloat16()).sum().backward()
+    opt.step()
+    sd = opt.state_dict()
+    with pytest.warns(UserWarning, match="saved by position, and this optimizer names its parameters") as caught:
+        at.AdamW(m.named_parameters(), stochastic_rounding=True).load_state_dict(sd)
+    assert [w.filename for w in caught] == [__file__]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        at.AdamW(m.parameters(), stochastic_rounding=True).load_state_dict(sd)  # the same way: silent
+        at.AdamW(m.named_parameters()).load_state_dict(at.AdamW(m.parameters()).state_dict())  # no SR, no state

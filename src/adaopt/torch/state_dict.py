@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from collections import defaultdict
 from copy import deepcopy
 
@@ -60,6 +61,15 @@ def load(opt, state_dict: dict) -> None:
             if opt.family == "sgd" and "step" not in state[p]:
                 has_buf = state[p].get("momentum_buffer") is not None
                 state[p]["step"] = torch.tensor(1.0 if has_buf else 0.0)
+    for k, (g, sg) in enumerate(zip(groups, saved_groups)):
+        if (g.get("stochastic_rounding") or sg.get("stochastic_rounding")) and saved_state \
+                and bool(g.get("param_names")) != bool(sg.get("param_names")):
+            how = ("by position, and this optimizer names its parameters" if g.get("param_names") else
+                   "by name, and this optimizer knows its parameters by position")
+            warnings.warn(f"param group {k} uses stochastic_rounding, whose random bits are keyed by the "
+                          f"parameters' names: the state_dict was saved {how}, so the run goes on with other "
+                          "bits than an uninterrupted one (build both optimizers the same way, e.g. from "
+                          "model.named_parameters(), to resume bit for bit)", UserWarning, stacklevel=3)
     new_groups = []
     for g, sg in zip(groups, saved_groups):
         sg["params"] = g["params"]
