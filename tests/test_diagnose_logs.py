@@ -279,3 +279,21 @@ def test_blank_lines_and_comments_are_skipped(tmp_path):
     assert h.steps.tolist() == [1, 2, 3]
     assert h.present("loss").tolist() == [True, True, False]
     assert h["loss"][:2].tolist() == [0.5, 0.4]
+
+
+def test_the_sign_change_test_holds_on_long_logs():
+    """A new user's CSV of 5,200 rows without gradient columns crashed diagnose with
+    OverflowError: the binomial tail summed comb(n, j) as floats, which overflow past n ~ 1030."""
+    import math
+
+    from adaopt.diagnostics.verdict_noise import binomial_tail
+
+    for n, k in [(3, 2), (10, 8), (30, 25), (100, 70), (400, 300)]:
+        exact = sum(math.comb(n, j) * (2 / 3) ** j * (1 / 3) ** (n - j) for j in range(k, n + 1))
+        assert binomial_tail(n, k, 2 / 3) == pytest.approx(exact, rel=1e-9)
+    assert binomial_tail(5000, 0, 2 / 3) == 1.0 and binomial_tail(5000, 5001, 2 / 3) == 0.0
+    steps = np.arange(1, 20001)
+    falling = diagnose({"step": steps, "loss": np.linspace(2, 1, len(steps))})
+    assert falling.verdict == "CONVERGING", str(falling)
+    bouncing = diagnose({"step": steps, "loss": 1 + np.exp(-steps / 1e3) + 0.01 * (-1.0) ** steps})
+    assert bouncing.verdict == "OSCILLATING", str(bouncing)

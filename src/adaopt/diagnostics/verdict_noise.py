@@ -123,5 +123,21 @@ def alternating(values: np.ndarray, share: float) -> tuple[bool, float]:
     flips = np.sign(d[1:]) != np.sign(d[:-1])
     n, k = len(flips), int(flips.sum())
     frac = k / n
-    p_tail = sum(math.comb(n, j) * (2 / 3) ** j * (1 / 3) ** (n - j) for j in range(k, n + 1))
-    return frac >= share and p_tail < 0.01, frac
+    if frac < share:
+        return False, frac
+    return binomial_tail(n, k, 2 / 3) < 0.01, frac
+
+
+def binomial_tail(n: int, k: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p), summed in logs: the terms of a long log (n in the
+    thousands) overflow a float as ``comb(n, j)`` and underflow as ``p ** j``."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    i = np.arange(1, n + 1, dtype=np.float64)
+    log_comb = np.concatenate([[0.0], np.cumsum(np.log((n - i + 1) / i))])  # log C(n, j), j = 0..n
+    j = np.arange(k, n + 1, dtype=np.float64)
+    terms = log_comb[k:] + j * math.log(p) + (n - j) * math.log1p(-p)
+    top = float(terms.max())
+    return float(math.exp(top) * np.exp(terms - top).sum())
