@@ -4,6 +4,7 @@ one, and where overfitting says to stop. Each verdict asserted holds over severa
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 
@@ -231,3 +232,38 @@ def test_an_lr_raised_mid_run_is_named_a_raise_and_the_advice_undoes_it(seed):
     assert "warmup from" not in text and "over the first steps" not in text, text
     assert any(re.search(r"raised 30x from 0\.01 to 0\.3 between steps 1[45]\d and 1[56]\d", e) for e in d.evidence), d.evidence
     assert any(a.startswith("or keep the lr at 0.01") for a in d.advice), d.advice
+
+
+# ---------------------------------------------------------------------- a log held at chance, and the CLI
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_log_held_at_chance_is_named_with_baseline_and_not_guessed(seed, tmp_path):
+    """A new user's log of a net whose ReLUs were dead from step 1 (loss at ln 10, no gradient
+    columns) got "lr x 10", with baseline=ln(10) too, and the CLI had no --baseline."""
+    rng = np.random.default_rng(seed)
+    loss = np.log(10) + 0.002 * rng.standard_normal(300)
+    path = tmp_path / "run.csv"
+    path.write_text("step,loss\n" + "".join(f"{s},{v}\n" for s, v in zip(range(1, 301), loss)))
+    d = diagnose({"step": np.arange(1, 301), "loss": loss}, baseline=math.log(10))
+    assert (d.verdict, d.code) == ("STALLED", "at_baseline"), str(d)
+    assert not any(a.startswith("lr x") for a in d.advice), d.advice
+    out = CliRunner().invoke(app, ["diagnose", str(path), "--baseline", str(math.log(10))])
+    assert out.exit_code == 1 and "held at the baseline 2.303 (chance)" in out.output, out.output
+    assert CliRunner().invoke(app, ["diagnose", str(path), "--baseline", "nan"]).exit_code == 2
+
+
+def test_an_error_of_adaopts_own_exits_4_not_as_a_failed_run(tmp_path, monkeypatch):
+    """A crash inside diagnose (an OverflowError on a 5,200-row log) exited 1, the code of a
+    failed run, so a script could not tell them apart."""
+    import adaopt.diagnostics as diag
+
+    path = tmp_path / "run.csv"
+    path.write_text("step,loss\n" + "".join(f"{s},{1 / s}\n" for s in range(1, 50)))
+
+    def broken(*args, **kwargs):
+        raise OverflowError("int too large to convert to float")
+
+    monkeypatch.setattr(diag, "diagnose", broken)
+    out = CliRunner().invoke(app, ["diagnose", str(path)])
+    assert out.exit_code == 4, out.output

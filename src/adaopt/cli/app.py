@@ -173,6 +173,9 @@ def diagnose(
     target: Annotated[Optional[float], typer.Option(help="a loss to reach")] = None,
     budget: Annotated[Optional[int], typer.Option(min=1, help="steps the run may take in all")] = None,
     floor: Annotated[Optional[float], typer.Option(help="the best attainable loss, if known")] = None,
+    baseline: Annotated[Optional[float], typer.Option(
+        help="the loss of knowing nothing (ln K for K-class cross-entropy, the target's variance for MSE): "
+             "a run held there is named")] = None,
     optimizer: Annotated[Optional[str], typer.Option(
         help=f"the optimizer family that wrote the log: {', '.join(FAMILIES)} (momentum runs are sgd)")] = None,
     lr: Annotated[Optional[str], typer.Option(
@@ -188,7 +191,7 @@ def diagnose(
     from ..diagnostics import read_log
 
     lr_value, lr_column = _lr_option(lr)
-    for name, value in (("--target", target), ("--floor", floor)):
+    for name, value in (("--target", target), ("--floor", floor), ("--baseline", baseline)):
         if value is not None and not math.isfinite(value):
             fail(f"{name}={value!r}: allowed a finite number")
     if optimizer is not None:
@@ -200,7 +203,7 @@ def diagnose(
     meta = {k: v for k, v in {"optimizer": optimizer, "lr": lr_value}.items() if v is not None}
     try:
         history = read_log(log, loss=loss, step=step, lr=lr_column)
-        found = run_diagnose(history, target=target, budget=budget, floor=floor, meta=meta)
+        found = run_diagnose(history, target=target, budget=budget, floor=floor, baseline=baseline, meta=meta)
     except LogError as exc:
         fail(str(exc))
     except UnicodeDecodeError as exc:  # a ValueError: caught first, to name the file
@@ -209,6 +212,12 @@ def diagnose(
         fail(str(exc))
     except OSError as exc:
         fail(f"{log}: cannot read it ({exc.strerror or exc})")
+    except Exception:  # a bug of ours: its own exit code, never a verdict's (1 is "the run failed")
+        import traceback
+
+        traceback.print_exc()
+        typer.echo("error: adaopt diagnose failed on this log (a bug: please report it with the log)", err=True)
+        raise typer.Exit(4) from None
     source = history.read_from or {}
     if source.get("title") or source.get("note"):
         typer.echo(f"read {source['path']} as a {source.get('title') or source['format']}"

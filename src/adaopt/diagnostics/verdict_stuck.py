@@ -158,9 +158,13 @@ def held_at_baseline(run: Run) -> Diagnosis | None:
     if run.baseline is None or run.baseline <= 0 or not (0.9 * run.baseline <= level <= 1.1 * run.baseline):
         return None
     ratio = run.median("update_ratio")
-    if not (t.stopped or not falling(run.gap[-run.w:])) or ratio is None or ratio < HEALTHY_UPDATE_RATIO:
+    if not (t.stopped or not falling(run.gap[-run.w:])):
         return None
     below = float(run.values.min()) < 0.9 * run.baseline
+    if ratio is None and not below and run.median("grad_norm") is None:
+        return _at_chance_unexplained(run, t)
+    if ratio is None or ratio < HEALTHY_UPDATE_RATIO:
+        return None
     return Diagnosis(
         "STALLED", f"the learning rate is too high: the {run.quantity} is held at the baseline {fmt(run.baseline)} "
         f"(chance){' after it had been below it' if below else ''}, with steps of {fmt(ratio)} of the parameters",
@@ -168,6 +172,20 @@ def held_at_baseline(run: Run) -> Diagnosis | None:
             f"update/parameter ratio {fmt(ratio)} (healthy runs sit near {HEALTHY_UPDATE_RATIO:g})"],
         advice=[run.lr_advice(0.1), "and warm the lr up over the first few hundred steps"],
         steps=t.steps, signals={**t.signals, "baseline": run.baseline, "update_ratio": ratio})
+
+
+def _at_chance_unexplained(run: Run, t) -> Diagnosis:
+    """Held at the baseline from the start, in a log without gradient columns: STALLED at chance,
+    with what could hold it there (dead units, an lr far off, labels unrelated to the inputs)
+    instead of a guess at one of them."""
+    return Diagnosis(
+        "STALLED", f"the {run.quantity} is held at the baseline {fmt(run.baseline)} (chance) from the start: the "
+        "model uses nothing of its input, and the log has no gradient columns to tell why", "at_baseline",
+        evidence=t.evidence + _at_baseline(run),
+        advice=["record the gradients (a Monitor or DiagnosisCallback): a large share exactly 0 is dead units "
+                "(a better init, a lower lr, LeakyReLU)", "or find the lr: adaopt lr-find (far too low or too "
+                "high, it holds a loss at chance)", "and check that the labels match their inputs"],
+        steps=t.steps, signals={**t.signals, "baseline": run.baseline})
 
 
 def stopped_with_tiny_steps(run: Run) -> Diagnosis | None:
