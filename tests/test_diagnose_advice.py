@@ -151,6 +151,21 @@ def test_lr_too_low_evidence_follows_the_sign_of_the_change(seed):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
+def test_a_change_within_the_noise_is_no_rise(seed):
+    """A new user's flat run read "the loss rose 1.6% ... instead of falling", measured from one
+    first minibatch, while its first and last window medians were 1.4485 and 1.4505."""
+    rng = np.random.default_rng(seed)
+    n = 200
+    loss = 1.45 + 0.03 * rng.standard_normal(n)
+    loss[0] = 1.42  # a low first draw
+    d = diagnose({"step": np.arange(1, n + 1), "loss": loss, "update_ratio": np.full(n, 1e-6),
+                  "cos_grad": np.full(n, 0.9), "grad_norm": np.ones(n)})
+    assert d.code == "lr_too_low", str(d)
+    assert any("did not move measurably in 200 steps" in e for e in d.evidence), d.evidence
+    assert not any("instead of falling" in e for e in d.evidence), d.evidence
+
+
+@pytest.mark.parametrize("seed", SEEDS)
 def test_keeps_its_direction_is_said_only_where_the_cosine_shows_it(seed):
     weak = tiny_steps(seed, -0.016, 0.44)
     assert weak.code == "lr_too_low", str(weak)

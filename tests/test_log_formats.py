@@ -14,6 +14,7 @@ import pytest
 from adaopt.diagnostics import History, LogError, diagnose, read_log
 from adaopt.diagnostics.logs import FORMATS
 from adaopt.diagnostics.overfit import overfitting
+from adaopt.diagnostics.verdict_record import fmt
 
 FIXTURES = Path(__file__).parent / "fixtures" / "logs"
 HEALTHY = ("CONVERGING", "CONVERGED")
@@ -176,6 +177,14 @@ def test_eval_rising_against_its_noise_while_train_falls_is_overfitting(seed):
     assert 100 <= over["best_step"] <= 250 and over["rise"] > 0.05
     assert any("overfitting" in e and "pitfall 4" in e for e in d.evidence)
     assert any(a.startswith(f"stop near step {over['best_step']}") for a in d.advice)
+    # the numbers quoted are window means, with the steps they cover (a new user read "rose from 1.016
+    # (best, around step 10)" where the eval at step 10 was 0.769: 1.016 was a mean of 8 evals)
+    (a, b), (c, z) = over["best_steps"], over["last_steps"]
+    h = _run(lambda x: 1.0 + 0.8 * (x - 0.4) ** 2, seed)
+    steps, ev = h.series("eval_loss")
+    assert over["best"] == pytest.approx(ev[(steps >= a) & (steps <= b)].mean())
+    assert over["last"] == pytest.approx(ev[(steps >= c) & (steps <= z)].mean())
+    assert any(f"mean of {fmt(over['best'])} over steps {a}-{b}" in e for e in d.evidence), d.evidence
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -54,9 +54,11 @@ def annotate(diagnosis, h):
     over = overfitting(h)
     if over is not None:
         evidence.append(
-            f"overfitting: the eval loss ({over['column']}) rose from {fmt(over['best'])} (best, around step "
-            f"{over['best_step']}) to {fmt(over['last'])} by step {over['last_step']} ({over['rise']:+.0%}) while "
-            f"the training loss fell from {fmt(over['train_best'])} to {fmt(over['train_last'])} (lesson pitfall 4)")
+            f"overfitting: the eval loss ({over['column']}) rose from a mean of {fmt(over['best'])} over steps "
+            f"{over['best_steps'][0]}-{over['best_steps'][1]} (its best {over['k']} evals in a row) to "
+            f"{fmt(over['last'])} over steps {over['last_steps'][0]}-{over['last_steps'][1]} ({over['rise']:+.0%}) "
+            f"while the training loss fell from {fmt(over['train_best'])} to {fmt(over['train_last'])} (means over "
+            "the same steps; lesson pitfall 4)")
         advice.append(f"stop near step {over['best_step']} (the eval loss's best), or regularise: more weight "
                       "decay (AdamW), more data or augmentation; SGD with momentum may generalise better")
         signals["overfitting"] = over
@@ -108,6 +110,7 @@ def overfitting(h):
         return None
     best_step = _best_step(steps, e, means, k, margin / RISE_SIGMAS)
     return {"column": column, "best": best, "best_step": best_step, "last": last, "last_step": int(steps[-1]),
+            "k": k, "best_steps": (int(steps[b]), int(steps[b + k - 1])), "last_steps": (int(steps[n - k]), int(steps[-1])),
             "rise": last / best - 1 if best else math.inf, "train_best": float(before.mean()),
             "train_last": float(after.mean())}
 

@@ -11,10 +11,11 @@ import math
 import numpy as np
 
 from .. import dtypes, registry
+from .verdict_noise import MEDIAN_SE, sigma
 from .verdict_record import Cause, fmt
 from .verdict_signals import Run
 from .verdict_thresholds import (ADAGRAD_DROP, ADAGRAD_STALE, BETA2_STALE, CONSISTENT_COS, EPS_DOMINANT,
-                                 HEALTHY_UPDATE_RATIO)
+                                 HEALTHY_UPDATE_RATIO, RISE_Z)
 
 
 def family_of(run: Run) -> registry.Family | None:
@@ -133,6 +134,14 @@ def crawl(run: Run) -> Cause:
 def moved(run: Run, total: float) -> str:
     """How far the run moved from its first value, in words that follow the sign of ``total``
     (the share of the first gap removed): "fell only 1.6%", "rose 1.6%", "did not move"."""
+    w = run.w
+    first, last = run.gap[:w], run.gap[-w:]
+    if len(run.gap) >= 2 * w >= 6:  # a change within the noise of the first and last windows is none
+        se = MEDIAN_SE * math.hypot(sigma(first), sigma(last)) / math.sqrt(w)
+        a, b = float(np.median(first)), float(np.median(last))
+        if abs(b - a) <= RISE_Z * se:
+            return (f"the {run.quantity} did not move measurably in {run.n_steps} steps (median "
+                    f"{fmt(a + run.floor)} over the first {w} logged values, {fmt(b + run.floor)} over the last)")
     if total > 0:
         return f"the {run.quantity} fell only {total:.1%} in {run.n_steps} steps"
     if total < 0:
