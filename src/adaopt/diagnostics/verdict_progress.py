@@ -14,12 +14,12 @@ from functools import cached_property
 import numpy as np
 
 from .verdict_causes import crawl, lr_too_low, oscillation, state_cause
-from .verdict_noise import above_first
+from .verdict_noise import MEDIAN_SE, above_first, sigma
 from .verdict_record import Diagnosis, fmt, with_cause
 from .verdict_signals import Run, early_spike, noise, rate_collapse, reversing, too_slow
 from .verdict_thresholds import (BOUNCE_PROGRESS, CONSISTENT_COS, CONVERGED_GAP, GRAD_VANISHED, GROWTH_BEFORE_OVERFLOW,
                                  LITTLE_PROGRESS, MIN_JUDGED, MIN_WINDOW, PLATEAU, RATE_COLLAPSE, RISE_FROM_BEST,
-                                 RISE_SIGNIFICANT, STALL_IMPROVEMENT)
+                                 RISE_SIGNIFICANT, RISE_Z, STALL_IMPROVEMENT)
 
 
 class Trend:
@@ -54,7 +54,20 @@ class Trend:
     @property
     def stopped(self) -> bool:
         """The loss fell less than 1% between the last two windows, or by no more than the noise."""
-        return self.improvement < PLATEAU or self.previous - self.recent <= self.noise
+        return (self.improvement < PLATEAU or self.previous - self.recent <= self.noise) and not self.still_descending
+
+    @cached_property
+    def still_descending(self) -> bool:
+        """Whether the last three windows step down and the last sits significantly (``RISE_Z``
+        standard errors of the two medians, from their own noise, and 2%) below the first of them: a
+        slow descent whose window-to-window fall hides in the noise, over two windows does not."""
+        gap, w = self.run.gap, self.run.w
+        if len(gap) < 3 * w or w < MIN_WINDOW:
+            return False
+        a, b, c = gap[-3 * w:-2 * w], gap[-2 * w:-w], gap[-w:]
+        ma, mb, mc = (float(np.median(x)) for x in (a, b, c))
+        se = MEDIAN_SE * math.hypot(sigma(a), sigma(c)) / math.sqrt(w)
+        return ma > mb > mc and ma - mc > max(RISE_Z * se, 2 * PLATEAU * ma)  # and by 2% at least
 
     @cached_property
     def cos_grad(self):
