@@ -4,6 +4,9 @@ A :class:`Layout` says how a bucket's numbers are stored and rounded:
 
 ``p_kind``
     the parameters' and gradients' dtype (float16/bfloat16 as their uint16 bits);
+``g_kind``
+    the gradients' dtype where it is not ``p_kind``: float32 gradients of 16-bit parameters
+    (torch's ``param.grad_dtype``), read as they are instead of rounded to 16 bits first;
 ``s_kind``
     the state buffers' dtype: the arithmetic's, or narrower (bfloat16 moments of float32
     parameters, float32 moments of float64 ones): loaded and widened, stored rounded to
