@@ -302,3 +302,28 @@ def test_a_slow_descent_under_minibatch_noise_is_not_converged():
     early = [diagnose(_minibatch_mse(s, 30)).verdict for s in range(40)]
     assert descent.count("CONVERGED") <= 16, descent
     assert early.count("CONVERGED") >= 34, early
+
+
+# ---------------------------------------------------------------------- how many non-finite steps
+
+
+def _noisy_falling_loss(n: int = 200, seed: int = 0) -> list[float]:
+    rng = np.random.default_rng(seed)
+    return list(2.0 * np.exp(-np.arange(n) / 80) + 0.05 * rng.standard_normal(n) ** 2)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("shape", ["stray", "to_the_end", "intermittent"])
+def test_the_nonfinite_evidence_says_how_many_steps_after_the_first_were_bad(shape, seed):
+    loss = _noisy_falling_loss(seed=seed)
+    bad = {"stray": [120], "to_the_end": list(range(120, 200)), "intermittent": [120, 130, 150]}[shape]
+    for k in bad:
+        loss[k] = float("nan")
+    d = diagnose({"step": list(range(1, 201)), "loss": loss})
+    assert (d.verdict, d.code) == ("NONFINITE", "nonfinite_loss"), str(d)
+    line = next(e for e in d.evidence if "first non-finite value at step 121" in e)
+    expected = {"stray": "the only one: the 79 logged steps after it are finite",
+                "to_the_end": "every logged step from there on (80) is non-finite",
+                "intermittent": "3 of the 80 logged steps from there on are non-finite, the last at step 151 "
+                                "(finite again at the end)"}[shape]
+    assert expected in line, line

@@ -12,7 +12,7 @@ import numpy as np
 from .. import dtypes
 from .verdict_record import Diagnosis, fmt
 from .verdict_noise import above_first
-from .verdict_signals import Run, eps_underflows, growth_before
+from .verdict_signals import Run, bad_rows, eps_underflows, growth_before
 from .verdict_thresholds import (DIVERGE_FACTOR, HEALTHY_UPDATE_RATIO, MIN_WINDOW, RISE_FROM_BEST, RISE_SIGNIFICANT,
                                  WINDOW)
 
@@ -24,8 +24,22 @@ def _ratio_evidence(run: Run) -> list[str]:
 
 
 def _first_nonfinite(run: Run) -> tuple[int, str]:
-    step = int(run.h.steps[run.bad])
-    return step, f"first non-finite value at step {step}"
+    """The first bad step, and a line that says it and how many logged steps after it are bad:
+    one stray value in a run that went on finite is another story than a run that stayed NaN."""
+    h = run.h
+    step = int(h.steps[run.bad])
+    bad = bad_rows(h, run.meta)[run.bad:]
+    n, count = len(bad), int(bad.sum())
+    where = f"first non-finite value at step {step}"
+    if n == 1:
+        return step, f"{where}, the last logged step"
+    if count == 1:
+        return step, f"{where}, the only one: the {n - 1} logged steps after it are finite"
+    if count == n:
+        return step, f"{where}; every logged step from there on ({n}) is non-finite"
+    last = int(h.steps[run.bad + int(np.flatnonzero(bad)[-1])])
+    tail = "finite again at the end" if not bad[-1] else "non-finite at the end"
+    return step, f"{where}; {count} of the {n} logged steps from there on are non-finite, the last at step {last} ({tail})"
 
 
 # ---------------------------------------------------------------------- a non-finite value

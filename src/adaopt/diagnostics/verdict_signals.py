@@ -147,10 +147,15 @@ def skipped_rows(h: History, meta: dict | None = None) -> np.ndarray:
     return _bad_rows(h) & unchanged & finite
 
 
+def bad_rows(h: History, meta: dict | None = None) -> np.ndarray:
+    """The rows with a non-finite loss or norm (or a nonzero ``nonfinite``), a mask; the steps an
+    optimizer skipped (:func:`skipped_rows`) are not counted."""
+    return _bad_rows(h) & ~skipped_rows(h, meta)
+
+
 def first_bad(h: History, meta: dict | None = None):
-    """The index of the first row with a non-finite loss or norm (or a nonzero ``nonfinite``), or
-    None; the steps an optimizer skipped (:func:`skipped_rows`) are not counted."""
-    bad = _bad_rows(h) & ~skipped_rows(h, meta)
+    """The index of the first of :func:`bad_rows`, or None."""
+    bad = bad_rows(h, meta)
     return int(np.argmax(bad)) if bad.any() else None
 
 
