@@ -327,3 +327,31 @@ def test_the_nonfinite_evidence_says_how_many_steps_after_the_first_were_bad(sha
                 "intermittent": "3 of the 80 logged steps from there on are non-finite, the last at step 151 "
                                 "(finite again at the end)"}[shape]
     assert expected in line, line
+
+
+# ---------------------------------------------------------------------- sizing the lr from the loss alone
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_log_without_update_ratio_sizes_the_lr_from_the_rate_the_loss_fell(seed):
+    """A log of only step and loss (another tool's CSV) got "lr x 10" whatever its rate: a loss
+    falling as exp(-t/50000) closes 90% of its gap in 1000 steps at about 115x the lr."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(1, 1001)
+    loss = 2.3 * np.exp(-t / 50_000) * (1 + 0.02 * rng.standard_normal(t.size))
+    d = diagnose({"step": t, "loss": loss})
+    assert d.code == "lr_too_low", str(d)
+    assert d.advice[0].startswith("lr x 100"), d.advice
+    line = next(e for e in d.evidence if e.startswith("at the rate it fell"))
+    need = float(re.search(r"about ([\d.]+)x the lr", line).group(1))
+    assert 60 < need < 200, line
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_log_that_did_not_move_is_not_sized_from_its_noise(seed):
+    rng = np.random.default_rng(seed)
+    t = np.arange(1, 1001)
+    d = diagnose({"step": t, "loss": 2.3 * (1 + 0.02 * rng.standard_normal(t.size))})
+    assert d.code == "lr_too_low", str(d)
+    assert d.advice[0].startswith("lr x 100"), d.advice
+    assert not any(e.startswith("at the rate it fell") for e in d.evidence), d.evidence

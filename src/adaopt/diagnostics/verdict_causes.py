@@ -131,22 +131,52 @@ def crawl(run: Run) -> Cause:
                  [run.lr_advice(3), "or a schedule with warm restarts"], {})
 
 
-def moved(run: Run, total: float) -> str:
-    """How far the run moved from its first value, in words that follow the sign of ``total``
-    (the share of the first gap removed): "fell only 1.6%", "rose 1.6%", "did not move"."""
+def unmoved(run: Run) -> tuple[float, float] | None:
+    """The medians of the first and last windows' gaps when they differ by no more than their
+    noise (the run did not move measurably), else None."""
     w = run.w
     first, last = run.gap[:w], run.gap[-w:]
-    if len(run.gap) >= 2 * w >= 6:  # a change within the noise of the first and last windows is none
+    if len(run.gap) >= 2 * w >= 6:
         se = MEDIAN_SE * math.hypot(sigma(first), sigma(last)) / math.sqrt(w)
         a, b = float(np.median(first)), float(np.median(last))
         if abs(b - a) <= RISE_Z * se:
-            return (f"the {run.quantity} did not move measurably in {run.n_steps} steps (median "
-                    f"{fmt(a + run.floor)} over the first {w} logged values, {fmt(b + run.floor)} over the last)")
+            return a, b
+    return None
+
+
+def moved(run: Run, total: float) -> str:
+    """How far the run moved from its first value, in words that follow the sign of ``total``
+    (the share of the first gap removed): "fell only 1.6%", "rose 1.6%", "did not move"."""
+    still = unmoved(run)  # a change within the noise of the first and last windows is none
+    if still is not None:
+        a, b = still
+        return (f"the {run.quantity} did not move measurably in {run.n_steps} steps (median "
+                f"{fmt(a + run.floor)} over the first {run.w} logged values, {fmt(b + run.floor)} over the last)")
     if total > 0:
         return f"the {run.quantity} fell only {total:.1%} in {run.n_steps} steps"
     if total < 0:
         return f"the {run.quantity} rose {-total:.1%} in {run.n_steps} steps instead of falling"
     return f"the {run.quantity} did not move in {run.n_steps} steps"
+
+
+#: The share of the gap a well-set lr closes in the run's steps, to size the lr from the loss alone.
+CLOSE_SHARE = 0.9
+#: The lr factor for a log without an update/parameter ratio whose loss did not move measurably:
+#: the corpus's such runs (CNN, GRU, MLP at Adam lr 1e-6) train at 1000x their lr.
+UNMOVED_FACTOR = 100.0
+
+
+def _factor_from_rate(run: Run, total: float) -> tuple[float, str]:
+    """The lr factor when the log has no update/parameter ratio: for small steps the loss's gap
+    shrinks as :math:`e^{-c\,\eta t}`, so a run that closed the share ``f`` of it closes
+    ``F`` = :data:`CLOSE_SHARE` in as many steps at :math:`\ln(1-F)/\ln(1-f)` times the lr;
+    a power of 10, 10 to 1000 (x10 had been the answer to every such log, and a trial's
+    x10 ended at 1.25 where 0.49 was reachable)."""
+    need = math.log(1 - CLOSE_SHARE) / math.log1p(-total)
+    factor = float(min(1000.0, max(10.0, 10 ** round(math.log10(need)))))
+    gap = "the gap to " + (f"its floor {fmt(run.floor)}" if run.floor_known else "0")
+    return factor, (f"at the rate it fell, closing {CLOSE_SHARE:.0%} of {gap} in {run.n_steps} steps takes "
+                    f"about {need:.3g}x the lr (the log has no update/parameter ratio to size it from)")
 
 
 def lr_too_low(run: Run, total: float) -> Cause:
@@ -158,6 +188,11 @@ def lr_too_low(run: Run, total: float) -> Cause:
     if ratio is not None and ratio > 0:
         evidence.append(f"update/parameter ratio {fmt(ratio)} (healthy runs sit near {HEALTHY_UPDATE_RATIO:g})")
         factor = float(min(1000.0, max(10.0, 10 ** round(math.log10(HEALTHY_UPDATE_RATIO / ratio)))))
+    elif unmoved(run) is not None:  # no rate to size it from, and x10 of nothing may still be nothing
+        factor = UNMOVED_FACTOR
+    elif 0 < total < 1:
+        factor, line = _factor_from_rate(run, total)
+        evidence.append(line)
     why = "the gradient keeps its direction but the steps are too small to follow it" \
         if cos_grad is not None and cos_grad >= CONSISTENT_COS else "the steps are too small"
     return Cause(f"lr too low: {why}", "lr_too_low", evidence,
