@@ -356,3 +356,66 @@ def test_sniffing_prefers_tabs_over_commas_in_names(tmp_path):
     path = tmp_path / "run.txt"
     path.write_text("step\tloss\tloss, smoothed\n1\t0.5\t0.6\n2\t0.4\t0.5\n")
     assert read_log(path).columns == ["step", "loss", "loss, smoothed"]
+
+
+# ---------------------------------------------------------------------- a last line cut off mid-write
+
+
+def _cut_rows(n: int) -> list[tuple[int, float, float]]:
+    return [(k, 2.0 - 0.01 * k, 1.0 + 0.001 * k) for k in range(1, n + 1)]
+
+
+@pytest.mark.parametrize("tail", ["3", "3,1.9", "3,1.9,1.0,7", '3,"1.9'])
+def test_a_csv_whose_last_line_was_cut_off_mid_write_is_read_without_it(tmp_path, tail):
+    """A run still writing its log, or killed while it wrote, leaves a last line without an
+    end of line; the whole log used to be refused for it, and those are the runs one diagnoses."""
+    path = tmp_path / "run.csv"
+    path.write_text("step,loss,grad_norm\n" + "".join(f"{k},{a},{b}\n" for k, a, b in _cut_rows(2)) + tail)
+    with pytest.warns(checks.LogWarning, match=r"line 4, the last, has no end of line .* left out"):
+        h = read_log(path)
+    assert list(h.steps) == [1, 2]
+    assert list(h["loss"]) == [1.99, 1.98] and list(h["grad_norm"]) == [1.001, 1.002]
+
+
+def test_a_cut_off_last_row_of_a_merged_step_leaves_the_row_before_as_it_was(tmp_path):
+    path = tmp_path / "metrics.csv"  # Lightning's CSVLogger: rows of one step are merged
+    # the cut-off row writes val_loss 1.8 into step 2's row, then fails on train_loss (1.7, not 1.9)
+    path.write_text("epoch,step,val_loss,train_loss\n0,1,2.1,2.0\n0,2,,1.9\n0,2,1.8,1.7")
+    with pytest.warns(checks.LogWarning, match="left out") as said:
+        h = read_log(path)
+    assert said[0].filename == __file__  # the warning points at the caller's line
+    assert list(h.steps) == [1, 2] and list(h["loss"]) == [2.0, 1.9]
+    assert h.has("val_loss") and np.isnan(h["val_loss"][1]) and h["val_loss"][0] == 2.1
+
+
+def test_a_jsonl_whose_last_line_was_cut_off_is_read_without_it(tmp_path):
+    path = tmp_path / "run.jsonl"
+    path.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.9}\n{"step": 3, "lo')
+    with pytest.warns(checks.LogWarning, match="line 3, the last"):
+        h = read_log(path)
+    assert list(h.steps) == [1, 2]
+
+
+@pytest.mark.parametrize("suffix, text", [
+    (".csv", "step,loss\n1,2.0\n2,x\n3,1.0\n"),       # a bad line inside the log
+    (".csv", "step,loss\n1,2.0\n2,1.9\n3,x\n"),       # a bad last line that did end
+    (".jsonl", '{"step": 1, "loss": 2.0}\n{"step": 2, "lo\n{"step": 3, "loss": 1.0}'),
+])
+def test_a_bad_line_that_was_not_cut_off_is_still_refused(tmp_path, suffix, text):
+    path = tmp_path / f"run{suffix}"
+    path.write_text(text)
+    with pytest.raises(LogError):
+        read_log(path)
+
+
+def test_the_cli_says_what_it_left_out_and_diagnoses_the_rest(tmp_path):
+    from typer.testing import CliRunner
+
+    from adaopt.cli.app import app
+
+    path = tmp_path / "run.csv"
+    path.write_text("step,loss\n" + "".join(f"{k},{2.0 * 0.99 ** k}\n" for k in range(1, 101)) + "101,0.7,3")
+    result = CliRunner().invoke(app, ["diagnose", str(path)])
+    assert "warning:" in result.output and "line 102, the last" in result.output, result.output
+    assert "steps 1-100" in result.output or "CONVERG" in result.output, result.output
+    assert result.exit_code == 0, result.output

@@ -185,6 +185,7 @@ def diagnose(
     as_json: Annotated[bool, typer.Option("--json", help="print the diagnosis as JSON")] = False,
 ) -> None:
     import json
+    import warnings
 
     from ..diagnostics import LogError
     from ..diagnostics import diagnose as run_diagnose
@@ -202,7 +203,11 @@ def diagnose(
     check_log(log)
     meta = {k: v for k, v in {"optimizer": optimizer, "lr": lr_value}.items() if v is not None}
     try:
-        history = read_log(log, loss=loss, step=step, lr=lr_column)
+        with warnings.catch_warnings(record=True) as said:  # what the reader left out, said plainly
+            warnings.simplefilter("always")
+            history = read_log(log, loss=loss, step=step, lr=lr_column)
+        for w in said:
+            typer.echo(f"warning: {w.message}", err=True)
         found = run_diagnose(history, target=target, budget=budget, floor=floor, baseline=baseline, meta=meta)
     except LogError as exc:
         fail(str(exc))

@@ -11,11 +11,11 @@
 ``docs/diagnostics.md`` lists every signal and threshold.
 """
 
-from .history import History, LogError, read_log
+from .history import History, LogError, LogWarning, read_log
 from .monitor import Monitor, StopTraining
 from .verdict import ALARMS, VERDICTS, Diagnosis, diagnose
 
-__all__ = ["ALARMS", "VERDICTS", "Diagnosis", "History", "LogError", "Monitor", "StopTraining", "diagnose",
+__all__ = ["ALARMS", "VERDICTS", "Diagnosis", "History", "LogError", "LogWarning", "Monitor", "StopTraining", "diagnose",
            "read_log"]
 from .lr_find import LRFindResult, lr_find  # noqa: E402
 

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_write
-from .logs import LogError, read_log  # noqa: F401  (importable from here, where they used to live)
+from .logs import LogError, LogWarning, read_log  # noqa: F401  (importable from here, where they used to live)
 from .logs import kind as log_kind
 
 STEP_COLUMNS = ("loss", "grad_norm", "update_norm", "param_norm", "update_ratio", "cos_grad",

@@ -167,7 +167,7 @@ UNMOVED_FACTOR = 100.0
 
 
 def _factor_from_rate(run: Run, total: float) -> tuple[float, str]:
-    """The lr factor when the log has no update/parameter ratio: for small steps the loss's gap
+    r"""The lr factor when the log has no update/parameter ratio: for small steps the loss's gap
     shrinks as :math:`e^{-c\,\eta t}`, so a run that closed the share ``f`` of it closes
     ``F`` = :data:`CLOSE_SHARE` in as many steps at :math:`\ln(1-F)/\ln(1-f)` times the lr;
     a power of 10, 10 to 1000 (x10 had been the answer to every such log, and a trial's

@@ -16,7 +16,10 @@ at its start, and returns ``(meta, steps, columns)``: the meta dict, the steps a
 ``array("q")``, and for each column name ``(array("d") of values, bytearray: 1 where
 measured)``, which may stop short of the last rows (they are filled in as not measured).
 It refuses what it cannot read with a :class:`~.checks.LogError`, through the checks
-every reader shares (:mod:`.checks`, which also says what a log may hold). The columns
+every reader shares (:mod:`.checks`, which also says what a log may hold), with one
+exception: a CSV or JSON Lines log's last line, when it has no end of line and cannot be
+read (cut off mid-write by a run still writing, or killed), is left out with a
+:class:`~.checks.LogWarning`. The columns
 are then given their roles (:mod:`.columns`: the step, the training and eval losses, the
 lr, the gradient norm) by the names tools use for them.
 """
@@ -33,7 +36,7 @@ import numpy as np
 
 from . import columns as roles
 from . import delimited, documents, folders, hf, jsonl, tensorboard
-from .checks import LogError, _pad
+from .checks import LogError, LogWarning, _pad
 
 if TYPE_CHECKING:
     from ..history import History

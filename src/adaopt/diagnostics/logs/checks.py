@@ -39,6 +39,32 @@ class LogError(ValueError):
     """A log file that cannot be read: the message names the line and the column."""
 
 
+class LogWarning(UserWarning):
+    """Something of a log that was left out, and why (a last line cut off mid-write)."""
+
+
+def cut_off(path: Path, line: int, exc: LogError) -> None:
+    """Warn that the last line, which has no end of line and cannot be read, is left out: a run
+    still writing its log, or killed while it wrote, leaves such a line, and those are the runs
+    one diagnoses. Any other bad line is refused: it says the log is not what it claims."""
+    import warnings
+
+    reason = str(exc).split(f"line {line}", 1)[-1].lstrip(":, ")
+    warnings.warn(f"{path}: line {line}, the last, has no end of line and cannot be read ({reason}): left out, "
+                  "as a line cut off mid-write", LogWarning, stacklevel=_outside_adaopt())
+
+
+def _outside_adaopt() -> int:
+    """The stacklevel of the first caller outside adaopt (the readers nest differently deep)."""
+    import sys
+
+    package = str(Path(__file__).resolve().parents[2])
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def _shown(value) -> str:
     """A value for a message: its repr, cut short; containers by their kind only."""
     if isinstance(value, (list, dict)):

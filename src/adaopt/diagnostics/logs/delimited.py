@@ -40,8 +40,15 @@ def read(path: Path, fh, *, step=None, merge=False):
                 meta = _meta(_json(body[len(_META):], path, line), path, line, "the meta comment")
         elif table is None:
             table = _Table(path, line, body, delimiter, step, merge)
-        else:
+        elif text.endswith("\n"):
             table.add(line, body)
+        else:  # the last line, cut off mid-write if it cannot be read
+            mark = table.mark()
+            try:
+                table.add(line, body)
+            except LogError as exc:
+                table.rollback(mark)
+                checks.cut_off(path, line, exc)
     if table is None:
         raise LogError(f"{path}: the log is empty (no header line)")
     return meta, table.steps, table.columns
@@ -99,6 +106,19 @@ class _Table:
             values.append(math.nan)
             present.append(0)
 
+
+    def mark(self) -> tuple:
+        """The table's length and its last row's values, to :meth:`rollback` a row that failed."""
+        return len(self.steps), self.previous, [(len(v), v[-1:], p[-1:]) for _, _, v, p in self.cols]
+
+    def rollback(self, mark: tuple) -> None:
+        """Undo what a failed :meth:`add` (or merge) wrote after :meth:`mark`."""
+        n, self.previous, cols = mark
+        del self.steps[n:]
+        for (_, _, values, present), (k, last, was) in zip(self.cols, cols):
+            del values[k:], present[k:]
+            if k and len(last):  # a merge writes into the last row
+                values[-1], present[-1] = last[0], was[0]
 
     def _merge(self, line: int, cells: list[str]) -> None:
         """Put a row of the last row's step into that row: where both have a value, the same one."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from array import array
 from pathlib import Path
 
+from . import checks
 from .columns import STEP, find
 from .checks import LogError, _check_name, _json, _lines, _meta, _not_after, _number, _pad, _shown, _step
 
@@ -22,7 +23,13 @@ def read(path: Path, fh, *, step=None):
     for line, text in _lines(path, fh):
         if not text or text.isspace():
             continue
-        obj = _json(text, path, line)
+        try:
+            obj = _json(text, path, line)
+        except LogError as exc:
+            if text.endswith("\n"):
+                raise
+            checks.cut_off(path, line, exc)  # the last line, cut off mid-write
+            break
         if not isinstance(obj, dict):
             raise LogError(f"{path}: line {line}: a JSON object was expected, got {type(obj).__name__}")
         if len(obj) == 1 and "meta" in obj:
