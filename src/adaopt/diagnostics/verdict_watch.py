@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from statistics import NormalDist
 
 import numpy as np
 
@@ -103,9 +104,24 @@ class RiseWatch:
         recent = np.frombuffer(self.values, dtype=np.float64)[-self.w:]
         med = float(np.median(recent))
         se = max(MEDIAN_SE * math.hypot(sigma(recent), best[1]) / math.sqrt(self.w), self._between())
-        if med - best[0] > RISE_Z * se and med - best[0] > RISE_MIN_SHARE * scale:
+        # a run that never fell measurably below its first block: its best block is the lowest
+        # draw of a flat series, and sits below the level by chance (a falling run's is real)
+        z = RISE_Z + (self._selection() if self.closed[0][0] - best[0] <= RISE_Z * se else 0.0)
+        if med - best[0] > z * se and med - best[0] > RISE_MIN_SHARE * scale:
             return med, best, se
         return None
+
+    def _selection(self) -> float:
+        """How far below the blocks' level the best of them sits by chance alone, in standard
+        errors of a difference of two medians: the expected minimum of k eligible blocks'
+        medians is c_k times one median's noise (Blom's c_k = -inv_cdf(0.625 / (k + 0.25))),
+        and one median's noise is that se over sqrt 2. On a flat, noisy run (dead units at
+        chance, minibatch noise +-10%) a window 1.6 of its noise above the level read as a
+        3-standard-error rise from the best of 8 blocks."""
+        k = self._eligible
+        if k < 2:
+            return 0.0
+        return -NormalDist().inv_cdf(0.625 / (k + 0.25)) / math.sqrt(2)
 
 
 def rise_diagnosis(found, steps_of, lr) -> Diagnosis:
