@@ -147,3 +147,39 @@ def test_fsdp2_steps_the_shards_with_the_fused_kernels_and_reshards_through_dcp(
         for k in theirs:
             torch.testing.assert_close(ours[k], theirs[k], rtol=1e-10, atol=1e-12)
     assert any(not torch.equal(ours_save[k], ours_load[k]) for k in ours_save)
+
+
+def _int8_fsdp_worker(rank, world, port, out):
+    from torch.distributed.fsdp import fully_shard
+
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = fully_shard(torch.nn.Sequential(torch.nn.Linear(128, 128), torch.nn.Tanh(), torch.nn.Linear(128, 4)))
+    opt = at.AdamW(model.parameters(), lr=1e-2, state_dtype="int8")
+    before = [p.detach().full_tensor().clone() for p in model.parameters()]
+    torch.nn.functional.cross_entropy(model(torch.randn(8, 128)), torch.randint(0, 4, (8,))).backward()
+    try:
+        opt.step()
+        message = None
+    except ValueError as exc:
+        message = str(exc)
+    after = [p.detach().full_tensor() for p in model.parameters()]
+    if rank == 0:
+        torch.save({"message": message, "same": all(torch.equal(a, b) for a, b in zip(before, after))}, out)
+    dist.barrier()
+    dist.destroy_process_group()
+    os._exit(0)
+
+
+def test_int8_state_on_fsdp2_shards_is_refused_naming_what_works(tmp_path):
+    """8-bit state on FSDP2 shards failed on the first step with "state 'exp_avg' has shape
+    (128, 128), the parameter has (64, 128)": the codes were made for the whole parameter. Each
+    shard's blocks would start at the shard's start, and DCP cannot reshard their scales, so it
+    is refused with what works instead (bfloat16 state reshards through DCP), nothing stepped."""
+    out = tmp_path / "int8.pt"
+    mp.spawn(_int8_fsdp_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    got = torch.load(out, weights_only=True)
+    assert got["message"] and "state_dtype='int8'" in got["message"] and "bfloat16" in got["message"], got
+    assert got["same"]

@@ -122,6 +122,7 @@ class Optimizer(torch.optim.Optimizer):
     def _init_state(self, p: torch.Tensor, state: dict, hp: dict, name: str) -> None:
         """torch-layout state for ``p``: a float32 ``step`` and the engine's ``state_spec`` (buffers
         like ``p``, in its memory format, or 8-bit; scalar state 0-d, as torch keeps mu_product)."""
+        _no_sharded_int8(p, hp, name)
         cdtype = dtypes.compute_dtype(views.numpy_dtype(p.dtype), hp["state_dtype"])
         self._engine.resolved(hp, cdtype, name)
         if "step" not in state:
@@ -149,6 +150,7 @@ class Optimizer(torch.optim.Optimizer):
             for i, p in enumerate(group["params"]):
                 st = self.state.get(p)
                 if st and (hp["state_dtype"] == quant.NAME or any(k.endswith(quant.SCALE) for k in st)):
+                    _no_sharded_int8(p, hp, self._param_name(gi, i))
                     cdtype = dtypes.compute_dtype(views.numpy_dtype(p.dtype), hp["state_dtype"])
                     conform_int8(p, st, self.rule.buffers(hp), quant.applies(hp, p.numel()), cdtype,
                                   self._param_name(gi, i))
@@ -370,6 +372,16 @@ def _wide_grad(p: torch.Tensor):
     g = p.grad
     return torch.float32 if (g is not None and g.dtype == torch.float32 and p.element_size() == 2
                              and p.is_floating_point()) else None
+
+
+def _no_sharded_int8(p, hp: dict, name: str) -> None:
+    """8-bit state is refused for a DTensor (FSDP2) parameter: each rank would quantize its own
+    shard in blocks from the shard's start, and DCP, which reshards the codes by the parameter's
+    placement, has no way to reshard the blocks' scales with them."""
+    if views.is_sharded(p) and quant.applies(hp, p.numel()):
+        raise ValueError(f"state_dtype='int8' for {name}: a sharded (DTensor, FSDP2's fully_shard) parameter "
+                         "cannot keep 8-bit state yet (its per-block scales would not reshard with the codes); "
+                         "use state_dtype='bfloat16' (2 bytes a moment, reshards through DCP) or float32")
 
 
 @dataclass
