@@ -187,7 +187,7 @@ def diagnose(
     import json
     import warnings
 
-    from ..diagnostics import LogError
+    from ..diagnostics import LogError, LogWarning
     from ..diagnostics import diagnose as run_diagnose
     from ..diagnostics import read_log
 
@@ -207,7 +207,10 @@ def diagnose(
             warnings.simplefilter("always")
             history = read_log(log, loss=loss, step=step, lr=lr_column)
         for w in said:
-            typer.echo(f"warning: {w.message}", err=True)
+            if issubclass(w.category, LogWarning):
+                typer.echo(f"warning: {w.message}", err=True)
+            else:  # another package's warning: as Python shows it
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         found = run_diagnose(history, target=target, budget=budget, floor=floor, baseline=baseline, meta=meta)
     except LogError as exc:
         fail(str(exc))
