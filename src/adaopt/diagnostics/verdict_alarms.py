@@ -58,7 +58,7 @@ def overflow_after_growth(run: Run) -> Diagnosis | None:
         "DIVERGING", f"the learning rate is too high: the {what} grew {factor:.3g}x, then overflowed",
         "lr_too_high",
         evidence=[f"{what} grew {factor:.3g}x between steps {s0} and {s1}", where] + _ratio_evidence(run),
-        advice=[run.lr_advice(0.1), run.warmup_advice("or clip gradients / warm the lr up")],
+        advice=run.down_advice("or clip gradients / warm the lr up"),
         steps=(s0, step), signals={"growth": factor, "first_nonfinite_step": step})
 
 
@@ -151,7 +151,7 @@ def _lr_too_high(run: Run, what: str, factor, evidence: list[str]) -> Diagnosis:
     return Diagnosis(
         "DIVERGING", f"the learning rate is too high: the {run.quantity} {what}", "lr_too_high",
         evidence=evidence + _ratio_evidence(run),
-        advice=[run.lr_advice(0.1), run.warmup_advice()],
+        advice=run.down_advice(),
         steps=(int(run.steps[0]), run.recent_steps[1]), signals={"rise": factor})
 
 

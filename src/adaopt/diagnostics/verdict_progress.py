@@ -216,7 +216,7 @@ def spike_not_recovered(run: Run) -> Diagnosis | None:
     return Diagnosis(
         "DIVERGING", f"the learning rate is too high: the {run.quantity} blew up at step {at} and never "
         f"recovered {how}", "lr_too_high", evidence=t.evidence,
-        advice=[run.lr_advice(0.1), run.warmup_advice()], steps=(at, t.steps[1]),
+        advice=run.down_advice(), steps=(at, t.steps[1]),
         signals={**t.signals, "spike": factor})
 
 

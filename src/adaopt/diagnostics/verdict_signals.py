@@ -77,12 +77,16 @@ class Run:
         """``(lr before, lr after, last step before, first step after)`` of a raise (:func:`lr_raised`)."""
         return lr_raised(self.h)
 
-    def warmup_advice(self, default: str = "or warm the lr up over the first steps") -> str:
-        """``default`` (a warmup), or, when the lr was raised at once during the run, to undo that."""
+    def down_advice(self, default: str = "or warm the lr up over the first steps") -> list[str]:
+        """Advice for an lr too high: ``lr x 0.1`` and ``default`` (a warmup), or, when the lr was
+        raised at once during the run, first to undo that (x0.1 of a raised lr of 1e6 is 1e5, still
+        far from the lr that trained), then a warmup to the higher lr if it is wanted."""
         r = self.lr_raised()
         if r is None:
-            return default
-        return f"or keep the lr at {fmt(r[0])}: it was raised {r[1] / r[0]:.3g}x to {fmt(r[1])} between steps {r[2]} and {r[3]}"
+            return [self.lr_advice(0.1), default]
+        return [f"keep the lr at {fmt(r[0])}: it was raised {r[1] / r[0]:.3g}x to {fmt(r[1])} between steps "
+                f"{r[2]} and {r[3]}", f"or, to train at {fmt(r[1])}, raise it gradually (a warmup over some "
+                "hundreds of steps)"]
 
     def lr_decayed(self):
         """``(peak lr, its step, last lr, its step)`` when the recorded lr (the log's lr column, a

@@ -142,8 +142,8 @@ def above_its_best(run: Run) -> Diagnosis | None:
     return Diagnosis(
         "DIVERGING", f"the learning rate is too high: the {run.quantity} rose {rise:.3g}x above the best it had "
         "reached and stays there", "lr_too_high", evidence=evidence,
-        advice=[run.lr_advice(0.1), run.warmup_advice("or warm the lr up" if run.lr_decayed() else
-                                                      "or warm the lr up / decay it before this point")],
+        advice=run.down_advice("or warm the lr up" if run.lr_decayed() else
+                               "or warm the lr up / decay it before this point"),
         steps=(a, t.steps[1]), signals={**t.signals, "best": best + run.floor, "rise_se": (recent - best) / se
                                         if se > 0 else math.inf})
 
