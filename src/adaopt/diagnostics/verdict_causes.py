@@ -166,14 +166,21 @@ CLOSE_SHARE = 0.9
 UNMOVED_FACTOR = 100.0
 
 
+def _round_up_125(x: float) -> float:
+    """The least of 1, 2, 5 times a power of 10 that is >= ``x`` (within a part in 1e9), e.g. 31.4 -> 50."""
+    decade = 10.0 ** math.floor(math.log10(x))
+    return next(m * decade for m in (1, 2, 5, 10) if m * decade >= x * (1 - 1e-9))
+
+
 def _factor_from_rate(run: Run, total: float) -> tuple[float, str]:
     r"""The lr factor when the log has no update/parameter ratio: for small steps the loss's gap
     shrinks as :math:`e^{-c\,\eta t}`, so a run that closed the share ``f`` of it closes
     ``F`` = :data:`CLOSE_SHARE` in as many steps at :math:`\ln(1-F)/\ln(1-f)` times the lr;
-    a power of 10, 10 to 1000 (x10 had been the answer to every such log, and a trial's
-    x10 ended at 1.25 where 0.49 was reachable)."""
+    rounded up to 1, 2 or 5 times a power of 10, 10 to 1000. (x10 had been the answer to every
+    such log, and a trial's x10 ended at 1.25 where 0.49 was reachable; rounding to the nearest
+    power of 10 turned an estimate of 31x into x10, which reached 0.30 where x100 reached 0.05.)"""
     need = math.log(1 - CLOSE_SHARE) / math.log1p(-total)
-    factor = float(min(1000.0, max(10.0, 10 ** round(math.log10(need)))))
+    factor = min(1000.0, max(10.0, _round_up_125(need)))
     gap = "the gap to " + (f"its floor {fmt(run.floor)}" if run.floor_known else "0")
     return factor, (f"at the rate it fell, closing {CLOSE_SHARE:.0%} of {gap} in {run.n_steps} steps takes "
                     f"about {need:.3g}x the lr (the log has no update/parameter ratio to size it from)")
