@@ -53,6 +53,20 @@ def test_diagnose_json(tmp_path):
     assert found["verdict"] == "DIVERGING" and found["code"] == "lr_too_high"
 
 
+def _strict(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def test_diagnose_json_is_strict_json_when_a_signal_is_infinite(tmp_path):
+    """A loss that stops dead has a rate collapse of inf; --json printed `Infinity`, which a
+    browser's JSON.parse and jq refuse."""
+    t = np.arange(1, 401)
+    result = runner.invoke(app, ["diagnose", str(_log(tmp_path, np.where(t < 200, 2.0, 1.0))), "--json"])
+    assert "Infinity" not in result.output and "NaN" not in result.output, result.output
+    found = json.loads(result.output, parse_constant=_strict)
+    assert "rate_collapse" in found["signals"] and found["signals"]["rate_collapse"] is None, found["signals"]
+
+
 def test_diagnose_a_malformed_log_exits_2_naming_line_and_column(tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text("step,loss\n1,0.5\n2,oops\n")

@@ -8,10 +8,16 @@ removes those of processes that no longer run on this machine.
 
 The temporary name is short and fixed in length, so a target whose name is close to
 the file system's limit (255 bytes) can still be written.
+
+:func:`strict_json` writes JSON that strict parsers (a browser's ``JSON.parse``, ``jq``)
+read: a float that is not finite becomes ``null``, where Python's ``json`` writes
+``Infinity`` or ``NaN``, which JSON does not have.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
 import uuid
@@ -19,6 +25,25 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 _TEMP = re.compile(r"^\.adaopt\.(\d+)\.[0-9a-f]{12}\.tmp$")
+
+
+def _finite(obj):
+    """``obj`` with every float that is not finite (a diverged run, a verdict's inf ratio) as None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def strict_json(obj, **kwargs) -> str:
+    """``json.dumps(obj, **kwargs)`` with inf and NaN written as ``null``, so the text is JSON."""
+    try:
+        return json.dumps(obj, allow_nan=False, **kwargs)
+    except ValueError:  # an inf or NaN somewhere
+        return json.dumps(_finite(obj), allow_nan=False, **kwargs)
 
 
 def atomic_write(path, data: bytes | str | Callable[[BinaryIO], None], *, fsync: bool = True) -> Path:

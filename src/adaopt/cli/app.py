@@ -182,11 +182,11 @@ def diagnose(
         help="its learning rate (a number > 0, for concrete advice), or the log's column holding it")] = None,
     loss: Annotated[Optional[str], typer.Option(help="the column of the training loss (default: found by name)")] = None,
     step: Annotated[Optional[str], typer.Option(help="the column of the step (default: found by name)")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the diagnosis as JSON")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the diagnosis as JSON (a signal that is inf or NaN as null)")] = False,
 ) -> None:
-    import json
     import warnings
 
+    from .._io import strict_json
     from ..diagnostics import LogError, LogWarning
     from ..diagnostics import diagnose as run_diagnose
     from ..diagnostics import read_log
@@ -230,7 +230,7 @@ def diagnose(
     if source.get("title") or source.get("note"):
         typer.echo(f"read {source['path']} as a {source.get('title') or source['format']}"
                    + (f" ({source['note']})" if source.get("note") else ""), err=True)
-    typer.echo(json.dumps(found.to_dict(), indent=2) if as_json else str(found))
+    typer.echo(strict_json(found.to_dict(), indent=2) if as_json else str(found))
     if found.verdict in ("DIVERGING", "NONFINITE", "STALLED", "OSCILLATING") or "overfitting" in found.signals:
         raise typer.Exit(1)
     if found.verdict == "TOO_SHORT":  # neither healthy (0) nor a failure (1): nothing to judge yet

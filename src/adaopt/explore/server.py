@@ -30,6 +30,7 @@ from importlib import resources
 import numpy as np
 
 from .. import hyper, registry
+from .._io import strict_json
 from . import compute, lesson
 from .defaults import DEFAULT_LRS, OPTIMIZERS, SHOWN
 from .problems import MAX_EXPRESSION, SURFACES, InputError, checking_input, surface
@@ -182,22 +183,8 @@ def _no_constant(name: str):
     raise ValueError(f"{name} is not a number JSON allows")
 
 
-def _finite(obj):
-    """``obj`` with every float that is not finite (a diverged run, a verdict's inf ratio) as None."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
 def _json(obj) -> bytes:
-    try:
-        text = json.dumps(obj, allow_nan=False, separators=(",", ":"))
-    except ValueError:  # an inf or NaN somewhere: JSON has none, the page reads null
-        text = json.dumps(_finite(obj), allow_nan=False, separators=(",", ":"))
+    text = strict_json(obj, separators=(",", ":"))  # an inf or NaN: JSON has none, the page reads null
     return text.encode("utf-8")
 
 
