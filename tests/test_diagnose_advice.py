@@ -329,6 +329,13 @@ def test_the_nonfinite_evidence_says_how_many_steps_after_the_first_were_bad(sha
                 "intermittent": "3 of the 80 logged steps from there on are non-finite, the last at step 151 "
                                 "(finite again at the end)"}[shape]
     assert expected in line, line
+    # A run that went on finite is also read without its bad steps: a stray NaN in a healthy run.
+    rest = [e for e in d.evidence if e.startswith("without th")]
+    if shape == "to_the_end":
+        assert rest == [], d.evidence
+    else:
+        without = "that step" if shape == "stray" else "those 3 steps"
+        assert rest == [f"without {without}, the run reads CONVERGING: the loss is still falling at a healthy rate"], rest
 
 
 # ---------------------------------------------------------------------- sizing the lr from the loss alone

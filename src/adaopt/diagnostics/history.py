@@ -90,6 +90,11 @@ class History:
         h._present = {name: p for name, (_, p) in columns.items()}
         return h
 
+    def take(self, rows: np.ndarray) -> "History":
+        """The history of the rows where the boolean mask ``rows`` is True, with the same meta."""
+        return History._of_arrays(self.steps[rows], {name: (self._values[name][rows], self._present[name][rows])
+                                                     for name in self._values}, self.meta)
+
     def __len__(self) -> int:
         return len(self.steps)
 

@@ -41,7 +41,7 @@ from . import verdict_stuck as stuck
 from .history import History, read_log
 from .overfit import annotate
 from .verdict_record import Diagnosis
-from .verdict_signals import Run, eps_underflows
+from .verdict_signals import Run, bad_rows, eps_underflows
 from .verdict_thresholds import (
     ADAGRAD_DROP, ALTERNATING, BETA2_STALE, BOUNCE_PROGRESS, CONSISTENT_COS, CONVERGED_GAP, DIVERGE_FACTOR,
     EPS_DOMINANT, GRAD_VANISHED, GROWTH_BEFORE_OVERFLOW, HEALTHY_UPDATE_RATIO, LITTLE_PROGRESS, MIN_WINDOW,
@@ -130,8 +130,27 @@ def diagnose(history, *, target=None, floor=None, baseline=None, budget=None, me
         if found is not None:
             if len(run.skipped) and found.code != "nonfinite_gradient":
                 found.evidence = found.evidence + alarms.skipped_note(run)
+            if found.code in ("nonfinite_loss", "nonfinite_gradient", "nonfinite_update"):
+                found.evidence = found.evidence + _without_the_bad_steps(run, target, floor, baseline, budget)
             return annotate(found, h)  # notes: overfitting, what the log cannot show, an lr schedule
     raise AssertionError("the last check, still_falling, always answers")
+
+
+def _without_the_bad_steps(run: Run, target, floor, baseline, budget) -> list[str]:
+    """For a run that went on finite after a few non-finite steps (a bad batch): the verdict on
+    the other steps, so a user can tell a stray NaN in a healthy run from a run in trouble."""
+    bad = bad_rows(run.h, run.meta)
+    if not bad.any():
+        return []
+    first = int(np.argmax(bad))
+    after = bad[first:]
+    if bad[-1] or after.sum() > max(1, 0.1 * len(after)):
+        return []
+    rest = diagnose(run.h.take(~bad), target=target, floor=floor, baseline=baseline, budget=budget,
+                    meta=run.meta)
+    n = int(bad.sum())
+    without = "that step" if n == 1 else f"those {n} steps"
+    return [f"without {without}, the run reads {rest.verdict}: {rest.cause}"]
 
 
 def as_history(obj) -> History:

@@ -23,7 +23,8 @@ class Diagnosis:
     def __str__(self) -> str:
         lines = [f"{self.verdict}: {self.cause}"]
         if self.steps:
-            lines[0] += f"  (steps {self.steps[0]}-{self.steps[1]})"
+            a, b = self.steps
+            lines[0] += f"  (step {a})" if a == b else f"  (steps {a}-{b})"
         if self.evidence:
             lines += ["  evidence:"] + [f"    - {e}" for e in self.evidence]
         if self.advice:
