@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -386,6 +388,33 @@ def test_a_cut_off_last_row_of_a_merged_step_leaves_the_row_before_as_it_was(tmp
     assert said[0].filename == __file__  # the warning points at the caller's line
     assert list(h.steps) == [1, 2] and list(h["loss"]) == [2.0, 1.9]
     assert h.has("val_loss") and np.isnan(h["val_loss"][1]) and h["val_loss"][0] == 2.1
+
+
+@pytest.mark.parametrize("tail, why", [
+    ("30,0.", "ends in '.'"),          # of 30,0.4821: float("0.") is 0.0
+    ("30,", "is empty"),               # of 30,0.4821: read as not measured
+    ("30,0.48", "is shorter than the 6 characters"),
+    ("30,4.8e", "cannot be read"),
+])
+def test_a_cut_off_last_line_that_still_parses_is_told_by_its_form(tmp_path, tail, why):
+    """A trial's log cut after '599,0.' was read with a loss of 0.0 at its last step, silently."""
+    path = tmp_path / "run.csv"
+    path.write_text("step,loss\n" + "".join(f"{k},{2.0 * 0.98 ** k:.4f}\n" for k in range(1, 30)) + tail)
+    with pytest.warns(checks.LogWarning, match=rf"line 31, the last, has no end of line and .*{re.escape(why)}.* left out"):
+        h = read_log(path)
+    assert list(h.steps) == list(range(1, 30)) and h["loss"][-1] == float(f"{2.0 * 0.98 ** 29:.4f}")
+
+
+@pytest.mark.parametrize("tail", ["30,0.1", "30,0.30000000000000004", "30,0.5"])
+def test_an_unterminated_last_line_in_a_column_of_varying_form_is_read_as_written(tmp_path, tail):
+    """Python's repr writes floats of varying width: a short last cell is no sign of a cut."""
+    path = tmp_path / "run.csv"
+    rows = [0.9, 0.85, 0.7125, 0.6, 0.51234, 0.45, 0.4, 0.35]
+    path.write_text("step,loss\n" + "".join(f"{k},{v!r}\n" for k, v in enumerate(rows, 1)) + tail)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        h = read_log(path)
+    assert list(h.steps)[-1] == 30 and h["loss"][-1] == float(tail.split(",")[1])
 
 
 def test_a_jsonl_whose_last_line_was_cut_off_is_read_without_it(tmp_path):

@@ -43,14 +43,18 @@ class LogWarning(UserWarning):
     """Something of a log that was left out, and why (a last line cut off mid-write)."""
 
 
-def cut_off(path: Path, line: int, exc: LogError) -> None:
-    """Warn that the last line, which has no end of line and cannot be read, is left out: a run
+def cut_off(path: Path, line: int, exc: LogError | str) -> None:
+    """Warn that the last line, which has no end of line and cannot be read (``exc``, the error
+    reading it), or reads as a cut-off line (``exc``, a sentence saying why), is left out: a run
     still writing its log, or killed while it wrote, leaves such a line, and those are the runs
     one diagnoses. Any other bad line is refused: it says the log is not what it claims."""
     import warnings
 
-    reason = str(exc).split(f"line {line}", 1)[-1].lstrip(":, ")
-    warnings.warn(f"{path}: line {line}, the last, has no end of line and cannot be read ({reason}): left out, "
+    if isinstance(exc, LogError):
+        why = "cannot be read (" + str(exc).split(f"line {line}", 1)[-1].lstrip(":, ") + ")"
+    else:
+        why = exc
+    warnings.warn(f"{path}: line {line}, the last, has no end of line and {why}: left out, "
                   "as a line cut off mid-write", LogWarning, stacklevel=_outside_adaopt())
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import math
 from array import array
+from collections import deque
 from pathlib import Path
 
 from . import checks
@@ -31,6 +32,7 @@ def read(path: Path, fh, *, step=None, merge=False):
     ``merge`` joins the rows of a repeated step."""
     delimiter = BY_SUFFIX.get(path.suffix.lower())
     meta, table = {}, None
+    before = deque(maxlen=FORM_ROWS)  # the last rows read, to tell a cut-off last line by its form
     for line, text in _lines(path, fh):
         body = text.rstrip("\r\n")
         if not body or body.isspace():
@@ -42,16 +44,50 @@ def read(path: Path, fh, *, step=None, merge=False):
             table = _Table(path, line, body, delimiter, step, merge)
         elif text.endswith("\n"):
             table.add(line, body)
-        else:  # the last line, cut off mid-write if it cannot be read
+            before.append(body)
+        else:  # the last line, cut off mid-write if it cannot be read, or if its last cell looks cut
             mark = table.mark()
             try:
                 table.add(line, body)
             except LogError as exc:
                 table.rollback(mark)
                 checks.cut_off(path, line, exc)
+            else:
+                why = _cut_cell(body, before, table)
+                if why:
+                    table.rollback(mark)
+                    checks.cut_off(path, line, why)
     if table is None:
         raise LogError(f"{path}: the log is empty (no header line)")
     return meta, table.steps, table.columns
+
+
+#: The rows before an unterminated last line whose last cells show the column's form.
+FORM_ROWS = 20
+
+
+def _cut_cell(body: str, before, table: "_Table") -> str:
+    """Why the last line, which has no end of line but reads, looks cut off, or "". A line is
+    written left to right, so only its last cell can be cut short, and a cut that still parses
+    (``599,0.`` of ``599,0.4821``, ``599,`` of ``599,0.4821``) stands out against the same
+    column's cells in the rows before: always filled, never ending in ".", one fixed width
+    (``%.4f``, ``%.3e``). A column of varying widths (Python's repr) cannot tell such a cut."""
+    if len(before) < 2:
+        return ""
+    last = _split(body, table.delimiter, table.path, 0)[-1].strip()
+    name = _shown(table.header[-1])
+    cells = [_split(b, table.delimiter, table.path, 0)[-1].strip() for b in before]
+    if not all(cells):
+        return ""
+    if not last:
+        return f"its {name} cell is empty, where each of the {len(cells)} rows before has a value"
+    if last.endswith(".") and not any(c.endswith(".") for c in cells):
+        return f"its {name} cell {_shown(last)} ends in '.', which none of the {len(cells)} rows before does"
+    widths = {len(c) for c in cells}
+    if len(widths) == 1 and len(last) < len(cells[0]):
+        return (f"its {name} cell {_shown(last)} is shorter than the {len(cells[0])} characters of each of "
+                f"the {len(cells)} rows before")
+    return ""
 
 
 class _Table:
