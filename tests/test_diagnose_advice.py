@@ -270,6 +270,43 @@ def test_a_log_held_at_chance_is_named_with_baseline_and_not_guessed(seed, tmp_p
     assert CliRunner().invoke(app, ["diagnose", str(path), "--baseline", "nan"]).exit_code == 2
 
 
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_log_slowly_leaving_chance_is_lr_too_low_not_held_at_chance(seed):
+    """A trial's digits MLP at an lr 100x too low, 2.4% below ln 10 after 600 steps (a step and
+    loss CSV), was STALLED "held at the baseline from the start: the model uses nothing of its
+    input" with --baseline; without it, lr too low. It is leaving chance, slowly."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(1, 601)
+    loss = math.log(10) * (1 - 0.025 * t / 600) * (1 + 0.01 * rng.standard_normal(t.size))  # its noise: 0.7-0.8%
+    d = diagnose({"step": t, "loss": loss}, baseline=math.log(10))
+    assert d.code == "lr_too_low" and d.verdict in ("STALLED", "SLOW"), str(d)
+
+
+def _early_descent(seed: int, n: int = 600):
+    """A minibatch loss still in its early descent, falling faster at the end than on average
+    (a digits MLP at Adam lr 1e-4, 10x too low, measured pace 1.05-1.23 over 8 seeds), with
+    10% noise; and a healthy one that slowed down near its floor (pace 0.09-0.15 there)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(1, n + 1)
+    noise = rng.chisquare(200, (2, n)) / 200
+    return t, (2.3 - 0.9 * (t / n) ** 1.5) * noise[0], (0.1 + 2.2 * np.exp(-t / 120)) * noise[1]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_run_that_is_not_slowing_down_is_told_more_steps_or_a_higher_lr(seed):
+    """A trial followed "lr x 100" on a run at 1000x too low an lr; the rerun (1.72 where a good
+    lr reaches 0.15) was CONVERGING "at a healthy rate", with no word that the lr was still low.
+    Measured on the digits MLP, 3 seeds: lr x 3 took 1.19-1.50 to 0.29-0.46."""
+    t, early, healthy = _early_descent(seed)
+    d = diagnose({"step": t, "loss": early, "lr": np.full(t.size, 1e-4)})
+    assert (d.verdict, d.code) == ("CONVERGING", "progress"), str(d)
+    assert "not slowing down" in d.cause and d.signals["pace"] >= 0.9, str(d)
+    assert any("try lr x 3: lr = 0.0001 -> 0.0003" in a for a in d.advice), d.advice
+    d = diagnose({"step": t, "loss": healthy, "lr": np.full(t.size, 1e-3)})
+    assert (d.verdict, d.code, d.advice) == ("CONVERGING", "progress", []), str(d)
+    assert d.cause == "the loss is still falling at a healthy rate", str(d)
+
+
 def test_an_error_of_adaopts_own_exits_4_not_as_a_failed_run(tmp_path, monkeypatch):
     """A crash inside diagnose (an OverflowError on a 5,200-row log) exited 1, the code of a
     failed run, so a script could not tell them apart."""

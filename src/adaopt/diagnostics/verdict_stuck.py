@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from .verdict_causes import family_of, lr_too_low
+from .verdict_causes import family_of, lr_too_low, unmoved
 from .verdict_noise import falling, rise_from_best
 from .verdict_progress import Trend
 from .verdict_record import Cause, Diagnosis, fmt, with_cause
@@ -162,7 +162,7 @@ def held_at_baseline(run: Run) -> Diagnosis | None:
         return None
     below = float(run.values.min()) < 0.9 * run.baseline
     if ratio is None and not below and run.median("grad_norm") is None:
-        return _at_chance_unexplained(run, t)
+        return None if _leaving_chance(run) else _at_chance_unexplained(run, t)
     if ratio is None or ratio < HEALTHY_UPDATE_RATIO:
         return None
     return Diagnosis(
@@ -172,6 +172,14 @@ def held_at_baseline(run: Run) -> Diagnosis | None:
             f"update/parameter ratio {fmt(ratio)} (healthy runs sit near {HEALTHY_UPDATE_RATIO:g})"],
         advice=[run.lr_advice(0.1), "and warm the lr up over the first few hundred steps"],
         steps=t.steps, signals={**t.signals, "baseline": run.baseline, "update_ratio": ratio})
+
+
+def _leaving_chance(run: Run) -> bool:
+    """Whether a run that began at the baseline fell measurably below its first window since:
+    slowly leaving chance (an lr 100x too low: a trial's digits MLP 2.4% below ln 10 after 600
+    steps was called held at chance, "the model uses nothing of its input"), not held there."""
+    first = float(np.median(run.gap[:run.w])) + run.floor
+    return abs(first - run.baseline) <= 0.1 * run.baseline and unmoved(run) is None and Trend.of(run).total > 0
 
 
 def _at_chance_unexplained(run: Run, t) -> Diagnosis:

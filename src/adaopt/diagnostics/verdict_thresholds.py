@@ -34,3 +34,4 @@ CUSUM_H = 15.0  # ... and the sum that fires (2x the largest, 7.5, any healthy r
 CUSUM_CLIP = 3.0  # ... a value adds at most this many sigma (a single spike is no sustained rise)
 CUSUM_EPS = 0.01  # ... on log(loss + this share of the first loss): the noise of a loss scales with it
 CUSUM_RECENT = 10  # ... and the median of the last this many values must be RISE_MIN_SHARE above the best
+NOT_SLOWING = 0.9  # the fall over the last window, per step, as a share of the run's average: not slowing down
