@@ -161,11 +161,7 @@ def first_alarm(history) -> int | None:
         watch.push(float(x))
         first = float(x) if first is None else first
         if first > 0 and i >= 2 and float(np.median(loss[max(0, i - 4):i + 1])) > DIVERGE_FACTOR * first:
-            keep = history.steps <= step
-            sub = type(history)._of_arrays(history.steps[keep], {
-                c: (history[c][keep], history.present(c)[keep]) for c in history.columns if c != "step"},
-                history.meta)
-            if diagnose(sub).verdict in ALARMS:
+            if diagnose(history.take(history.steps <= step)).verdict in ALARMS:
                 return int(step)
         if watch.rise() is not None:
             return int(step)
