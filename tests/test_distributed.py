@@ -157,7 +157,14 @@ def _int8_fsdp_worker(rank, world, port, out):
     torch.set_num_threads(1)
     torch.manual_seed(0)
     model = fully_shard(torch.nn.Sequential(torch.nn.Linear(128, 128), torch.nn.Tanh(), torch.nn.Linear(128, 4)))
-    opt = at.AdamW(model.parameters(), lr=1e-2, state_dtype="int8")
+    try:  # refused where it is asked for
+        at.AdamW(model.parameters(), lr=1e-2, state_dtype="int8")
+        built = None
+    except ValueError as exc:
+        built = str(exc)
+    opt = at.AdamW(model.parameters(), lr=1e-2)
+    for group in opt.param_groups:  # switched to 8-bit after construction: refused on the step
+        group["state_dtype"] = "int8"
     before = [p.detach().full_tensor().clone() for p in model.parameters()]
     torch.nn.functional.cross_entropy(model(torch.randn(8, 128)), torch.randint(0, 4, (8,))).backward()
     try:
@@ -167,7 +174,8 @@ def _int8_fsdp_worker(rank, world, port, out):
         message = str(exc)
     after = [p.detach().full_tensor() for p in model.parameters()]
     if rank == 0:
-        torch.save({"message": message, "same": all(torch.equal(a, b) for a, b in zip(before, after))}, out)
+        torch.save({"built": built, "message": message,
+                    "same": all(torch.equal(a, b) for a, b in zip(before, after))}, out)
     dist.barrier()
     dist.destroy_process_group()
     os._exit(0)
@@ -177,9 +185,12 @@ def test_int8_state_on_fsdp2_shards_is_refused_naming_what_works(tmp_path):
     """8-bit state on FSDP2 shards failed on the first step with "state 'exp_avg' has shape
     (128, 128), the parameter has (64, 128)": the codes were made for the whole parameter. Each
     shard's blocks would start at the shard's start, and DCP cannot reshard their scales, so it
-    is refused with what works instead (bfloat16 state reshards through DCP), nothing stepped."""
+    is refused with what works instead (bfloat16 state reshards through DCP): when the optimizer
+    is built, and on the step for a group switched to 8-bit later, nothing stepped."""
     out = tmp_path / "int8.pt"
     mp.spawn(_int8_fsdp_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
     got = torch.load(out, weights_only=True)
-    assert got["message"] and "state_dtype='int8'" in got["message"] and "bfloat16" in got["message"], got
+    for said in (got["built"], got["message"]):
+        assert said and "state_dtype='int8'" in said and "bfloat16" in said, got
+    assert "param_groups[0]['params'][0]" in got["built"], got
     assert got["same"]

@@ -94,6 +94,11 @@ class Optimizer(torch.optim.Optimizer):
         if trial["stochastic_rounding"] and any(torch.is_tensor(p) and p.dtype == torch.float16 for p in params):
             raise ValueError(f"stochastic_rounding is for bfloat16 parameters; {where} holds float16 ones "
                              "(use kahan=True for float16)")
+        names = param_group.get("param_names")
+        for i, p in enumerate(params):  # at construction, not on the first step after a forward and backward
+            if torch.is_tensor(p):
+                _no_sharded_int8(p, trial, names[i] if names and i < len(names) else
+                                 f"param_groups[{len(self.param_groups)}]['params'][{i}]")
         super().add_param_group({**param_group, "params": params})
         self._plan = None
         if self._built:  # at construction, __init__ warns for every group at once
