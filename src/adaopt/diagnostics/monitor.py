@@ -21,7 +21,7 @@ from .history import History
 from .probes import probe
 from .sampling import Sample, gather
 from .summaries import STATE, build_history
-from .verdict import ALARMS, DIVERGE_FACTOR, MIN_WINDOW, Diagnosis, diagnose
+from .verdict import ALARMS, DIVERGE_FACTOR, LIVE_CHECKS, MIN_WINDOW, Diagnosis, diagnose
 from .verdict_watch import RiseWatch, rise_diagnosis
 
 
@@ -179,7 +179,7 @@ class Monitor:
         if not alarm and first is not None and first > 0 and len(recent) >= 3:
             alarm = float(np.median(recent)) > DIVERGE_FACTOR * first
         if alarm:
-            found = diagnose(self.history)
+            found = diagnose(self.history, _checks=LIVE_CHECKS)
             if found.verdict in ALARMS:
                 return found
         rise = self._watch.rise()

@@ -160,7 +160,7 @@ def first_alarm(history) -> int | None:
     """The first step at which the live check (:meth:`Monitor.check`) would fire, replayed on a
     whole history: a non-finite value, the loss 1.5x its first value (when diagnose agrees),
     or a significant rise from its best window."""
-    from .verdict import ALARMS, DIVERGE_FACTOR, diagnose
+    from .verdict import ALARMS, DIVERGE_FACTOR, LIVE_CHECKS, diagnose
     from .verdict_signals import first_bad
 
     bad = first_bad(history)
@@ -172,7 +172,7 @@ def first_alarm(history) -> int | None:
         watch.push(float(x))
         first = float(x) if first is None else first
         if first > 0 and i >= 2 and float(np.median(loss[max(0, i - 4):i + 1])) > DIVERGE_FACTOR * first:
-            if diagnose(history.take(history.steps <= step)).verdict in ALARMS:
+            if diagnose(history.take(history.steps <= step), _checks=LIVE_CHECKS).verdict in ALARMS:
                 return int(step)
         if watch.rise() is not None:
             return int(step)
