@@ -189,6 +189,34 @@ def test_the_live_check_rarely_fires_on_a_flat_run_with_minibatch_noise(dof):
     assert fired <= 5, fired
 
 
+def test_monitor_check_fires_where_its_replay_does_on_flat_minibatch_noise():
+    """The replay (first_alarm) stands for Monitor.check in the tests above and in the corpus:
+    a Monitor stepping a real optimizer, logging the same flat chi-square-16 losses, fires at
+    the same step, or not at all, on each seed."""
+    torch = pytest.importorskip("torch")
+    import adaopt.torch as at_
+    from adaopt.diagnostics import Monitor
+    from adaopt.diagnostics.verdict import as_history
+    from adaopt.diagnostics.verdict_watch import first_alarm
+
+    fired = []
+    for seed in range(10):
+        losses = 0.67 * np.random.default_rng(seed).chisquare(16, 300) / 16
+        w = torch.nn.Parameter(torch.ones(8))
+        mon = Monitor(at_.Adam([w], lr=1e-3), every=50)
+        live = None
+        for t, loss in enumerate(losses, 1):
+            w.grad = torch.full((8,), 0.1)
+            mon.optimizer.step()
+            mon.log(float(loss))
+            if live is None and mon.check() is not None:
+                live = t
+        replay = first_alarm(as_history({"step": list(range(1, 301)), "loss": list(losses)}))
+        assert live == replay, (seed, live, replay)
+        fired.append(live is not None)
+    assert sum(fired) <= 2, fired  # 4 of these 10 fired when diagnose was asked with every check
+
+
 @pytest.mark.parametrize("n", [4, 6, 8, 12, 30])
 def test_a_clean_short_rise_is_diverging(n):
     """The noise test must not hold back a rise with no noise: 1x to 2.9x, or a slow 40% climb,
