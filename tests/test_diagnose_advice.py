@@ -372,7 +372,8 @@ def test_the_nonfinite_evidence_says_how_many_steps_after_the_first_were_bad(sha
         assert rest == [], d.evidence
     else:
         without = "that step" if shape == "stray" else "those 3 steps"
-        assert rest == [f"without {without}, the run reads CONVERGING: the loss is still falling at a healthy rate"], rest
+        reads = "the run reads CONVERGING: the loss is still falling at a healthy rate"
+        assert rest == [f"without {without}, {reads}"], rest
 
 
 # ---------------------------------------------------------------------- sizing the lr from the loss alone

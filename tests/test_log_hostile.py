@@ -400,7 +400,8 @@ def test_a_cut_off_last_line_that_still_parses_is_told_by_its_form(tmp_path, tai
     """A trial's log cut after '599,0.' was read with a loss of 0.0 at its last step, silently."""
     path = tmp_path / "run.csv"
     path.write_text("step,loss\n" + "".join(f"{k},{2.0 * 0.98 ** k:.4f}\n" for k in range(1, 30)) + tail)
-    with pytest.warns(checks.LogWarning, match=rf"line 31, the last, has no end of line and .*{re.escape(why)}.* left out"):
+    said = rf"line 31, the last, has no end of line and .*{re.escape(why)}.* left out"
+    with pytest.warns(checks.LogWarning, match=said):
         h = read_log(path)
     assert list(h.steps) == list(range(1, 30)) and h["loss"][-1] == float(f"{2.0 * 0.98 ** 29:.4f}")
 

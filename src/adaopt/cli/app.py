@@ -182,7 +182,8 @@ def diagnose(
         help="its learning rate (a number > 0, for concrete advice), or the log's column holding it")] = None,
     loss: Annotated[Optional[str], typer.Option(help="the column of the training loss (default: found by name)")] = None,
     step: Annotated[Optional[str], typer.Option(help="the column of the step (default: found by name)")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the diagnosis as JSON (a signal that is inf or NaN as null)")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="print the diagnosis as JSON (a signal that is inf or NaN as null)")] = False,
 ) -> None:
     import warnings
 

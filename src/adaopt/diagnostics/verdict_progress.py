@@ -18,8 +18,8 @@ from .verdict_noise import MEDIAN_SE, above_first, sigma
 from .verdict_record import Diagnosis, fmt, with_cause
 from .verdict_signals import Run, early_spike, noise, rate_collapse, reversing, too_slow
 from .verdict_thresholds import (BOUNCE_PROGRESS, CONSISTENT_COS, CONVERGED_GAP, GRAD_VANISHED, GROWTH_BEFORE_OVERFLOW,
-                                 LITTLE_PROGRESS, MIN_JUDGED, MIN_WINDOW, NOT_SLOWING, PLATEAU, RATE_COLLAPSE, RISE_FROM_BEST,
-                                 RISE_SIGNIFICANT, RISE_Z, STALL_IMPROVEMENT)
+                                 LITTLE_PROGRESS, MIN_JUDGED, MIN_WINDOW, NOT_SLOWING, PLATEAU, RATE_COLLAPSE,
+                                 RISE_FROM_BEST, RISE_SIGNIFICANT, RISE_Z, STALL_IMPROVEMENT)
 
 
 class Trend:
@@ -415,5 +415,6 @@ def still_falling(run: Run) -> Diagnosis:
             f"over the last {run.w} logged steps it fell {p:.2g}x as fast per step as on average since the "
             "first window; a run nearing where it settles slows down"] + notes,
         advice=["more steps will take it further",
-                f"if it should be further by now, the lr may be low: try {run.lr_advice(3.0)} (adaopt lr-find sizes it)"],
+                f"if it should be further by now, the lr may be low: try {run.lr_advice(3.0)} "
+                "(adaopt lr-find sizes it)"],
         steps=t.steps, signals={**t.signals, "pace": p})
