@@ -3,10 +3,10 @@
 With GNU OpenMP (numba's default threading layer where torch's libgomp is loaded) the first
 threaded step changed ``torch.get_num_threads()`` from 1 to 2 (the two share one pool), so
 same-seed runs in one process differed, and the spinning threads made a 512x256 Linear's
-step 8 ms on a busy machine. adaopt now runs numba's own sleeping thread pool
-(``workqueue``), caps each threaded kernel at ``torch.get_num_threads()``, and runs the
-serial kernel at 1. Each check runs in a fresh interpreter: the threading layer is chosen
-once per process.
+step 8 ms on a busy machine. adaopt's kernels now run on a pool of their own sleeping
+threads (adaopt.kernels.threads), enter no numba parallel region at all, cap each threaded
+kernel at ``torch.get_num_threads()``, and run the serial kernel at 1. Each check runs in a
+fresh interpreter.
 """
 
 from __future__ import annotations
@@ -32,6 +32,13 @@ def _child(code: str, **env) -> dict:
 
 RUN = """
     import json, torch, numba, adaopt.torch as at
+    from adaopt.kernels import threads
+
+    def numba_layer():  # None: numba's thread pool was never started
+        try:
+            return numba.threading_layer()
+        except ValueError:
+            return None
 
     def run(threads, n=1 << 21):
         torch.set_num_threads(threads)
@@ -52,40 +59,38 @@ def test_the_step_never_changes_torchs_thread_count_and_threads_do_not_change_bi
     one, a = run(1)
     two, b = run(2)
     again, c = run(1)
-    layer = numba.threading_layer() if numba.config.NUMBA_NUM_THREADS > 1 else "workqueue"
     print(json.dumps({"counts": [one, two, again], "same": bool(torch.equal(a, b) and torch.equal(a, c)),
-                      "layer": layer}))
+                      "layer": numba_layer(), "workers": threads.POOL.workers,
+                      "expected": min(2, threads.max_threads()) - 1}))
     """)
     assert result["counts"] == [1, 2, 1]
     assert result["same"], "the threaded and the serial kernel must give the same bits"
-    assert result["layer"] == "workqueue"
+    assert result["layer"] is None
+    assert result["workers"] == result["expected"]
 
 
 def test_one_torch_thread_runs_the_serial_kernel():
-    """With torch at one thread no parallel region is entered at all (no pool to wake)."""
+    """With torch at one thread no kernel thread is started at all (no pool to wake)."""
     result = _child(RUN + """
     run(1)
-    try:
-        numba.threading_layer()
-        started = True
-    except ValueError:  # "Threading layer is not initialized": no threaded kernel ran
-        started = False
-    print(json.dumps({"started": started}))
+    print(json.dumps({"workers": threads.POOL.workers, "layer": numba_layer()}))
     """)
-    assert result["started"] is False
+    assert result == {"workers": 0, "layer": None}
 
 
-def test_a_threading_layer_the_user_chose_is_kept():
+def test_a_threading_layer_the_user_chose_is_never_started_by_adaopt():
+    """NUMBA_THREADING_LAYER=omp (GNU OpenMP, which shares torch's pool) is the user's
+    numba code's choice: adaopt's threaded steps leave it unstarted and torch's count as set."""
     result = _child(RUN + """
-    run(2)
-    print(json.dumps({"layer": numba.threading_layer()}))
+    count, _ = run(2)
+    print(json.dumps({"layer": numba_layer(), "count": count}))
     """, NUMBA_THREADING_LAYER="omp")
-    assert result["layer"] == "omp"
+    assert result == {"layer": None, "count": 2}
 
 
 def test_two_python_threads_stepping_at_once():
-    """numba's workqueue pool runs one parallel region at a time; a second caller takes the
-    serial kernel instead of waiting or aborting."""
+    """The kernel pool runs one threaded kernel at a time; a second caller takes the serial
+    kernel instead of waiting."""
     result = _child("""
     import json, threading, torch, adaopt.torch as at
     torch.set_num_threads(2)

@@ -55,6 +55,10 @@ import numpy as np
 ROUNDINGS = ("nearest", "kahan", "stochastic")
 #: Elements per scale of 8-bit state (:data:`adaopt.quant.BLOCK`).
 QBLOCK = 256
+#: Reads of the done count a thread of the threaded kernel makes, once it finds no group left
+#: to claim, before it returns and (the calling thread) sleeps until the last group is done:
+#: about as long as one group of 32K elements takes (a few tens of microseconds).
+SPIN = 1 << 13
 _HALF = {"float16": ("f16_to_f32", "f32_to_f16"), "bfloat16": ("bf16_to_f32", "f32_to_bf16")}
 
 
@@ -139,32 +143,58 @@ def helpers_digest() -> str:
 
 
 def _head(program, lay: Layout, parallel: bool) -> list[str]:
-    """The kernel up to the work item's loop: imports, scalars, the loops over work items."""
+    """The kernel up to the work item's loop: imports, scalars, the loop over work groups.
+
+    The serial kernel takes the groups in order. The threaded one (run on every thread of
+    :mod:`.threads` at once, each with the same arguments) claims them one at a time: ``C[0]``
+    is the next group to claim, ``C[1]`` the number done, both changed atomically.
+    """
     lines = [
         f"# adaopt kernel; helpers {helpers_digest()}",
         "import numpy as np",
         "import numba",
         "from adaopt.kernels.lowp import f16_to_f32, f32_to_f16, bf16_to_f32, f32_to_bf16, trunc_bf16, sr_bf16, "
         "GOLDEN32, mul32",
-        "from adaopt.kernels.memory import address",
+        "from adaopt.kernels.memory import address, fetch_add, load_acquire",
     ]
     if lay.quant:
         lines.append("from adaopt.kernels.q8 import decode_signed, decode_unsigned, encode_signed, encode_unsigned, "
                      "absmax_bits, from_bits, scaled")
     lines += [
         "",
-        f"@numba.njit(error_model='numpy', cache=True, parallel={parallel})",
-        "def kernel(A, S, GS, WJ, WA, WB):",
+        "@numba.njit(error_model='numpy', cache=True, nogil=True)",
+        f"def kernel(A, S, GS, WJ, WA, WB{', C' if parallel else ''}):",
     ]
     lines += [f"    s{k} = S[{k}]" for k in range(len(program.scalars))]
-    lines.append(f"    for w in {'numba.prange' if parallel else 'range'}(GS.shape[0] - 1):")
     if lay.quant:
-        lines += [f"        scr{k} = np.empty({QBLOCK}, np.float32)" for k in range(len(lay.quant))]
+        lines += [f"    scr{k} = np.empty({QBLOCK}, np.float32)" for k in range(len(lay.quant))]
+    if parallel:
+        lines += ["    groups = GS.shape[0] - 1",
+                  "    counts = C.ctypes.data",
+                  "    while True:",
+                  "        w = fetch_add(counts, 1)",
+                  "        if w >= groups:",
+                  "            break"]
+    else:
+        lines.append("    for w in range(GS.shape[0] - 1):")
     lines += ["        for it in range(GS[w], GS[w + 1]):",
               "            j = WJ[it]",
               "            a = WA[it]",
               "            n = WB[it] - a"]
     return lines
+
+
+def _tail(parallel: bool) -> list[str]:
+    """The threaded kernel's end: count the group done; once none is left to claim, wait
+    briefly for the others' last groups. True when every group is done (the caller need
+    not wait), False when some are still running after SPIN reads."""
+    if not parallel:
+        return []
+    return ["        fetch_add(counts + 8, 1)",
+            f"    for _ in range({SPIN}):",
+            "        if load_acquire(counts + 8) >= groups:",
+            "            return True",
+            "    return False"]
 
 
 def _arrays(program, lay: Layout, start: str, size: str) -> list[str]:
@@ -195,14 +225,14 @@ def source(program, lay: Layout, parallel: bool) -> str:
     """
     lines = _head(program, lay, parallel)
     if lay.quant:
-        return "\n".join(lines + _quant_loop(program, lay)) + "\n"
+        return "\n".join(lines + _quant_loop(program, lay) + _tail(parallel)) + "\n"
     lines += [f"            {line}" for line in _arrays(program, lay, "a", "n")]
     lines.append("            for i in range(n):")
     loads, stores = _buffer_lines(lay, program.buffers, program.buffer_out)
     body = [f"p_ = {load(lay.p_kind, lay.compute, 'p[i]')}", f"g_ = {load(lay.grad_kind, lay.compute, 'g[i]')}"]
     body += loads + list(program.body) + _parameter_tail(lay, program.p_out) + stores
     lines += [f"                {line}" for line in body]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _tail(parallel)) + "\n"
 
 
 def _quant_loop(program, lay: Layout) -> list[str]:

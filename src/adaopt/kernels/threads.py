@@ -1,15 +1,33 @@
-"""When the fused kernels use threads, and how many: a policy that shares the machine.
+"""The fused kernels' threads: a small pool of adaopt's own, which shares the machine.
 
-* numba's own thread pool (``workqueue``) unless the user chose a layer: GNU OpenMP, numba's
-  default where torch's libgomp is loaded, shares its pool with torch (after adaopt's first
-  threaded step ``torch.get_num_threads()`` went from 1 to 2) and its threads spin while they
-  wait, so on a busy machine a 512x256 Linear's step took 8 ms instead of 0.05. The
-  workqueue threads sleep instead, and leave torch's alone.
-* At most the number of threads the caller allows (adaopt.torch: ``torch.get_num_threads()``).
-* One threaded kernel at a time (the workqueue layer runs one parallel region at a time); a
-  second caller takes the serial kernel rather than wait.
-* A forked child (a data loader worker) takes the serial kernel: GNU OpenMP aborts a forked
-  child's first parallel region.
+A threaded step runs one kernel on several threads at once, each with the same arguments:
+every thread claims the bucket's next work group (32K elements) with an atomic add on a
+shared counter, steps it, counts it done, and claims again until none is left
+(:func:`.source._head`). The calling thread posts the call to the pool's sleeping workers
+and starts claiming at once, so a worker that wakes late (tens of microseconds; on a busy
+machine, whenever it gets a core) finds fewer groups or none: a step never waits for a
+thread that has not started, only for a group another thread has begun. Every element is
+stepped by the same code whichever thread takes it, so the bits do not depend on the
+thread count.
+
+Why not numba's own ``parallel=True``:
+
+* its ``workqueue`` pool splits the loop into one share per thread up front, and the calling
+  thread waits for all of them, so a thread that starts late holds the whole step back: at 1e7 elements on 2 cores, AdamW's
+  fp32 step took 1.27x torch fused's time, this pool's 0.94x (bf16 Kahan 1.13x -> 0.94x,
+  int8 state on 100 tensors 1.07x -> 0.88x; ``benchmarks/bench_lowp.py``);
+* GNU OpenMP, numba's default layer where torch's libgomp is loaded, shares its pool with
+  torch (the first threaded step changed ``torch.get_num_threads()`` from 1 to 2), its
+  threads spin while they wait (a 512x256 Linear's step took 8 ms on a busy machine), and
+  it aborts a forked child's first parallel region.
+
+The rules:
+
+* at most the number of threads the caller allows (adaopt.torch: ``torch.get_num_threads()``),
+  and at most :func:`max_threads`; workers are started on first use and sleep between steps;
+* one threaded kernel at a time: a second Python thread that steps meanwhile takes the serial
+  kernel rather than wait;
+* a forked child (a data loader worker) starts with no workers and makes its own.
 """
 
 from __future__ import annotations
@@ -17,45 +35,87 @@ from __future__ import annotations
 import os
 import threading
 
-FORKED = [False]
-
-
-def _after_fork_in_child() -> None:
-    """GNU OpenMP aborts a forked child's first parallel region ("fork() called from a
-    process already using GNU OpenMP"), and data loader workers fork: a child runs the
-    serial kernels (same results, one thread)."""
-    FORKED[0] = True
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-LAUNCH = threading.Lock()  # one threaded kernel at a time (numba's workqueue layer needs it)
-_THREADS = threading.local()  # the thread count set for this Python thread's parallel regions
-
-
-def _select_threading_layer() -> None:
-    """numba's own thread pool (``workqueue``), unless the user chose a layer (see above)."""
-    import numba
-
-    if "NUMBA_THREADING_LAYER" not in os.environ:
-        numba.config.THREADING_LAYER = "workqueue"
+import numpy as np
 
 
 def max_threads() -> int:
-    """The most threads a kernel may use: numba's count (``NUMBA_NUM_THREADS``)."""
+    """The most threads a kernel may use: numba's count (``NUMBA_NUM_THREADS``, by default
+    the number of CPUs)."""
     import numba
 
     return numba.config.NUMBA_NUM_THREADS
 
 
-def use_threads(n: int) -> None:
-    """Run this Python thread's next parallel regions on ``n`` threads."""
-    if getattr(_THREADS, "n", None) != n:
-        import numba
+class _Call:
+    """One threaded kernel call: the kernel, its arguments, its counters (next group to
+    claim, groups done) and how many workers join the calling thread."""
 
-        numba.set_num_threads(n)
-        _THREADS.n = n
+    __slots__ = ("kernel", "args", "helpers", "done", "error")
+
+    def __init__(self, kernel, args: tuple, helpers: int):
+        self.kernel, self.helpers = kernel, helpers
+        self.args = (*args, np.zeros(2, dtype=np.int64))
+        self.done = threading.Event()  # set by the thread that sees the last group done
+        self.error: BaseException | None = None
 
 
-_select_threading_layer()
+class Pool:
+    """Sleeping worker threads that join the calling thread's kernel calls."""
+
+    def __init__(self) -> None:
+        self.busy = threading.Lock()  # held by the Python thread inside a threaded kernel
+        self.wake = threading.Condition(threading.Lock())
+        self.call: _Call | None = None
+        self.posted = 0  # calls posted so far: a worker runs each one it has not seen
+        self.workers = 0
+
+    def run(self, kernel, args: tuple, threads: int) -> bool:
+        """Run ``kernel(*args, counters)`` on the calling thread and ``threads - 1`` workers;
+        False (nothing run) when another Python thread is inside a threaded kernel."""
+        if not self.busy.acquire(blocking=False):
+            return False
+        try:
+            call = _Call(kernel, args, threads - 1)
+            with self.wake:
+                while self.workers < call.helpers:
+                    threading.Thread(target=self._work, args=(self.workers, self.posted),
+                                     name=f"adaopt-kernel-{self.workers + 1}", daemon=True).start()
+                    self.workers += 1
+                self.call = call
+                self.posted += 1
+                self.wake.notify_all()
+            if not kernel(*call.args):  # False: another thread still steps its last group
+                call.done.wait()
+            if call.error is not None:
+                raise call.error
+        finally:
+            self.busy.release()
+        return True
+
+    def _work(self, index: int, seen: int) -> None:
+        while True:
+            with self.wake:
+                while self.posted == seen:
+                    self.wake.wait()
+                seen, call = self.posted, self.call
+            if index >= call.helpers:
+                continue
+            try:
+                finished = call.kernel(*call.args)
+            except BaseException as e:  # noqa: BLE001 - handed to the caller, which raises it
+                call.error, finished = e, True
+            if finished:
+                call.done.set()
+
+
+POOL = Pool()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has none of the parent's threads, and its copies of the locks may be
+    held: it starts a pool of its own."""
+    POOL.__init__()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -27,8 +27,8 @@ from torch.utils.weak import WeakIdKeyDictionary
 from ..engine import StateWatch
 from . import hooks
 
-#: Default bucket size: 4 MiB of gradient, 1M float32 elements, the size at which the fused
-#: kernels start to use threads (:data:`adaopt.kernels.fused.PARALLEL_MIN`).
+#: Default bucket size: 4 MiB of gradient, 1M float32 elements, twice the size at which the
+#: fused kernels start to use threads (:data:`adaopt.kernels.fused.PARALLEL_MIN`).
 BUCKET_BYTES = 4 << 20
 
 _RELEASED = WeakIdKeyDictionary()  # parameter -> the GradRelease whose hook steps it
