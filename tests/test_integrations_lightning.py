@@ -82,3 +82,31 @@ def test_stop_on_stops_a_diverging_fit_within_20_steps_of_its_onset(tmp_path, se
 def test_stop_on_takes_only_alarms():
     with pytest.raises(ValueError, match="stop_on=.*only DIVERGING, NONFINITE"):
         DiagnosisCallback(stop_on=("SLOW",))
+
+
+def test_a_fit_resumed_from_a_checkpoint_keeps_the_monitors_history(tmp_path):
+    """The callback's state (the Monitor's) is in the trainer's checkpoint: the resumed fit's
+    history has every step, numbered on, and its first rows are the first fit's."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    torch.manual_seed(0)
+    X = torch.randn(512, 4)
+    y = X @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]]) + 0.1 * torch.randn(512, 1)
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=16)
+
+    def fit(steps, callback, ckpt_path=None):
+        saver = ModelCheckpoint(dirpath=tmp_path, save_last=True, every_n_train_steps=steps)
+        trainer = L.Trainer(max_steps=steps, logger=False, callbacks=[callback, saver], enable_progress_bar=False,
+                            enable_model_summary=False, accelerator="cpu")
+        trainer.fit(Regression(0.02, 1.0), data, ckpt_path=ckpt_path)
+        return trainer
+
+    first = DiagnosisCallback(verbose=False)
+    fit(40, first)
+    resumed = DiagnosisCallback(verbose=False)
+    trainer = fit(100, resumed, ckpt_path=tmp_path / "last.ckpt")
+    assert trainer.global_step == 100
+    h = resumed.history
+    assert list(h.steps) == list(range(1, 101)) and h.present("loss").all()
+    assert torch.equal(torch.as_tensor(h["loss"][:40]), torch.as_tensor(first.history["loss"]))
+    assert resumed.diagnosis.verdict in ("CONVERGING", "CONVERGED"), str(resumed.diagnosis)

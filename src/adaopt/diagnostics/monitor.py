@@ -20,7 +20,7 @@ from .. import registry
 from .history import History
 from .probes import probe
 from .sampling import Sample, gather
-from .summaries import STATE, build_history
+from .summaries import STATE, build_history, summarise
 from .verdict import ALARMS, DIVERGE_FACTOR, LIVE_CHECKS, MIN_WINDOW, Diagnosis, diagnose
 from .verdict_watch import RiseWatch, rise_diagnosis
 
@@ -29,6 +29,11 @@ from .verdict_watch import RiseWatch, rise_diagnosis
 MAX_TENSORS = 16
 #: Steps whose samples wait before their dot products are done together.
 QUEUE = 64
+#: Numbers per step the monitor keeps (g.g, u.u, p.p, g.g_prev, u.u_prev, non-finite count,
+#: share of zero gradients, share of lost updates).
+RAW_COLUMNS = 8
+#: The layout of :meth:`Monitor.state_dict`.
+STATE_VERSION = 1
 
 
 class StopTraining(RuntimeError):
@@ -68,7 +73,14 @@ class Monitor:
     parameters, not read as a jump. A restore the optimizer's state does not show (the
     parameters alone, or an optimizer that keeps no step count, as SGD without momentum
     in torch) is told with :meth:`rollback`.
+
+    To resume a run in a new process, save :meth:`state_dict` with the optimizer's and load
+    it into the new run's monitor before its first step (:meth:`load_state_dict`): the
+    history goes on from the saved step, and the verdict covers the whole run.
     """
+
+    #: ``state_dict()["format"]``; ``version`` is :data:`STATE_VERSION`.
+    STATE_FORMAT = "adaopt.Monitor"
 
     def __init__(self, optimizer, *, every: int = 10, sample: int = 1024, stop_on=()):
         if not isinstance(every, int) or every < 1:
@@ -219,6 +231,45 @@ class Monitor:
         """Write the history as CSV or JSON Lines (by suffix); ``adaopt diagnose`` reads it."""
         return self.history.save(path)
 
+    # ------------------------------------------------------------------ resuming
+
+    def state_dict(self) -> dict:
+        """What a resumed run's monitor needs to go on with this history: plain lists and
+        numbers, so ``torch.save`` / ``torch.load(weights_only=True)`` and pickle carry it. The state summaries are worked out now (the state they sample is not saved)."""
+        self._notice_rollback()
+        self._flush()
+        raw = np.concatenate(self._raw) if self._raw else np.zeros((0, RAW_COLUMNS))
+        family = self._probe.family
+        extra = [None if e is None else
+                 {**{k: _plain(v) for k, v in e.items() if k != STATE},
+                  **({k: _plain(v) for k, v in summarise(family, *e[STATE]).items()} if STATE in e else {})}
+                 for e in self._extra]
+        return {"format": self.STATE_FORMAT, "version": STATE_VERSION, "parameters": int(self.total),
+                "rows": [[_plain(x) for x in row] for row in raw.tolist()], "extra": extra,
+                "counters": [int(c) for c in self._counters], "rollbacks": [list(r) for r in self._rollbacks],
+                "log_after": self._log_after,
+                "pending": None if self._pending_loss is None else {k: _plain(v) for k, v in
+                                                                    self._pending_loss.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Go on from a saved monitor's history (:meth:`state_dict`); call it on a new monitor
+        before its first step, once the parameters and the optimizer's state are restored
+        (the next update is measured from the parameters as they are then)."""
+        state = _checked_state(state, self.total)
+        if self._extra or self._pending_loss is not None:
+            raise ValueError("load_state_dict(): this monitor has already recorded steps; load the saved "
+                             "state into a new Monitor, before the first step of the resumed run")
+        rows = state["rows"]
+        self._raw = [np.array(rows, dtype=np.float64).reshape(len(rows), RAW_COLUMNS)] if rows else []
+        self._extra = [None if e is None else dict(e) for e in state["extra"]]
+        self._counters = array("q", state["counters"])
+        self._rollbacks = [list(r) for r in state["rollbacks"]]
+        self._log_after = state["log_after"]
+        self._pending_loss = None if state["pending"] is None else dict(state["pending"])
+        self._queued = 0
+        self._from_rows(len(self._extra))
+
+
     def remove(self) -> None:
         """Detach from the optimizer."""
         for handle in self._handles:
@@ -338,13 +389,18 @@ class Monitor:
             del self._extra[keep:]
             del self._counters[keep:]
             self._rollbacks.append([n, keep])
-        self._steps = keep
-        # the step before the next one is the restored point: its gradient and update are
-        # not known (the next cosines are absent), its parameters are the ones now
+        self._from_rows(keep, params)
+        self._restored = True
+
+    def _from_rows(self, steps: int, params=None) -> None:
+        """Go on after ``steps`` rows of history, from the parameters now: the step before
+        the next one is the restored point, its gradient and update not known (the next
+        cosines are absent); the live checks' losses are read again from the rows."""
+        self._steps = steps
         self._G[0] = np.nan
         self._U[0] = np.nan
         self._P[0] = self._sample(self._probe.params()) if params is None else params
-        self._primed, self._restored = True, True
+        self._primed = True
         losses = [e["loss"] for e in self._extra if e and "loss" in e]
         if self._pending_loss and "loss" in self._pending_loss:
             losses.append(self._pending_loss["loss"])
@@ -376,9 +432,45 @@ class Monitor:
     def _build_history(self) -> History:
         """The columns, computed from the raw dot products in one pass (:mod:`.summaries`)."""
         self._flush()
-        raw = np.concatenate(self._raw) if self._raw else np.zeros((0, 8))
+        raw = np.concatenate(self._raw) if self._raw else np.zeros((0, RAW_COLUMNS))
         scale = 1.0 if self.exact else self.total / max(self._layout.size, 1)
         return build_history(raw, self._extra, scale, self._probe.family, self.meta)
+
+
+def _plain(value):
+    """A logged number as a Python float (None stays None)."""
+    return None if value is None else float(value)
+
+
+def _checked_state(state, total: int) -> dict:
+    """``state`` if it is a monitor's :meth:`Monitor.state_dict` of a model of ``total``
+    parameters, consistent with itself; else a ValueError that says what is wrong."""
+    if not isinstance(state, dict) or state.get("format") != Monitor.STATE_FORMAT:
+        raise ValueError("load_state_dict(): not a Monitor's state_dict (no format "
+                         f"{Monitor.STATE_FORMAT!r}); pass what Monitor.state_dict() returned")
+    if state.get("version") != STATE_VERSION:
+        raise ValueError(f"load_state_dict(): state version {state.get('version')!r}; this adaopt reads "
+                         f"version {STATE_VERSION}")
+    if state.get("parameters") != total:
+        raise ValueError(f"load_state_dict(): the saved monitor watched {state.get('parameters')!r} "
+                         f"parameters, this one {total}: a monitor of another model")
+    need = ("rows", "extra", "counters", "rollbacks", "log_after", "pending")
+    missing = [k for k in need if k not in state]
+    if missing:
+        raise ValueError(f"load_state_dict(): the state has no {', '.join(missing)}")
+    rows, extra, counters = state["rows"], state["extra"], state["counters"]
+    if not (isinstance(rows, list) and isinstance(extra, list) and isinstance(counters, list)):
+        raise ValueError("load_state_dict(): rows, extra and counters must be lists")
+    if not len(rows) == len(extra) == len(counters):
+        raise ValueError(f"load_state_dict(): {len(rows)} rows, {len(extra)} extras and {len(counters)} "
+                         "step counts: they must be as many (one per step)")
+    if any(not isinstance(r, (list, tuple)) or len(r) != RAW_COLUMNS for r in rows):
+        raise ValueError(f"load_state_dict(): every row must hold {RAW_COLUMNS} numbers")
+    if any(e is not None and not isinstance(e, dict) for e in extra):
+        raise ValueError("load_state_dict(): every extra must be None or a dict of numbers")
+    if state["log_after"] not in (None, True, False):
+        raise ValueError(f"load_state_dict(): log_after={state['log_after']!r}, allowed None, True, False")
+    return state
 
 
 def _scalar(value) -> float:

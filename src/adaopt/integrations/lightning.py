@@ -10,6 +10,10 @@ after the optimizer's step. Every ``log_every_n_steps`` the Monitor's last measu
 every logger as ``adaopt/grad_norm``, ``adaopt/update_ratio``, ``adaopt/cos_update``, ...
 With ``stop_on``, every step runs the Monitor's cheap ``check`` and, on one of those
 verdicts, sets ``trainer.should_stop``: Lightning ends the fit after that batch.
+
+The Monitor's history is part of the trainer's checkpoints (the callback's ``state_dict``),
+so ``trainer.fit(model, ckpt_path=...)`` goes on with it: the verdict at the end covers the
+whole run, not only the steps after the resume.
 """
 
 from __future__ import annotations
@@ -41,12 +45,25 @@ class DiagnosisCallback(Callback):
         self.stop_on = check_stop_on(stop_on)
         self.watch = None
         self.diagnosis = self.stopped = self.history = None
+        self._resumed = None  # a checkpoint's monitor state, loaded when the fit starts
+
+    def state_dict(self) -> dict:
+        """The Monitor's state (:meth:`~adaopt.diagnostics.Monitor.state_dict`), saved in the checkpoint."""
+        if self.watch is None:
+            return {} if self._resumed is None else {"monitor": self._resumed}
+        return {"monitor": self.watch.monitor.state_dict()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._resumed = state_dict.get("monitor")
 
     def on_fit_start(self, trainer, pl_module) -> None:
         if not trainer.optimizers:
             raise ValueError("DiagnosisCallback: the trainer has no optimizer to watch (configure_optimizers "
                              "returned none)")
         self.watch = Watch(trainer.optimizers[0], every=self.every, sample=self.sample, stop_on=self.stop_on)
+        if self._resumed is not None:
+            self.watch.monitor.load_state_dict(self._resumed)
+            self._resumed = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.watch is None:
