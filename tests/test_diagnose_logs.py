@@ -355,3 +355,31 @@ def test_the_sign_change_test_holds_on_long_logs():
     assert falling.verdict == "CONVERGING", str(falling)
     bouncing = diagnose({"step": steps, "loss": 1 + np.exp(-steps / 1e3) + 0.01 * (-1.0) ** steps})
     assert bouncing.verdict == "OSCILLATING", str(bouncing)
+
+
+def _annealed_tail(seed, ratio_at_peak, with_ratio=True):
+    """The last 90 steps of a OneCycle run watched from a resume: a loss flat within its noise while
+    the lr goes from 2.7e-3 down to 1.2e-8 (cosine), the update/parameter ratio following the lr."""
+    rng = np.random.default_rng(seed)
+    steps = np.arange(71, 161)
+    frac = (steps - 71) / 89
+    lr = 1.2e-8 + (2.7e-3 - 1.2e-8) * 0.5 * (1 + np.cos(np.pi * frac))
+    cols = {"step": steps, "loss": 2.37 * (1 + 0.03 * rng.standard_normal(len(steps))),
+            "lr": [v if (s - 71) % 10 == 0 or s == 160 else None for s, v in zip(steps, lr)]}
+    if with_ratio:
+        cols["update_ratio"] = ratio_at_peak * lr / 2.7e-3
+    return cols
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("with_ratio", [True, False])
+def test_a_flat_loss_at_the_end_of_an_lr_decay_is_settled_not_an_lr_too_low(seed, with_ratio):
+    found = diagnose(_annealed_tail(seed, 2e-3, with_ratio))
+    assert (found.verdict, found.code) == ("CONVERGED", "lr_annealed"), str(found)
+    assert not any("lr x" in a for a in found.advice)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_tiny_steps_while_the_lr_was_at_its_peak_are_still_an_lr_too_low(seed):
+    found = diagnose(_annealed_tail(seed, 1e-6))
+    assert found.code == "lr_too_low" and found.verdict in ("STALLED", "SLOW"), str(found)

@@ -82,6 +82,7 @@ CHECKS = (
     stuck.above_its_best,                 # DIVERGING: significantly above its best window, not coming down
     stuck.held_at_baseline,               # STALLED: held at chance (baseline=) with large steps: lr too high
     progress.rising,                      # DIVERGING: 5% above the start, not coming down
+    progress.settled_as_the_lr_decayed,   # CONVERGED: flat at the end of an lr decay (not an lr too low)
     stuck.stopped_with_tiny_steps,        # STALLED/SLOW: lr too low, told by the update/param ratio
     # 4. the loss stopped falling: why
     progress.stopped_by_the_optimizer,    # STALLED: a cause in the optimizer's state

@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import dtypes, registry
 from .verdict_noise import MEDIAN_SE, sigma
-from .verdict_record import Cause, fmt
+from .verdict_record import LR_FIND, Cause, fmt
 from .verdict_signals import Run
 from .verdict_thresholds import (ADAGRAD_DROP, ADAGRAD_STALE, BETA2_STALE, CONSISTENT_COS, EPS_DOMINANT,
                                  HEALTHY_UPDATE_RATIO, RISE_Z)
@@ -203,7 +203,7 @@ def lr_too_low(run: Run, total: float) -> Cause:
     why = "the gradient keeps its direction but the steps are too small to follow it" \
         if cos_grad is not None and cos_grad >= CONSISTENT_COS else "the steps are too small"
     return Cause(f"lr too low: {why}", "lr_too_low", evidence,
-                 [run.lr_advice(factor), "or find it: adaopt lr-find"], {"suggested_lr_factor": factor})
+                 [run.lr_advice(factor), f"or find it with a range test: {LR_FIND}"], {"suggested_lr_factor": factor})
 
 
 def oscillation(run: Run, reversing: bool, total: float) -> Cause:

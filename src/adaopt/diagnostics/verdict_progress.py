@@ -15,11 +15,12 @@ import numpy as np
 
 from .verdict_causes import crawl, lr_too_low, oscillation, state_cause
 from .verdict_noise import MEDIAN_SE, above_first, sigma
-from .verdict_record import Diagnosis, fmt, with_cause
+from .verdict_record import LR_FIND, Diagnosis, fmt, with_cause
 from .verdict_signals import Run, early_spike, noise, rate_collapse, reversing, too_slow
 from .verdict_thresholds import (BOUNCE_PROGRESS, CONSISTENT_COS, CONVERGED_GAP, GRAD_VANISHED, GROWTH_BEFORE_OVERFLOW,
                                  LITTLE_PROGRESS, MIN_JUDGED, MIN_WINDOW, NOT_SLOWING, PLATEAU, RATE_COLLAPSE,
-                                 RISE_FROM_BEST, RISE_SIGNIFICANT, RISE_Z, STALL_IMPROVEMENT)
+                                 RISE_FROM_BEST, RISE_SIGNIFICANT, RISE_Z, STALL_IMPROVEMENT, ANNEALED,
+                                 TINY_UPDATE_RATIO)
 
 
 class Trend:
@@ -302,6 +303,33 @@ def stopped_without_direction(run: Run) -> Diagnosis | None:
     return None
 
 
+def settled_as_the_lr_decayed(run: Run) -> Diagnosis | None:
+    """Within 10% of its start at the end of an lr decay (the last recorded lr at most
+    :data:`ANNEALED` of its peak): CONVERGED, the schedule settling the run, not an lr too low. (A
+    run resumed from a checkpoint and watched from there, its loss flat while OneCycle took the lr
+    from 2.7e-3 to 1.2e-8, had been STALLED with "lr x 100".) Not when the steps were tiny while
+    the lr was still near its peak (an update/parameter ratio below TINY_UPDATE_RATIO there):
+    then the peak itself was too low."""
+    d = run.lr_decayed()
+    if d is None or d[2] > ANNEALED * d[0]:
+        return None
+    t = Trend.of(run)
+    if not abs(t.total) < LITTLE_PROGRESS or t.spike is not None:  # (further down: noise_floor and the rest)
+        return None
+    lr_steps, lr = run.h.series("lr")
+    near_peak = lr_steps[np.isfinite(lr) & (lr >= 0.5 * d[0])]
+    r_steps, ratio = run.h.series("update_ratio")
+    at_peak = ratio[np.isin(r_steps, near_peak) & np.isfinite(ratio)]
+    if len(at_peak) and float(np.median(at_peak)) < TINY_UPDATE_RATIO:
+        return None
+    return Diagnosis(
+        "CONVERGED", f"the {run.quantity} settled as a schedule decayed the lr {fmt(d[0] / d[2])}-fold: small steps "
+        "at the end of a decay are the schedule's, not an lr too low",
+        "lr_annealed", evidence=t.stopped_evidence if t.stopped else t.evidence,
+        advice=["to go lower: more steps before the decay, or larger batches"],
+        steps=t.steps, signals={**t.signals, "lr_peak": d[0], "lr_last": d[2]})
+
+
 def stopped_near_the_start(run: Run) -> Diagnosis | None:
     """Stopped less than 10% below the first value, the gradient still pointing one way: STALLED, lr too low."""
     t = Trend.of(run)
@@ -381,7 +409,7 @@ def slow_for_no_known_reason(run: Run) -> Diagnosis | None:
     if t.slow is None:
         return None
     return Diagnosis("SLOW", f"the {run.quantity} falls too slowly", "slow_progress", evidence=t.evidence + [t.slow],
-                     advice=[run.lr_advice(3), "or run adaopt lr-find"], steps=t.steps, signals=t.signals)
+                     advice=[run.lr_advice(3), f"or find it with a range test: {LR_FIND}"], steps=t.steps, signals=t.signals)
 
 
 def pace(run: Run) -> float | None:
@@ -416,5 +444,5 @@ def still_falling(run: Run) -> Diagnosis:
             "first window; a run nearing where it settles slows down"] + notes,
         advice=["more steps will take it further",
                 f"if it should be further by now, the lr may be low: try {run.lr_advice(3.0)} "
-                "(adaopt lr-find sizes it)"],
+                f"({LR_FIND} sizes it)"],
         steps=t.steps, signals={**t.signals, "pace": p})

@@ -54,6 +54,11 @@ def with_cause(cause: Cause, verdict: str, evidence: list[str], steps, signals) 
                      steps=steps, signals={**signals, **cause.signals})
 
 
+#: How advice names the lr range test: the Python call (a log read by ``adaopt diagnose`` is no
+#: lab problem, which is all the CLI's ``adaopt lr-find`` takes).
+LR_FIND = "adaopt.lr_find(model, loss_fn=..., data=...)"
+
+
 def fmt(x) -> str:
     """A number as the verdicts write it: 4 significant digits, "?" when unknown."""
     if x is None:

@@ -17,7 +17,7 @@ import numpy as np
 from .verdict_causes import family_of, lr_too_low, unmoved
 from .verdict_noise import falling, rise_from_best
 from .verdict_progress import Trend
-from .verdict_record import Cause, Diagnosis, fmt, with_cause
+from .verdict_record import LR_FIND, Cause, Diagnosis, fmt, with_cause
 from .verdict_signals import Run
 from .verdict_thresholds import (BIAS_INFLATION, DEAD_SHARE, HEALTHY_UPDATE_RATIO, LITTLE_PROGRESS, LOST_SHARE,
                                  MIN_WINDOW, TINY_UPDATE_RATIO)
@@ -68,7 +68,7 @@ def updates_round_away(run: Run) -> Cause | None:
                   "trains as in float32", "or stochastic_rounding=True (bfloat16), or float32 master weights"]
     else:
         advice = [f"the steps are below the resolution of {dtype}: keep the parameters in float64, "
-                  "or raise the lr (adaopt lr-find)"]
+                  f"or raise the lr ({LR_FIND} finds one)"]
     return Cause(
         f"updates round away: {share:.0%} of the steps are below half an ulp of {dtype} and leave the "
         "parameter unchanged", "updates_round_away",
@@ -191,7 +191,7 @@ def _at_chance_unexplained(run: Run, t) -> Diagnosis:
         "model uses nothing of its input, and the log has no gradient columns to tell why", "at_baseline",
         evidence=t.evidence + _at_baseline(run),
         advice=["record the gradients (a Monitor or DiagnosisCallback): a large share exactly 0 is dead units "
-                "(a better init, a lower lr, LeakyReLU)", "or find the lr: adaopt lr-find (far too low or too "
+                "(a better init, a lower lr, LeakyReLU)", f"or find the lr: {LR_FIND} (far too low or too "
                 "high, it holds a loss at chance)", "and check that the labels match their inputs"],
         steps=t.steps, signals={**t.signals, "baseline": run.baseline})
 

@@ -24,6 +24,7 @@ HEALTHY_UPDATE_RATIO = 1e-3  # update/param ratio of a healthy run (a widely use
 RISE_Z = 3.0  # standard errors between two windows' medians that make a rise significant (verdict_noise)
 RISE_MIN_SHARE = 0.05  # ... and at least this share of the best level: a noiseless wobble is no rise
 TINY_UPDATE_RATIO = 3e-5  # update/param ratio (1/30 of a healthy one) below which steps are too small to move
+ANNEALED = 0.1  # a last recorded lr at most this share of its peak: a schedule decayed it (settled, not too low)
 DEAD_SHARE = 0.5  # share of exactly-zero gradient coordinates that makes dead units the cause
 LOST_SHARE = 0.5  # share of updates (nonzero gradient) that left the parameter unchanged: rounded away
 BIAS_INFLATION = 2.0  # without bias correction, 1/sqrt(1 - beta2^t) above this at the last step: the cause
