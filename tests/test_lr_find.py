@@ -81,3 +81,65 @@ def test_summary_offers_two_choices_without_contradicting_itself():
     assert "still falling at the largest lr tried" in text
     found.stopped_early = True
     assert "still falling" not in str(found)
+
+
+def _low_first_batch(torch):
+    """A regression whose first batch the initial model already fits (its targets are the model's
+    own predictions): the first loss is ~0, every later batch's is large."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    x = torch.randn(13 * 32, 4)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]])
+    with torch.no_grad():
+        y[:32] = model(x[:32])
+    return model, [(x[i:i + 32], y[i:i + 32]) for i in range(0, len(x), 32)]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_low_first_batch_is_never_the_minimum_or_the_suggestion(optimizer):
+    """A low first batch had made the start of the range (1e-7) the minimum and the suggestion;
+    the first tenth of the sweep is now neither, and the suggestion trains."""
+    torch = pytest.importorskip("torch")
+    import adaopt.torch as at
+
+    model, batches = _low_first_batch(torch)
+    r = adaopt.lr_find(model, optimizer, loss_fn=torch.nn.functional.mse_loss, data=batches)
+    assert r.losses[0] < 0.01 * np.median(r.losses[1:20])  # the premise: a first batch far below the rest
+    assert r.min_loss_lr >= r.lrs[10] and r.suggestion >= r.lrs[5], str(r)
+    assert r.fall > 0.05 and "no clear descent" not in str(r)
+    losses = {}
+    for lr in (r.suggestion, float(r.lrs[0])):
+        m, _ = _low_first_batch(torch)
+        opt = (at.SGD if optimizer == "sgd" else at.Adam)(m.parameters(), lr=lr)
+        for _ in range(5):
+            for xb, yb in batches[1:]:
+                opt.zero_grad()
+                torch.nn.functional.mse_loss(m(xb), yb).backward()
+                opt.step()
+        with torch.no_grad():
+            losses[lr] = float(sum(torch.nn.functional.mse_loss(m(xb), yb) for xb, yb in batches[1:]))
+    assert losses[r.suggestion] < 0.5 * losses[float(r.lrs[0])], losses
+
+
+def test_a_flat_sweep_says_its_descent_is_not_clear():
+    torch = pytest.importorskip("torch")
+    model = torch.nn.Linear(4, 1)
+    gen = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(8, 4, generator=gen), torch.randn(8, 1, generator=gen)) for _ in range(10)]
+
+    def flat(out, target):  # a loss the parameters barely touch
+        return 1.0 + 1e-9 * out.sum() + 0.01 * target.mean()
+
+    r = adaopt.lr_find(model, "adam", loss_fn=flat, data=batches, steps=60)
+    assert abs(r.fall) < 0.05 and "no clear descent" in str(r), str(r)
+
+
+def test_plot_takes_a_path_too(tmp_path):
+    pytest.importorskip("matplotlib")
+    r = lr_find("rosenbrock", "adam", steps=40)
+    ax = r.plot(tmp_path / "lr.png")
+    assert (tmp_path / "lr.png").stat().st_size > 1000 and ax.get_xscale() == "log"
+    r.plot(str(tmp_path / "lr2.png"))
+    assert (tmp_path / "lr2.png").exists()
+    with pytest.raises(TypeError, match="a matplotlib Axes, a file path"):
+        r.plot(3)

@@ -2,9 +2,11 @@
 
 The loss is smoothed with a bias-corrected moving average (the same correction as
 Adam's, 1/(1 - beta^k)); the sweep stops when the smoothed loss exceeds ``diverge``
-times its best, or turns non-finite. The suggestion is the lr where the smoothed
+times its best (after the first tenth of the sweep), or turns non-finite. The suggestion is the lr where the smoothed
 loss falls fastest against log(lr), which sits below the lr of the minimum loss,
-where training is already on the edge.
+where training is already on the edge. The first tenth of the sweep is never a
+minimum or a suggestion: the average holds too few batches there, and a low first
+batch had made the start of the range (1e-7) the "minimum" of a run that later fell.
 
 Works on a lab problem (by name) with an adaopt optimizer, or on a torch model with
 a loss function and batches; the model's weights are restored afterwards.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +33,7 @@ class LRFindResult:
     min_loss_lr: float  # where the smoothed loss is lowest
     stopped_early: bool  # the loss blew up before ``end``
     optimizer: str = ""
+    fall: float = math.nan  # the share the smoothed loss fell from the trusted start to its minimum
 
     def __str__(self) -> str:
         how = "stopped when the smoothed loss passed 4x its best" if self.stopped_early else "ran to the end"
@@ -38,14 +42,23 @@ class LRFindResult:
                  f"  suggested lr: {self.suggestion:.3g} (steepest fall of the smoothed loss)",
                  f"  lowest smoothed loss at lr {self.min_loss_lr:.3g}; a tenth of that, "
                  f"{self.min_loss_lr / 10:.3g}, is the other common choice"]
+        if math.isfinite(self.fall) and self.fall < CLEAR_FALL:
+            lines.append(f"  note: the smoothed loss fell only {max(self.fall, 0):.1%} before it rose: no clear "
+                         "descent, so the suggestion is weak (try more steps, another start, or larger batches)")
         if not self.stopped_early and self.min_loss_lr >= self.lrs[-1]:
             lines.append("  note: the loss was still falling at the largest lr tried; widen the range "
                          "(a larger end) before trusting the suggestion")
         return "\n".join(lines)
 
     def plot(self, ax=None):
-        """Loss and smoothed loss against lr (log x), the suggestion marked. Returns the Axes."""
-        if ax is None:
+        """Loss and smoothed loss against lr (log x), the suggestion marked. Returns the Axes.
+
+        ``ax``: a matplotlib Axes to draw on, or a path (``"lr.png"``) to save the picture to
+        (as ``adaopt lr-find --plot`` does); None draws on a new figure."""
+        path = ax if isinstance(ax, (str, os.PathLike)) else None
+        if ax is not None and path is None and not callable(getattr(ax, "plot", None)):
+            raise TypeError(f"plot(ax={ax!r}): pass a matplotlib Axes, a file path to save to, or nothing")
+        if ax is None or path is not None:
             try:
                 from matplotlib.figure import Figure
             except ImportError:
@@ -64,6 +77,8 @@ class LRFindResult:
             ax.set_ylim(lo - pad, hi + pad)
         ax.set_title(f"lr range test: {self.optimizer}")
         ax.legend()
+        if path is not None:
+            ax.figure.savefig(path, dpi=120, bbox_inches="tight")
         return ax
 
 
@@ -89,6 +104,8 @@ def lr_find(target, optimizer="adam", *, loss_fn=None, data=None, start: float =
         step, name = _torch_stepper(target, optimizer, loss_fn, data, float(lrs[0]), hp)
     else:
         step, name = _problem_stepper(target, optimizer, float(lrs[0]), seed, hp)
+    width = max(1, steps // 20)  # slopes are taken across 2 * width points
+    skip = max(width, steps // 10)  # the moving average's first tenth: too few batches to trust
     losses, smoothed = [], []
     avg, best, stopped = 0.0, math.inf, False
     try:
@@ -98,36 +115,41 @@ def lr_find(target, optimizer="adam", *, loss_fn=None, data=None, start: float =
             avg = smooth * avg + (1 - smooth) * loss
             s = avg / (1 - smooth**k)
             smoothed.append(s)
-            if not math.isfinite(s) or (k > 1 and s > diverge * best):
+            if not math.isfinite(s) or s > diverge * best:
                 stopped = True
                 break
-            best = min(best, s)
+            if k > skip:  # the best, and so the stop, from the trusted part of the sweep on
+                best = min(best, s)
     finally:
         restore = getattr(step, "restore", None)
         if restore is not None:
             restore()
     n = len(losses)
     lrs, losses, smoothed = lrs[:n], np.array(losses), np.array(smoothed)
-    finite = np.isfinite(smoothed)
-    i_min = int(np.nanargmin(np.where(finite, smoothed, np.nan))) if finite.any() else 0
-    suggestion = _steepest(lrs[: i_min + 1], smoothed[: i_min + 1])  # before the minimum
-    return LRFindResult(lrs, losses, smoothed, suggestion, float(lrs[i_min]), stopped, name)
+    trusted = np.isfinite(smoothed) & (np.arange(n) >= (skip if n > skip else 0))
+    i_min = int(np.nanargmin(np.where(trusted, smoothed, np.nan))) if trusted.any() else 0
+    suggestion = _steepest(lrs[: i_min + 1], smoothed[: i_min + 1], width, min(skip, i_min))  # before the minimum
+    start = smoothed[min(skip, i_min)]
+    fall = float(1 - smoothed[i_min] / start) if start > 0 and np.isfinite(start) else math.nan
+    return LRFindResult(lrs, losses, smoothed, suggestion, float(lrs[i_min]), stopped, name, fall)
 
 
-def _steepest(lrs: np.ndarray, smoothed: np.ndarray) -> float:
-    """The lr where the smoothed loss falls fastest against log(lr), up to its minimum.
+#: A fall of the smoothed loss, from the trusted start of the sweep to its minimum, below which
+#: the result says the descent is not clear.
+CLEAR_FALL = 0.05
 
-    Slopes are taken across 2k points (k = 5% of the sweep), and the first 10% of the
-    sweep is skipped, where the moving average has too little history to trust.
-    """
+
+def _steepest(lrs: np.ndarray, smoothed: np.ndarray, k: int, skip: int) -> float:
+    """The lr where the smoothed loss falls fastest against log(lr), from point ``skip`` up to
+    its minimum (the last point), slopes taken across 2k points; a tenth of the minimum's lr
+    when too few points lie between."""
     n = len(lrs)
-    k = max(1, n // 20)
-    skip = max(k, n // 10)
-    if n < 2 * k + 1 or n - k <= skip:
-        return float(lrs[max(0, n // 2)])
+    if n - k <= skip:
+        return float(lrs[-1] / 10)
     i = np.arange(skip, n - k)
     log_lr = np.log(lrs)
-    slope = (smoothed[i + k] - smoothed[np.maximum(i - k, 0)]) / (log_lr[i + k] - log_lr[np.maximum(i - k, 0)])
+    lo = np.maximum(i - k, 0)
+    slope = (smoothed[i + k] - smoothed[lo]) / (log_lr[i + k] - log_lr[lo])
     return float(lrs[int(i[np.argmin(slope)])])
 
 
