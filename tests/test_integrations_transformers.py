@@ -82,3 +82,43 @@ def test_stop_on_stops_a_diverging_train_within_20_steps_of_its_onset(tmp_path, 
     if seed == 0:  # without stop_on the same run goes on to the end (once: the trainings cost seconds)
         free, watched = _train(tmp_path / "free", seed, jump=2000.0)
         assert free.state.global_step == 120 and watched.diagnosis.verdict in ("NONFINITE", "DIVERGING")
+
+
+def _resumable(tmp_path, steps, callback, resume=None, restore=True):
+    from transformers import Trainer, TrainingArguments
+
+    torch.manual_seed(0)
+    model = Regression()
+    args = TrainingArguments(str(tmp_path), max_steps=steps, per_device_train_batch_size=64, logging_steps=10,
+                             report_to=[], save_strategy="steps", save_steps=40, use_cpu=True, disable_tqdm=True,
+                             seed=0, max_grad_norm=0.0, log_level="error", learning_rate=0.02, optim="sgd",
+                             lr_scheduler_type="constant", restore_callback_states_from_checkpoint=restore)
+    trainer = Trainer(model=model, args=args, train_dataset=Data(0), callbacks=[callback])
+    trainer.train(resume_from_checkpoint=resume)
+    return trainer
+
+
+def test_a_resumed_train_keeps_the_monitors_history(tmp_path):
+    """The history is in the checkpoint's trainer_state.json; with the Trainer's
+    restore_callback_states_from_checkpoint the resumed run's history has every step."""
+    first = DiagnosisCallback(verbose=False)
+    _resumable(tmp_path, 40, first)
+    checkpoint = tmp_path / "checkpoint-40"
+    assert (checkpoint / "trainer_state.json").stat().st_size < 40_000  # the rows packed, not a line a number
+    resumed = DiagnosisCallback(verbose=False)
+    trainer = _resumable(tmp_path, 100, resumed, resume=str(checkpoint))
+    assert trainer.state.global_step == 100
+    restored = [cb for cb in trainer.callback_handler.callbacks if isinstance(cb, DiagnosisCallback)]
+    assert len(restored) == 1  # the Trainer put a callback made from the saved state in its place
+    h = restored[0].history
+    assert list(h.steps) == list(range(1, 101)) and h.present("loss").all()
+    assert np.array_equal(h["loss"][:40], first.history["loss"])
+    assert restored[0].diagnosis.verdict in ("CONVERGING", "CONVERGED"), str(restored[0].diagnosis)
+
+
+def test_a_resume_without_the_callbacks_state_says_what_it_lost(tmp_path):
+    _resumable(tmp_path, 40, DiagnosisCallback(verbose=False))
+    resumed = DiagnosisCallback(verbose=False)
+    with pytest.warns(UserWarning, match="restore_callback_states_from_checkpoint=True"):
+        _resumable(tmp_path, 60, resumed, resume=str(tmp_path / "checkpoint-40"), restore=False)
+    assert len(resumed.history) == 20

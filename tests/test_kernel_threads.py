@@ -71,6 +71,7 @@ def test_a_late_worker_is_not_waited_for_and_changes_nothing(threaded, monkeypat
     """The workers wake 0.2 s after each call: the calling thread claims every group and the
     step returns without them; when they run the call at last they find nothing to claim,
     and the parameters stay as the step left them."""
+    _steps(steps=1)  # compiled before the clock starts
     late = _LateWorkers(0.2)
     monkeypatch.setattr(pool, "POOL", late)
     t0 = time.perf_counter()

@@ -14,12 +14,25 @@ instead, every ``logging_steps``. On every log the Monitor's last measures are a
 this one see (the Trainer puts its reporters, TensorBoard or W&B, before the callbacks it is
 given: to send them the measures too, ``trainer.callback_handler.callbacks.insert(0, cb)``). With ``stop_on``, every step runs the Monitor's cheap
 ``check`` and, on one of those verdicts, sets ``control.should_training_stop``.
+
+The Monitor's history is saved in each checkpoint's ``trainer_state.json`` (the callback is an
+``ExportableState``); ``trainer.train(resume_from_checkpoint=...)`` goes on with it when
+``TrainingArguments(restore_callback_states_from_checkpoint=True)``, the Trainer's own switch
+(off by default: then the resumed run is watched from the resume, and a warning says so). On
+such a restore the Trainer puts a new callback, made from the checkpoint, in place of the one it
+was given: read ``diagnosis`` and ``history`` from the one in ``trainer.callback_handler.callbacks``.
 """
 
 from __future__ import annotations
 
+import base64
+import warnings
+
+import numpy as np
+
 try:
     from transformers import TrainerCallback
+    from transformers.trainer_callback import ExportableState
 except ImportError as exc:
     raise ImportError("adaopt.integrations.transformers needs transformers: pip install "
                       f"'adaopt[transformers]' ({exc})") from None
@@ -27,7 +40,7 @@ except ImportError as exc:
 from ._watch import Watch, check_stop_on
 
 
-class DiagnosisCallback(TrainerCallback):
+class DiagnosisCallback(TrainerCallback, ExportableState):
     """Watch a Hugging Face Trainer's optimizer and say how the run went.
 
     Arguments and attributes as :class:`adaopt.integrations.lightning.DiagnosisCallback`'s:
@@ -41,11 +54,28 @@ class DiagnosisCallback(TrainerCallback):
         self.watch = None
         self.diagnosis = self.stopped = self.history = None
         self._hook, self._losses, self._from_model = None, [], False
+        self._resumed = None  # a checkpoint's monitor state (set by the Trainer on a resume)
+
+    def state(self) -> dict:
+        """What the Trainer saves in a checkpoint: the arguments, and the Monitor's state with
+        its per-step rows packed (base64 of float64) so ``trainer_state.json`` stays small."""
+        monitor = None if self.watch is None else _packed(self.watch.monitor.state_dict())
+        return {"args": {"every": self.every, "sample": self.sample, "stop_on": list(self.stop_on),
+                         "verbose": self.verbose, "target": self.target},
+                "attributes": {"_resumed": monitor if monitor is not None else self._resumed}}
 
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
         if optimizer is None:
             raise ValueError("DiagnosisCallback: the Trainer passed no optimizer to watch")
         self.watch = Watch(optimizer, every=self.every, sample=self.sample, stop_on=self.stop_on)
+        if self._resumed is not None:
+            self.watch.monitor.load_state_dict(_unpacked(self._resumed))
+            self._resumed = None
+        elif state.global_step > 0:
+            warnings.warn(f"DiagnosisCallback: training resumed at step {state.global_step} without the monitor's "
+                          "history, so the verdict covers only the steps from here (and numbers them from 1); "
+                          "TrainingArguments(restore_callback_states_from_checkpoint=True) carries it over",
+                          stacklevel=2)
         if model is not None:
             self._hook = model.register_forward_hook(self._take_loss)
 
@@ -84,3 +114,19 @@ class DiagnosisCallback(TrainerCallback):
         self.history = self.watch.monitor.history
         self.diagnosis = self.watch.finish(show=self.verbose and state.is_world_process_zero, target=self.target)
         self.watch = None
+
+
+def _packed(monitor_state: dict) -> dict:
+    """The Monitor's state with its rows as one base64 string of float64 (JSON would put every
+    number on a line of its own)."""
+    rows = np.asarray(monitor_state["rows"], dtype="<f8")
+    return {**monitor_state, "rows": {"float64_base64": base64.b64encode(rows.tobytes()).decode("ascii"),
+                                      "shape": list(rows.shape)}}
+
+
+def _unpacked(saved: dict) -> dict:
+    rows = saved.get("rows")
+    if isinstance(rows, dict):
+        data = np.frombuffer(base64.b64decode(rows["float64_base64"]), dtype="<f8")
+        rows = data.reshape(rows["shape"]).tolist() if data.size else []
+    return {**saved, "rows": rows}

@@ -85,7 +85,11 @@ class Pool:
                 self.posted += 1
                 self.wake.notify_all()
             if not kernel(*call.args):  # False: another thread still steps its last group
-                call.done.wait()
+                try:
+                    call.done.wait()
+                except BaseException:  # Ctrl-C: the others still write this step's arrays, and read
+                    call.done.wait()  # its gradients, which the caller frees once this returns
+                    raise
             if call.error is not None:
                 raise call.error
         finally:
