@@ -70,6 +70,8 @@ PARALLEL_MIN = 1 << 19
 PARALLEL_MIN_INT8 = 1 << 18
 #: Elements per work group of the threaded kernel.
 BLOCK = 1 << 15
+#: Work groups per thread, at least: a bucket of G groups runs on at most 1 + G // 4 threads.
+GROUPS_PER_THREAD = 4
 
 _KERNELS: dict = {}
 _INT = {int}
@@ -332,6 +334,7 @@ class Bucket:
         allowed, no other Python thread inside a threaded kernel: a second caller takes the
         serial kernel rather than wait); else the serial one. Both give the same bits."""
         n = pool.max_threads() if threads is None else min(int(threads), pool.max_threads())
+        n = min(n, 1 + (len(self.work[0]) - 1) // GROUPS_PER_THREAD)  # the groups, shared out
         if not (self.parallel and n > 1 and pool.POOL.run(self._kernel(True), (self.table, self.scalars, *self.work), n)):
             self._kernel(False)(self.table, self.scalars, *self.work)
 
