@@ -106,7 +106,7 @@ def test_an_error_on_a_worker_is_raised_by_the_caller():
 
     def call():
         try:
-            p.run(kernel, (), 2)
+            p.run(kernel, (None, None, np.zeros(3)), 2)
         except RuntimeError as e:
             result["error"] = str(e)
 
@@ -118,14 +118,37 @@ def test_an_error_on_a_worker_is_raised_by_the_caller():
     assert p.busy.acquire(blocking=False), "the pool stayed busy after the error"
 
 
+def test_an_interrupt_on_the_caller_waits_for_the_groups_still_running():
+    """Ctrl-C reaches the caller after its share: the worker still writes the step's arrays (and
+    reads gradients the caller frees once it returns), so the interrupt waits for it."""
+    if pool.max_threads() < 2:
+        pytest.skip("numba has one thread here (NUMBA_NUM_THREADS=1)")
+    p = pool.Pool()
+    seen = {}
+
+    def kernel(*args):
+        counts = args[-1]
+        if threading.current_thread().name.startswith("adaopt-kernel"):
+            time.sleep(0.3)  # the last group, still running
+            counts[1] = 2
+            return True
+        raise KeyboardInterrupt
+
+    try:
+        p.run(kernel, (None, None, np.zeros(3)), 2)
+    except KeyboardInterrupt:
+        seen["done"] = int(p.call.args[-1][1])
+    assert seen == {"done": 2}, "the interrupt left before the worker's group was done"
+
+
 def test_a_second_caller_takes_the_serial_kernel():
     p = pool.Pool()
     assert p.busy.acquire(blocking=False)
     try:
-        assert p.run(lambda *a: True, (), 2) is False
+        assert p.run(lambda *a: True, (None, None, np.zeros(3)), 2) is False
     finally:
         p.busy.release()
-    assert p.run(lambda *a: True, (), 2) is True
+    assert p.run(lambda *a: True, (None, None, np.zeros(3)), 2) is True
 
 
 def test_a_forked_child_steps_on_threads_of_its_own():

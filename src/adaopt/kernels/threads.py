@@ -72,8 +72,9 @@ class Pool:
         self.workers = 0
 
     def run(self, kernel, args: tuple, threads: int) -> bool:
-        """Run ``kernel(*args, counters)`` on the calling thread and ``threads - 1`` workers;
-        False (nothing run) when another Python thread is inside a threaded kernel."""
+        """Run ``kernel(*args, counters)`` on the calling thread and ``threads - 1`` workers
+        (``args[2]``: the work groups' starts, as the kernel takes them); False (nothing run) when
+        another Python thread is inside a threaded kernel."""
         if not self.busy.acquire(blocking=False):
             return False
         try:
@@ -86,12 +87,14 @@ class Pool:
                 self.call = call
                 self.posted += 1
                 self.wake.notify(call.helpers)  # only as many as join: each woken one takes the GIL
-            if not kernel(*call.args):  # False: another thread still steps its last group
-                try:
+            counts, groups = call.args[-1], len(args[2]) - 1  # (args[2]: the kernel's work groups)
+            try:
+                if not kernel(*call.args):  # False: another thread still steps its last group
                     call.done.wait()
-                except BaseException:  # Ctrl-C: the others still write this step's arrays, and read
-                    call.done.wait()  # its gradients, which the caller frees once this returns
-                    raise
+            except BaseException:  # Ctrl-C: the other threads still write this step's arrays and read
+                while counts[1] < groups and call.error is None:  # its gradients, which the caller
+                    call.done.wait(0.01)  # frees once this returns: they finish first
+                raise
             if call.error is not None:
                 raise call.error
         finally:
