@@ -903,3 +903,19 @@ def test_an_unknown_argument_names_the_near_one_and_every_option(typo, meant):
     with pytest.raises(TypeError, match="no_such_thing.*; it takes"):  # nothing near: no guess
         adaopt.SGD({"w": np.zeros(3, np.float32)}, no_such_thing=1)
     assert "did you mean" not in str(pytest.raises(TypeError, adaopt.SGD, {"w": np.zeros(3)}, zzz=1).value)
+
+
+@pytest.mark.parametrize("given, meant", [("bf16", "bfloat16"), ("BF16", "bfloat16"), ("BFloat16", "bfloat16"),
+                                          ("fp16", "float16"), ("FP32", "float32"),
+                                          ("8bit", "int8")])
+def test_a_short_dtype_name_is_refused_with_the_name_meant(given, meant):
+    """A new user passed state_dtype='bf16' (Lightning's spelling): refused, and the message says
+    which name adaopt takes."""
+    with pytest.raises(ValueError, match=rf"state_dtype={given!r} is invalid: allowed .* \(did you mean {meant!r}\?\)"):
+        adaopt.AdamW([np.zeros(3, np.float32)], state_dtype=given)
+
+
+def test_an_unknown_dtype_name_gets_no_guess():
+    with pytest.raises(ValueError, match=r"state_dtype='int4' is invalid: allowed [^(]*\(8-bit blockwise moments\) or one "
+                                         r"of float64, float32, float16, bfloat16$"):
+        adaopt.AdamW([np.zeros(3, np.float32)], state_dtype="int4")

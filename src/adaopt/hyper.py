@@ -149,6 +149,17 @@ def _passes(check: Check, value) -> bool:
         return False
 
 
+#: Short names of dtypes people pass (Lightning's precision="bf16"), and the name adaopt takes:
+#: said in the refusal, not taken silently.
+_DTYPE_NAMES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32", "fp64": "float64", "8bit": "int8"}
+
+
+def _dtype_hint(value: str) -> str | None:
+    """The state_dtype name a refused string likely meant ("bf16", "BFloat16": "bfloat16"), or None."""
+    low = value.strip().lower()
+    return _DTYPE_NAMES.get(low, low if low in (*dtypes.SUPPORTED, "int8") else None)
+
+
 def validate(hp: dict, where: str = "") -> dict:
     """Check every hyperparameter of a group; return ``hp`` or raise ``ValueError``.
 
@@ -164,7 +175,9 @@ def validate(hp: dict, where: str = "") -> dict:
         if check is None:
             raise ValueError(f"{short_repr(name)} is not a hyperparameter adaopt knows{suffix}")
         if not _passes(check, value):
-            raise ValueError(f"{name}={short_repr(value)} is invalid{suffix}: allowed {check.allowed}")
+            hint = _dtype_hint(value) if name == "state_dtype" and isinstance(value, str) else None
+            raise ValueError(f"{name}={short_repr(value)} is invalid{suffix}: allowed {check.allowed}"
+                             + (f" (did you mean {hint!r}?)" if hint else ""))
     for name, value in hp.items():  # numbers as Python floats: one arithmetic for all inputs
         if _number(value):
             hp[name] = _as_float(value)
