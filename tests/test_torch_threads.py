@@ -55,6 +55,8 @@ RUN = """
 
 
 def test_the_step_never_changes_torchs_thread_count_and_threads_do_not_change_bits():
+    """Also with NUMBA_THREADING_LAYER=omp (GNU OpenMP, which shares torch's pool), a user's choice
+    for their own numba code: adaopt's threaded steps leave every numba layer unstarted."""
     result = _child(RUN + """
     one, a = run(1)
     after_one = threads.POOL.workers  # torch at one thread: no kernel thread started at all
@@ -63,43 +65,42 @@ def test_the_step_never_changes_torchs_thread_count_and_threads_do_not_change_bi
     print(json.dumps({"counts": [one, two, again], "same": bool(torch.equal(a, b) and torch.equal(a, c)),
                       "layer": numba_layer(), "workers": threads.POOL.workers, "after_one": after_one,
                       "expected": min(2, threads.max_threads()) - 1}))
-    """)
+    """, NUMBA_THREADING_LAYER="omp")
     assert result["counts"] == [1, 2, 1]
     assert result["same"], "the threaded and the serial kernel must give the same bits"
     assert result["layer"] is None
     assert result["after_one"] == 0 and result["workers"] == result["expected"]
 
 
-def test_a_threading_layer_the_user_chose_is_never_started_by_adaopt():
-    """NUMBA_THREADING_LAYER=omp (GNU OpenMP, which shares torch's pool) is the user's
-    numba code's choice: adaopt's threaded steps leave it unstarted and torch's count as set."""
-    result = _child(RUN + """
-    count, _ = run(2)
-    print(json.dumps({"layer": numba_layer(), "count": count}))
-    """, NUMBA_THREADING_LAYER="omp")
-    assert result == {"layer": None, "count": 2}
-
-
 def test_two_python_threads_stepping_at_once():
     """The kernel pool runs one threaded kernel at a time; a second caller takes the serial
     kernel instead of waiting."""
-    result = _child("""
-    import json, threading, torch, adaopt.torch as at
+    import threading
+
+    import torch
+
+    import adaopt.torch as at
+
+    before = torch.get_num_threads()
     torch.set_num_threads(2)
+    try:
+        def make():
+            p = torch.nn.Parameter(torch.zeros(1 << 21))
+            return p, at.Adam([p], lr=1e-2)
 
-    def make():
-        p = torch.nn.Parameter(torch.zeros(1 << 21))
-        return p, at.Adam([p], lr=1e-2)
+        def work(p, opt):
+            for t in range(20):
+                p.grad = torch.full_like(p, float(t + 1))
+                opt.step()
 
-    pairs = [make() for _ in range(2)]
-    def work(p, opt):
-        for t in range(20):
-            p.grad = torch.full_like(p, float(t + 1))
-            opt.step()
-    threads = [threading.Thread(target=work, args=pair) for pair in pairs]
-    for t in threads: t.start()
-    for t in threads: t.join()
-    ref, opt = make(); work(ref, opt)
-    print(json.dumps({"same": all(bool(torch.equal(p, ref)) for p, _ in pairs)}))
-    """)
-    assert result["same"]
+        pairs = [make() for _ in range(2)]
+        workers = [threading.Thread(target=work, args=pair) for pair in pairs]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+        ref, opt = make()
+        work(ref, opt)
+        assert all(torch.equal(p, ref) for p, _ in pairs)
+    finally:
+        torch.set_num_threads(before)
