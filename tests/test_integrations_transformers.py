@@ -119,3 +119,47 @@ def test_a_resumed_train_keeps_the_monitors_history(tmp_path):
     with pytest.warns(UserWarning, match="restore_callback_states_from_checkpoint=True"):
         _resumable(tmp_path / "again", 60, lost, resume=str(checkpoint), restore=False)
     assert len(lost.history) == 20
+
+
+def _same(a, b) -> bool:
+    """Equal, NaN equal to NaN (a NaN loss is a logged value too)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (np.isnan(a) and np.isnan(b))
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(map(_same, a, b))
+    return a == b
+
+
+def test_the_saved_monitor_state_is_packed_small_and_comes_back_exactly():
+    """trainer_state.json is written with indent=2: unpacked, every number and every key of
+    every step is a line of its own. Packed, 3000 steps take a fraction of that, and the state
+    comes back as it was (NaN loss, summaries every 10 steps)."""
+    import json
+
+    import adaopt
+    from adaopt.diagnostics import Monitor
+    from adaopt.integrations.transformers import _packed, _unpacked
+
+    x = np.random.default_rng(0).standard_normal(50).astype(np.float32)
+    opt = adaopt.Adam([x], lr=1e-2)
+    monitor = Monitor(opt)
+    for t in range(3000):
+        monitor.log(float("nan") if t == 5 else float((x ** 2).sum()))
+        opt.step([x.copy()])
+    state = monitor.state_dict()
+    summaries = sum(1 for e in state["extra"] if e and "eff_lr_p50" in e)
+    assert np.isnan(state["extra"][5]["loss"]) and 100 < summaries < 3000
+    text = json.dumps(_packed(state), indent=2)
+    assert len(text) < len(json.dumps(state, indent=2)) / 2
+    assert len(json.dumps(_packed(state)["extra"])) < 80_000  # was a list of 3000 dicts
+    back = _unpacked(json.loads(text))
+    assert _same(back, state)
+    resumed = Monitor(adaopt.Adam([x.copy()], lr=1e-2))
+    resumed.load_state_dict(back)
+    assert len(resumed.history) == 3000
+    broken = json.loads(text)
+    broken["extra"]["columns"]["loss"]["float64_base64"] = broken["extra"]["columns"]["eff_lr_p50"]["float64_base64"]
+    with pytest.raises(ValueError, match=f"'loss' has {summaries} values for 3000 steps"):
+        _unpacked(broken)
