@@ -307,6 +307,24 @@ def test_a_run_that_is_not_slowing_down_is_told_more_steps_or_a_higher_lr(seed):
     assert d.cause == "the loss is still falling at a healthy rate", str(d)
 
 
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_fall_that_only_undoes_a_bump_on_a_plateau_is_no_descent(seed):
+    """The corpus's GRU LM at too high an lr (seed 1): on a plateau at 1.72 from step 60, up to
+    1.83, back to 1.745 by step 300 (minibatch noise +-0.17). The last window's fall from the one
+    before was read as progress: "early in its descent: try lr x 3", the wrong way."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(1, 301)
+    level = np.where(t <= 60, 2.4 - 0.68 * t / 60, 1.72)
+    level = level + 0.15 * np.exp(-(((t - 205) / 25.0) ** 2))  # the bump, gone by the last window
+    loss = level + 0.17 * rng.standard_normal(t.size)
+    d = diagnose({"step": t, "loss": loss, "lr": np.full(t.size, 0.05), "cos_grad": np.full(t.size, 0.17)})
+    assert d.verdict != "CONVERGING" and not any("lr x 3" in a for a in d.advice), str(d)
+    # a run that falls to a new low in its last window is still falling
+    falling = 2.4 * np.exp(-t / 150) + 0.5 + 0.02 * rng.standard_normal(t.size)
+    d = diagnose({"step": t, "loss": falling, "lr": np.full(t.size, 0.05), "cos_grad": np.full(t.size, 0.6)})
+    assert d.verdict in ("CONVERGING", "SLOW"), str(d)
+
+
 def test_an_error_of_adaopts_own_exits_4_not_as_a_failed_run(tmp_path, monkeypatch):
     """A crash inside diagnose (an OverflowError on a 5,200-row log) exited 1, the code of a
     failed run, so a script could not tell them apart."""

@@ -54,8 +54,24 @@ class Trend:
 
     @property
     def stopped(self) -> bool:
-        """The loss fell less than 1% between the last two windows, or by no more than the noise."""
-        return (self.improvement < PLATEAU or self.previous - self.recent <= self.noise) and not self.still_descending
+        """The loss fell less than 1% between the last two windows, or by no more than the noise, or
+        it fell only back to where it had been (:attr:`back_where_it_was`)."""
+        return ((self.improvement < PLATEAU or self.previous - self.recent <= self.noise or self.back_where_it_was)
+                and not self.still_descending)
+
+    @cached_property
+    def back_where_it_was(self) -> bool:
+        """Whether the last window, though below the one before, is no lower (by the noise between
+        windows) than the best of the windows before those two: a fall that only undid a rise, the
+        loss wandering on a plateau. A GRU LM at an lr too high sat at 1.72 from step 60, rose to
+        1.83 and came back to 1.745 by step 300: read as a fall, it was told "early in its descent:
+        try lr x 3"."""
+        gap, w = self.run.gap, self.run.w
+        n = len(gap)
+        if n < 3 * w or w < MIN_WINDOW:
+            return False
+        best = min(float(np.median(gap[a:a + w])) for a in range(n - 3 * w, -1, -w))
+        return self.recent >= best - self.noise
 
     @cached_property
     def still_descending(self) -> bool:
