@@ -67,6 +67,11 @@ def test_range_test_on_a_torch_model_restores_its_weights():
     assert r2.optimizer == "SGD" and len(r2.lrs) >= 2
     with pytest.raises(ValueError, match="loss_fn"):
         adaopt.lr_find(model, "adam")
+    # an empty DataLoader: a message, not a bare StopIteration, and the model as it was
+    with pytest.raises(ValueError, match="data= gave no batches"):
+        adaopt.lr_find(model, "adam", loss_fn=torch.nn.functional.mse_loss, data=[])
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
 
 
 def test_summary_offers_two_choices_without_contradicting_itself():

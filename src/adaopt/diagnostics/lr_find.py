@@ -207,7 +207,11 @@ def _torch_stepper(model, optimizer, loss_fn, data, lr0: float, hp: dict):
     def step(lr: float) -> float:
         for group in opt.param_groups:
             group["lr"] = lr
-        inputs, targets = next(batches)
+        try:
+            inputs, targets = next(batches)
+        except StopIteration:
+            raise ValueError("lr_find: data= gave no batches (an empty DataLoader or list?); it needs an "
+                             "iterable of (inputs, targets) with at least one batch, which it cycles") from None
         opt.zero_grad()
         loss = loss_fn(model(inputs), targets)
         loss.backward()
