@@ -122,8 +122,9 @@ def check_state_dict(opt, state_dict: dict) -> tuple[list, dict]:
             raise CheckpointError(f"param group {i} holds {sorted(saved['params'])} in the state_dict "
                                   f"but {sorted(group['params'])} here")
         saved_hp = {k: v for k, v in saved.items() if k != "params"}
-        if quant.NAME in (saved_hp.get("state_dtype"), group.get("state_dtype")):
-            # 8-bit or not is the loading optimizer's choice: its state is (de)quantized to fit
+        if group.get("state_dtype") is not None or saved_hp.get("state_dtype") == quant.NAME:
+            # a state_dtype the loading optimizer names (and 8-bit or not) is its choice: the state is
+            # cast or (de)quantized to fit; built without one, it keeps the saved state's dtypes
             saved_hp["state_dtype"] = group.get("state_dtype")
         hp = opt._group_hp(saved_hp, f"param group {i}")
         new_groups.append({"params": list(group["params"]), **hp})

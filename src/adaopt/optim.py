@@ -312,9 +312,10 @@ class Optimizer:
     def load_state_dict(self, state_dict: dict) -> None:
         """Load a :meth:`state_dict`; everything is checked before anything changes.
 
-        The saved state keeps its dtypes and is copied (never aliased), except that an
-        optimizer with ``state_dtype="int8"`` quantizes float moments on load (and one
-        without dequantizes 8-bit ones): :mod:`adaopt.quant`.
+        The saved state keeps its dtypes and is copied (never aliased), except where this
+        optimizer was built with a ``state_dtype``: that stays, and the moments are cast to it
+        (``"bfloat16"``: a float32 state rounded to bf16) or quantized (``"int8"``,
+        :mod:`adaopt.quant`); and an optimizer without int8 dequantizes 8-bit moments.
         """
         new_groups, new_state = check_state_dict(self, state_dict)
         self.param_groups = new_groups
@@ -324,6 +325,10 @@ class Optimizer:
             hp = self._hp_of(name)
             cdtype = dtypes.compute_dtype(self._arrays[name].dtype, hp["state_dtype"])
             quant.conform(st, self.rule.buffers(hp), quant.applies(hp, self._arrays[name].size), cdtype)
+            if hp["state_dtype"] not in (None, quant.NAME):
+                for key in self.rule.buffers(hp):
+                    if key in st and st[key].dtype != cdtype:
+                        st[key] = st[key].astype(cdtype)
 
     def save(self, path) -> None:
         """Write the state to ``path`` (.npz, no pickle), atomically."""

@@ -149,16 +149,24 @@ class Optimizer(torch.optim.Optimizer):
         conform_int8(p, state, self.rule.buffers(hp), quant.applies(hp, p.numel()), cdtype, name)
 
     def _conform_loaded(self) -> None:
-        """After a load: 8-bit state where a group asks for it, float state where it does not."""
+        """After a load: 8-bit state where a group asks for it, float state where it does not, and
+        moments in the group's 16- or 32-bit ``state_dtype`` where it names one."""
         for gi, group in enumerate(self.param_groups):
             hp = self._group_hp(gi, group)
             for i, p in enumerate(group["params"]):
                 st = self.state.get(p)
-                if st and (hp["state_dtype"] == quant.NAME or any(k.endswith(quant.SCALE) for k in st)):
+                if not st:
+                    continue
+                cdtype = dtypes.compute_dtype(views.numpy_dtype(p.dtype), hp["state_dtype"])
+                if hp["state_dtype"] == quant.NAME or any(k.endswith(quant.SCALE) for k in st):
                     _no_sharded_int8(p, hp, self._param_name(gi, i))
-                    cdtype = dtypes.compute_dtype(views.numpy_dtype(p.dtype), hp["state_dtype"])
                     conform_int8(p, st, self.rule.buffers(hp), quant.applies(hp, p.numel()), cdtype,
                                   self._param_name(gi, i))
+                if hp["state_dtype"] not in (None, quant.NAME):
+                    want = views.TORCH_DTYPE[dtypes.dtype_name(cdtype)]
+                    for key in self.rule.buffers(hp):
+                        if torch.is_tensor(st.get(key)) and st[key].is_floating_point() and st[key].dtype != want:
+                            st[key] = st[key].to(want)
 
     def _views(self, p, state) -> dict:
         st = {"step": int(state["step"].item()) if torch.is_tensor(state["step"]) else int(state["step"])}

@@ -73,13 +73,13 @@ def load(opt, state_dict: dict) -> None:
     new_groups = []
     for g, sg in zip(groups, saved_groups):
         sg["params"] = g["params"]
-        if quant.NAME in (sg.get("state_dtype"), g.get("state_dtype")):
-            sg["state_dtype"] = g.get("state_dtype")  # 8-bit or not is the loading optimizer's choice
+        if g.get("state_dtype") is not None or sg.get("state_dtype") == quant.NAME:
+            sg["state_dtype"] = g.get("state_dtype")  # a state_dtype it names (and 8-bit or not) is the loader's
         if "param_names" in g:
             sg["param_names"] = g["param_names"]
         new_groups.append(sg)
     opt.__setstate__({"state": state, "param_groups": new_groups})
-    opt._conform_loaded()  # state_dtype="int8": float moments quantized now (and back)
+    opt._conform_loaded()  # state_dtype="int8": float moments quantized now (and back); "bfloat16": cast
     for post_hook in opt._optimizer_load_state_dict_post_hooks.values():
         post_hook(opt)
 
