@@ -325,6 +325,47 @@ def test_a_fall_that_only_undoes_a_bump_on_a_plateau_is_no_descent(seed):
     assert d.verdict in ("CONVERGING", "SLOW"), str(d)
 
 
+def _digits_adam(seed, **kw):
+    """A digits MLP (64-128-64-10), minibatches of 64, 300 adaopt.torch Adam steps; (monitor, full loss)."""
+    torch = pytest.importorskip("torch")
+    datasets = pytest.importorskip("sklearn.datasets")
+    import adaopt.torch as at
+
+    X, y = datasets.load_digits(return_X_y=True)
+    X, y = torch.tensor(X / 16.0, dtype=torch.float32), torch.tensor(y)
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 64), torch.nn.ReLU(),
+                                torch.nn.Linear(64, 10))
+    opt = at.Adam(model.parameters(), **kw)
+    mon = Monitor(opt)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(300):
+        i = torch.randint(0, len(y), (64,), generator=g)
+        loss = torch.nn.functional.cross_entropy(model(X[i]), y[i])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        mon.log(loss)
+    with torch.no_grad():
+        return mon, float(torch.nn.functional.cross_entropy(model(X), y))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_bias_correction_off_that_serves_the_run_is_a_note_not_slow(seed):
+    """A trial: Adam at lr 1e-3, beta2 0.9999, bias correction off, reached 0.01 on the digits MLP
+    and was told SLOW, "bias_correction=True, or beta2 = 0.999", which took it to 0.14 and 0.06:
+    its steps, 5.8x what lr says, were what served it. At lr 1e-2 the same steps hold it back."""
+    mon, loss = _digits_adam(seed, lr=1e-3, betas=(0.9, 0.9999), bias_correction=False)
+    d = mon.diagnose()
+    assert d.verdict in HEALTHY and d.code != "bias_correction_off", str(d)
+    assert any("bias_correction=True at lr x 5.8" in e for e in d.evidence), d.evidence
+    _, corrected = _digits_adam(seed, lr=1e-3, betas=(0.9, 0.9999))
+    assert corrected > 3 * loss  # what the old advice did: the note is right not to give it
+    too_big, _ = _digits_adam(seed, lr=1e-2, betas=(0.9, 0.9999), bias_correction=False)
+    d = too_big.diagnose()
+    assert (d.verdict, d.code) in (("STALLED", "bias_correction_off"), ("SLOW", "bias_correction_off")), str(d)
+
+
 def test_an_error_of_adaopts_own_exits_4_not_as_a_failed_run(tmp_path, monkeypatch):
     """A crash inside diagnose (an OverflowError on a 5,200-row log) exited 1, the code of a
     failed run, so a script could not tell them apart."""

@@ -140,6 +140,7 @@ def diagnose(history, *, target=None, floor=None, baseline=None, budget=None, me
                 found.evidence = found.evidence + alarms.skipped_note(run)
             if found.code in ("nonfinite_loss", "nonfinite_gradient", "nonfinite_update"):
                 found.evidence = found.evidence + _without_the_bad_steps(run, target, floor, baseline, budget)
+            found.evidence = found.evidence + run.memo.get("notes", [])  # what a check saw and passed on
             return annotate(found, h)  # notes: overfitting, what the log cannot show, an lr schedule
     raise AssertionError("the last check, still_falling, always answers")
 

@@ -19,7 +19,7 @@ from .verdict_noise import falling, rise_from_best
 from .verdict_progress import Trend
 from .verdict_record import LR_FIND, Cause, Diagnosis, fmt, with_cause
 from .verdict_signals import Run
-from .verdict_thresholds import (BIAS_INFLATION, DEAD_SHARE, HEALTHY_UPDATE_RATIO, LITTLE_PROGRESS, LOST_SHARE,
+from .verdict_thresholds import (BIAS_INFLATION, BIAS_OFF_FINE, DEAD_SHARE, HEALTHY_UPDATE_RATIO, LITTLE_PROGRESS, LOST_SHARE,
                                  MIN_WINDOW, TINY_UPDATE_RATIO)
 
 LOW_PRECISION = ("bfloat16", "float16")
@@ -111,11 +111,24 @@ CONFIG_CAUSES = (bias_correction_off, updates_round_away, dead_units)
 
 
 def limited_by_configuration(run: Run) -> Diagnosis | None:
-    """A cause in the configuration or the zero counts: STALLED (stopped or barely moved) or SLOW."""
+    """A cause in the configuration or the zero counts: STALLED (stopped or barely moved) or SLOW.
+
+    Bias correction off makes the steps larger than lr says, which holds a run back only where
+    those steps are too large: a run that removed :data:`BIAS_OFF_FINE` of its first loss and
+    still falls gets its verdict from the progress checks, with the inflation as a note (turning
+    the correction on at the same lr would shrink the steps: a trial's digits MLP went from 0.01
+    to 0.14)."""
     for find in CONFIG_CAUSES:
         cause = find(run)
         if cause is not None:
             t = Trend.of(run)
+            if cause.code == "bias_correction_off" and not t.stopped and t.total >= BIAS_OFF_FINE:
+                k = cause.signals["step_inflation"]
+                run.memo.setdefault("notes", []).append(
+                    f"note: {cause.cause}. The run does well with those steps ({t.total:.1%} of its first loss "
+                    f"removed, still falling): bias_correction=True at lr x {k:.3g} keeps them; at this lr it "
+                    f"makes them {k:.3g}x smaller")
+                continue
             moved = dead_progress(run) if cause.code == "dead_units" else t.total
             verdict = "STALLED" if t.stopped or moved < LITTLE_PROGRESS else "SLOW"
             return with_cause(cause, verdict, t.evidence, t.steps, t.signals)
