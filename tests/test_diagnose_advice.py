@@ -325,8 +325,9 @@ def test_a_fall_that_only_undoes_a_bump_on_a_plateau_is_no_descent(seed):
     assert d.verdict in ("CONVERGING", "SLOW"), str(d)
 
 
-def _digits_adam(seed, **kw):
-    """A digits MLP (64-128-64-10), minibatches of 64, 300 adaopt.torch Adam steps; (monitor, full loss)."""
+def _digits_adam(seed, optimizer="Adam", **kw):
+    """A digits MLP (64-128-64-10), minibatches of 64, 300 adaopt.torch steps (Adam unless
+    ``optimizer`` names another class); (monitor, full loss)."""
     torch = pytest.importorskip("torch")
     datasets = pytest.importorskip("sklearn.datasets")
     import adaopt.torch as at
@@ -336,7 +337,7 @@ def _digits_adam(seed, **kw):
     torch.manual_seed(seed)
     model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 64), torch.nn.ReLU(),
                                 torch.nn.Linear(64, 10))
-    opt = at.Adam(model.parameters(), **kw)
+    opt = getattr(at, optimizer)(model.parameters(), **kw)
     mon = Monitor(opt)
     g = torch.Generator().manual_seed(seed)
     for _ in range(300):
@@ -364,6 +365,26 @@ def test_bias_correction_off_that_serves_the_run_is_a_note_not_slow(seed):
     too_big, _ = _digits_adam(seed, lr=1e-2, betas=(0.9, 0.9999), bias_correction=False)
     d = too_big.diagnose()
     assert (d.verdict, d.code) in (("STALLED", "bias_correction_off"), ("SLOW", "bias_correction_off")), str(d)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_rmsprop_at_5x_its_lr_is_told_to_lower_it_and_diagnose_agrees_with_check(seed):
+    """A trial: RMSprop at lr 0.05 spiked 300-450x in its first steps, recovered, and ended at
+    0.8-1.2 where lr 0.01 reached 0.03; diagnose said CONVERGING "at a healthy rate" with no advice,
+    and on one seed check() said DIVERGING right after. Now the spike's advice lowers the lr, and
+    where check() fires at the last step on a rise of 5% of the first loss (and the loss is not
+    coming back down), diagnose says DIVERGING too."""
+    high, _ = _digits_adam(seed, "RMSprop", lr=0.05)
+    good, _ = _digits_adam(seed, "RMSprop", lr=0.01)
+    level = [float(np.median(m.history.series("loss")[1][-60:])) for m in (high, good)]  # RMSprop's last
+    assert level[1] * 3 < level[0]  # step can land on a spike: the median of the last 60 says how it ends
+    d, live = high.diagnose(), high.check()
+    assert d.code == "lr_too_high" or any("lr x 0.3: lr = 0.05 -> 0.015" in a for a in d.advice), str(d)
+    assert not any("lr x 3" in a for a in d.advice), d.advice
+    if live is not None and live.signals["recent"] - live.signals["best"] > 0.05 * float(high.history["loss"][0]):
+        assert (d.verdict, d.code) == ("DIVERGING", "lr_too_high"), str(d)  # a rise diagnose counts too
+    d = good.diagnose()
+    assert d.verdict in HEALTHY and not any("too high" in a for a in d.advice) and good.check() is None, str(d)
 
 
 def test_an_error_of_adaopts_own_exits_4_not_as_a_failed_run(tmp_path, monkeypatch):

@@ -59,6 +59,11 @@ VERDICTS = ("DIVERGING", "NONFINITE", "OSCILLATING", "STALLED", "SLOW", "CONVERG
 #: The verdicts a live check (and ``stop_on``) reacts to.
 ALARMS = ("DIVERGING", "NONFINITE")
 
+#: Verdicts that the live check's rise test, replayed on the whole loss, overrules when it fires at
+#: the last step (:func:`.verdict_stuck.risen_as_the_live_check_sees_it`): a run that check() calls
+#: DIVERGING is not told it converges or is slow; an OSCILLATING or STALLED verdict names a fault already.
+_OVERRULED = ("CONVERGING", "CONVERGED", "SLOW")
+
 #: The checks in the order :func:`diagnose` asks them; the first that answers gives the verdict.
 CHECKS = (
     # 1. the first non-finite value
@@ -136,6 +141,8 @@ def diagnose(history, *, target=None, floor=None, baseline=None, budget=None, me
     for check in _checks:
         found = check(run)
         if found is not None:
+            if found.verdict in _OVERRULED and _checks is CHECKS:  # where check() says DIVERGING, this does too
+                found = stuck.risen_as_the_live_check_sees_it(run) or found
             if len(run.skipped) and found.code != "nonfinite_gradient":
                 found.evidence = found.evidence + alarms.skipped_note(run)
             if found.code in ("nonfinite_loss", "nonfinite_gradient", "nonfinite_update"):

@@ -312,9 +312,9 @@ def stopped_without_direction(run: Run) -> Diagnosis | None:
             "columns to tell a minimum from a noise floor)"
         return Diagnosis(
             "CONVERGED", f"the loss stopped improving: {why}", "noise_floor",
-            evidence=t.stopped_evidence, advice=[f"to go lower: larger batches, or more steps at the low lr "
-                                                 f"({run.decayed_words()})" if run.lr_decayed() else
-                                                 "to go lower: decay the lr or use larger batches"],
+            evidence=t.stopped_evidence, advice=spike_advice(run, t) + [
+                f"to go lower: larger batches, or more steps at the low lr ({run.decayed_words()})"
+                if run.lr_decayed() else "to go lower: decay the lr or use larger batches"],
             steps=t.steps, signals=t.signals)
     return None
 
@@ -443,16 +443,28 @@ def pace(run: Run) -> float | None:
     return (before - recent) / w / average if average > 0 and before > recent else None
 
 
+def spike_advice(run: Run, t: Trend) -> list[str]:
+    """For a run that recovered from an early 10x spike (:func:`.verdict_signals.early_spike`; no
+    healthy run of the corpus has one): its lr is too high for the first steps. RMSprop at 5x its lr
+    on a digits MLP spiked 287x at step 2, recovered, and ended at 0.83 where lr / 5 reached 0.027."""
+    if t.spike is None:
+        return []
+    factor, at = t.spike
+    return [f"the {factor:.3g}x spike at step {at} says the lr is too high for the first steps: "
+            f"{run.lr_advice(0.3)}, or warm it up; the run recovered, but from further up"]
+
+
 def still_falling(run: Run) -> Diagnosis:
     """Everything else: CONVERGING, with an optimizer cause as a note. The last check: it always
     answers. A run that is not slowing down (:func:`pace` >= NOT_SLOWING) is early in its
-    descent: the advice says that more steps or a higher lr would take it further."""
+    descent: the advice says that more steps or a higher lr would take it further (unless an
+    early spike says the lr is too high: :func:`spike_advice`)."""
     t = Trend.of(run)
     notes = [f"note: {t.cause.cause}"] if t.cause is not None else []
     p = pace(run)
-    if p is None or p < NOT_SLOWING:
+    if p is None or p < NOT_SLOWING or t.spike is not None:
         return Diagnosis("CONVERGING", f"the {run.quantity} is still falling at a healthy rate", "progress",
-                         evidence=t.evidence + notes, steps=t.steps, signals=t.signals)
+                         evidence=t.evidence + notes, advice=spike_advice(run, t), steps=t.steps, signals=t.signals)
     return Diagnosis(
         "CONVERGING", f"the {run.quantity} is still falling, and not slowing down: it is early in its descent",
         "progress", evidence=t.evidence + [

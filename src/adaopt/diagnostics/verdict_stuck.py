@@ -19,8 +19,9 @@ from .verdict_noise import falling, rise_from_best
 from .verdict_progress import Trend
 from .verdict_record import LR_FIND, Cause, Diagnosis, fmt, with_cause
 from .verdict_signals import Run
-from .verdict_thresholds import (BIAS_INFLATION, BIAS_OFF_FINE, DEAD_SHARE, HEALTHY_UPDATE_RATIO, LITTLE_PROGRESS, LOST_SHARE,
-                                 MIN_WINDOW, TINY_UPDATE_RATIO)
+from .verdict_thresholds import (BIAS_INFLATION, BIAS_OFF_FINE, DEAD_SHARE, HEALTHY_UPDATE_RATIO, LITTLE_PROGRESS,
+                                 LOST_SHARE, MIN_WINDOW, RISE_SIGNIFICANT, TINY_UPDATE_RATIO)
+from .verdict_watch import RiseWatch, rise_diagnosis
 
 LOW_PRECISION = ("bfloat16", "float16")
 
@@ -133,6 +134,29 @@ def limited_by_configuration(run: Run) -> Diagnosis | None:
             verdict = "STALLED" if t.stopped or moved < LITTLE_PROGRESS else "SLOW"
             return with_cause(cause, verdict, t.evidence, t.steps, t.signals)
     return None
+
+
+def risen_as_the_live_check_sees_it(run: Run) -> Diagnosis | None:
+    """The live check's test (:class:`~adaopt.diagnostics.verdict_watch.RiseWatch`: the last 20
+    losses, or a CUSUM, significantly above the best block of 20), replayed on the whole loss: when
+    :meth:`Monitor.check` would say DIVERGING at the last step, so does diagnose. An RMSprop run at
+    5x its lr sat at 0.5 and jumped to 1.0 in its last 20 steps: check() said so, diagnose, whose
+    windows are 60 steps, said CONVERGING."""
+    if run.quantity != "loss" or not run.h.has("loss"):
+        return None
+    steps, loss = run.h.series("loss")
+    keep = np.isfinite(loss)  # the watch skips non-finite values, as check() does
+    steps, loss = steps[keep], loss[keep]
+    watch = RiseWatch()
+    for x in loss.tolist():
+        watch.push(x)
+    found = watch.rise()
+    # coming back down (from a spike), as above_its_best; and by RISE_SIGNIFICANT of the first loss, as the
+    # alarms: check() also tells smaller rises from a low level (Adam at the lab's best lr on digits went
+    # from 0.003 to 0.025, first 0.68), which diagnose leaves to the progress checks
+    if found is None or falling(run.gap[-run.w:]) or found[0] - found[1][0] <= RISE_SIGNIFICANT * abs(loss[0]):
+        return None
+    return rise_diagnosis(found, lambda i: int(steps[i]), run.meta.get("lr"))
 
 
 def above_its_best(run: Run) -> Diagnosis | None:
