@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from adaopt import AdamW
 from adaopt.cli.app import app
 from adaopt.diagnostics import VERDICTS, Monitor, diagnose
 
@@ -385,6 +386,40 @@ def test_rmsprop_at_5x_its_lr_is_told_to_lower_it_and_diagnose_agrees_with_check
         assert (d.verdict, d.code) == ("DIVERGING", "lr_too_high"), str(d)  # a rise diagnose counts too
     d = good.diagnose()
     assert d.verdict in HEALTHY and not any("too high" in a for a in d.advice) and good.check() is None, str(d)
+
+
+def _quadratic_adamw(seed, steps, lr_at, weight_decay, betas=(0.9, 0.999)):
+    """0.5 ||x - c||^2 from x = 0 under NumPy AdamW, lr_at(t) its lr; the Monitor."""
+    rng = np.random.default_rng(seed)
+    c, x = 3.0 + 0.1 * rng.standard_normal(50), np.zeros(50)
+    opt = AdamW([x], lr=lr_at(0), weight_decay=weight_decay, betas=betas)
+    mon = Monitor(opt)
+    for t in range(steps):
+        opt.param_groups[0]["lr"] = lr_at(t)
+        g = x - c
+        mon.log(0.5 * float(g @ g))
+        opt.step([g.copy()])
+    return mon
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_weight_decay_is_named_where_it_holds_the_run_and_a_raise_after_a_schedule_is_of_its_peak(seed):
+    """AdamW at weight_decay 0.5 settles where the decay cancels the step (x = 1/0.5 short of c = 3):
+    CONVERGED weight_decay. Under a OneCycle-like schedule that ends at 1e-6, a crawl is told to raise
+    the schedule's peak, not "lr x 3: lr = 1e-06 -> 3e-06"."""
+    d = _quadratic_adamw(seed, 400, lambda t: 0.1, 0.5, betas=(0.9, 0.9)).diagnose()
+    assert (d.verdict, d.code) == ("CONVERGED", "weight_decay"), str(d)
+
+    def onecycle(t, n=240, peak=0.01):
+        if t >= n:
+            return peak * 1e-4
+        w = int(0.3 * n)
+        return peak * (0.04 + 0.96 * t / w) if t < w else peak * (1e-4 + (1 - 1e-4) * 0.5 * (1 + math.cos(
+            math.pi * (t - w) / (n - w))))
+
+    d = _quadratic_adamw(seed, 360, onecycle, 0.01).diagnose()
+    assert d.code != "weight_decay" and not any("lr = 1e-06 -> 3e-06" in a for a in d.advice), str(d)
+    assert any("the schedule's peak lr x 3: 0.009957 (step 80) -> 0.02987" in a for a in d.advice), str(d)
 
 
 def test_an_error_of_adaopts_own_exits_4_not_as_a_failed_run(tmp_path, monkeypatch):

@@ -34,7 +34,7 @@ class Regression(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-def _fit(tmp_path, seed, *, lr=0.02, jump=1.0, steps=120, **options):
+def _fit(tmp_path, seed, *, lr=0.02, jump=1.0, steps=120, trainer_kw=None, module=None, **options):
     from lightning.pytorch.loggers import CSVLogger
 
     torch.manual_seed(seed)
@@ -44,8 +44,8 @@ def _fit(tmp_path, seed, *, lr=0.02, jump=1.0, steps=120, **options):
     callback = DiagnosisCallback(**options)
     trainer = L.Trainer(max_steps=steps, logger=CSVLogger(tmp_path), log_every_n_steps=5, callbacks=[callback],
                         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
-                        accelerator="cpu")
-    trainer.fit(Regression(lr, jump), data)
+                        accelerator="cpu", **(trainer_kw or {}))
+    trainer.fit(module or Regression(lr, jump), data)
     return trainer, callback
 
 
@@ -110,3 +110,72 @@ def test_a_fit_resumed_from_a_checkpoint_keeps_the_monitors_history(tmp_path):
     assert list(h.steps) == list(range(1, 101)) and h.present("loss").all()
     assert torch.equal(torch.as_tensor(h["loss"][:40]), torch.as_tensor(first.history["loss"]))
     assert resumed.diagnosis.verdict in ("CONVERGING", "CONVERGED"), str(resumed.diagnosis)
+
+
+class Recording(Regression):
+    """A Regression that keeps every batch's loss, as training_step computed it."""
+
+    def __init__(self, lr, jump):
+        super().__init__(lr, jump)
+        self.batch_losses = []
+
+    def training_step(self, batch, i):
+        loss = super().training_step(batch, i)
+        self.batch_losses.append(float(loss.detach()))
+        return loss
+
+
+def test_with_gradient_accumulation_a_step_has_the_mean_loss_of_its_batches_and_one_log_row(tmp_path):
+    """A trial: with accumulate_grad_batches=2 the monitor took the first batch's loss halved (Lightning
+    hands each batch's loss on divided by N), and logged its measures once per batch under one step,
+    so adaopt diagnose refused the CSVLogger's metrics.csv ("step 3 has ... there already")."""
+    from adaopt.diagnostics.logs import read_log
+
+    module = Recording(0.02, 1.0)
+    trainer, callback = _fit(tmp_path, 0, steps=40, module=module, trainer_kw={"accumulate_grad_batches": 2})
+    h = callback.history
+    assert trainer.global_step == 40 and len(h) == 40 and len(module.batch_losses) == 80
+    means = torch.tensor(module.batch_losses).reshape(40, 2).mean(1)
+    torch.testing.assert_close(torch.tensor(h["loss"], dtype=torch.float32), means, rtol=1e-5, atol=1e-6)
+    log = read_log(trainer.logger.log_dir + "/metrics.csv")  # refused before: two rows of one step
+    assert log.has("adaopt/grad_norm") or log.has("grad_norm")
+
+
+class OneCycleMLP(L.LightningModule):
+    """A trial's module: an 8-32-1 tanh MLP, adaopt.torch AdamW (weight decay 0.01) under OneCycleLR."""
+
+    def __init__(self, total):
+        super().__init__()
+        self.total = total
+        self.net = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.Tanh(), torch.nn.Linear(32, 1))
+
+    def training_step(self, batch, i):
+        x, y = batch
+        return torch.nn.functional.mse_loss(self.net(x), y)
+
+    def configure_optimizers(self):
+        import adaopt.torch as at
+
+        opt = at.AdamW(self.parameters(), lr=1e-2)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-2, total_steps=self.total)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_run_stopped_by_the_end_of_its_schedule_is_not_blamed_on_weight_decay(seed):
+    """A trial: AdamW under OneCycle with gradients clipped to 0.05 stopped at 0.24 as the lr ran
+    out and was told "CONVERGED: the gradient balances the weight decay; weight_decay = 0.01 sets this
+    point", while each step moved 10-100x what that decay pulls."""
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(512, 8, generator=g)
+    y = X @ torch.randn(8, 1, generator=g) + 0.1 * torch.randn(512, 1, generator=g)
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=32)
+    torch.manual_seed(seed)
+    callback = DiagnosisCallback(verbose=False)
+    trainer = L.Trainer(max_epochs=4, logger=False, callbacks=[callback], gradient_clip_val=0.05,
+                        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+                        accelerator="cpu")
+    trainer.fit(OneCycleMLP(64), data)
+    d = callback.diagnosis
+    assert d.code != "weight_decay" and not any("weight_decay" in a for a in d.advice), str(d)
+    assert not any("lr x 3: lr = " in a for a in d.advice), str(d)  # x3 of the schedule's last lr says nothing

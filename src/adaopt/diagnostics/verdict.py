@@ -95,6 +95,7 @@ CHECKS = (
     progress.stopped_without_direction,   # CONVERGED: the gradient is noise (a minimum, the noise floor)
     progress.stopped_near_the_start,      # STALLED: lr too low
     progress.stopped_at_weight_decay,     # CONVERGED: balanced by weight decay
+    progress.stopped_as_the_lr_ran_out,   # CONVERGED: a schedule took the lr away mid-descent
     progress.stopped_crawling,            # SLOW: a crawl (ill-conditioning for SGD)
     # 5. the loss still falls: fast enough?
     progress.rate_collapsed,              # STALLED: a cause, and 10x slower than at its fastest

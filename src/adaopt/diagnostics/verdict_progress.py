@@ -20,7 +20,7 @@ from .verdict_signals import Run, early_spike, noise, rate_collapse, reversing, 
 from .verdict_thresholds import (BOUNCE_PROGRESS, CONSISTENT_COS, CONVERGED_GAP, GRAD_VANISHED, GROWTH_BEFORE_OVERFLOW,
                                  LITTLE_PROGRESS, MIN_JUDGED, MIN_WINDOW, NOT_SLOWING, PLATEAU, RATE_COLLAPSE,
                                  RISE_FROM_BEST, RISE_SIGNIFICANT, RISE_Z, STALL_IMPROVEMENT, ANNEALED,
-                                 TINY_UPDATE_RATIO)
+                                 DECAY_BALANCE, TINY_UPDATE_RATIO)
 
 
 class Trend:
@@ -354,16 +354,57 @@ def stopped_near_the_start(run: Run) -> Diagnosis | None:
     return None
 
 
+def decay_can_hold(run: Run) -> bool:
+    """Whether the weight decay is strong enough to hold the run where it stopped: over the recent
+    window its pull, ``lr * weight_decay * ||p||`` a step for a decoupled decay (AdamW) and
+    ``weight_decay * ||p||`` against the gradient for an L2 one, is within :data:`DECAY_BALANCE` of
+    what it must cancel (the update; the gradient). True when the log lacks the columns to tell.
+    A Lightning run under OneCycle, stopped as the lr ran out, moved 10-100x its decay's pull a step
+    and had been told "weight_decay = 0.01 sets this point"."""
+    wd = float(run.meta.get("weight_decay") or 0.0)
+    param = run.median("param_norm")
+    decoupled = bool(run.meta.get("decoupled_weight_decay")) or run.meta.get("optimizer") == "adamw"
+    if not wd or not param:
+        return True
+    if not decoupled:
+        grad = run.median("grad_norm")
+        return grad is None or grad <= DECAY_BALANCE * wd * param
+    steps, update = run.h.series("update_norm")
+    lr_steps, lr = run.h.series("lr")
+    keep, lr_keep = np.isfinite(update) & (steps >= run.steps[-run.w]), np.isfinite(lr) & (lr > 0)
+    if not keep.any() or not lr_keep.any():
+        return True
+    pull = np.interp(steps[keep], lr_steps[lr_keep], lr[lr_keep]) * wd * param  # the lr of each step
+    return float(np.median(update[keep] / pull)) <= DECAY_BALANCE
+
+
 def stopped_at_weight_decay(run: Run) -> Diagnosis | None:
-    """Stopped, with weight decay on: CONVERGED where the gradient balances it."""
+    """Stopped, with weight decay on, strong enough to hold it there (:func:`decay_can_hold`):
+    CONVERGED where the gradient balances it."""
     t = Trend.of(run)
-    if not (t.stopped and run.meta.get("weight_decay")):
+    if not (t.stopped and run.meta.get("weight_decay") and decay_can_hold(run)):
         return None
     return Diagnosis(
         "CONVERGED", "the loss stopped where the gradient balances the weight decay", "weight_decay",
         evidence=t.stopped_evidence, advice=[f"weight_decay = {fmt(run.meta['weight_decay'])} sets this point; "
                                              "lower it to get closer to the unregularised optimum"],
         steps=t.steps, signals=t.signals)
+
+
+def stopped_as_the_lr_ran_out(run: Run) -> Diagnosis | None:
+    """Stopped at the end of an lr decay (the last recorded lr at most :data:`ANNEALED` of its
+    peak), the gradient still pointing one way: CONVERGED, the schedule ended the descent before the
+    loss ran out of it (:func:`settled_as_the_lr_decayed` is the case of a run that barely moved)."""
+    d = run.lr_decayed()
+    t = Trend.of(run)
+    if not t.stopped or d is None or d[2] > ANNEALED * d[0]:
+        return None
+    still = ", the gradient still pointing one way" if t.consistent else ""
+    return Diagnosis(
+        "CONVERGED", f"the {run.quantity} stopped as a schedule decayed the lr {fmt(d[0] / d[2])}-fold{still}: the "
+        "schedule ended the descent", "lr_annealed", evidence=t.stopped_evidence,
+        advice=["to go lower: more steps before the decay (or a later one); the loss was still falling as the "
+                "lr ran out"], steps=t.steps, signals={**t.signals, "lr_peak": d[0], "lr_last": d[2]})
 
 
 def stopped_crawling(run: Run) -> Diagnosis | None:

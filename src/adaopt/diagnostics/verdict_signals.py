@@ -66,9 +66,16 @@ class Run:
         return int(self.steps[-self.w]), int(self.steps[-1])
 
     def lr_advice(self, factor: float) -> str:
+        """``lr x factor`` from the last recorded lr (as a scheduler left it); a raise after a
+        schedule decayed the lr is of its peak (x 3 of OneCycle's last 1.6e-6 says nothing)."""
         _, recorded = self.h.series("lr")  # the last recorded lr: as a scheduler left it
         recorded = recorded[np.isfinite(recorded)]
         lr = float(recorded[-1]) if len(recorded) else self.meta.get("lr")
+        decayed = self.lr_decayed() if factor > 1 else None
+        if decayed is not None:
+            peak, at, last, when = decayed
+            return (f"the schedule's peak lr x {factor:g}: {fmt(peak)} (step {at}) -> {fmt(peak * factor)}, or more "
+                    f"steps before its decay (it took the lr to {fmt(last)} by step {when})")
         if lr:
             return f"lr x {factor:g}: lr = {fmt(float(lr))} -> {fmt(float(lr) * factor)}"
         return f"lr x {factor:g}"

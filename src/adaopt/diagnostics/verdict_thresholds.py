@@ -38,3 +38,5 @@ CUSUM_CLIP = 3.0  # ... a value adds at most this many sigma (a single spike is 
 CUSUM_EPS = 0.01  # ... on log(loss + this share of the first loss): the noise of a loss scales with it
 CUSUM_RECENT = 10  # ... and the median of the last this many values must be RISE_MIN_SHARE above the best
 NOT_SLOWING = 0.9  # the fall over the last window, per step, as a share of the run's average: not slowing down
+DECAY_BALANCE = 10.0  # weight decay holds a stopped run only if its pull is within this factor of the update
+#   (decoupled) or the gradient (L2) it must cancel (verdict_progress.decay_can_hold)

@@ -6,7 +6,9 @@ the trainer's loggers, the verdict at the end of ``fit``, and an optional stop.
 >>> trainer.fit(model); print(trainer.callbacks[0].diagnosis)      # doctest: +SKIP
 
 The loss of each step is the one ``training_step`` returned (``outputs["loss"]``), taken
-after the optimizer's step. Every ``log_every_n_steps`` the Monitor's last measures go to
+after the optimizer's step; with ``accumulate_grad_batches=N``, the mean over the N batches
+whose gradients made the step (Lightning hands each batch's loss on divided by N: their sum).
+Every ``log_every_n_steps`` optimizer steps the Monitor's last measures go to
 every logger as ``adaopt/grad_norm``, ``adaopt/update_ratio``, ``adaopt/cos_update``, ...
 With ``stop_on``, every step runs the Monitor's cheap ``check`` and, on one of those
 verdicts, sets ``trainer.should_stop``: Lightning ends the fit after that batch.
@@ -46,6 +48,7 @@ class DiagnosisCallback(Callback):
         self.watch = None
         self.diagnosis = self.stopped = self.history = None
         self._resumed = None  # a checkpoint's monitor state, loaded when the fit starts
+        self._losses, self._steps_seen = [], None  # the batches' losses since the optimizer last stepped
 
     def state_dict(self) -> dict:
         """The Monitor's state (:meth:`~adaopt.diagnostics.Monitor.state_dict`), saved in the checkpoint."""
@@ -61,6 +64,7 @@ class DiagnosisCallback(Callback):
             raise ValueError("DiagnosisCallback: the trainer has no optimizer to watch (configure_optimizers "
                              "returned none)")
         self.watch = Watch(trainer.optimizers[0], every=self.every, sample=self.sample, stop_on=self.stop_on)
+        self._losses, self._steps_seen = [], trainer.global_step
         if self._resumed is not None:
             self.watch.monitor.load_state_dict(self._resumed)
             self._resumed = None
@@ -69,7 +73,15 @@ class DiagnosisCallback(Callback):
         if self.watch is None:
             return
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        self.watch.log(loss)
+        if loss is not None:
+            self._losses.append(loss.detach() if hasattr(loss, "detach") else loss)
+        if trainer.global_step == self._steps_seen:  # accumulating: the optimizer did not step on this batch
+            return
+        self._steps_seen = trainer.global_step
+        losses, self._losses = self._losses, []
+        if losses:  # automatic optimization divides each batch's loss by N: the sum is the mean; manual: the mean
+            total = sum(losses[1:], losses[0])
+            self.watch.log(total if pl_module.automatic_optimization else total / len(losses))
         every = max(1, getattr(trainer, "log_every_n_steps", 50))
         # the step Lightning gives its own rows of this batch (logged after this hook), so a
         # CSVLogger's metrics.csv keeps one increasing step column
