@@ -422,6 +422,17 @@ def test_weight_decay_is_named_where_it_holds_the_run_and_a_raise_after_a_schedu
     assert any("the schedule's peak lr x 3: 0.009957 (step 80) -> 0.02987" in a for a in d.advice), str(d)
 
 
+def test_a_log_that_begins_late_says_so_and_one_logged_every_10_steps_does_not():
+    """A trial: a Lightning resume writes a new version_N; read alone, its verdict said "81.7% below
+    the first value" (97.5% over the whole run) with no word that the log starts at step 35."""
+    t = np.arange(35, 101)
+    d = diagnose({"step": t, "loss": 2 * np.exp(-t / 40) + 0.1})
+    assert any("the log begins at step 35" in e for e in d.evidence), d.evidence
+    for t in (np.arange(10, 1001, 10), np.arange(0, 100), np.arange(1, 100)):  # HF's logging_steps=10; step 0
+        d = diagnose({"step": t, "loss": 2 * np.exp(-t / (t[-1] / 3)) + 0.1})
+        assert not any("begins at step" in e for e in d.evidence), (t[0], d.evidence)
+
+
 def test_an_error_of_adaopts_own_exits_4_not_as_a_failed_run(tmp_path, monkeypatch):
     """A crash inside diagnose (an OverflowError on a 5,200-row log) exited 1, the code of a
     failed run, so a script could not tell them apart."""

@@ -82,6 +82,17 @@ def test_stop_on_stops_a_diverging_fit_within_20_steps_of_its_onset(tmp_path, se
 def test_stop_on_takes_only_alarms():
     with pytest.raises(ValueError, match="stop_on=.*only DIVERGING, NONFINITE"):
         DiagnosisCallback(stop_on=("SLOW",))
+    assert DiagnosisCallback(stop_on=["nonfinite", "Diverging"]).stop_on == ("NONFINITE", "DIVERGING")
+
+
+@pytest.mark.parametrize("kw, match", [({"every": 0}, r"every=0\): the state summary interval"),
+                                       ({"every": 2.5}, r"every=2.5\)"), ({"sample": -1}, r"sample=-1\)"),
+                                       ({"verbose": "yes"}, r"verbose='yes'\)")])
+def test_bad_arguments_are_refused_when_the_callback_is_made(kw, match):
+    """A trial: every=0, sample=-1 and every=2.5 passed here and failed only inside fit();
+    verbose="yes" passed silently. The transformers callback shares the check."""
+    with pytest.raises((ValueError, TypeError), match=match):
+        DiagnosisCallback(**kw)
 
 
 def test_a_fit_resumed_from_a_checkpoint_keeps_the_monitors_history(tmp_path):

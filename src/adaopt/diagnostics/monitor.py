@@ -89,6 +89,7 @@ class Monitor:
             raise ValueError(f"sample={sample!r}: the sample size must be an integer >= 1")
         if isinstance(stop_on, str):  # stop_on="DIVERGING" is one verdict, not nine letters
             stop_on = (stop_on,)
+        stop_on = tuple(v.upper() if isinstance(v, str) else v for v in stop_on)  # "diverging" too
         unknown = set(stop_on) - set(ALARMS)
         if unknown:
             raise ValueError(f"stop_on={tuple(stop_on)!r}: only {', '.join(ALARMS)} can stop a run")

@@ -149,8 +149,22 @@ def diagnose(history, *, target=None, floor=None, baseline=None, budget=None, me
             if found.code in ("nonfinite_loss", "nonfinite_gradient", "nonfinite_update"):
                 found.evidence = found.evidence + _without_the_bad_steps(run, target, floor, baseline, budget)
             found.evidence = found.evidence + run.memo.get("notes", [])  # what a check saw and passed on
+            found.evidence = found.evidence + _late_start(h)
             return annotate(found, h)  # notes: overfitting, what the log cannot show, an lr schedule
     raise AssertionError("the last check, still_falling, always answers")
+
+
+def _late_start(h: History) -> list[str]:
+    """A note when the log begins later than its own logging interval explains (its first step
+    more than twice the median gap between steps): a resumed run's second part, read alone (a
+    Lightning resume writes a new ``version_N``), whose "first value" is not the run's."""
+    if len(h) < 3:
+        return []
+    first, gap = int(h.steps[0]), float(np.median(np.diff(h.steps)))
+    if first <= max(1.0, 2 * gap):
+        return []
+    return [f"note: the log begins at step {first}: \"the first value\" is that step's, and the verdict covers "
+            "the steps from there (a run resumed into a new log? pass the earlier part too)"]
 
 
 def _without_the_bad_steps(run: Run, target, floor, baseline, budget) -> list[str]:

@@ -12,12 +12,24 @@ MEASURES = ("grad_norm", "update_ratio", "cos_grad", "cos_update", "eff_lr_p50",
 
 
 def check_stop_on(stop_on) -> tuple:
-    """``stop_on`` as a tuple of verdicts, refused unless each is one of ALARMS."""
+    """``stop_on`` as a tuple of verdicts (any case: ``"diverging"`` is DIVERGING), refused unless
+    each is one of ALARMS."""
     stop_on = (stop_on,) if isinstance(stop_on, str) else tuple(stop_on or ())
-    unknown = [v for v in stop_on if v not in ALARMS]
+    named = tuple(v.upper() if isinstance(v, str) else v for v in stop_on)
+    unknown = [v for v, n in zip(stop_on, named) if n not in ALARMS]
     if unknown:
         raise ValueError(f"stop_on={stop_on!r}: only {', '.join(ALARMS)} can stop a run (got {unknown[0]!r})")
-    return stop_on
+    return named
+
+
+def check_arguments(cls: str, every, sample, verbose) -> None:
+    """A callback's arguments checked when it is made, not when the fit starts: ``every`` and
+    ``sample`` as the Monitor takes them, ``verbose`` a bool."""
+    for name, value, what in (("every", every, "the state summary interval"), ("sample", sample, "the sample size")):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{cls}({name}={value!r}): {what} must be an integer >= 1")
+    if not isinstance(verbose, bool):
+        raise TypeError(f"{cls}(verbose={verbose!r}): True (print the verdict when training ends) or False")
 
 
 def unwrap(optimizer):

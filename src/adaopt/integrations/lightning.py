@@ -29,7 +29,7 @@ except ImportError:  # the older package name
         raise ImportError("adaopt.integrations.lightning needs Lightning: pip install 'adaopt[lightning]' "
                           f"(or lightning) ({exc})") from None
 
-from ._watch import Watch, check_stop_on
+from ._watch import Watch, check_arguments, check_stop_on
 
 
 class DiagnosisCallback(Callback):
@@ -44,6 +44,7 @@ class DiagnosisCallback(Callback):
 
     def __init__(self, *, every: int = 10, sample: int = 1024, stop_on=(), verbose: bool = True, target=None):
         self.every, self.sample, self.verbose, self.target = every, sample, verbose, target
+        check_arguments("DiagnosisCallback", every, sample, verbose)
         self.stop_on = check_stop_on(stop_on)
         self.watch = None
         self.diagnosis = self.stopped = self.history = None

@@ -37,7 +37,7 @@ except ImportError as exc:
     raise ImportError("adaopt.integrations.transformers needs transformers: pip install "
                       f"'adaopt[transformers]' ({exc})") from None
 
-from ._watch import Watch, check_stop_on
+from ._watch import Watch, check_arguments, check_stop_on
 
 
 class DiagnosisCallback(TrainerCallback, ExportableState):
@@ -50,6 +50,7 @@ class DiagnosisCallback(TrainerCallback, ExportableState):
 
     def __init__(self, *, every: int = 10, sample: int = 1024, stop_on=(), verbose: bool = True, target=None):
         self.every, self.sample, self.verbose, self.target = every, sample, verbose, target
+        check_arguments("DiagnosisCallback", every, sample, verbose)
         self.stop_on = check_stop_on(stop_on)
         self.watch = None
         self.diagnosis = self.stopped = self.history = None
