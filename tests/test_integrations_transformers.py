@@ -65,6 +65,8 @@ def test_a_healthy_train_gets_a_verdict_and_its_measures_reach_the_logs(tmp_path
     assert "adaopt: " + callback.diagnosis.verdict in capsys.readouterr().out
     logged = [e for e in trainer.state.log_history if "adaopt/grad_norm" in e and "loss" in e]
     assert len(logged) == 12 and all(e["adaopt/grad_norm"] > 0 for e in logged)
+    # train()'s closing summary (train_runtime, ...) gets no stale measures (a trial saw them there)
+    assert not any("adaopt/grad_norm" in e for e in trainer.state.log_history if "train_runtime" in e)
     trainer.state.save_to_json(str(tmp_path / "trainer_state.json"))  # and adaopt diagnose reads them back
     from adaopt.diagnostics import read_log
 

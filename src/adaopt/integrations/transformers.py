@@ -102,6 +102,8 @@ class DiagnosisCallback(TrainerCallback, ExportableState):
             return
         if not self._from_model and "loss" in logs:
             self.watch.log(logs["loss"])
+        if "loss" not in logs and "grad_norm" not in logs:  # an eval record, or train()'s closing summary
+            return
         measures = self.watch.measures()
         logs.update(measures)
         if state.log_history and state.log_history[-1].get("step") == state.global_step:
