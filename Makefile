@@ -15,8 +15,8 @@ BIN    := $(VENV)/bin
 # core does the same in 28 s. The .pyc files matter: with PYTHONDONTWRITEBYTECODE set, as on this machine,
 # an interpreter would otherwise compile torch on every import (12.6 s instead of 6 s). Like pip, it passes over
 # the few files written for a newer Python (torch's py312_intrinsics.py), hence the || true.
-PYC     = $(BIN)/python -m compileall -q -j 0 "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
-	> /dev/null 2>&1 || true
+SITE    = $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+PYC     = $(BIN)/python -m compileall -q -j 0 "$(SITE)" > /dev/null 2>&1 || true
 
 .PHONY: demo lesson test test-setup test-portable bench bench-peers clean
 
