@@ -120,7 +120,9 @@ def test_a_resumed_train_keeps_the_monitors_history(tmp_path):
     lost = DiagnosisCallback(verbose=False)
     with pytest.warns(UserWarning, match="restore_callback_states_from_checkpoint=True"):
         _resumable(tmp_path / "again", 60, lost, resume=str(checkpoint), restore=False)
-    assert len(lost.history) == 20
+    # numbered on from the resume (a trial saw steps 1-20 here), and the verdict says where it begins
+    assert len(lost.history) == 20 and list(lost.history.steps) == list(range(41, 61))
+    assert "note: the log begins at step 41" in "\n".join(lost.diagnosis.evidence)
 
 
 def _same(a, b) -> bool:

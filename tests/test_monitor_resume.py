@@ -110,3 +110,27 @@ def test_bad_states_are_refused_with_what_is_wrong():
     with pytest.raises(ValueError, match="already recorded steps"):
         mon.load_state_dict(good)
     assert len(fresh.history) == 0  # nothing of a refused state was taken
+
+
+def test_first_step_numbers_a_resume_without_the_saved_monitor_on_from_the_resume():
+    """Without the saved monitor, Monitor(opt, first_step=k + 1) numbers the steps from k + 1: its
+    history, check()'s evidence and its own state_dict (a state saved before the key was kept reads
+    as 1); a bad value is refused naming it."""
+    x, opt, _ = _fresh()
+    _run(x, opt, Monitor(opt, every=5), 0, HALF)
+    mon = Monitor(opt, every=5, first_step=HALF + 1)
+    _run(x, opt, mon, HALF, STEPS)
+    assert list(mon.history.steps) == list(range(HALF + 1, STEPS + 1))
+    again = Monitor(opt, every=5)
+    again.load_state_dict(mon.state_dict())
+    assert list(again.history.steps) == list(range(HALF + 1, STEPS + 1))
+    old = {k: v for k, v in mon.state_dict().items() if k != "first_step"}
+    older = Monitor(opt, every=5)
+    older.load_state_dict(old)
+    assert older.history.steps[0] == 1
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match=f"first_step={bad!r}"):
+            Monitor(opt, first_step=bad)
+    broken = {**mon.state_dict(), "first_step": 0}
+    with pytest.raises(ValueError, match="first_step=0, allowed an integer >= 1"):
+        Monitor(opt).load_state_dict(broken)

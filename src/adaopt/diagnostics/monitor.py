@@ -76,13 +76,19 @@ class Monitor:
 
     To resume a run in a new process, save :meth:`state_dict` with the optimizer's and load
     it into the new run's monitor before its first step (:meth:`load_state_dict`): the
-    history goes on from the saved step, and the verdict covers the whole run.
+    history goes on from the saved step, and the verdict covers the whole run. Without the
+    saved monitor, ``first_step=k + 1`` numbers a run resumed at step k on from there (the
+    verdict then covers the steps from the resume; :meth:`rollback` counts rows of this history).
     """
 
     #: ``state_dict()["format"]``; ``version`` is :data:`STATE_VERSION`.
     STATE_FORMAT = "adaopt.Monitor"
 
-    def __init__(self, optimizer, *, every: int = 10, sample: int = 1024, stop_on=()):
+    def __init__(self, optimizer, *, every: int = 10, sample: int = 1024, stop_on=(), first_step: int = 1):
+        if isinstance(first_step, bool) or not isinstance(first_step, int) or first_step < 1:
+            raise ValueError(f"first_step={first_step!r}: the number of the first step watched, an integer >= 1 "
+                             "(a run resumed at step k without the saved monitor: k + 1)")
+        self.first_step = first_step
         if not isinstance(every, int) or every < 1:
             raise ValueError(f"every={every!r}: the state summary interval must be an integer >= 1")
         if not isinstance(sample, int) or sample < 1:
@@ -198,8 +204,8 @@ class Monitor:
         rise = self._watch.rise()
         if rise is None:
             return None
-        steps = self._loss_steps
-        return rise_diagnosis(rise, lambda i: int(steps[i]), self.meta.get("lr"))
+        steps, before = self._loss_steps, self.first_step - 1
+        return rise_diagnosis(rise, lambda i: int(steps[i]) + before, self.meta.get("lr"))
 
     def rollback(self, to_step=None) -> None:
         """Say that the run was restored from a checkpoint taken after ``to_step`` steps: the
@@ -248,7 +254,7 @@ class Monitor:
         return {"format": self.STATE_FORMAT, "version": STATE_VERSION, "parameters": int(self.total),
                 "rows": [[_plain(x) for x in row] for row in raw.tolist()], "extra": extra,
                 "counters": [int(c) for c in self._counters], "rollbacks": [list(r) for r in self._rollbacks],
-                "log_after": self._log_after,
+                "log_after": self._log_after, "first_step": self.first_step,
                 "pending": None if self._pending_loss is None else {k: _plain(v) for k, v in
                                                                     self._pending_loss.items()}}
 
@@ -266,6 +272,7 @@ class Monitor:
         self._counters = array("q", state["counters"])
         self._rollbacks = [list(r) for r in state["rollbacks"]]
         self._log_after = state["log_after"]
+        self.first_step = state.get("first_step", 1)  # (a state saved before it was kept: 1)
         self._pending_loss = None if state["pending"] is None else dict(state["pending"])
         self._queued = 0
         self._from_rows(len(self._extra))
@@ -435,7 +442,7 @@ class Monitor:
         self._flush()
         raw = np.concatenate(self._raw) if self._raw else np.zeros((0, RAW_COLUMNS))
         scale = 1.0 if self.exact else self.total / max(self._layout.size, 1)
-        return build_history(raw, self._extra, scale, self._probe.family, self.meta)
+        return build_history(raw, self._extra, scale, self._probe.family, self.meta, self.first_step)
 
 
 def _plain(value):
@@ -469,6 +476,9 @@ def _checked_state(state, total: int) -> dict:
         raise ValueError(f"load_state_dict(): every row must hold {RAW_COLUMNS} numbers")
     if any(e is not None and not isinstance(e, dict) for e in extra):
         raise ValueError("load_state_dict(): every extra must be None or a dict of numbers")
+    first = state.get("first_step", 1)
+    if isinstance(first, bool) or not isinstance(first, int) or first < 1:
+        raise ValueError(f"load_state_dict(): first_step={first!r}, allowed an integer >= 1")
     if state["log_after"] not in (None, True, False):
         raise ValueError(f"load_state_dict(): log_after={state['log_after']!r}, allowed None, True, False")
     return state

@@ -19,11 +19,13 @@ from .history import History, _column_order
 STATE = "__state__"  # the key under which a step's copied state waits until the history is read
 
 
-def build_history(raw: np.ndarray, extra: list, scale: float, family: str, meta: dict) -> History:
+def build_history(raw: np.ndarray, extra: list, scale: float, family: str, meta: dict,
+                  first_step: int = 1) -> History:
     """The history of the rows ``raw`` (per step: g.g, u.u, p.p, g.g_prev, u.u_prev, the
-    non-finite count, the shares of zero gradients and of lost updates; ``scale`` turns a sampled square norm into the whole model's) and
-    ``extra`` (per step: None, or a dict of logged values and a state copy under STATE)."""
-    cols = {"step": np.arange(1, len(raw) + 1), **_signals(raw, scale)}
+    non-finite count, the shares of zero gradients and of lost updates; ``scale`` turns a sampled
+    square norm into the whole model's) and ``extra`` (per step: None, or a dict of logged values
+    and a state copy under STATE), its steps numbered from ``first_step``."""
+    cols = {"step": np.arange(first_step, first_step + len(raw)), **_signals(raw, scale)}
     extra = [None if e is None else
              {**{k: v for k, v in e.items() if k != STATE}, **(summarise(family, *e[STATE]) if STATE in e else {})}
              for e in extra]

@@ -45,8 +45,8 @@ class Watch:
     """A Monitor on ``optimizer`` (no ``stop_on`` inside it: a callback stops through its
     trainer, not by an exception out of ``optimizer.step``)."""
 
-    def __init__(self, optimizer, *, every: int, sample: int, stop_on):
-        self.monitor = Monitor(unwrap(optimizer), every=every, sample=sample)
+    def __init__(self, optimizer, *, every: int, sample: int, stop_on, first_step: int = 1):
+        self.monitor = Monitor(unwrap(optimizer), every=every, sample=sample, first_step=first_step)
         self.stop_on = stop_on
         self.stopped = None  # the Diagnosis that stopped the run
 

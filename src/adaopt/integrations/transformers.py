@@ -69,15 +69,17 @@ class DiagnosisCallback(TrainerCallback, ExportableState):
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
         if optimizer is None:
             raise ValueError("DiagnosisCallback: the Trainer passed no optimizer to watch")
-        self.watch = Watch(optimizer, every=self.every, sample=self.sample, stop_on=self.stop_on)
+        resumed_bare = self._resumed is None and state.global_step > 0
+        self.watch = Watch(optimizer, every=self.every, sample=self.sample, stop_on=self.stop_on,
+                           first_step=state.global_step + 1 if resumed_bare else 1)
         if self._resumed is not None:
             self.watch.monitor.load_state_dict(_unpacked(self._resumed))
             self._resumed = None
-        elif state.global_step > 0:
+        elif resumed_bare:
             warnings.warn(f"DiagnosisCallback: training resumed at step {state.global_step} without the monitor's "
-                          "history, so the verdict covers only the steps from here (and numbers them from 1); "
-                          "TrainingArguments(restore_callback_states_from_checkpoint=True) carries it over",
-                          stacklevel=2)
+                          f"history, so the verdict covers only the steps from here (numbered on from "
+                          f"{state.global_step + 1}); TrainingArguments(restore_callback_states_from_checkpoint=True) "
+                          "carries it over", stacklevel=2)
         if model is not None:
             self._hook = model.register_forward_hook(self._take_loss)
 
