@@ -218,8 +218,11 @@ def _bias_correction_rows(result: LabResult, opts: set) -> list[dict]:
         first_without = np.median(without.signals["update_norm"][0].reshape(len(without.lrs), -1)[c])
         ratios.append(first_without / first_with)
         fw, fo = _best_final(result, p, "adam"), _best_final(result, p, "adam-nobc")
-        detail.append(f"{p}: first step {first_without / first_with:.3g}x; final {fw:.3g} (with) "
-                      f"vs {fo:.3g} (without), both at lr {with_bc.lrs[b]:.3g}")
+        lr_o = without.lrs[without.best_lr_index]
+        at = (f"both at lr {with_bc.lrs[b]:.3g}" if np.isclose(lr_o, with_bc.lrs[b]) else
+              f"each at its best lr, {with_bc.lrs[b]:.3g} and {lr_o:.3g}")
+        detail.append(f"{p}: first step {first_without / first_with:.3g}x at lr {with_bc.lrs[b]:.3g}; final "
+                      f"{fw:.3g} (with) vs {fo:.3g} (without), {at}")
     if not ratios:
         return []
     r = float(np.median(ratios))
