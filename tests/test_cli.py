@@ -80,6 +80,27 @@ def test_trace_a_function_without_a_real_value_exits_2(f, why, refused):
     refused(result, f"--f={f!r}", f"no real, finite value and derivative at x = {x0}", why)
 
 
+def test_trace_that_overflows_says_so_without_numpys_warning():
+    """A trial: SGD at lr 1 on x**4 from 10 overflowed at step 4; NumPy's RuntimeWarning leaked out
+    and the table ended in nan with no word of it."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # leaked out, it would fail the command here
+        result = runner.invoke(app, ["trace", "sgd", "--f", "x**4", "--x0", "10", "--lr", "1", "--steps", "6"])
+    assert result.exit_code == 0 and result.exception is None, result.output
+    assert "the run diverged: f or x is inf or nan from step 4 on" in result.output and "--lr" in result.output
+    calm = runner.invoke(app, ["trace", "sgd", "--f", "x**4", "--x0", "1", "--lr", "0.01", "--steps", "6"])
+    assert "diverged" not in calm.output
+
+
+@pytest.mark.parametrize("text", ["betas=0.5,0.9", "betas=(0.5, 0.9)", "betas=[0.5,0.9]"])
+def test_trace_hp_takes_a_pair(text):
+    """A trial: --hp betas=0.5,0.9 was refused ("allowed a pair"), whatever the spelling."""
+    result = runner.invoke(app, ["trace", "adam", "--f", "x**2", "--x0", "1", "--steps", "2", "--hp", text])
+    assert result.exit_code == 0 and "betas=(0.5, 0.9)" in result.output, result.output
+
+
 def test_trace_zero_steps_prints_the_header_and_the_start():
     result = runner.invoke(app, ["trace", "adam", "--f", "x**2", "--x0", "3", "--steps", "0"])
     assert result.exit_code == 0, result.output

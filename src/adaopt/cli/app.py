@@ -78,18 +78,28 @@ def trace(
     if steps:
         typer.echo(f"\nafter {steps} step(s): x = {_fmt(tr.x[-1])}, f = {_fmt(tr.f[-1])}, "
                    f"lr_eff = {_fmt(tr.eff_lr[-1])}")
+        _say_if_it_blew_up(tr)
     else:
         typer.echo(f"\n0 steps: x = {_fmt(tr.x[0])}, f = {_fmt(tr.f[0])}")
 
 
 def _hp_value(text: str):
+    """A --hp value: true/false, a number, numbers split by commas (betas=0.5,0.9, with or without
+    brackets) as a tuple, else the text (a choice: wd_form=add), which the optimizer checks."""
     low = text.strip().lower()
     if low in ("true", "false"):
         return low == "true"
     try:
         return float(text)
     except ValueError:
-        return text.strip()  # a choice (wd_form=add); the optimizer checks it
+        pass
+    inner = text.strip().strip("()[]")
+    if "," in inner:
+        try:
+            return tuple(float(part) for part in inner.split(","))
+        except ValueError:
+            pass
+    return text.strip()
 
 
 def _trace_optimizer(name: str, conventions: str, given: dict, rho, betas, extra: list[str]):
@@ -134,6 +144,16 @@ def _trace_objective(f: str, x0: str):
     return objective, start[0] if len(start) == 1 else start
 
 
+def _say_if_it_blew_up(tr) -> None:
+    """A note under a table whose run left the floating-point range: the step, and what to change."""
+    import numpy as np
+
+    bad = [t for t in range(1, len(tr.f)) if not (np.isfinite(tr.f[t]) and np.all(np.isfinite(tr.x[t])))]
+    if bad:
+        typer.echo(f"the run diverged: f or x is inf or nan from step {bad[0]} on (the steps were too large for "
+                   "this function: try a smaller --lr)")
+
+
 def _run_trace(objective, start, opt, steps: int, given_f: str, x0: str):
     import numpy as np
 
@@ -147,7 +167,8 @@ def _run_trace(objective, start, opt, steps: int, given_f: str, x0: str):
     if why:
         fail(f"{given_f}: the function has no real, finite value and derivative at {variables} = {x0}{why}")
     try:
-        return minimize(objective, start, opt, steps)
+        with np.errstate(all="ignore"):  # a run that overflows is told after the table, not by NumPy
+            return minimize(objective, start, opt, steps)
     except ValueError as exc:
         fail(f"{given_f}: {exc}")
 
