@@ -433,6 +433,17 @@ def test_a_log_that_begins_late_says_so_and_one_logged_every_10_steps_does_not()
         assert not any("begins at step" in e for e in d.evidence), (t[0], d.evidence)
 
 
+def test_an_alternating_loss_does_not_call_its_fall_within_a_noise_of_zero():
+    """A trial's log of 0.5, 1.5, 0.5, ...: the window medians made a "66.7% fall" that counted as
+    stopped (it went back to where it was), and the evidence said "the fall is within the noise (+-0
+    between windows)"; the note said the log cannot show OSCILLATING, the verdict it gave."""
+    t = np.arange(1, 100)
+    d = diagnose({"step": t, "loss": np.where(t % 2, 0.5, 1.5)})
+    assert d.verdict == "OSCILLATING", str(d)
+    assert not any("within the noise (+-0 " in e for e in d.evidence), d.evidence
+    assert any("read from the loss's own ups and downs" in e for e in d.evidence), d.evidence
+
+
 def test_an_error_of_adaopts_own_exits_4_not_as_a_failed_run(tmp_path, monkeypatch):
     """A crash inside diagnose (an OverflowError on a 5,200-row log) exited 1, the code of a
     failed run, so a script could not tell them apart."""

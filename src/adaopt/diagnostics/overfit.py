@@ -129,7 +129,8 @@ def _missing_notes(h) -> list[str]:
     if any(h.has(c) for c in GRADIENT_COLUMNS):
         return []
     return ["note: the log has no gradient columns (grad_norm, cos_grad, cos_update, update_norm), so it cannot "
-            "show a vanished gradient (CONVERGED), reversing updates (OSCILLATING) or a cause in the optimizer's "
+            "show a vanished gradient (CONVERGED), reversing updates (OSCILLATING is then read from the loss's own "
+            "ups and downs) or a cause in the optimizer's "
             "state (STALLED/SLOW by AdaGrad's accumulator, beta2 or eps); a Monitor or a DiagnosisCallback "
             "records them"]
 

@@ -144,10 +144,14 @@ class Trend:
 
     @property
     def stopped_evidence(self) -> list[str]:
-        """:attr:`evidence`, and why a fall above 1% still counts as stopped."""
+        """:attr:`evidence`, and why a fall above 1% still counts as stopped: within the noise, or
+        only back to where the loss had been (:attr:`back_where_it_was`)."""
         if self.improvement < PLATEAU:
             return self.evidence
-        return self.evidence + [f"the fall is within the noise (+-{fmt(self.noise)} between windows)"]
+        if self.previous - self.recent <= self.noise:
+            return self.evidence + [f"the fall is within the noise (+-{fmt(self.noise)} between windows)"]
+        return self.evidence + ["the fall only took it back to where it had been: no lower than the best window "
+                                "before (within the noise between windows)"]
 
     @cached_property
     def signals(self) -> dict:
