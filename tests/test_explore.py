@@ -265,6 +265,11 @@ BAD_RUNS = [
     ({"digits": 6.0}, 400, "digits=6.0"),
     ({"state": ["G", "Q"]}, 400, "state=['G', 'Q'] is invalid: allowed true (every buffer) or a list of the symbols"),
     ({"state": False}, 400, "state=False"),
+    # a misspelled field is refused, not ignored (a trial's "lrr" and an SGD entry's beta1 passed as unset)
+    ({"lrr": 1}, 400, "unknown field 'lrr': an optimizer's lr goes in its entry of optimizers"),
+    ({"beta_2": 0.9}, 400, "unknown field 'beta_2'; did you mean 'beta2'?"),
+    ({"optimizers": [{"name": "sgd", "lr": 0.1, "beta1": 0.5}]}, 400,
+     "optimizers[0] (beta1 is a field of the request, for every optimizer): unknown field 'beta1'"),
 ]
 
 

@@ -147,11 +147,42 @@ def _finite_at(problem, x: np.ndarray) -> None:
         raise ValueError(f"start: f or its gradient is not finite at {where}; pick another start")
 
 
+#: The fields of a /api/run request: what the page sends (:func:`optimizer_hp` and :func:`answer.options`
+#: read the sliders and the output options); each entry of ``optimizers`` has only ``name`` and ``lr``.
+RUN_KEYS = ("problem", "expr", "start", "steps", "optimizers", "conventions", "momentum", "nesterov", "beta1",
+            "beta2", "rho", "eps", "bias_correction", "amsgrad", "centered", "digits", "state")
+ENTRY_KEYS = ("name", "lr")
+
+
+def _unknown_keys(req: dict) -> None:
+    """A misspelled field is refused, naming it (and the nearest known one), not ignored: "lrr": 1 at
+    the top, or a slider inside an optimizer's entry, used to pass as if unset."""
+    import difflib
+
+    def refuse(key, known, where):
+        near = difflib.get_close_matches(str(key), known, n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        raise InputError(f"{where}unknown field {hyper.short_repr(key)}{hint} (known: {', '.join(known)})")
+
+    for key in req:
+        if key not in RUN_KEYS:
+            if difflib.get_close_matches(str(key), ENTRY_KEYS, n=1, cutoff=0.6):
+                raise InputError(f"unknown field {hyper.short_repr(key)}: an optimizer's lr goes in its entry of "
+                                 'optimizers, [{"name": ..., "lr": ...}]')
+            refuse(key, RUN_KEYS, "")
+    for i, entry in enumerate(req.get("optimizers") or []):
+        for key in entry if isinstance(entry, dict) else ():
+            if key not in ENTRY_KEYS:
+                slider = f" ({key} is a field of the request, for every optimizer)" if key in RUN_KEYS else ""
+                refuse(key, ENTRY_KEYS, f"optimizers[{i}]{slider}: ")
+
+
 def parse_request(req) -> tuple:
     """The problem, start, steps and ``[(name, hp)]`` of a request, every field checked
-    (:class:`InputError` naming the first that is not)."""
+    (:class:`InputError` naming the first that is not, or a field it does not know)."""
     if not isinstance(req, dict):
         raise InputError("the request must be a JSON object")
+    _unknown_keys(req)
     with checking_input():
         problem = surface(req.get("problem", "rosenbrock"), req.get("expr"))
         steps = _number(req, "steps", min(problem.default_steps, 500), 1, MAX_STEPS, integer=True)
