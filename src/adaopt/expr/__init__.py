@@ -63,8 +63,10 @@ def _tokens(text: str):
         raise ValueError(f"the expression is {len(text)} characters long; at most {MAX_LENGTH} are allowed")
     while pos < len(text):
         m = _TOKEN.match(text, pos)
-        if not m:
-            raise ValueError(f"cannot read {text[pos:pos + 10]!r} at column {pos + 1} of {_show(text)}")
+        if not m:  # (a quote, a bracket, a comma...: __import__('os') stops here, at its quote)
+            raise ValueError(f"the character {text[pos]!r} at column {pos + 1} of {_show(text)} has no place in "
+                             "a formula: it takes numbers, the variables, + - * / ** ( ) and the functions "
+                             f"{', '.join(FUNCTIONS)}")
         kind = m.lastgroup
         out.append((kind, m.group(kind), m.start(kind) + 1))
         pos = m.end()
