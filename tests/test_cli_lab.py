@@ -109,6 +109,14 @@ def test_lab_unknown_names_exit_2():
     assert result.exit_code == 2 and "'lion'" in result.output
 
 
+@pytest.mark.parametrize("given, said", [("sgd,", "an empty name between commas"), ("sgd,sgd", "'sgd' given twice"),
+                                         ("", "no names given; choose one or more")])
+def test_lab_lists_with_a_gap_a_repeat_or_nothing_exit_2(given, said):
+    """A trial: --optimizers sgd, and sgd,sgd passed silently; --problems '' said "unknown empty list"."""
+    result = runner.invoke(app, ["compare", "quadratic", "--optimizers", given, "--seeds", "1", "--steps", "3"])
+    assert result.exit_code == 2 and said in result.output, result.output
+
+
 def test_compare_prints_a_table_and_writes_a_report(tmp_path):
     pytest.importorskip("matplotlib")
     out = tmp_path / "rep"

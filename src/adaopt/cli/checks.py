@@ -158,8 +158,16 @@ def names_in(text: Optional[str], known, what: str) -> Optional[list[str]]:
     """The comma-separated names in ``text``; ``what`` is how the user gave them (``--problems``, ``PROBLEM``)."""
     if text is None:
         return None
-    names = [v.strip() for v in text.split(",") if v.strip()]
+    parts = [v.strip() for v in text.split(",")]
+    names = [v for v in parts if v]
+    if not names:
+        fail(f"{what}={text!r}: no names given; choose one or more, comma-separated, from {', '.join(known)}")
+    if len(names) != len(parts):  # "sgd," or "sgd,,adam": a name left out?
+        fail(f"{what}={text!r}: an empty name between commas; choose from {', '.join(known)}")
     unknown = [n for n in names if n not in known]
-    if unknown or not names:
-        fail(f"{what}: unknown {', '.join(map(repr, unknown)) or 'empty list'}; choose from {', '.join(known)}")
+    if unknown:
+        fail(f"{what}: unknown {', '.join(map(repr, unknown))}; choose from {', '.join(known)}")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        fail(f"{what}={text!r}: {', '.join(map(repr, twice))} given twice; name each once")
     return names
