@@ -5,6 +5,7 @@ import csv
 import json
 from html.parser import HTMLParser
 
+import numpy as np
 import pytest
 
 pytest.importorskip("matplotlib")
@@ -140,6 +141,13 @@ def test_summary_text_is_a_fixed_width_table(lab):
     assert len(body) == len(PROBLEMS) * len(OPTIMIZERS)
     assert {line.split()[0] for line in body if line.endswith("*")} == set(PROBLEMS)
     assert len({line.index(" +- ") for line in body}) == 1  # the loss column lines up
+    # a best lr at the grid's edge is marked (a trial: nothing said the grid may be too narrow)
+    for line, row in zip(body, lab.summary()):
+        lrs = lab.sweep(row["problem"], row["optimizer"]).lrs
+        mark = "<" if np.isclose(row["best_lr"], min(lrs)) else ">" if np.isclose(row["best_lr"], max(lrs)) else ""
+        assert (mark + f"{row['best_lr']:.3g}") in line.split(), line
+    assert any(line.startswith("< or >: the best lr is the grid's") for line in lines) == any(
+        c in line.split()[2] for line in body for c in "<>")
 
 
 def _drawn(ax):

@@ -152,9 +152,11 @@ def summary_text(result, summary: list[dict] | None = None) -> str:
     header = ["problem", "optimizer", "best lr", "final loss", "(+- std)"]
     header += ["test acc"] if acc else []
     header += ["verdict", ""]
-    lines = [header]
+    lines, edges = [header], False
     for row in summary:
-        line = [row["problem"], row["optimizer"], _fmt(row["best_lr"], ".3g"),
+        edge = _grid_edge(result, row)
+        edges |= bool(edge)
+        line = [row["problem"], row["optimizer"], edge + _fmt(row["best_lr"], ".3g"),
                 _fmt(row["final_loss_mean"]), f"+- {_fmt(row['final_loss_std'], '.2g')}"]
         if acc:
             line.append(_fmt(row.get("test_accuracy_mean"), ".3f"))
@@ -169,7 +171,22 @@ def summary_text(result, summary: list[dict] | None = None) -> str:
         if n == 0:
             out.append("  ".join("-" * w for w in widths[:-1]))
     out.append("* lowest mean final loss for the problem (ties all marked)")
+    if edges:
+        out.append("< or >: the best lr is the grid's lowest or highest: the best may lie beyond it (widen --lrs)")
     return "\n".join(out) + "\n"
+
+
+def _grid_edge(result, row: dict) -> str:
+    """"<" when the row's best lr is its sweep's lowest, ">" its highest, else "" (a sweep of one lr: "")."""
+    try:
+        lrs = result.sweep(row["problem"], row["optimizer"]).lrs
+    except (KeyError, AttributeError):
+        return ""
+    if len(lrs) < 2 or row.get("best_lr") is None:
+        return ""
+    if np.isclose(row["best_lr"], min(lrs)):
+        return "<"
+    return ">" if np.isclose(row["best_lr"], max(lrs)) else ""
 
 
 # ------------------------------------------------------------------------------- HTML
@@ -214,10 +231,13 @@ def _summary_table(result, summary: list[dict]) -> str:
     head += ["verdict"]
     out = ['<table class="summary">', "<thead><tr>" + "".join(f"<th>{_E(h)}</th>" for h in head)
            + "</tr></thead>", "<tbody>"]
+    edges = False
     for row in summary:
         cls = ' class="best"' if row["optimizer"] in best.get(row["problem"], ()) else ""
+        edge = _grid_edge(result, row)
+        edges |= bool(edge)
         cells = [f"<td>{_E(row['problem'])}</td>", f"<td>{_E(row['optimizer'])}</td>",
-                 f'<td class="num">{_E(_fmt(row["best_lr"], ".3g"))}</td>',
+                 f'<td class="num">{_E(edge + _fmt(row["best_lr"], ".3g"))}</td>',
                  f'<td class="num">{_E(_fmt(row["final_loss_mean"]))} ± '
                  f'{_E(_fmt(row["final_loss_std"], ".2g"))}</td>']
         if acc:
@@ -227,7 +247,8 @@ def _summary_table(result, summary: list[dict]) -> str:
     out += ["</tbody>", "</table>",
             "<p class=\"detail\">Highlighted: the optimizer with the lowest mean final loss on "
             "each problem (all of them when they tie). Verdict: the majority over the seeds "
-            "at the best lr.</p>"]
+            "at the best lr." + (" &lt; or &gt; before a best lr: it is the grid's lowest or highest, and the "
+                                 "best may lie beyond it (widen the lr grid)." if edges else "") + "</p>"]
     return "\n".join(out)
 
 
