@@ -366,6 +366,7 @@ def test_bias_correction_off_that_serves_the_run_is_a_note_not_slow(seed):
     too_big, _ = _digits_adam(seed, lr=1e-2, betas=(0.9, 0.9999), bias_correction=False)
     d = too_big.diagnose()
     assert (d.verdict, d.code) in (("STALLED", "bias_correction_off"), ("SLOW", "bias_correction_off")), str(d)
+    assert any("bias_correction=True (at this lr the steps become 5.82x smaller" in a for a in d.advice), d.advice
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -95,7 +95,8 @@ def bias_correction_off(run: Run) -> Cause | None:
         f"average after {run.n_steps} steps, so each step is {inflation:.3g}x what lr says", "bias_correction_off",
         [f"1/sqrt(1 - beta2^t) = {inflation:.3g} at step {run.n_steps} (the bias fades after ~"
          f"{1 / (1 - beta2):.0f} steps)"],
-        ["bias_correction=True", "or beta2 = 0.999, whose bias fades within ~1000 steps"],
+        [f"bias_correction=True (at this lr the steps become {inflation:.3g}x smaller, what lr says; lr x "
+         f"{inflation:.3g} would keep today's)", "or beta2 = 0.999, whose bias fades within ~1000 steps"],
         {"step_inflation": inflation})
 
 
