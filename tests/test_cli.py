@@ -101,6 +101,14 @@ def test_trace_hp_takes_a_pair(text):
     assert result.exit_code == 0 and "betas=(0.5, 0.9)" in result.output, result.output
 
 
+def test_help_in_80_columns_shows_every_flag_whole():
+    """A trial: rich's help table cut flags to "--bias-correcti…" in an 80-column terminal."""
+    result = runner.invoke(app, ["trace", "--help"], terminal_width=80)
+    assert result.exit_code == 0 and "…" not in result.output
+    for flag in ("--bias-correction / --no-bias-correction", "--initial-accumulator", "--eps-in-sqrt / --eps-outside-sqrt"):
+        assert flag in result.output, result.output
+
+
 def test_trace_zero_steps_prints_the_header_and_the_start():
     result = runner.invoke(app, ["trace", "adam", "--f", "x**2", "--x0", "3", "--steps", "0"])
     assert result.exit_code == 0, result.output

@@ -227,7 +227,7 @@ def test_lr_find_help_lists_every_optimizer_it_accepts():
     from adaopt.registry import VARIANTS as OPTIMIZERS
 
     assert LAB_OPTIMIZERS == tuple(OPTIMIZERS)
-    result = runner.invoke(app, ["lr-find", "--help"], env={"COLUMNS": "200"})
+    result = runner.invoke(app, ["lr-find", "--help"], terminal_width=200)  # one line for the list
     for name in OPTIMIZERS:
         assert name in result.output
 

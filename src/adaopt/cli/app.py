@@ -17,7 +17,9 @@ from .checks import PLOT_FORMATS, check_log, check_out_dir, check_plot, fail, fl
 FAMILIES = tuple(registry.FAMILIES)
 LAB_OPTIMIZERS = tuple(registry.VARIANTS)
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+# plain help (click's): rich's tables cut long flag names in an 80-column terminal ("--bias-correcti…")
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  context_settings={"max_content_width": 120},  # the terminal's width, up to 120
                   help="Adaptive-learning-rate optimizers: " + ", ".join(f.name for f in registry.FAMILIES.values()) + ".")
 
 
