@@ -220,20 +220,35 @@ def raised_lr_run(seed, steps=300, at=150, lr=1e-2, factor=30.0):
     model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
     opt = at_.Adam(model.parameters(), lr=lr)
     mon = Monitor(opt, every=10)
+
+    def raise_lr(t):
+        if t == at:
+            opt.param_groups[0]["lr"] = lr * factor
+
+    fired = _minibatch_steps(model, opt, mon, X, y, seed, steps, 32, before=raise_lr, check=True)
+    return mon, fired
+
+
+def _minibatch_steps(model, opt, mon, X, y, seed, steps, batch, before=None, check=False):
+    """``steps`` cross-entropy steps on random minibatches of ``batch`` rows (drawn from ``seed``),
+    each loss logged to ``mon``; ``before(t)`` runs before step t. Returns the first step at which
+    ``mon.check()`` fired, when ``check``."""
+    import torch
+
     g = torch.Generator().manual_seed(seed)
     fired = None
     for t in range(steps):
-        if t == at:
-            opt.param_groups[0]["lr"] = lr * factor
-        idx = torch.randint(0, len(X), (32,), generator=g)
+        if before is not None:
+            before(t)
+        idx = torch.randint(0, len(X), (batch,), generator=g)
         loss = torch.nn.functional.cross_entropy(model(X[idx]), y[idx])
         opt.zero_grad()
         loss.backward()
         opt.step()
         mon.log(loss)
-        if fired is None and mon.check() is not None:
+        if check and fired is None and mon.check() is not None:
             fired = t
-    return mon, fired
+    return fired
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -340,14 +355,7 @@ def _digits_adam(seed, optimizer="Adam", **kw):
                                 torch.nn.Linear(64, 10))
     opt = getattr(at, optimizer)(model.parameters(), **kw)
     mon = Monitor(opt)
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(300):
-        i = torch.randint(0, len(y), (64,), generator=g)
-        loss = torch.nn.functional.cross_entropy(model(X[i]), y[i])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        mon.log(loss)
+    _minibatch_steps(model, opt, mon, X, y, seed, 300, 64)
     with torch.no_grad():
         return mon, float(torch.nn.functional.cross_entropy(model(X), y))
 
