@@ -109,6 +109,21 @@ def test_help_in_80_columns_shows_every_flag_whole():
         assert flag in result.output, result.output
 
 
+TRACE = ["trace", "adam", "--f", "x**2", "--x0", "1"]
+
+
+@pytest.mark.parametrize("args, said", [
+    (TRACE + ["--steps", "-1"], "'--steps': -1 is out of range: allowed 0 to 100000"),
+    (TRACE + ["--steps", "100001"], "100001 is out of range: allowed 0 to 100000"),
+    (["lab", "--seeds", "0"], "'--seeds': 0 is out of range: allowed 1 or more"),
+    (["lr-find", "quadratic", "--steps", "1"], "'--steps': 1 is out of range: allowed 2 or more"),
+])
+def test_a_count_out_of_range_is_refused_with_the_value_and_the_range(args, said):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert said in " ".join(result.output.split()), result.output
+
+
 def test_trace_zero_steps_prints_the_header_and_the_start():
     result = runner.invoke(app, ["trace", "adam", "--f", "x**2", "--x0", "3", "--steps", "0"])
     assert result.exit_code == 0, result.output

@@ -11,7 +11,7 @@ import typer
 from .. import hyper, registry
 from ..optim import get
 from ..trace import minimize
-from .checks import PLOT_FORMATS, check_log, check_out_dir, check_plot, fail, floats, names_in, short
+from .checks import PLOT_FORMATS, check_log, check_out_dir, check_plot, count, fail, floats, names_in, short
 
 #: The optimizers ``trace`` and ``diagnose --optimizer`` name, and the lab's (with variants).
 FAMILIES = tuple(registry.FAMILIES)
@@ -37,7 +37,8 @@ def trace(
     optimizer: Annotated[str, typer.Argument(help=f"one of: {', '.join(FAMILIES)}")],
     f: Annotated[str, typer.Option("--f", help="the objective in x (or x and y), e.g. '10*x**2'")],
     x0: Annotated[str, typer.Option("--x0", help="starting point: '5' or '1,-1'")],
-    steps: Annotated[int, typer.Option(min=0, max=MAX_TRACE_STEPS, help="number of steps")] = 10,
+    steps: Annotated[int, typer.Option(callback=count(0, MAX_TRACE_STEPS),
+                                       help=f"number of steps, 0 to {MAX_TRACE_STEPS}")] = 10,
     lr: Annotated[Optional[float], typer.Option(help="learning rate")] = None,
     eps: Annotated[Optional[float], typer.Option(help="epsilon")] = None,
     conventions: Annotated[str, typer.Option(help="torch, optax or lesson")] = "torch",
@@ -194,7 +195,7 @@ LOG_FORMATS = ("CSV/TSV/JSON Lines (mon.save, any script's); Lightning CSVLogger
 def diagnose(
     log: Annotated[str, typer.Argument(help="a log file or folder (see the formats above)")],
     target: Annotated[Optional[float], typer.Option(help="a loss to reach")] = None,
-    budget: Annotated[Optional[int], typer.Option(min=1, help="steps the run may take in all")] = None,
+    budget: Annotated[Optional[int], typer.Option(callback=count(1), help="steps the run may take in all")] = None,
     floor: Annotated[Optional[float], typer.Option(help="the best attainable loss, if known")] = None,
     baseline: Annotated[Optional[float], typer.Option(
         help="the loss of knowing nothing (ln K for K-class cross-entropy, the target's variance for MSE): "
@@ -280,7 +281,7 @@ def lr_find_cmd(
     optimizer: Annotated[str, typer.Option(help=", ".join(LAB_OPTIMIZERS[:-1]) + " or " + LAB_OPTIMIZERS[-1])] = "adam",
     start: Annotated[float, typer.Option(help="first lr")] = 1e-7,
     end: Annotated[float, typer.Option(help="last lr")] = 10.0,
-    steps: Annotated[int, typer.Option(min=2, help="steps of the sweep")] = 100,
+    steps: Annotated[int, typer.Option(callback=count(2), help="steps of the sweep")] = 100,
     plot: Annotated[Optional[str], typer.Option(
         help=f"write the plot to this file: {', '.join('.' + f for f in PLOT_FORMATS)} (no suffix: .png)")] = None,
 ) -> None:
@@ -316,9 +317,10 @@ def lr_find_cmd(
 def lab(
     problems: Annotated[Optional[str], typer.Option(help="comma-separated problems (default: all)")] = None,
     optimizers: Annotated[Optional[str], typer.Option(help="comma-separated optimizers (default: the six)")] = None,
-    steps: Annotated[Optional[int], typer.Option(min=1, help="steps per run (default: each problem's own)")] = None,
-    seeds: Annotated[int, typer.Option(min=1, help="seeds per configuration")] = 3,
-    lrs: Annotated[int, typer.Option(min=2, help="learning rates on the grid, 1e-4 to 10")] = 16,
+    steps: Annotated[Optional[int], typer.Option(
+        callback=count(1), help="steps per run (default: each problem's own)")] = None,
+    seeds: Annotated[int, typer.Option(callback=count(1), help="seeds per configuration")] = 3,
+    lrs: Annotated[int, typer.Option(callback=count(2), help="learning rates on the grid, 1e-4 to 10")] = 16,
     out: Annotated[str, typer.Option(help="where the report goes")] = "lab-report",
 ) -> None:
     """Compare the optimizers on the built-in problems: tuned lrs, seeds, verdicts, plots, an HTML report."""
@@ -330,9 +332,9 @@ def compare(
     problem: Annotated[str, typer.Argument(
         metavar="PROBLEM", help="a lab problem, or several comma-separated (adaopt list shows them)")],
     optimizers: Annotated[Optional[str], typer.Option(help="comma-separated optimizers (default: the six)")] = None,
-    steps: Annotated[Optional[int], typer.Option(min=1, help="steps per run")] = None,
-    seeds: Annotated[int, typer.Option(min=1, help="seeds per configuration")] = 3,
-    lrs: Annotated[int, typer.Option(min=2, help="learning rates on the grid")] = 16,
+    steps: Annotated[Optional[int], typer.Option(callback=count(1), help="steps per run")] = None,
+    seeds: Annotated[int, typer.Option(callback=count(1), help="seeds per configuration")] = 3,
+    lrs: Annotated[int, typer.Option(callback=count(2), help="learning rates on the grid")] = 16,
     out: Annotated[Optional[str], typer.Option(help="also write an HTML report here")] = None,
 ) -> None:
     """Compare optimizers on one problem, or several comma-separated: the lab, narrowed to PROBLEM."""

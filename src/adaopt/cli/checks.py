@@ -20,6 +20,19 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def count(lo: int, hi: Optional[int] = None):
+    """A typer callback that refuses an integer option outside ``lo``..``hi``, echoing the value
+    and the range (typer's own message says neither)."""
+
+    def check(ctx: typer.Context, param: typer.CallbackParam, value: Optional[int]) -> Optional[int]:
+        if value is not None and (value < lo or hi is not None and value > hi):
+            allowed = f"{lo} to {hi}" if hi is not None else f"{lo} or more"
+            raise typer.BadParameter(f"{value} is out of range: allowed {allowed}")
+        return value
+
+    return check
+
+
 def short(text: str, width: int = 60) -> str:
     """``repr(text)`` for a one-line message, shortened when ``text`` is long."""
     return repr(text) if len(text) <= width else repr(text[:width - 20]) + f"... ({len(text)} characters)"
