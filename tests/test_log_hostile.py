@@ -211,11 +211,27 @@ def test_txt_and_no_suffix_sniff_the_delimiter(tmp_path, suffix, sep):
     assert h.columns == ["step", "loss"] and h.steps[-1] == 60
 
 
-def test_a_tab_separated_csv_says_how_to_read_it(tmp_path):
-    path = tmp_path / "tabs.csv"
-    path.write_text("step\tloss\n1\t0.5\n")
-    message = _error(path)
-    assert "line 1" in message and "tab" in message and ".tsv" in message
+@pytest.mark.parametrize("sep", ["\t", ";"])
+def test_a_csv_separated_by_tabs_or_semicolons_is_read(tmp_path, sep):
+    """Excel writes semicolons (and decimal commas) where the comma is the decimal mark: a
+    .csv header with no comma is read by what it has."""
+    path = tmp_path / "run.csv"
+    path.write_text(f"step{sep}loss{sep}lr\n" + "".join(f"{s}{sep}{v!r}{sep}0.001\n" for s, v in _rows()))
+    h = read_log(path)
+    assert h.columns == ["step", "loss", "lr"] and h.steps[-1] == 60 and h["loss"][0] == 2.0 * 0.97
+
+
+def test_a_semicolon_log_may_write_decimal_commas(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_text("step;loss\n" + "".join(f"{s};{v:.4f}".replace(".", ",") + "\n" for s, v in _rows()))
+    h = read_log(path)
+    assert h["loss"][0] == 1.94 and h["loss"][-1] == float(f"{2.0 * 0.97**60:.4f}")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("step;loss\n1;0,5\n2;0,4,1\n")
+    assert "'0,4,1' is not a number" in _error(bad)
+    commas = tmp_path / "commas.csv"  # a comma-separated log keeps its meaning: 0,5 is two cells
+    commas.write_text("step,loss\n1,0,5\n")
+    assert "3 cells" in _error(commas)
 
 
 @pytest.mark.parametrize("suffix", [".tsv", ".txt", ".csv"])

@@ -166,8 +166,9 @@ def read_log(path, *, loss=None, step=None, lr=None) -> History:
 
     ``loss``, ``step`` and ``lr`` name the columns to take for the training loss, the step
     and the learning rate; by default the names tools use are looked for, in any case
-    (:mod:`.columns`). A CSV is ``.csv`` (``.tsv`` is tab-separated; ``.txt`` or no
-    suffix: comma, tab or semicolon, as the header has); JSON Lines hold an object a step.
+    (:mod:`.columns`). A CSV is ``.csv`` (``.tsv`` is tab-separated; ``.txt``, no suffix or a
+    ``.csv`` header without a comma: comma, tab or semicolon, as the header has, and a
+    semicolon-separated log's decimals may be ``0,48``); JSON Lines hold an object a step.
     Extra columns are kept (the known ones give more evidence). Empty cells and JSON
     ``null`` mean "not measured"; ``nan``/``inf`` are read as measured values. A line
     that cannot be read raises :class:`LogError` naming the line number and column, and

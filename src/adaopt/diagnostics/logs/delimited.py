@@ -1,6 +1,7 @@
 """The CSV reader: a header line naming the step (``step`` or an alias of
 :data:`.columns.STEP`), then one row a step, separated by commas (``.csv``), tabs
-(``.tsv``) or, for ``.txt`` and no suffix, whichever the header has.
+(``.tsv``) or, for ``.txt``, no suffix and a ``.csv`` whose header has no comma,
+whichever the header has; a semicolon-separated log may write its decimals with a comma.
 
 Lightning's CSVLogger writes validation rows that share a step with training rows:
 ``read(..., merge=True)`` makes rows of one step one row (a cell written twice is refused)."""
@@ -94,7 +95,9 @@ class _Table:
     """The columns a header line names, filled a row at a time."""
 
     def __init__(self, path: Path, line: int, body: str, delimiter, step=None, merge=False):
-        if delimiter is None:  # .txt or no suffix: what the header is separated by
+        if delimiter is None or delimiter == "," and "," not in body:
+            # .txt or no suffix, or a .csv whose header has no comma (Excel in a locale whose
+            # decimal mark is the comma writes semicolons): what the header is separated by
             delimiter = next((d for d in DELIMITERS if d in body), ",")
         header = [c.strip() for c in _split(body, delimiter, path, line)]
         _check_header(header, body, delimiter, path, line, step)
@@ -136,12 +139,26 @@ class _Table:
                     present.append(1)
                     continue
                 except ValueError:
+                    if self.decimal_comma(cell, values, present):
+                        continue
                     if cell.strip():
                         raise LogError(f"{path}: line {line}, column {_shown(name)}: {_shown(cell)} is not a "
                                        f"number; {_VALUES_ALLOWED}") from None
             values.append(math.nan)
             present.append(0)
 
+
+    def decimal_comma(self, cell: str, values, present) -> bool:
+        """A semicolon-separated log's ``0,4821`` (a comma for the decimal mark, as Excel
+        writes it there) is 0.4821: appended, True; anything else, False."""
+        if self.delimiter != ";" or cell.count(",") != 1 or "." in cell:
+            return False
+        try:
+            values.append(float(cell.replace(",", ".")))
+        except ValueError:
+            return False
+        present.append(1)
+        return True
 
     def mark(self) -> tuple:
         """The table's length and its last row's values, to :meth:`rollback` a row that failed."""
