@@ -277,7 +277,7 @@ CSV_CASES = [
     ("too_many_cells", "step,loss\n1,0.5\n2,0.4,9\n", ["line 3", "3 cells", "2 columns"]),
     ("too_few_cells", "step,loss,grad_norm\n1,0.5,1\n2,0.4\n", ["line 3", "2 cells", "3 columns"]),
     ("no_loss_column", "step,grad_norm\n1,0.5\n2,0.4\n", ["'loss'", "grad_norm"]),
-    ("no_step_column", "loss\n0.5\n", ["line 1", "'step'"]),
+    ("no_step_column", "time,loss\n0,0.5\n", ["line 1", "'step'", "'time'"]),
     ("duplicate_column", "step,loss,loss\n1,0.5,0.5\n", ["line 1", "loss"]),
     ("bad_meta", "# meta: {not json\nstep,loss\n1,0.5\n", ["line 1", "meta"]),
     ("header_only", "step,loss\n", ["no rows"]),

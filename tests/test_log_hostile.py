@@ -465,3 +465,19 @@ def test_the_cli_says_what_it_left_out_and_diagnoses_the_rest(tmp_path):
     assert "warning:" in result.output and "line 102, the last" in result.output, result.output
     assert "steps 1-100" in result.output or "CONVERG" in result.output, result.output
     assert result.exit_code == 0, result.output
+
+
+def test_a_log_of_losses_only_is_numbered_by_row_and_says_so(tmp_path):
+    """``loss`` (and other measures) one a line, no step column: row k is step k. A column
+    that could be the step under another name ('when') is still refused, asking for --step."""
+    path = tmp_path / "losses.csv"
+    path.write_text("loss,lr\n" + "".join(f"{v!r},0.001\n" for _, v in _rows()))
+    h = read_log(path)
+    assert h.steps.tolist() == list(range(1, 61)) and h["loss"][0] == 2.0 * 0.97
+    assert "row k is taken as step k" in h.read_from["note"]
+    other = tmp_path / "when.csv"
+    other.write_text("when,loss\n1,0.5\n")
+    assert "no 'step' column" in _error(other) and "--step" in _error(other)
+    named = tmp_path / "named.csv"
+    named.write_text("step,loss\n1,0.5\n2,0.4\n")
+    assert read_log(named).read_from["note"] is None

@@ -192,7 +192,8 @@ def read_log(path, *, loss=None, step=None, lr=None) -> History:
             if found is None:
                 raise _unknown(path)
             try:
-                meta, steps, columns = found.read(path, fh, step=step)
+                meta, steps, columns, *said = found.read(path, fh, step=step)  # said: a reader's note
+                note = note or (said[0] if said else None)
             except LogError as exc:
                 raise _as(found, exc) from None
     try:

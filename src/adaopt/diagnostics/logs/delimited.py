@@ -30,7 +30,8 @@ def read(path: Path, fh, *, step=None, merge=False):
     """``(meta, steps, columns)`` of a CSV log (see :mod:`adaopt.diagnostics.logs`). Blank
     lines are skipped, ``#`` lines are comments, and ``# meta: {...}`` holds the meta.
     ``step`` names the step column (default: the first alias of STEP the header has);
-    ``merge`` joins the rows of a repeated step."""
+    ``merge`` joins the rows of a repeated step. A log of losses and measures only, with
+    no step column, is numbered by row, and a fourth value says so."""
     delimiter = BY_SUFFIX.get(path.suffix.lower())
     meta, table = {}, None
     before = deque(maxlen=FORM_ROWS)  # the last rows read, to tell a cut-off last line by its form
@@ -60,6 +61,8 @@ def read(path: Path, fh, *, step=None, merge=False):
                     checks.cut_off(path, line, why)
     if table is None:
         raise LogError(f"{path}: the log is empty (no header line)")
+    if table.step_at is None:
+        return meta, table.steps, table.columns, "no step column: row k is taken as step k"
     return meta, table.steps, table.columns
 
 
@@ -102,9 +105,10 @@ class _Table:
         header = [c.strip() for c in _split(body, delimiter, path, line)]
         _check_header(header, body, delimiter, path, line, step)
         self.path, self.delimiter, self.header, self.header_line = path, delimiter, header, line
-        self.step_at = header.index(find(header, STEP, step, what="step", option="--step", path=path))
+        named = find(header, STEP, step, what="step", option="--step", path=path)
+        self.step_at = None if named is None else header.index(named)  # None: the rows are steps 1, 2, ...
         self.merge = merge
-        self.steps, self.previous = array("q"), -1
+        self.steps, self.previous = array("q"), -1 if named is not None else 0
         self.columns = {name: (array("d"), bytearray()) for j, name in enumerate(header) if j != self.step_at}
         # (position in the row, name, values, present) of every column but step
         self.cols = [(j, name, *self.columns[name]) for j, name in enumerate(header) if j != self.step_at]
@@ -118,11 +122,14 @@ class _Table:
                            f"has {len(self.header)} columns")
         if len(body) > checks.MAX_CELL:  # only a long line can hold a long cell
             _check_cells(cells, self.header, path, line)
-        cell = cells[self.step_at]
-        try:
-            step = int(cell)
-        except ValueError:
-            step = _step(cell, path, line)
+        if self.step_at is None:
+            step = self.previous + 1
+        else:
+            cell = cells[self.step_at]
+            try:
+                step = int(cell)
+            except ValueError:
+                step = _step(cell, path, line)
         if step <= self.previous or step >= STEP_LIMIT:
             if not 0 <= step < STEP_LIMIT:
                 _step(cell, path, line)  # raises, saying what a step may be
@@ -198,7 +205,7 @@ def _check_header(header: list[str], body: str, delimiter: str, path, line, step
                        f"at most {checks.MAX_COLUMNS} are read")
     for name in header:
         _check_name(name, path, line, 0)
-    if step is None and find(header, STEP, what="step", option="--step") is None:
+    if step is None and find(header, STEP, what="step", option="--step") is None and not _measures_only(header):
         raise _no_step(header, body, delimiter, path, line)
     first = {}
     for j, name in enumerate(header):  # one pass: a dict of first positions
@@ -206,6 +213,18 @@ def _check_header(header: list[str], body: str, delimiter: str, path, line, step
         if k != j:
             raise LogError(f"{path}: line {line}: column {_shown(name)} appears twice in the header "
                            f"(columns {k + 1} and {j + 1})")
+
+
+def _measures_only(header: list[str]) -> bool:
+    """Every column is one a log records at a step (loss, lr, a Monitor's measure), so none
+    can be a step under another name: the rows are then taken as steps 1, 2, ... (a list of
+    losses written one a line)."""
+    from ..history import STEP_COLUMNS, SUMMARY_COLUMNS  # here: history imports this package
+    from .columns import EVAL, GRAD_NORM, IGNORED, LOSS, LR
+
+    known = {*LOSS, *EVAL, *LR, *GRAD_NORM, *STEP_COLUMNS, *SUMMARY_COLUMNS}
+    names = [h.lower() for h in header if h.lower() not in IGNORED]
+    return bool(names) and all(n in known for n in names) and any(n in LOSS for n in names)
 
 
 def _no_step(header: list[str], body: str, delimiter: str, path, line) -> LogError:
