@@ -550,3 +550,34 @@ def test_a_log_that_did_not_move_is_not_sized_from_its_noise(seed):
     assert d.code == "lr_too_low", str(d)
     assert d.advice[0].startswith("lr x 100"), d.advice
     assert not any(e.startswith("at the rate it fell") for e in d.evidence), d.evidence
+
+
+# ---------------------------------------------------------------------- a fixed point's rounding
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sgd_at_its_weight_decay_fixed_point_is_converged_not_stalled_or_bouncing(dtype, seed):
+    """Full-batch least squares under SGD with weight decay reaches the point where the gradient
+    balances the decay: the gradient is not 0, the update is, so its steps are the dtype's
+    rounding, and they alternate in sign. That used to read as updates rounding away (STALLED,
+    'keep the parameters in float64' to a float64 run) or as a bounce (OSCILLATING, lr x 0.3)."""
+    torch = pytest.importorskip("torch")
+    import adaopt.torch as at
+
+    dt = getattr(torch, dtype)
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(256, 20, generator=g, dtype=dt)
+    y = X @ torch.randn(20, 1, generator=g, dtype=dt) + 0.1 * torch.randn(256, 1, generator=g, dtype=dt)
+    torch.manual_seed(seed)
+    model = torch.nn.Linear(20, 1).to(dt)
+    opt = at.SGD(model.parameters(), lr=0.1, weight_decay=0.1)
+    mon = Monitor(opt)
+    for _ in range(600):
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(X), y)
+        loss.backward()
+        opt.step()
+        mon.log(loss.item())
+    d = mon.diagnose()
+    assert (d.verdict, d.code) == ("CONVERGED", "weight_decay"), str(d)

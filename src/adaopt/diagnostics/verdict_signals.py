@@ -9,7 +9,8 @@ import numpy as np
 from .. import dtypes, registry
 from .history import History
 from .verdict_record import fmt
-from .verdict_thresholds import ALTERNATING, GROWTH_BEFORE_OVERFLOW, LITTLE_PROGRESS, MIN_WINDOW, REVERSING_COS, WINDOW
+from .verdict_thresholds import (ALTERNATING, GROWTH_BEFORE_OVERFLOW, LITTLE_PROGRESS, MIN_WINDOW, REVERSING_COS,
+                                 ROUNDING_STEPS, WINDOW)
 
 
 class Run:
@@ -251,11 +252,27 @@ def rate_collapse(gap: np.ndarray, w: int):
     return float(peak / last) if last > 0 else math.inf
 
 
+def rounding_at_fixed_point(run: Run) -> float | None:
+    """The median update/param ratio when the recent updates reverse (cosine <= REVERSING_COS)
+    at a size within ROUNDING_STEPS machine epsilons of float32 or float64: a run at its fixed
+    point, whose steps are the rounding of a sum that is 0 (the gradient against the weight
+    decay); else None."""
+    cos_update, ratio, dtype = run.median("cos_update"), run.median("update_ratio"), run.meta.get("dtype")
+    if cos_update is None or ratio is None or dtype not in ("float32", "float64") or cos_update > REVERSING_COS:
+        return None
+    return ratio if ratio < ROUNDING_STEPS * float(np.finfo(dtype).eps) else None
+
+
 def reversing(run: Run) -> tuple[bool, str]:
     """Whether successive steps reverse over the recent window, and the sentence that says how it shows."""
     cos_update = run.median("cos_update")
     if cos_update is not None:
-        return cos_update <= REVERSING_COS, f"median cosine between successive updates {cos_update:.2f}"
+        said = f"median cosine between successive updates {cos_update:.2f}"
+        ratio = rounding_at_fixed_point(run)
+        if ratio is not None:
+            return False, (f"{said}, of steps {ratio:.2g} of the parameters' size: the rounding of "
+                           f"{run.meta['dtype']} at a fixed point, not a bounce")
+        return cos_update <= REVERSING_COS, said
     # without cosines: sign changes of the loss, more often than independent noise makes them
     # (2 in 3), so a short or flat noisy log is not called oscillating
     from .verdict_noise import alternating

@@ -18,7 +18,7 @@ from .verdict_causes import family_of, lr_too_low, unmoved
 from .verdict_noise import falling, rise_from_best
 from .verdict_progress import Trend
 from .verdict_record import LR_FIND, Cause, Diagnosis, fmt, with_cause
-from .verdict_signals import Run
+from .verdict_signals import Run, rounding_at_fixed_point
 from .verdict_thresholds import (BIAS_INFLATION, BIAS_OFF_FINE, DEAD_SHARE, HEALTHY_UPDATE_RATIO, LITTLE_PROGRESS,
                                  LOST_SHARE, MIN_WINDOW, RISE_SIGNIFICANT, TINY_UPDATE_RATIO)
 from .verdict_watch import RiseWatch, rise_diagnosis
@@ -58,18 +58,23 @@ def dead_units(run: Run) -> Cause | None:
 
 def updates_round_away(run: Run) -> Cause | None:
     """Most updates left the parameter unchanged although its gradient was not 0: each step is
-    below half an ulp of the parameter's dtype and rounds away."""
+    below half an ulp of the parameter's dtype and rounds away. Not in float64, where a step
+    below 1.1e-16 of the parameter is a run at its fixed point (SGD with weight decay at the
+    minimum its decay sets: the gradient is not 0, the update is), nor where the updates
+    reverse at the dtype's rounding size (that fixed point in float32)."""
     share = run.median("update_lost")
     meta = run.meta
     if share is None or share < LOST_SHARE or meta.get("kahan") or meta.get("stochastic_rounding"):
         return None
     dtype = meta.get("dtype") or "the parameters' dtype"
+    if dtype == "float64" or rounding_at_fixed_point(run) is not None:
+        return None
     if dtype in LOW_PRECISION:
         advice = ["kahan=True (adaopt.torch): each update's rounding error is kept and added back, so the run "
                   "trains as in float32", "or stochastic_rounding=True (bfloat16), or float32 master weights"]
     else:
-        advice = [f"the steps are below the resolution of {dtype}: keep the parameters in float64, "
-                  f"or raise the lr ({LR_FIND} finds one)"]
+        advice = [f"the steps are below the resolution of {dtype}: the parameters in float64, "
+                  f"or a higher lr ({LR_FIND} finds one)"]
     return Cause(
         f"updates round away: {share:.0%} of the steps are below half an ulp of {dtype} and leave the "
         "parameter unchanged", "updates_round_away",

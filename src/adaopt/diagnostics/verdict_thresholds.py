@@ -14,6 +14,8 @@ PLATEAU = 0.01  # relative improvement between the last two windows below which 
 LITTLE_PROGRESS = 0.1  # a run that removed less than this share of its first loss has barely moved
 CONSISTENT_COS = 0.5  # median cosine of successive gradients above which the gradient keeps its direction
 REVERSING_COS = -0.5  # median cosine of successive updates below which the updates reverse
+ROUNDING_STEPS = 16.0  # ... unless the update/param ratio is below this many machine epsilons of float32/64:
+#   such steps are the rounding of a run at its fixed point, whose sign alternates (SGD + weight decay, float64)
 ALTERNATING = 0.8  # share of loss differences that change sign: oscillation, when cosines are not logged
 ADAGRAD_DROP = 10.0  # fall of AdaGrad's median effective lr that counts as its accumulator taking over
 BETA2_STALE = 0.01  # median g^2 / v-hat below which v-hat remembers gradients >= 10x larger than today's
