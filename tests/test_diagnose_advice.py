@@ -581,3 +581,100 @@ def test_sgd_at_its_weight_decay_fixed_point_is_converged_not_stalled_or_bouncin
         mon.log(loss.item())
     d = mon.diagnose()
     assert (d.verdict, d.code) == ("CONVERGED", "weight_decay"), str(d)
+
+
+# ---------------------------------------------------------------------- never a higher lr after a blow-up
+
+_RAISE = re.compile(r"lr x [1-9]")  # lr x 3, lr x 10, ...: a raise (lr x 0.3 is not one)
+
+
+def _noisy_logistic(seed):
+    """Logistic regression on 4096 points, 40% of the labels flipped (its floor is near chance)."""
+    torch = pytest.importorskip("torch")
+    g = np.random.default_rng(2000 + seed)
+    X = g.standard_normal((4096, 20))
+    y = (X @ g.standard_normal(20) > 0).astype(np.float32)
+    flip = g.random(4096) < 0.4
+    y[flip] = 1 - y[flip]
+    return torch.tensor(X, dtype=torch.float32), torch.tensor(y)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_adam_far_too_high_on_noisy_labels_is_told_too_high_with_and_without_gradient_columns(seed):
+    """Adam at lr 1 on a logistic regression jumps from 0.7 to 1.5-2.6 at step 2 and sits 29-68%
+    above its first loss after 600 steps. With the Monitor's columns (steps 0.4 of the
+    parameters' size) that read CONVERGED at the noise floor; it is DIVERGING. From the loss
+    alone it was STALLED "lr too low, lr x 10"; a first value is one draw, so the loss alone
+    says no progress, and names both ways out, never only the raise."""
+    torch = pytest.importorskip("torch")
+    import adaopt.torch as at
+
+    X, y = _noisy_logistic(seed)
+    torch.manual_seed(seed)
+    model = torch.nn.Linear(20, 1)
+    opt = at.Adam(model.parameters(), lr=1.0)
+    mon, gen, losses = Monitor(opt), torch.Generator().manual_seed(seed), []
+    for _ in range(600):
+        idx = torch.randint(0, 4096, (64,), generator=gen)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(model(X[idx]).squeeze(1), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        mon.log(loss.item())
+        losses.append(loss.item())
+    d = mon.diagnose()
+    assert (d.verdict, d.code) == ("DIVERGING", "lr_too_high"), str(d)
+    assert "above its first value" in d.cause and d.advice[0].startswith("lr x 0.1"), str(d)
+    alone = diagnose({"step": list(range(1, 601)), "loss": losses})
+    assert (alone.verdict, alone.code) in {("DIVERGING", "lr_too_high"), ("STALLED", "no_progress")}, str(alone)
+    assert "lr x 0.1" in " ".join(alone.advice), str(alone)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_units_that_die_as_the_run_trains_are_told_to_lower_the_lr_first(seed):
+    """A ReLU autoencoder on digits under Adam at lr 0.3: about half the gradient is exactly 0 at
+    the first step (ReLU), 96-99% later. The advice led with re-initialising ("from the first
+    steps"); the units died of the step size, and the advised lr (x 0.1) trains."""
+    torch = pytest.importorskip("torch")
+    datasets = pytest.importorskip("sklearn.datasets")
+    import adaopt.torch as at
+
+    X = torch.tensor(datasets.load_digits().data / 16.0, dtype=torch.float32)
+
+    def run(lr):
+        torch.manual_seed(seed)
+        layers = [torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8), torch.nn.ReLU(),
+                  torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 64)]
+        model = torch.nn.Sequential(*layers)
+        opt = at.Adam(model.parameters(), lr=lr)
+        mon, gen = Monitor(opt), torch.Generator().manual_seed(seed)
+        for _ in range(400):
+            idx = torch.randint(0, len(X), (64,), generator=gen)
+            loss = torch.nn.functional.mse_loss(model(X[idx]), X[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            mon.log(loss.item())
+        return mon.diagnose(), float(np.median(mon.history["loss"][-50:]))
+
+    (d, dead), (twin, alive) = run(0.3), run(0.03)
+    assert (d.verdict, d.code) == ("STALLED", "dead_units"), str(d)
+    assert "up from" in d.cause and "at the first step" in d.cause, str(d)
+    assert d.advice[0].startswith("lr x 0.1: lr = 0.3 -> 0.03"), str(d)
+    assert twin.code != "dead_units" and alive < 0.7 * dead, (str(twin), alive, dead)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_spike_after_an_lr_raise_is_never_answered_with_a_higher_lr(seed):
+    """A run falls, its lr is raised 30x at step 500, the loss spikes 11x above its first value and
+    comes back down: whatever the verdict, no advice raises the lr (it was "lr x 3: 0.09 -> 0.27"),
+    and the way down names the lr from before the raise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(1, 1001)
+    base = 2.3 * np.exp(-t / 80) + 0.05
+    after = 0.05 + 25.0 * np.exp(-(t - 505) / 60)
+    loss = np.where(t < 505, base, np.maximum(after, base)) * np.exp(rng.normal(0, 0.05, t.size))
+    lr = np.where(t < 500, 0.003, 0.09)
+    d = diagnose({"step": t.tolist(), "loss": loss.tolist(), "lr": lr.tolist()})
+    assert not any(_RAISE.search(a) for a in d.advice), str(d)
+    assert any("0.003" in a for a in d.advice), str(d)

@@ -139,6 +139,7 @@ def diagnose(history, *, target=None, floor=None, baseline=None, budget=None, me
             raise ValueError(f"{name}={value!r}: must be a finite number")
     run = Run(h, {**h.meta, **(meta or {})}, target, floor, budget)
     run.baseline = None if baseline is None else float(baseline)
+    run.live = _checks is not CHECKS  # the live check asks at every step: its one-shot tests are fewer
     for check in _checks:
         found = check(run)
         if found is not None:

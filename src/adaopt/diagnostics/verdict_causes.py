@@ -127,8 +127,9 @@ def crawl(run: Run) -> Cause:
     why = "(the log has no gradient columns to say why)" if cos is None else \
         "although the gradient still points one way" if cos >= CONSISTENT_COS else \
         f"(successive gradients have a median cosine of {cos:.2f}: too little direction to say why)"
+    up = run.lr_advice(3)
     return Cause(f"progress slowed to a crawl {why}", "crawl", [],
-                 [run.lr_advice(3), "or a schedule with warm restarts"], {})
+                 [up] + ([] if run.against_a_raise() else ["or a schedule with warm restarts"]), {})
 
 
 def unmoved(run: Run) -> tuple[float, float] | None:

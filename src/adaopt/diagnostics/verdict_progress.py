@@ -307,16 +307,33 @@ def stopped_reversing(run: Run) -> Diagnosis | None:
     return None
 
 
+def _stopped_above_the_start(run: Run, t: Trend) -> Diagnosis:
+    """Stopped above its first value (by RISE_SIGNIFICANT): DIVERGING, lr too high. Adam at lr 1
+    on a logistic regression sat 36% above its first loss and was told CONVERGED at the noise
+    floor with gradient columns, STALLED "lr too low, lr x 10" without."""
+    return Diagnosis(
+        "DIVERGING", f"the learning rate is too high: the {run.quantity} rose {run.above_first():.1%} above its "
+        "first value and stopped there", "lr_too_high", evidence=t.stopped_evidence,
+        advice=run.down_advice(), steps=t.steps, signals=t.signals)
+
+
 def stopped_without_direction(run: Run) -> Diagnosis | None:
     """Stopped, and the gradient has no steady direction (or, unlogged, 10% is gone): CONVERGED."""
     t = Trend.of(run)
+    if t.stopped and t.consistent is False and run.above_first() is not None:
+        return _stopped_above_the_start(run, t)  # a noise floor is below where the run began
     if t.stopped and (t.consistent is False or (t.consistent is None and t.total >= LITTLE_PROGRESS)):
         why = "the gradient has no direction left to follow (a minimum, or the noise floor of stochastic " \
             "gradients)" if t.consistent is False else "it came down from its start (the log has no gradient " \
             "columns to tell a minimum from a noise floor)"
+        # a floor this close to the start is a fine-tune's, or an lr far too low (a CNN at lr 3e-5 sat at
+        # 1.36, chance 1.39, while lr 3e-3 reached 0.006): the gradient's noise cannot tell them apart
+        barely = ([f"it removed only {max(t.total, 0):.1%} of its first loss: if the model should learn more than "
+                   f"this (from scratch, not a fine-tune), the lr may be far too low: a range test ({LR_FIND})"]
+                  if t.total < LITTLE_PROGRESS else [])
         return Diagnosis(
             "CONVERGED", f"the loss stopped improving: {why}", "noise_floor",
-            evidence=t.stopped_evidence, advice=spike_advice(run, t) + [
+            evidence=t.stopped_evidence, advice=spike_advice(run, t) + barely + [
                 f"to go lower: larger batches, or more steps at the low lr ({run.decayed_words()})"
                 if run.lr_decayed() else "to go lower: decay the lr or use larger batches"],
             steps=t.steps, signals=t.signals)
@@ -354,6 +371,15 @@ def stopped_near_the_start(run: Run) -> Diagnosis | None:
     """Stopped less than 10% below the first value, the gradient still pointing one way: STALLED, lr too low."""
     t = Trend.of(run)
     if t.stopped and t.total < LITTLE_PROGRESS and t.spike is None:  # after a blow-up, a higher lr is no fix
+        if run.above_first() is not None:  # steps too small do not take a loss up
+            return _stopped_above_the_start(run, t)
+        if t.total < -RISE_SIGNIFICANT:  # above its first value, but within one value's noise of it
+            return Diagnosis(
+                "STALLED", f"no progress: the {run.quantity} sits {-t.total:.1%} above its first value, which "
+                "one draw's noise could explain: too high an lr that keeps it up, or too low a one after a "
+                "first batch that came out low", "no_progress", evidence=t.stopped_evidence,
+                advice=[f"a range test tells them apart: {LR_FIND}", "or a few hundred steps at lr x 0.1 and at "
+                        "lr x 10 each"], steps=t.steps, signals=t.signals)
         return with_cause(lr_too_low(run, t.total), "STALLED", t.stopped_evidence, t.steps, t.signals)
     return None
 
@@ -495,6 +521,10 @@ def spike_advice(run: Run, t: Trend) -> list[str]:
     if t.spike is None:
         return []
     factor, at = t.spike
+    r = run.lr_raised()
+    if r is not None and r[3] <= at:  # the spike came with a raise of the lr during the run
+        return [f"the {factor:.3g}x spike at step {at} came after the lr was raised {r[1] / r[0]:.3g}x at step "
+                f"{r[3]}: keep the lr at {fmt(r[0])}, or raise it gradually; the run recovered, but from further up"]
     return [f"the {factor:.3g}x spike at step {at} says the lr is too high for the first steps: "
             f"{run.lr_advice(0.3)}, or warm it up; the run recovered, but from further up"]
 

@@ -9,8 +9,9 @@ import numpy as np
 from .. import dtypes, registry
 from .history import History
 from .verdict_record import fmt
-from .verdict_thresholds import (ALTERNATING, GROWTH_BEFORE_OVERFLOW, LITTLE_PROGRESS, MIN_WINDOW, REVERSING_COS,
-                                 ROUNDING_STEPS, WINDOW)
+from .verdict_thresholds import (ABOVE_FIRST_MIN, ABOVE_FIRST_Z, ALTERNATING, GROWTH_BEFORE_OVERFLOW, HUGE_UPDATE_RATIO,
+                                 LITTLE_PROGRESS, MIN_WINDOW, REVERSING_COS,
+                                 RISE_SIGNIFICANT, ROUNDING_STEPS, WINDOW)
 
 
 class Run:
@@ -20,6 +21,7 @@ class Run:
     def __init__(self, h: History, meta: dict, target, floor, budget):
         self.h, self.meta, self.target, self.budget = h, meta, target, budget
         self.baseline = None  # the loss of knowing nothing (chance), when diagnose() is told it
+        self.live = False  # asked by the live check, at every step (diagnose sets it)
         self.memo: dict = {}  # what the checks derive from the run, computed once (Trend.of)
         self.n_steps = int(h.steps[-1]) if len(h) else 0
         name = "loss" if h.has("loss") else "grad_norm"
@@ -68,7 +70,14 @@ class Run:
 
     def lr_advice(self, factor: float) -> str:
         """``lr x factor`` from the last recorded lr (as a scheduler left it); a raise after a
-        schedule decayed the lr is of its peak (x 3 of OneCycle's last 1.6e-6 says nothing)."""
+        schedule decayed the lr is of its peak (x 3 of OneCycle's last 1.6e-6 says nothing). A
+        raise the run speaks against (:meth:`against_a_raise`) becomes the way down, saying why."""
+        why = self.against_a_raise() if factor > 1 else None
+        if why is not None:
+            r = self.lr_raised()
+            down = (f"keep the lr at {fmt(r[0])}, where it was before the raise at step {r[3]}" if r is not None
+                    else f"{self.lr_advice(0.3)}, or warm it up over the first steps")
+            return f"not a higher lr ({why}): {down}"
         _, recorded = self.h.series("lr")  # the last recorded lr: as a scheduler left it
         recorded = recorded[np.isfinite(recorded)]
         lr = float(recorded[-1]) if len(recorded) else self.meta.get("lr")
@@ -84,6 +93,35 @@ class Run:
     def lr_raised(self):
         """``(lr before, lr after, last step before, first step after)`` of a raise (:func:`lr_raised`)."""
         return lr_raised(self.h)
+
+    def against_a_raise(self) -> str | None:
+        """Why a higher lr would not help, or None: the loss spiked 10x above its first value
+        before the recent window (:func:`early_spike`), or its recent median sits more than
+        RISE_SIGNIFICANT above its first value. (A CNN whose lr was raised 30x mid-run spiked
+        10.7x, fell back and was told SLOW, "lr x 3: 0.09 -> 0.27".)"""
+        spike = early_spike(self)
+        if spike is not None:
+            return f"the {self.quantity} spiked {spike[0]:.3g}x above its first value at step {spike[1]}"
+        above = self.above_first()
+        return None if above is None else f"the {self.quantity} sits {above:.1%} above its first value"
+
+    def above_first(self) -> float | None:
+        """How far the recent window's median sits above the first value, as a share of it, when
+        that is more than RISE_SIGNIFICANT and either more than ABOVE_FIRST_Z times the noise of
+        one value (the first value is one draw: a flat minibatch run whose first batch came out
+        low is no rise) or the steps are huge (a median update/parameter ratio of at least
+        HUGE_UPDATE_RATIO); else None. Not for the live check, nor under ABOVE_FIRST_MIN values."""
+        if self.live or len(self.gap) < ABOVE_FIRST_MIN or not self.gap[0] > 0:
+            return None  # (asked at every step, a one-value test would fire on a flat run's wobble)
+        recent = self.gap[-self.w:]
+        excess = float(np.median(recent)) - self.gap[0]
+        if excess <= RISE_SIGNIFICANT * self.gap[0]:
+            return None
+        ratio = self.median("update_ratio")
+        sigma = max(value_noise(recent, self.w), value_noise(self.gap, self.w))
+        if excess <= ABOVE_FIRST_Z * sigma and not (ratio and ratio >= HUGE_UPDATE_RATIO):
+            return None
+        return excess / self.gap[0]
 
     def down_advice(self, default: str = "or warm the lr up over the first steps") -> list[str]:
         """Advice for an lr too high: ``lr x 0.1`` and ``default`` (a warmup), or, when the lr was
@@ -224,12 +262,17 @@ def noise(values: np.ndarray, w: int) -> float:
     smooth trend barely moves: a deterministic run has none, and a noisy one, even one
     whose loss wanders slowly (momentum), is not mistaken for progress.
     """
+    return 2 * 1.2533 * value_noise(values, w) * math.sqrt(2 / w)
+
+
+def value_noise(values: np.ndarray, w: int) -> float:
+    """The noise of one value: a robust MAD of differences ``w/4`` steps apart, over sqrt 2 (0
+    when there are fewer than 4 differences)."""
     lag = max(1, w // 4)
     d = values[lag:] - values[:-lag]
     if len(d) < 4:
         return 0.0
-    sigma = 1.4826 * float(np.median(np.abs(d - np.median(d)))) / math.sqrt(2)
-    return 2 * 1.2533 * sigma * math.sqrt(2 / w)
+    return 1.4826 * float(np.median(np.abs(d - np.median(d)))) / math.sqrt(2)
 
 
 def rate_collapse(gap: np.ndarray, w: int):

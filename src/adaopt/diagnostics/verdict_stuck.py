@@ -19,8 +19,8 @@ from .verdict_noise import falling, rise_from_best
 from .verdict_progress import Trend
 from .verdict_record import LR_FIND, Cause, Diagnosis, fmt, with_cause
 from .verdict_signals import Run, rounding_at_fixed_point
-from .verdict_thresholds import (BIAS_INFLATION, BIAS_OFF_FINE, DEAD_SHARE, HEALTHY_UPDATE_RATIO, LITTLE_PROGRESS,
-                                 LOST_SHARE, MIN_WINDOW, RISE_SIGNIFICANT, TINY_UPDATE_RATIO)
+from .verdict_thresholds import (BIAS_INFLATION, BIAS_OFF_FINE, DEAD_SHARE, DIED_RISE, HEALTHY_UPDATE_RATIO,
+                                 LITTLE_PROGRESS, LOST_SHARE, MIN_WINDOW, RISE_SIGNIFICANT, TINY_UPDATE_RATIO)
 from .verdict_watch import RiseWatch, rise_diagnosis
 
 LOW_PRECISION = ("bfloat16", "float16")
@@ -45,15 +45,22 @@ def dead_units(run: Run) -> Cause | None:
     share = run.median("grad_zero")
     if share is None or share < DEAD_SHARE or dead_progress(run) >= LITTLE_PROGRESS:
         return None
-    first = run.median("grad_zero", "first")
-    since = " from the first steps" if first is not None and first >= DEAD_SHARE else ""
+    first, at_start = run.median("grad_zero", "first"), run.first("grad_zero")
+    # far more zeros now than at the first step: units died as it trained, which a too large step
+    # does (an autoencoder at 47% zeros until a 30x raise of its lr, 96% after, was told to
+    # re-initialise; a ReLU net may start near 50%, so the rise tells it, not the level)
+    died = at_start is not None and share - at_start >= DIED_RISE
+    since = (f", up from {at_start:.0%} at the first step" if died
+             else " from the first steps" if first is not None and first >= DEAD_SHARE else "")
+    remedies = ["re-initialise: zero biases and He/Kaiming weights keep ReLU units alive",
+                "or LeakyReLU/GELU, whose gradient is never exactly 0"]
+    advice = ([run.down_advice()[0] + " (units alive at the first step that die as the run trains are the mark "
+               "of too large a step)"] + remedies if died
+              else remedies + ["if they died in a blow-up: lower the lr or warm it up"])
     return Cause(
         f"dead units: {share:.0%} of the gradient is exactly 0{since}, so those weights never move",
         "dead_units", [f"median share of exactly-zero gradient coordinates {share:.0%} over the recent window"]
-        + _at_baseline(run),
-        ["re-initialise: zero biases and He/Kaiming weights keep ReLU units alive",
-         "or LeakyReLU/GELU, whose gradient is never exactly 0",
-         "if they died in a blow-up: lower the lr or warm it up"], {"grad_zero": share})
+        + _at_baseline(run), advice, {"grad_zero": share})
 
 
 def updates_round_away(run: Run) -> Cause | None:

@@ -23,11 +23,17 @@ EPS_DOMINANT = 0.5  # share of coordinates where eps outweighs sqrt(v-hat) that 
 CONVERGED_GAP = 1e-6  # gap to the optimum, as a share of the first gap, that counts as converged
 GRAD_VANISHED = 1e-6  # gradient norm, as a share of the first, that counts as converged
 HEALTHY_UPDATE_RATIO = 1e-3  # update/param ratio of a healthy run (a widely used rule of thumb)
+HUGE_UPDATE_RATIO = 0.1  # ... steps a tenth of the parameters' size: nothing settles (Adam at lr 1 on a logistic
+#   regression: 0.38-0.41; at lr 1e-2, healthy: 0.023)
+ABOVE_FIRST_MIN = 20  # ... judged from this many values on (the noise of one value needs them)
+ABOVE_FIRST_Z = 2.0  # a loss stopped above its first value by this many noises of one recent value: risen (the first
+#   value is one draw, and a flat run with a low first draw must not read as a rise; verdict_signals.above_first)
 RISE_Z = 3.0  # standard errors between two windows' medians that make a rise significant (verdict_noise)
 RISE_MIN_SHARE = 0.05  # ... and at least this share of the best level: a noiseless wobble is no rise
 TINY_UPDATE_RATIO = 3e-5  # update/param ratio (1/30 of a healthy one) below which steps are too small to move
 ANNEALED = 0.1  # a last recorded lr at most this share of its peak: a schedule decayed it (settled, not too low)
 DEAD_SHARE = 0.5  # share of exactly-zero gradient coordinates that makes dead units the cause
+DIED_RISE = 0.1  # ... a share this much above the first step's: the units died as it trained (lead with the lr)
 LOST_SHARE = 0.5  # share of updates (nonzero gradient) that left the parameter unchanged: rounded away
 BIAS_INFLATION = 2.0  # without bias correction, 1/sqrt(1 - beta2^t) above this at the last step: the cause
 BIAS_OFF_FINE = 0.9  # ... unless the run removed this share of its first loss and still falls: then a note (its
