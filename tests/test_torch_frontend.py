@@ -1495,3 +1495,31 @@ def test_an_sr_state_dict_loaded_by_names_after_positions_warns():
         warnings.simplefilter("error")
         at.AdamW(m.parameters(), stochastic_rounding=True).load_state_dict(sd)  # the same way: silent
         at.AdamW(m.named_parameters()).load_state_dict(at.AdamW(m.parameters()).state_dict())  # no SR, no state
+
+
+def test_an_sr_state_dict_saved_by_names_resumes_bit_for_bit_by_position_and_silently():
+    """The other way round the group takes the saved names (as torch's load does), so the bits
+    stay keyed as they were: a trial was warned it would not resume bit for bit, and it did."""
+    def run(opt, m, steps, seed):
+        g = torch.Generator().manual_seed(seed)
+        for _ in range(steps):
+            opt.zero_grad()
+            m(torch.randn(16, 8, generator=g).bfloat16()).pow(2).mean().backward()
+            opt.step()
+
+    torch.manual_seed(0)
+    m = nn.Linear(8, 4).bfloat16()
+    start = {k: v.clone() for k, v in m.state_dict().items()}
+    whole = at.AdamW(m.named_parameters(), lr=1e-2, stochastic_rounding=True)
+    run(whole, m, 6, 1)
+    run(whole, m, 6, 2)
+    expected = [p.clone() for p in m.parameters()]
+    m.load_state_dict(start)
+    first = at.AdamW(m.named_parameters(), lr=1e-2, stochastic_rounding=True)
+    run(first, m, 6, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        second = at.AdamW(m.parameters(), lr=1e-2, stochastic_rounding=True)
+        second.load_state_dict(first.state_dict())
+    run(second, m, 6, 2)
+    assert all(torch.equal(a, b) for a, b in zip(m.parameters(), expected))

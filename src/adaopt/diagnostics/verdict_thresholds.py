@@ -39,6 +39,8 @@ BIAS_INFLATION = 2.0  # without bias correction, 1/sqrt(1 - beta2^t) above this 
 BIAS_OFF_FINE = 0.9  # ... unless the run removed this share of its first loss and still falls: then a note (its
 #   larger steps serve it: Adam at lr 1e-3, beta2 0.9999 on a digits MLP reached 0.01, its corrected twin 0.14)
 WATCH_WINDOW = 20  # logged losses in the live check's recent window (its blocks are as long)
+RISE_ALPHA = 0.01  # ... and its z grows with the run: the chance of a false alarm over a whole flat run, about
+PLATEAU_BLOCKS = 3  # ... a rise is measured from the median of the blocks within RISE_Z se of the best, when this many
 ADAGRAD_STALE = 0.1  # AdaGrad's median t g^2 / G at or below which its accumulator holds the step down
 CUSUM_K = 1.0  # the live check's CUSUM: drift per value, in noise units (it reacts to shifts above 1 sigma) ...
 CUSUM_H = 15.0  # ... and the sum that fires (2x the largest, 7.5, any healthy run of the corpus reached)

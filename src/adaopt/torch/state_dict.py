@@ -62,10 +62,11 @@ def load(opt, state_dict: dict) -> None:
                 has_buf = state[p].get("momentum_buffer") is not None
                 state[p]["step"] = torch.tensor(1.0 if has_buf else 0.0)
     for k, (g, sg) in enumerate(zip(groups, saved_groups)):
+        # saved by name and loaded by position, the group takes the saved names (below) and its bits
+        # stay as they were; saved by position and loaded by name, it takes new names: other bits
         if (g.get("stochastic_rounding") or sg.get("stochastic_rounding")) and saved_state \
-                and bool(g.get("param_names")) != bool(sg.get("param_names")):
-            how = ("by position, and this optimizer names its parameters" if g.get("param_names") else
-                   "by name, and this optimizer knows its parameters by position")
+                and g.get("param_names") and not sg.get("param_names"):
+            how = "by position, and this optimizer names its parameters"
             warnings.warn(f"param group {k} uses stochastic_rounding, whose random bits are keyed by the "
                           f"parameters' names: the state_dict was saved {how}, so the run goes on with other "
                           "bits than an uninterrupted one (build both optimizers the same way, e.g. from "
