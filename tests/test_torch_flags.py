@@ -48,6 +48,24 @@ def test_fused_and_foreach_are_taken_and_kept(flags):
     assert all(theirs.param_groups[0][k] == v for k, v in flags.items())
 
 
+@pytest.mark.parametrize("key", sorted(registry.FAMILIES))
+def test_a_group_holds_torchs_flags_with_torchs_defaults(key):
+    """Code that reads ``group["fused"]`` (a trial's) got a KeyError where torch gives None."""
+    family = registry.FAMILIES[key]
+    ours = getattr(at, family.name)(_model().parameters())
+    theirs = getattr(torch.optim, family.torch_name or family.name)(_model().parameters())
+    for flag in registry.TORCH_FLAGS:
+        assert ours.param_groups[0].get(flag, "absent") == theirs.param_groups[0].get(flag, "absent"), flag
+
+
+def test_fused_and_foreach_together_are_refused_as_torch_refuses_them():
+    with pytest.raises(RuntimeError) as theirs:
+        torch.optim.AdamW(_model().parameters(), fused=True, foreach=True)
+    with pytest.raises(RuntimeError) as ours:
+        at.AdamW(_model().parameters(), fused=True, foreach=True)
+    assert str(ours.value) == str(theirs.value)
+
+
 @pytest.mark.parametrize("flag, hint", [("differentiable", "torch.optim with differentiable=True"),
                                         ("capturable", "CUDA graph")])
 def test_what_cannot_be_honoured_is_refused_at_construction_saying_what_instead(flag, hint):

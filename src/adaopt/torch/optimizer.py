@@ -64,7 +64,11 @@ class Optimizer(torch.optim.Optimizer):
         self._tensor_path = backend == "tensor"
         self._engine = Engine(self.rule, base.get("eps"), "reference" if self._tensor_path else backend)
         self._hp_keys = tuple(defaults)
-        defaults.update({k: v for k, v in torch_only.items() if v is not None})  # kept, as torch keeps them
+        # kept, as torch keeps them; the family's flags not given hold torch's defaults, so code that
+        # reads group["fused"] or group["foreach"] reads what it reads from torch.optim
+        declared = (*self.entry.args, *self.entry.kwargs)
+        defaults.update({k: _FLAG_DEFAULTS[k] for k in registry.TORCH_FLAGS if k in declared})
+        defaults.update({k: v for k, v in torch_only.items() if v is not None})
         self._plan = None
         self._grad_release = None  # the hooks of step_in_backward, while registered
         super().__init__(params, defaults)
@@ -415,6 +419,10 @@ class _CachedPlan(CachedPlan):
     sharded: bool         # DTensor parameters (FSDP2): the kernels step their local shards
 
 
+#: torch.optim's defaults for its implementation flags (None: torch chooses).
+_FLAG_DEFAULTS = {"foreach": None, "fused": None, "capturable": False, "differentiable": False}
+
+
 def refuse_torch_only(options: dict, where: str) -> None:
     """torch.optim's implementation flags: ``foreach`` and ``fused`` ask for speed, and
     adaopt's fused path is the fast one, so they are taken (and kept in the groups); what
@@ -435,6 +443,8 @@ def refuse_what_torch_refuses(given: dict, flags: dict) -> None:
     betas = given.get("betas")
     if isinstance(betas, (tuple, list)) and len(betas) == 2 and torch.is_tensor(betas[0]) != torch.is_tensor(betas[1]):
         raise ValueError("betas must be either both floats or both Tensors")
+    if flags.get("foreach") and flags.get("fused"):
+        raise RuntimeError("`fused` and `foreach` cannot be `True` together.")  # torch's words and type
     if flags.get("foreach"):
         if torch.is_tensor(given.get("lr")):
             raise ValueError("lr as a Tensor is not supported for capturable=False and foreach=True")
