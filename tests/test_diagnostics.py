@@ -937,6 +937,28 @@ def test_check_tells_a_late_blow_up_within_20_steps_and_not_a_noisy_plateau(seed
     assert fired is not None and 400 <= fired <= 420, fired
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_check_tells_a_creep_after_a_descent_from_the_plateau_s_noise_not_the_descent_s(seed):
+    """The noise between blocks is measured where the run sits: a descent's block-to-block
+    differences (its curve) made the bar 3-9x too high, and a creep from a noisy floor was told
+    30-40 values after it began. Here the loss doubles every 14 values from value 260."""
+    from adaopt.diagnostics.verdict_watch import RiseWatch
+
+    rng, t = np.random.default_rng(seed), np.arange(400)
+    floor = np.maximum(2.3 * np.exp(-t / 40), 0.08)
+    creep = floor.copy()
+    creep[260:] = 0.08 * np.exp((t[260:] - 260) / 20)
+    noise = 1 + 0.4 * np.abs(rng.standard_normal(400))  # one-sided, as minibatch losses above a floor
+    watch, quiet, fired = RiseWatch(), RiseWatch(), None
+    for i, (x, q) in enumerate(zip(creep * noise, floor * noise)):
+        watch.push(float(x))
+        quiet.push(float(q))
+        assert quiet.rise() is None, i  # the same noise on the floor: never
+        if fired is None and watch.rise() is not None:
+            fired = i
+    assert fired is not None and 260 <= fired <= 290, fired
+
+
 def test_monitor_counts_zero_gradients_and_updates_that_round_away():
     torch = pytest.importorskip("torch")
     import adaopt.torch as at
