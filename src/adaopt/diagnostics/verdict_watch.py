@@ -98,20 +98,21 @@ class RiseWatch:
 
     def _between(self) -> float:
         """:func:`~adaopt.diagnostics.verdict_noise.between` of the closed blocks since the run first
-        came within RISE_Z standard errors of its best block (cached per block), scaled by
+        came within RISE_Z standard errors of its best block (cached per block and best), scaled by
         ``1 + 1/sqrt(k)`` for its k differences; of all closed blocks while k < 5. Across a descent,
         the differences' spread is the curve's, not the noise's: on the corpus's digits lr ramps it
         came out 0.16-0.29 against 0.03-0.05 on the plateau, and told the creeps 20-50 steps late.
         The scale keeps a small sample's low draws from firing: on 400 synthetic healthy runs (a
         descent, then a plateau with AR(1) noise, phi 0.8) 18 fired before, 23 unscaled, 20 scaled."""
-        if getattr(self, "_between_at", -1) != len(self.closed):
+        at = (len(self.closed), None if self.best is None else self.best[2])  # a new best moves the start
+        if getattr(self, "_between_at", None) != at:
             meds = [b[0] for b in self.closed]
             start = 0
             if self.best is not None:
                 bar = self.best[0] + RISE_Z * MEDIAN_SE * math.sqrt(2) * self._pooled() / math.sqrt(self.w)
                 start = next(i for i, m in enumerate(meds) if m <= bar)  # the best block is one
             k = len(meds) - start - 1
-            self._between_at, self._between_se = len(self.closed), (
+            self._between_at, self._between_se = at, (
                 between(meds[start:]) * (1 + 1 / math.sqrt(k)) if k >= 5 else between(meds))
         return self._between_se
 
