@@ -90,6 +90,19 @@ def test_a_late_worker_is_not_waited_for_and_changes_nothing(threaded, monkeypat
     assert took < 3 * 0.2, f"3 steps took {took:.2f} s: they waited for the late workers"
 
 
+def test_workers_sleep_between_steps(threaded):
+    """The README's promise: kernel threads sleep rather than spin between steps. Half a second
+    after threaded steps the process uses next to no CPU (a worker that kept spinning, as
+    GNU OpenMP's do, would use about the whole half second)."""
+    _steps(steps=20)
+    assert pool.POOL.workers >= 1
+    time.sleep(0.05)
+    t0, c0 = time.perf_counter(), time.process_time()
+    time.sleep(0.5)
+    used, waited = time.process_time() - c0, time.perf_counter() - t0
+    assert used < 0.2 * waited, f"{used:.3f} s of CPU in {waited:.3f} s idle: a kernel thread did not sleep"
+
+
 def test_an_error_on_a_worker_is_raised_by_the_caller():
     """The caller's share is done and returns False (a group still running elsewhere); the
     worker raises: the caller gets the error, and does not hang."""
