@@ -3,7 +3,7 @@
 
 Run ``python benchmarks/bench_lowp.py`` (``make bench``, idle and with ``--hog 1``);
 ``--quick`` for a smoke test. It uses :mod:`bench_step`'s round-robin (``measure``: every
-implementation warmed up, then timed in interleaved blocks, the order rotating) and
+implementation warmed up, then timed in interleaved blocks, the order shuffled each round) and
 prints the median step time and two ratios, both from the same rounds:
 
 * ``vs torch``: step time over ``torch.optim.AdamW(fused=True)``'s on the same

@@ -7,7 +7,7 @@ For every case (optimizer, layout, N) each implementation gets its own copy of t
 float32 parameters and reads the same gradients, created once. Every implementation is
 warmed up (numba compiles on the first calls), then timed in blocks of K steps with
 ``time.perf_counter``; the blocks are interleaved, round-robin over the implementations
-(the order rotates each repetition), so a noisy neighbour on the shared VM hits them all
+(the order shuffled each repetition), so a noisy neighbour on the shared VM hits them all
 alike. The table shows the median step time over the repetitions.
 
 The roofline is measured here, not assumed: a numba kernel with no arithmetic to speak of
@@ -37,6 +37,7 @@ import gc
 import json
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -278,8 +279,24 @@ def calibrate(step, target: float, kmax: int) -> tuple[int, float]:
     return max(1, min(kmax, round(target / t))), t
 
 
+def block_orders(names: list, reps: int, seed: int = 0) -> list[list]:
+    """The order of the implementations in each round: a new shuffle each round (seeded), so
+    that no implementation always follows the same one. A fixed rotation did: the one after
+    torch's block always ran while torch's idle OpenMP threads still spun (they spin for
+    milliseconds after a parallel region), and on 2 cores that made it up to 1.4x slower
+    (``bench_wake.py``: 1.18-1.34x torch fused, 0.78x with ``OMP_WAIT_POLICY=PASSIVE``)."""
+    rng = random.Random(seed)
+    orders = []
+    for _ in range(reps):
+        order = list(names)
+        rng.shuffle(order)
+        orders.append(order)
+    return orders
+
+
 def measure(steps: dict, reps: int, target: float, warmup: int, kmax: int, max_impl_s: float):
-    """Round-robin timing: name -> {"times": [s per step, one per repetition], "k": K}."""
+    """Round-robin timing: name -> {"times": [s per step, one per repetition], "k": K}; the
+    order shuffled each round (:func:`block_orders`)."""
     for step in steps.values():
         for _ in range(warmup):
             step()
@@ -289,10 +306,8 @@ def measure(steps: dict, reps: int, target: float, warmup: int, kmax: int, max_i
         # a very slow implementation gets fewer repetitions (at least 3), never fewer steps
         n = max(3, min(reps, int(max_impl_s // max(t * k, 1e-9)))) if t * k * reps > max_impl_s else reps
         plan[name] = {"k": k, "reps": n, "times": []}
-    names = list(steps)
-    for r in range(reps):
+    for order in block_orders(list(steps), reps):
         gc.collect()  # cheap: everything made before the timing was frozen (main)
-        order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
             if len(plan[name]["times"]) < plan[name]["reps"]:
                 plan[name]["times"].append(time_block(steps[name], plan[name]["k"], limit_s=10 * target))
