@@ -82,7 +82,6 @@ bench: $(VENV)/.test
 	$(BIN)/python benchmarks/bench_step.py --hog 1 --optimizers AdamW --sizes 1e4,1e5,1e6,1e7
 	$(BIN)/python benchmarks/bench_lowp.py
 	$(BIN)/python benchmarks/bench_lowp.py --hog 1
-	$(BIN)/python benchmarks/bench_wake.py
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_train.py --hog 1
 	$(BIN)/python benchmarks/bench_backward.py

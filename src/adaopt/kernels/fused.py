@@ -60,7 +60,7 @@ from .source import Layout, source
 CHUNKS = (1, 4, 16)
 CHUNK = CHUNKS[-1]
 #: Buckets of at least this many elements run the threaded kernel, smaller ones the serial
-#: one. The kernel threads sleep between training steps, and waking one costs tens of microseconds
+#: one. The kernel threads sleep between steps, and waking one costs tens of microseconds
 #: (more on a busy machine), which a step of fewer elements does not repay. On 2 cores,
 #: AdamW's threaded fp32 step took 1.05x the serial one's time at 520K elements, 0.78x at 1M.
 PARALLEL_MIN = 1 << 19

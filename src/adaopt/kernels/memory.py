@@ -63,41 +63,6 @@ def load_acquire(typingctx, addr):
     return sig, codegen
 
 
-def _has_pause() -> bool:
-    """Whether the CPU has x86's ``pause``, the hint for a spin-wait loop that lets the other
-    hardware thread of the core run while this one waits (elsewhere the loops spin bare)."""
-    import platform
-
-    return platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
-
-
-@intrinsic
-def spin_pause(typingctx):
-    """One ``pause`` where the CPU has it (:func:`_has_pause`), else nothing. With it a read of
-    the spin loops costs about 25 ns on this AMD EPYC VM, without it 0.27 ns."""
-    sig = types.void()
-    pause = _has_pause()
-
-    def codegen(context, builder, signature, args):
-        if pause:
-            fn = builder.module.declare_intrinsic("llvm.x86.sse2.pause", fnty=ir.FunctionType(ir.VoidType(), []))
-            builder.call(fn, [])
-
-    return sig, codegen
-
-
-@numba.njit(nogil=True, cache=True)
-def watch(addr, seen, reads):
-    """Read the int64 at ``addr`` until it passes ``seen`` (True) or ``reads`` reads are done
-    (False), a :func:`spin_pause` after each (:mod:`.threads`: a worker watching for the next
-    call)."""
-    for _ in range(reads):
-        if load_acquire(addr) > seen:
-            return True
-        spin_pause()
-    return False
-
-
 @numba.njit(cache=True)
 def gather(arrays, count, table, row, column):
     """``table[row + k, column] = address of arrays[k]`` for k < count (the tuple may be

@@ -55,6 +55,10 @@ import numpy as np
 ROUNDINGS = ("nearest", "kahan", "stochastic")
 #: Elements per scale of 8-bit state (:data:`adaopt.quant.BLOCK`).
 QBLOCK = 256
+#: Reads of the done count a thread of the threaded kernel makes, once it finds no group left
+#: to claim, before it returns and (the calling thread) sleeps until the last group is done:
+#: about as long as one group of 32K elements takes (a few tens of microseconds).
+SPIN = 1 << 13
 _HALF = {"float16": ("f16_to_f32", "f32_to_f16"), "bfloat16": ("bf16_to_f32", "f32_to_bf16")}
 
 
@@ -151,7 +155,7 @@ def _head(program, lay: Layout, parallel: bool) -> list[str]:
         "import numba",
         "from adaopt.kernels.lowp import f16_to_f32, f32_to_f16, bf16_to_f32, f32_to_bf16, trunc_bf16, sr_bf16, "
         "GOLDEN32, mul32",
-        "from adaopt.kernels.memory import address, fetch_add, load_acquire, spin_pause",
+        "from adaopt.kernels.memory import address, fetch_add, load_acquire",
     ]
     if lay.quant:
         lines.append("from adaopt.kernels.q8 import decode_signed, decode_unsigned, encode_signed, encode_unsigned, "
@@ -167,11 +171,6 @@ def _head(program, lay: Layout, parallel: bool) -> list[str]:
     if parallel:
         lines += ["    groups = GS.shape[0] - 1",
                   "    counts = C.ctypes.data",
-                  "    role = fetch_add(counts + 16, 1)  # 0: the first thread in (the caller)",
-                  "    if role == 0:",
-                  "        fetch_add(C[3], 1)  # the pool's count of calls begun",
-                  "    begun = load_acquire(C[3])",
-                  "    last = False",
                   "    while True:",
                   "        w = fetch_add(counts, 1)",
                   "        if w >= groups:",
@@ -186,30 +185,15 @@ def _head(program, lay: Layout, parallel: bool) -> list[str]:
 
 
 def _tail(parallel: bool) -> list[str]:
-    """The threaded kernel's end (the protocol is :mod:`.threads`'): count the group done;
-    once none is left to claim, the caller waits briefly for the others' last groups and
-    returns True when every group is done, False when it must sleep until the last one is;
-    a worker returns True when it must wake the sleeping caller, else it first watches for
-    the pool's next call, with the GIL still released. Both wait ``C[4]`` reads (about
-    :data:`.threads.WATCH_S`)."""
+    """The threaded kernel's end: count the group done; once none is left to claim, wait
+    briefly for the others' last groups. True when every group is done (the caller need
+    not wait), False when some are still running after SPIN reads."""
     if not parallel:
         return []
-    return ["        if fetch_add(counts + 8, 1) == groups - 1:",
-            "            last = True",
-            "    if role == 0:",
-            "        if last:",
+    return ["        fetch_add(counts + 8, 1)",
+            f"    for _ in range({SPIN}):",
+            "        if load_acquire(counts + 8) >= groups:",
             "            return True",
-            "        for _ in range(C[4]):",
-            "            if load_acquire(counts + 8) >= groups:",
-            "                return True",
-            "            spin_pause()",
-            "        return fetch_add(counts + 40, 1) == 1  # 1: the last group's thread came by first",
-            "    if last and fetch_add(counts + 40, 1) == 1:  # the caller sleeps",
-            "        return True",
-            "    for _ in range(C[4]):",
-            "        if load_acquire(C[3]) > begun:",
-            "            break",
-            "        spin_pause()",
             "    return False"]
 
 

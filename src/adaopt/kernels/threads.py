@@ -26,16 +26,7 @@ The rules:
 * at most the number of threads the caller allows (adaopt.torch: ``torch.get_num_threads()``),
   at most :func:`max_threads`, and one per 4 work groups (128K elements) of the bucket: each
   worker takes the GIL to join (a few microseconds), so 63 of them on a bucket of 1M elements
-  took 2.1 ms a step where 7 take 0.5; workers are started on first use;
-* a worker that has finished a call watches for the next one for about :data:`WATCH_S`
-  (100 us) with the GIL released, then sleeps: a call that follows at once (the step's next
-  bucket, or steps back to back) finds it awake, and it joins as soon as that call's first
-  thread has let go of the GIL (inside its kernel, which counts the calls begun: a worker
-  that took the GIL before that would sleep on it, and waking costs 20-60 us on this VM);
-  between training steps, with a forward and backward pass between them, it sleeps;
-* the caller too waits about :data:`WATCH_S` for the others' last groups before it sleeps;
-  then the thread that finishes the last group wakes it (a counter both add one to says
-  who came by second, so a wake-up is never lost);
+  took 2.1 ms a step where 7 take 0.5; workers are started on first use and sleep between steps;
 * one threaded kernel at a time: a second Python thread that steps meanwhile takes the serial
   kernel rather than wait;
 * a forked child (a data loader worker) starts with no workers and makes its own.
@@ -45,7 +36,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 
 import numpy as np
 
@@ -58,52 +48,15 @@ def max_threads() -> int:
     return numba.config.NUMBA_NUM_THREADS
 
 
-#: How long a worker that has finished a call watches for the next before it sleeps. Waking a
-#: sleeping thread takes 20-60 us on this VM, about a tenth of a step of 1e6 elements; a call
-#: that begins within this time (the next bucket of the same step, or a next step at once)
-#: finds the worker awake. In a training loop the forward and backward passes come between
-#: steps, so a worker sleeps after each step having spent at most this much CPU on watching.
-WATCH_S = 100e-6
-
-
-def _watch(addr: int, seen: int, reads: int) -> bool:
-    """Read the count of calls begun at ``addr``, with the GIL released, until it passes
-    ``seen`` (True) or ``reads`` reads are done (False)."""
-    from .memory import watch
-
-    return watch(addr, seen, reads) if reads > 0 else False
-
-
-def _watch_reads() -> int:
-    """The reads of the watch loop that take about :data:`WATCH_S` on this CPU, timed once: the
-    reads doubled until they take 200 us, then the fastest of three timings (the others were
-    interrupted); about a millisecond in all."""
-    flag = np.zeros(1, dtype=np.int64)
-
-    def timed(reads: int) -> float:
-        t0 = time.perf_counter()
-        _watch(flag.ctypes.data, 0, reads)
-        return time.perf_counter() - t0
-
-    timed(16)  # compiled (or loaded) before the clock starts
-    reads = 1 << 10
-    while timed(reads) < 2 * WATCH_S and reads < 1 << 24:
-        reads *= 2
-    took = min(timed(reads) for _ in range(3))
-    return max(1, min(int(reads * WATCH_S / max(took, 1e-9)), 1 << 24))
-
-
 class _Call:
-    """One threaded kernel call: the kernel, its arguments (the counters last) and how many
-    workers join the calling thread."""
+    """One threaded kernel call: the kernel, its arguments, its counters (next group to
+    claim, groups done) and how many workers join the calling thread."""
 
     __slots__ = ("kernel", "args", "helpers", "joined", "done", "error")
 
-    def __init__(self, kernel, args: tuple, helpers: int, started: int, watch: int):
+    def __init__(self, kernel, args: tuple, helpers: int):
         self.kernel, self.helpers, self.joined = kernel, helpers, 0
-        # the counters: next group to claim, groups done, threads entered, the address of the
-        # pool's count of calls begun, a worker's reads of it, the handoff of the wake-up
-        self.args = (*args, np.array([0, 0, 0, started, watch, 0], dtype=np.int64))
+        self.args = (*args, np.zeros(2, dtype=np.int64))
         self.done = threading.Event()  # set by the thread that sees the last group done
         self.error: BaseException | None = None
 
@@ -117,10 +70,6 @@ class Pool:
         self.call: _Call | None = None
         self.posted = 0  # calls posted so far: a worker runs each one it has not seen
         self.workers = 0
-        # calls whose kernel has begun (so the GIL is free), counted by the kernel itself: a
-        # worker that has just finished a call watches it for a while before it sleeps
-        self.started = np.zeros(1, dtype=np.int64)
-        self.watch = 0  # reads of self.started a worker makes before it sleeps (_watch_reads)
 
     def run(self, kernel, args: tuple, threads: int) -> bool:
         """Run ``kernel(*args, counters)`` on the calling thread and ``threads - 1`` workers
@@ -129,9 +78,7 @@ class Pool:
         if not self.busy.acquire(blocking=False):
             return False
         try:
-            if not self.watch:
-                self.watch = _watch_reads()
-            call = _Call(kernel, args, threads - 1, self.started.ctypes.data, self.watch)
+            call = _Call(kernel, args, threads - 1)
             with self.wake:
                 while self.workers < call.helpers:
                     threading.Thread(target=self._work, args=(self.workers, self.posted),
@@ -167,9 +114,8 @@ class Pool:
                 finished = call.kernel(*call.args)
             except BaseException as e:  # noqa: BLE001 - handed to the caller, which raises it
                 call.error, finished = e, True
-            if finished:  # the caller sleeps: wake it, then watch for the next call here
+            if finished:
                 call.done.set()
-                _watch(self.started.ctypes.data, seen, self.watch)
 
 
 POOL = Pool()
