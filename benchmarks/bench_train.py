@@ -1,13 +1,14 @@
 #!/usr/bin/env python
 """Whole training steps (forward, backward, optimizer step): adaopt.torch against torch.optim.
 
-Two models a practitioner trains on a CPU: a small CNN on 8x8 digit images and a small
-transformer language model with two param groups and tied embeddings. For each, the same
+Three models a practitioner trains on a CPU: a small CNN on 8x8 digit images, a small
+transformer language model with two param groups and tied embeddings, and an MLP of 1.9M
+parameters (784-1024-1024-10), whose step is big enough for the kernels' threads. For each, the same
 initial weights and batches go to ``adaopt.torch.AdamW`` and ``torch.optim.AdamW(fused=True)``
 (and torch's default for-loop AdamW); steps are timed in blocks, interleaved round-robin
-(the order rotates each repetition), and the table shows the median step time and the
+(the order shuffled each repetition), and the table shows the median step time and the
 ratio to torch fused (above 1: adaopt is faster), with the range of that ratio over the
-rounds. A second torch fused run (A/A) shows how far two identical runs differ here: a
+rounds, and the median time of the optimizer step alone (``opt.step()``, timed inside). A second torch fused run (A/A) shows how far two identical runs differ here: a
 difference within its spread is noise. ``--hog K`` runs K busy processes beside
 it, as a data loader would; ``make bench`` runs it both ways.
 
@@ -23,7 +24,7 @@ import time
 import torch
 
 import adaopt.torch as at
-from bench_step import start_hogs
+from bench_step import block_orders, start_hogs
 
 nn = torch.nn
 
@@ -73,6 +74,18 @@ def lm():
     return model, [{"params": decay, "weight_decay": 0.1}, {"params": other, "weight_decay": 0.0}], batches, loss
 
 
+def mlp():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 10))
+    g = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(64, 784, generator=g), torch.randint(0, 10, (64,), generator=g)) for _ in range(8)]
+
+    def loss(m, batch):
+        return nn.functional.cross_entropy(m(batch[0]), batch[1])
+
+    return model, [{"params": list(model.parameters())}], batches, loss
+
+
 IMPLS = {
     "adaopt.torch AdamW": lambda groups: at.AdamW(groups, lr=1e-3),
     "torch AdamW fused=True": lambda groups: torch.optim.AdamW(groups, lr=1e-3, fused=True),
@@ -85,17 +98,20 @@ IMPLS = {
 def _setup(make, impl):
     model, groups, batches, loss = make()
     opt = IMPLS[impl](groups)
-    state = {"k": 0}
+    state = {"k": 0, "opt_s": []}
 
     def step():
         batch = batches[state["k"] % len(batches)]
         state["k"] += 1
         opt.zero_grad(set_to_none=True)
         loss(model, batch).backward()
+        t = time.perf_counter()
         opt.step()
+        state["opt_s"].append(time.perf_counter() - t)
 
     for _ in range(3):  # warm up: numba compiles, torch allocates
         step()
+    step.opt_s = state["opt_s"]
     return step
 
 
@@ -103,9 +119,8 @@ def bench(name, make, reps, block_s):
     steps = {impl: _setup(make, impl) for impl in IMPLS}
     per = {impl: max(1, int(block_s / _time_one(fn))) for impl, fn in steps.items()}
     times = {impl: [] for impl in IMPLS}
-    order = list(IMPLS)
-    for r in range(reps):
-        for impl in order[r % len(order):] + order[:r % len(order)]:
+    for order in block_orders(list(IMPLS), reps):
+        for impl in order:
             t = time.perf_counter()
             for _ in range(per[impl]):
                 steps[impl]()
@@ -115,8 +130,9 @@ def bench(name, make, reps, block_s):
         med = statistics.median(times[impl])
         # the same ratio round by round (each round's two blocks ran minutes apart at most)
         rounds = sorted(a / b for a, b in zip(times["torch AdamW fused=True"], times[impl]))
+        opt_s = statistics.median(steps[impl].opt_s[3:])
         print(f"  {name:<26} {impl:<24} {med * 1e3:8.3f} ms   {ref / med:5.2f}x torch fused"
-              f"   (rounds {rounds[0]:.2f}-{rounds[-1]:.2f}x)")
+              f"   (rounds {rounds[0]:.2f}-{rounds[-1]:.2f}x)   opt.step() {opt_s * 1e6:7.0f} us")
 
 
 def _time_one(fn) -> float:
@@ -140,8 +156,10 @@ def main(argv=None) -> int:
         reps, block_s = (3, 0.1) if args.quick else (7, 0.5)
         n_cnn = sum(p.numel() for p in cnn()[0].parameters())
         n_lm = sum(p.numel() for p in lm()[0].parameters())
+        n_mlp = sum(p.numel() for p in mlp()[0].parameters())
         bench(f"CNN digits ({n_cnn / 1e3:.0f}k params)", cnn, reps, block_s)
         bench(f"LM 2 groups, tied ({n_lm / 1e3:.0f}k)", lm, reps, block_s)
+        bench(f"MLP ({n_mlp / 1e6:.1f}M params)", mlp, reps, block_s)
     finally:
         for h in hogs:
             h.terminate()
