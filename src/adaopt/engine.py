@@ -189,7 +189,8 @@ class Engine:
     def run(self, plan: Plan, grads: list, hps: list | None = None, threads: int | None = None) -> None:
         """One step in place. ``hps`` (one validated dict per group) overrides the values the
         plan was built with; its signature must be the same. ``threads`` caps the kernels'
-        threads (None: numba's own count)."""
+        threads (None: numba's own count, on adaopt's pool); given, a threaded kernel runs on
+        torch's OpenMP threads where it can (:mod:`adaopt.kernels.team`)."""
         # every bucket reads and checks its gradients before any kernel writes: a refused
         # gradient in the last group leaves the first one untouched too
         launches = [bucket.prepare(grads, bucket.hp if hps is None else

@@ -51,6 +51,7 @@ from numba.core.errors import TypingError
 from .. import dtypes, quant, rounding, rules
 from .._io import atomic_write
 from . import memory
+from . import team
 from . import threads as pool
 from .codegen import Program, record
 from .source import Layout, source
@@ -74,6 +75,8 @@ BLOCK = 1 << 15
 GROUPS_PER_THREAD = 4
 
 _KERNELS: dict = {}
+#: threaded kernel -> the address of its C entry point (:func:`.source._entry`)
+ENTRIES: dict = {}
 _INT = {int}
 _EMPTY: dict = {}
 
@@ -108,6 +111,8 @@ def _compile(src: str):
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
+    if hasattr(module, "entry"):  # the threaded kernel's C entry point (.team)
+        ENTRIES[module.kernel] = module.entry.address
     return module.kernel
 
 
@@ -332,11 +337,19 @@ class Bucket:
     def _call(self, threads: int | None) -> None:
         """The threaded kernel when it pays and may run (a big bucket, more than one thread
         allowed, no other Python thread inside a threaded kernel: a second caller takes the
-        serial kernel rather than wait); else the serial one. Both give the same bits."""
+        serial kernel rather than wait); else the serial one. Both give the same bits. Given
+        ``threads`` (adaopt.torch) it runs on torch's OpenMP threads where it can
+        (:mod:`.team`), else on adaopt's pool (:mod:`.threads`)."""
         n = pool.max_threads() if threads is None else min(int(threads), pool.max_threads())
         n = min(n, 1 + (len(self.work[0]) - 1) // GROUPS_PER_THREAD)  # the groups, shared out
-        if not (self.parallel and n > 1 and pool.POOL.run(self._kernel(True), (self.table, self.scalars, *self.work), n)):
-            self._kernel(False)(self.table, self.scalars, *self.work)
+        if self.parallel and n > 1:
+            args = (self.table, self.scalars, *self.work)
+            kernel = self._kernel(True)
+            if threads is not None and team.run(ENTRIES[kernel], args, n):  # adaopt.torch: torch's threads
+                return
+            if pool.POOL.run(kernel, args, n):
+                return
+        self._kernel(False)(self.table, self.scalars, *self.work)
 
     def _grad_addresses(self, grads: list) -> list:
         """Write the gradients' addresses into the table; returns the arrays to keep alive."""

@@ -225,14 +225,32 @@ def source(program, lay: Layout, parallel: bool) -> str:
     """
     lines = _head(program, lay, parallel)
     if lay.quant:
-        return "\n".join(lines + _quant_loop(program, lay) + _tail(parallel)) + "\n"
+        return "\n".join(lines + _quant_loop(program, lay) + _tail(parallel) + _entry(lay, parallel)) + "\n"
     lines += [f"            {line}" for line in _arrays(program, lay, "a", "n")]
     lines.append("            for i in range(n):")
     loads, stores = _buffer_lines(lay, program.buffers, program.buffer_out)
     body = [f"p_ = {load(lay.p_kind, lay.compute, 'p[i]')}", f"g_ = {load(lay.grad_kind, lay.compute, 'g[i]')}"]
     body += loads + list(program.body) + _parameter_tail(lay, program.p_out) + stores
     lines += [f"                {line}" for line in body]
-    return "\n".join(lines + _tail(parallel)) + "\n"
+    return "\n".join(lines + _tail(parallel) + _entry(lay, parallel)) + "\n"
+
+
+def _entry(lay: Layout, parallel: bool) -> list[str]:
+    """The threaded kernel's C entry point, ``entry(box)``, for a thread pool that calls a C
+    function with one pointer (torch's OpenMP threads, :mod:`.team`): ``box`` holds each
+    argument's address and length (``A``'s rows and columns), and the kernel runs on them."""
+    if not parallel:
+        return []
+    return ["",
+            "",
+            "@numba.cfunc(numba.types.void(numba.types.voidptr), cache=True)",
+            "def entry(box):",
+            "    b = numba.carray(box, 14, np.int64)",
+            "    kernel(numba.carray(address(b[0]), (b[1], b[2]), np.int64),",
+            f"           numba.carray(address(b[3]), b[4], np.{lay.compute}),",
+            "           numba.carray(address(b[5]), b[6], np.int64), numba.carray(address(b[7]), b[8], np.int64),",
+            "           numba.carray(address(b[9]), b[10], np.int64), numba.carray(address(b[11]), b[12], np.int64),",
+            "           numba.carray(address(b[13]), 2, np.int64))"]
 
 
 def _quant_loop(program, lay: Layout) -> list[str]:

@@ -1,5 +1,8 @@
 """The fused kernels' threads: a small pool of adaopt's own, which shares the machine.
 
+(adaopt.torch's threaded kernels run on torch's own OpenMP threads where torch has them,
+:mod:`.team`; this pool takes the NumPy frontend's, and theirs where that cannot run.)
+
 A threaded step runs one kernel on several threads at once, each with the same arguments:
 every thread claims the bucket's next work group (32K elements) with an atomic add on a
 shared counter, steps it, counts it done, and claims again until none is left
