@@ -11,6 +11,10 @@ prints the median step time and two ratios, both from the same rounds:
 * ``vs plain``: step time over adaopt's own plain step on the same parameters
   (bf16, fp32 state, round to nearest; or fp32 with fp32 state).
 
+Each adaopt configuration is timed twice: the NumPy frontend (``adaopt``, its threaded
+kernels on adaopt's own pool) and ``adaopt.torch`` (on torch's OpenMP threads where torch
+has them, the PyTorch user's path).
+
 Lower is faster. Before timing, each adaopt configuration's fused kernel must give the
 reference path's bits (parameters and state), so the table never times a wrong kernel.
 Cases: (a) bf16 parameters, one tensor of N; (b) fp32 parameters with bf16 or 8-bit
@@ -78,6 +82,22 @@ def adaopt_impl(kind: str, kw: dict, params0, grads, backend="fused"):
     return (lambda: opt.step(gs)), params, opt
 
 
+def adaopt_torch_impl(kind: str, kw: dict, params0, grads):
+    """adaopt.torch's optimizer on torch tensors (its threaded kernels run on torch's OpenMP
+    threads, :mod:`adaopt.kernels.team`): the step and its state's bytes per parameter."""
+    import adaopt.torch as at
+
+    dt = {"bfloat16": torch.bfloat16, "float32": torch.float32}[kind]
+    ps = [torch.from_numpy(p).to(dt).requires_grad_() for p in params0]
+    for p, g in zip(ps, grads):
+        p.grad = torch.from_numpy(g).to(dt)
+    opt = at.AdamW(ps, backend="fused", **HP, **kw)
+    opt.step()
+    held = sum(v.numel() * v.element_size() for st in opt.state.values() for k, v in st.items()
+               if k != "step" and torch.is_tensor(v) and v.dim())
+    return opt.step, held / sum(p.numel() for p in ps)
+
+
 def torch_impl(kind: str, params0, grads):
     dt = {"bfloat16": torch.bfloat16, "float32": torch.float32}[kind]
     ps = [torch.from_numpy(p).to(dt).requires_grad_() for p in params0]
@@ -143,6 +163,9 @@ def run_case(title: str, cases: dict, kind: str, sizes: list[int], args) -> list
         step()
         steps[name], bytes_of[name] = step, state_bytes(opt, params)
     if torch is not None:
+        for name, (k, kw) in cases.items():
+            tname = name.replace("adaopt ", "adaopt.torch ", 1)
+            steps[tname], bytes_of[tname] = adaopt_torch_impl(k, kw, params0, grads)
         steps[TORCH] = torch_impl(kind, params0, grads)
         bytes_of[TORCH] = 4.0 if kind == "bfloat16" else 8.0
         if args.peers and kind == "float32":
@@ -180,11 +203,11 @@ def int8_accuracy(n: int = 1_000_000, steps: int = 100, seeds=(0, 1, 2)) -> list
 
 
 def print_rows(rows: list[dict]) -> None:
-    print(f"{'case':34s} {'N':>5s} {'implementation':36s} {'step':>9s} {'vs torch':>9s} {'vs plain':>9s} "
+    print(f"{'case':34s} {'N':>5s} {'implementation':42s} {'step':>9s} {'vs torch':>9s} {'vs plain':>9s} "
           f"{'state B/param':>13s}")
     for r in rows:
         vt = f"{r['vs_torch']:.2f}x" if r["vs_torch"] is not None else "-"
-        print(f"{r['case']:34s} {bs.fmt_n(r['N']):>5s} {r['implementation']:36s} {bs.fmt_time(r['median_s']):>9s} "
+        print(f"{r['case']:34s} {bs.fmt_n(r['N']):>5s} {r['implementation']:42s} {bs.fmt_time(r['median_s']):>9s} "
               f"{vt:>9s} {r['vs_plain']:.2f}x{'':4s} " + (f"{r['state_bytes_per_param']:13.2f}"
                                                           if r["state_bytes_per_param"] == r["state_bytes_per_param"]
                                                           else f"{'-':>13s}"))

@@ -8,8 +8,9 @@ initial weights and batches go to ``adaopt.torch.AdamW`` and ``torch.optim.AdamW
 (and torch's default for-loop AdamW); steps are timed in blocks, interleaved round-robin
 (the order shuffled each repetition), and the table shows the median step time and the
 ratio to torch fused (above 1: adaopt is faster), with the range of that ratio over the
-rounds, and the median time of the optimizer step alone (``opt.step()``, timed inside). A second torch fused run (A/A) shows how far two identical runs differ here: a
-difference within its spread is noise. ``--hog K`` runs K busy processes beside
+rounds, and the median time of the optimizer step alone (``opt.step()``, timed inside). A
+second torch fused run (A/A) shows how far two identical runs differ here: a difference within
+its spread is noise. ``--hog K`` runs K busy processes beside
 it, as a data loader would; ``make bench`` runs it both ways.
 
 Run ``python benchmarks/bench_train.py`` (``--quick`` for a smoke test).

@@ -345,7 +345,8 @@ class Bucket:
         if self.parallel and n > 1:
             args = (self.table, self.scalars, *self.work)
             kernel = self._kernel(True)
-            if threads is not None and team.run(ENTRIES[kernel], args, n):  # adaopt.torch: torch's threads
+            entry = ENTRIES.get(kernel)  # adaopt.torch gives threads: torch's OpenMP threads first
+            if threads is not None and entry is not None and team.run(entry, args, n):
                 return
             if pool.POOL.run(kernel, args, n):
                 return
