@@ -30,6 +30,8 @@ import threading
 
 import numpy as np
 
+#: False sends every threaded kernel to adaopt's pool (``benchmarks/bench_train.py`` times both)
+ENABLED = True
 _LOCK = threading.Lock()  # one Python thread inside GOMP_parallel at a time
 #: "parallel": GOMP_parallel or None, once looked for; "forked": in a forked child; "calls": kernels run
 _STATE: dict = {}
@@ -60,7 +62,7 @@ def run(entry: int, args: tuple, threads: int) -> bool:
     """Run the threaded kernel whose C entry point is at ``entry`` on ``args`` (``A, S, GS, WJ,
     WA, WB``) with torch's OpenMP threads, ``threads`` in all; False (nothing run) where it
     cannot (see the module's docstring)."""
-    fn = _gomp_parallel()
+    fn = _gomp_parallel() if ENABLED else None
     if fn is None or not _LOCK.acquire(blocking=False):
         return False
     try:
