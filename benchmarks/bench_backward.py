@@ -8,7 +8,7 @@ their gradients are ready), and torch's recipe from its tutorial "How to save me
 fusing the optimizer step into the backward pass" (one ``torch.optim.AdamW(fused=True)`` per
 parameter, stepped in ``register_post_accumulate_grad_hook``).
 
-* time: whole training steps, in blocks, interleaved round-robin (the order rotates each
+* time: whole training steps, in blocks, interleaved round-robin (the order shuffled each
   repetition); the median step and the ratio to torch fused (above 1: faster);
 * gradient memory: the most gradient bytes alive at once during a backward pass, counted by
   a hook that runs before any step frees a gradient (exact, the same on every run), for the
@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 
 import adaopt.torch as at
-from bench_step import start_hogs
+from bench_step import block_orders, start_hogs
 from bench_train import TinyLM, lm
 
 VARIANTS = ("torch AdamW fused=True", "adaopt.torch AdamW", "adaopt step_in_backward", "adaopt in backward, 64 KiB",
@@ -151,8 +151,7 @@ def timed(make, reps: int, block_s: float) -> dict:
         fn()
         per[v] = max(1, int(block_s / max(time.perf_counter() - t, 1e-6)))
     times = {v: [] for v in VARIANTS}
-    for r in range(reps):
-        order = VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]
+    for order in block_orders(list(VARIANTS), reps):
         for v in order:
             t = time.perf_counter()
             for _ in range(per[v]):
@@ -163,8 +162,8 @@ def timed(make, reps: int, block_s: float) -> dict:
 
 def peak_rss(reps: int) -> dict:
     rss = {v: [] for v in VARIANTS}
-    for r in range(reps):
-        for v in VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]:
+    for order in block_orders(list(VARIANTS), reps):
+        for v in order:
             out = subprocess.run([sys.executable, __file__, "--rss-child", v], capture_output=True, text=True,
                                  check=True, cwd=Path(__file__).parent)
             peak, rest = map(int, out.stdout.split()[-2:])
