@@ -3,9 +3,10 @@
 In a training loop the optimizer step comes right after the backward pass, whose OpenMP
 threads (torch's intra-op pool, GNU OpenMP) keep spinning for milliseconds once their work
 is done. A worker of adaopt's own pool (:mod:`.threads`) then shares a core with one of
-them and runs at half speed: on a 1.9M-parameter MLP on 2 vCPUs adaopt.torch's step took
-1.68-1.77 ms in the loop against torch fused's 0.89-0.92 ms. Run on those same threads, the
-same kernel took 0.91-0.94 ms, with the same bits (``benchmarks/bench_train.py``).
+them and runs at half speed. On the 1.9M-parameter MLP of ``benchmarks/bench_train.py``, on
+2 vCPUs, in one run: adaopt.torch's step took 5103 us in the loop on adaopt's pool (its "own
+pool" row) and 2545 us on those same threads, with the same bits, against torch fused's 2584 us;
+whole training steps 0.79x and 0.99x torch fused's speed.
 
 So where torch's parallel backend is OpenMP and its ``libgomp`` is loaded, a threaded kernel
 of adaopt.torch is handed to it with ``GOMP_parallel(entry, box, threads, 0)``: the calling
