@@ -112,11 +112,15 @@ def _parameter_tail(lay: Layout, x: str) -> list[str]:
     if lay.rounding == "kahan":
         c, kind = lay.compute, lay.p_kind
         rounded = load(kind, c, "r_")
-        comp = "trunc_bf16" if kind == "bfloat16" else _HALF[kind][1]  # rounding.py: bf16's truncated
+        if kind == "bfloat16":  # the rounded value kept as a number (round_bf16), its bits stored exactly
+            return [f"y_ = (np.{c}({x}) - p_) + {load(kind, c, 'c[i]')}",
+                    f"r_ = np.{c}(round_bf16(np.float32(p_ + y_)))",
+                    "p[i] = trunc_bf16(np.float32(r_))",
+                    "c[i] = trunc_bf16(np.float32(y_ - (r_ - p_)))"]  # rounding.py: bf16's truncated
         return [f"y_ = (np.{c}({x}) - p_) + {load(kind, c, 'c[i]')}",
                 f"r_ = {store(kind, 'p_ + y_')}",
                 "p[i] = r_",
-                f"c[i] = {comp}(np.float32(y_ - ({rounded} - p_)))"]
+                f"c[i] = {_HALF[kind][1]}(np.float32(y_ - ({rounded} - p_)))"]
     if lay.rounding == "stochastic":
         return [f"p[i] = sr_bf16(np.float32({x}), i, sb)"]
     return [f"p[i] = {store(lay.p_kind, x)}"]
@@ -153,8 +157,8 @@ def _head(program, lay: Layout, parallel: bool) -> list[str]:
         f"# adaopt kernel; helpers {helpers_digest()}",
         "import numpy as np",
         "import numba",
-        "from adaopt.kernels.lowp import f16_to_f32, f32_to_f16, bf16_to_f32, f32_to_bf16, trunc_bf16, sr_bf16, "
-        "GOLDEN32, mul32",
+        "from adaopt.kernels.lowp import f16_to_f32, f32_to_f16, bf16_to_f32, f32_to_bf16, round_bf16, trunc_bf16, "
+        "sr_bf16, GOLDEN32, mul32",
         "from adaopt.kernels.memory import address, fetch_add, load_acquire",
     ]
     if lay.quant:
