@@ -151,3 +151,33 @@ def test_bfloat16_moments_track_float32_moments():
             runs[sd] = p - p0
         moved = np.abs(runs[None]).mean()
         assert np.abs(runs["bfloat16"] - runs[None]).mean() < 0.02 * moved
+
+
+@pytest.mark.parametrize("dtype, kw", [
+    (BF16, {}), (BF16, {"kahan": True}), (BF16, {"stochastic_rounding": True}),
+    (BF16, {"state_dtype": "bfloat16"}), (BF16, {"kahan": True, "state_dtype": "bfloat16"}),
+    (np.dtype(np.float32), {"state_dtype": "bfloat16"}), (np.dtype(np.float16), {}),
+    (np.dtype(np.float16), {"kahan": True}), (np.dtype(np.float32), {"state_dtype": "float16"}),
+], ids=lambda v: str(v))
+def test_non_finite_gradients_give_the_same_bits_fused_and_reference(dtype, kw):
+    """inf and NaN of both signs in the gradient: x86 makes negative NaNs (inf - inf), and a
+    16-bit store must write the same NaN on both paths (bfloat16: 0x7FC0, torch's choice;
+    ml_dtypes' astype kept the sign, so the reference wrote 0xFFC0 where the kernel wrote
+    0x7FC0). Two steps, so the second reads NaN and inf from the state."""
+    n = 2 * fused.PARALLEL_MIN + 33  # the threaded kernel too
+    out = []
+    for backend in ("fused", "reference"):
+        p = np.linspace(-1, 1, n).astype(dtype)
+        g = np.full(n, 0.5, np.float32)
+        g[3:n:97], g[5:n:97], g[7:n:97], g[9:n:97] = np.inf, -np.inf, np.nan, -np.nan
+        opt = adaopt.AdamW([p], lr=1e-3, backend=backend, **kw)
+        with np.errstate(all="ignore"):  # the reference's inf - inf
+            for _ in range(2):
+                opt.step([g.astype(dtype)])
+        assert backend == "reference" or not opt._plan.plan.reference
+        out.append((p, next(iter(opt.state.values()))))
+    (fp, fs), (rp, rs) = out
+    assert not np.isfinite(fp.astype(np.float32)).all()
+    assert np.array_equal(_bits(fp), _bits(rp))
+    for key, value in fs.items():
+        assert key == "step" or np.array_equal(_bits(value), _bits(rs[key])), key

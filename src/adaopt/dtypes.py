@@ -114,6 +114,21 @@ def arith_dtype(param_dtype, state_dtype) -> np.dtype:
     return np.dtype(np.float64 if wide else np.float32)
 
 
+def narrow(x, dtype) -> np.ndarray:
+    """``x`` stored as ``dtype`` (a new array), rounded to nearest, ties to even, as ``astype``
+    rounds; a NaN stored as bfloat16 is the quiet NaN 0x7FC0 whatever its sign and payload,
+    as torch's conversion and adaopt's fused kernels store it (ml_dtypes' ``astype`` keeps the
+    sign: 0xFFC0 from the negative NaN that x86 arithmetic makes of inf - inf)."""
+    dtype = np.dtype(dtype)
+    out = np.array(x, dtype=dtype)
+    if dtype.itemsize == 2 and dtype_name(dtype) == "bfloat16":
+        bits = out.view(np.uint16)
+        nan = (bits & np.uint16(0x7FFF)) > np.uint16(0x7F80)
+        if nan.any():
+            bits[nan] = np.uint16(0x7FC0)
+    return out
+
+
 def smallest_normal(dtype) -> float:
     """Smallest positive normal number of a supported dtype."""
     return _TINY[dtype_name(dtype)]

@@ -58,6 +58,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import dtypes
+
 #: Elements per block: each block has its own float32 absmax scale.
 BLOCK = 256
 #: Tensors with fewer elements keep float32 state.
@@ -254,7 +256,7 @@ def store(out: dict, new_buffers: dict, st: dict) -> None:
         if is_quantized(st, k):
             out[k], out[k + SCALE] = quantize(v, k)
         else:
-            out[k] = np.array(v, dtype=st[k].dtype)  # a copy: never alias the caller's gradient
+            out[k] = dtypes.narrow(v, st[k].dtype)  # a copy: never alias the caller's gradient
 
 
 def conform(st: dict, keys, want_int8: bool, dtype=np.float32) -> None:

@@ -119,7 +119,7 @@ def to_param_dtype(new_p: np.ndarray, old_p: np.ndarray, out_state: dict, hp: di
     if low and hp.get("kahan"):
         old = old_p.astype(cdtype)
         y = (new_p - old) + out_state["kahan_comp"].astype(cdtype)  # this update and what was lost
-        rounded = (old + y).astype(p_dtype)
+        rounded = dtypes.narrow(old + y, p_dtype)
         comp = y - (rounded.astype(cdtype) - old)
         out_state["kahan_comp"] = truncate_bf16(comp) if dtypes.dtype_name(p_dtype) == "bfloat16" \
             else comp.astype(p_dtype)
@@ -127,4 +127,4 @@ def to_param_dtype(new_p: np.ndarray, old_p: np.ndarray, out_state: dict, hp: di
     if low and hp.get("stochastic_rounding"):
         bits = stochastic_bf16(new_p, key, step, index)
         return bits.view(np.float32).astype(p_dtype)
-    return new_p.astype(p_dtype)
+    return dtypes.narrow(new_p, p_dtype)
