@@ -9,7 +9,12 @@ prints the median step time and two ratios, both from the same rounds:
 * ``vs torch``: step time over ``torch.optim.AdamW(fused=True)``'s on the same
   parameters (bf16 parameters: torch keeps bf16 moments; fp32: fp32 moments);
 * ``vs plain``: step time over adaopt's own plain step on the same parameters
-  (bf16, fp32 state, round to nearest; or fp32 with fp32 state).
+  (bf16, fp32 state, round to nearest; or fp32 with fp32 state);
+* ``vs stream``: step time over a stream that moves the step's bytes (``B/step``:
+  parameters and state read and written, gradients read) and computes nothing
+  (:func:`bench_step.stream_kernel`), timed in the same rounds: 1.00x is the memory
+  roofline, more is compute or overhead. Read it at 1e7, where the arrays are far larger
+  than the last-level cache; at 1e6 and below they fit, and the stream is no roofline.
 
 Each adaopt configuration is timed twice: the NumPy frontend (``adaopt``, its threaded
 kernels on adaopt's own pool) and ``adaopt.torch`` (on torch's OpenMP threads where torch
@@ -155,19 +160,40 @@ def check(cases: dict, steps: int = 4) -> None:
                                                      np.asarray(ro.state[key][k]).view(np.uint8)), (name, k)
 
 
+def stream_spec(opt, params) -> tuple:
+    """The element sizes a step of ``opt`` moves (:func:`bench_step.stream_kernel`): the
+    parameters', the gradients' (the parameters' dtype here) and each state buffer's of the
+    parameter's size (8-bit state's per-block scales, 1/256 of the elements, left out), of
+    the largest parameter (small ones keep float32 state in 8-bit mode)."""
+    size = max(p.size for p in params)
+    st = next(st for st in opt.state.values() if any(np.size(v) == size for k, v in st.items() if k != "step"))
+    state = tuple(np.asarray(v).itemsize for k, v in st.items() if k != "step" and np.size(v) == size)
+    return params[0].itemsize, params[0].itemsize, state
+
+
+def stream_name(spec) -> str:
+    return f"stream, {bs.stream_bytes(spec)} B/param (roofline)"
+
+
 def run_case(title: str, cases: dict, kind: str, sizes: list[int], args) -> list[dict]:
+    """Every configuration of ``cases`` through both frontends, torch fused, and a stream of
+    each one's bytes (its memory roofline, :func:`bench_step.stream_kernel`), interleaved."""
     params0, grads = bs.make_data(sizes, seed=args.seed + 1)
-    steps, bytes_of = {}, {}
+    steps, bytes_of, spec_of = {}, {}, {}
     for name, (k, kw) in cases.items():
         step, params, opt = adaopt_impl(k, kw, params0, grads, "fused")
         step()
-        steps[name], bytes_of[name] = step, state_bytes(opt, params)
+        steps[name], bytes_of[name], spec_of[name] = step, state_bytes(opt, params), stream_spec(opt, params)
     if torch is not None:
         for name, (k, kw) in cases.items():
             tname = name.replace("adaopt ", "adaopt.torch ", 1)
             steps[tname], bytes_of[tname] = adaopt_torch_impl(k, kw, params0, grads)
+            spec_of[tname] = spec_of[name]
         steps[TORCH] = torch_impl(kind, params0, grads)
         bytes_of[TORCH] = 4.0 if kind == "bfloat16" else 8.0
+        spec_of[TORCH] = (2, 2, (2, 2)) if kind == "bfloat16" else (4, 4, (4, 4))  # torch keeps the params' dtype
+    for spec in dict.fromkeys(spec_of.values()):  # one contiguous array of all the elements, as bench_step
+        steps[stream_name(spec)] = bs.stream_step(spec, sum(sizes))
         if args.peers and kind == "float32":
             for name, step in peer_impls(params0, grads).items():
                 steps[name], bytes_of[name] = step, float("nan")  # their state layouts: not counted
@@ -176,10 +202,14 @@ def run_case(title: str, cases: dict, kind: str, sizes: list[int], args) -> list
     plain = med[next(iter(cases))]
     out = []
     for name in steps:
+        spec, stream = spec_of.get(name), name not in bytes_of  # peers: no spec; streams: no state
         out.append({"case": title, "N": sum(sizes), "n_tensors": len(sizes), "implementation": name,
                     "median_s": med[name], "times_s": plan[name]["times"],
-                    "vs_torch": med[name] / med[TORCH] if TORCH in med else None,
-                    "vs_plain": med[name] / plain, "state_bytes_per_param": bytes_of[name]})
+                    "vs_torch": med[name] / med[TORCH] if TORCH in med and not stream else None,
+                    "vs_plain": None if stream else med[name] / plain,
+                    "vs_stream": med[name] / med[stream_name(spec)] if spec else None,
+                    "bytes_per_param": bs.stream_bytes(spec) if spec else int(name.split()[1]) if stream else None,
+                    "state_bytes_per_param": bytes_of.get(name, float("nan"))})
     return out
 
 
@@ -203,14 +233,19 @@ def int8_accuracy(n: int = 1_000_000, steps: int = 100, seeds=(0, 1, 2)) -> list
 
 
 def print_rows(rows: list[dict]) -> None:
+    """The table; ``vs stream`` is the step's time over the stream of its bytes (1.00x: at the
+    memory roofline; above: compute or overhead). Stream rows show their bytes only."""
     print(f"{'case':34s} {'N':>5s} {'implementation':42s} {'step':>9s} {'vs torch':>9s} {'vs plain':>9s} "
-          f"{'state B/param':>13s}")
+          f"{'vs stream':>9s} {'B/step':>6s} {'state B/param':>13s}")
+
+    def ratio(r, key):
+        return f"{r[key]:.2f}x" if r.get(key) is not None else "-"
+
     for r in rows:
-        vt = f"{r['vs_torch']:.2f}x" if r["vs_torch"] is not None else "-"
+        state, moved = r["state_bytes_per_param"], r["bytes_per_param"]
         print(f"{r['case']:34s} {bs.fmt_n(r['N']):>5s} {r['implementation']:42s} {bs.fmt_time(r['median_s']):>9s} "
-              f"{vt:>9s} {r['vs_plain']:.2f}x{'':4s} " + (f"{r['state_bytes_per_param']:13.2f}"
-                                                          if r["state_bytes_per_param"] == r["state_bytes_per_param"]
-                                                          else f"{'-':>13s}"))
+              f"{ratio(r, 'vs_torch'):>9s} {ratio(r, 'vs_plain'):>9s} {ratio(r, 'vs_stream'):>9s} "
+              f"{moved if moved else '-':>6} " + (f"{state:13.2f}" if state == state else f"{'-':>13s}"))
 
 
 def main(argv=None) -> int:
@@ -234,6 +269,7 @@ def main(argv=None) -> int:
         from adaopt.kernels import threads as pool
 
         pool.max_threads = lambda: args.threads  # the fused kernels' cap (the NumPy frontend's count)
+        bs.numba.set_num_threads(args.threads)  # the stream's
         if torch is not None:
             torch.set_num_threads(args.threads)
     sizes = args.sizes or ([100_000, 1_000_000] if args.quick else [10_000, 100_000, 1_000_000, 10_000_000])
