@@ -93,9 +93,9 @@ def adaopt_torch_impl(kind: str, kw: dict, params0, grads):
     import adaopt.torch as at
 
     dt = {"bfloat16": torch.bfloat16, "float32": torch.float32}[kind]
-    ps = [torch.from_numpy(p).to(dt).requires_grad_() for p in params0]
+    ps = [bs.torch_tensor(p).to(dt).requires_grad_() for p in params0]  # torch's memory, as in training
     for p, g in zip(ps, grads):
-        p.grad = torch.from_numpy(g).to(dt)
+        p.grad = bs.torch_tensor(g).to(dt)
     opt = at.AdamW(ps, backend="fused", **HP, **kw)
     opt.step()
     held = sum(v.numel() * v.element_size() for st in opt.state.values() for k, v in st.items()
@@ -105,9 +105,9 @@ def adaopt_torch_impl(kind: str, kw: dict, params0, grads):
 
 def torch_impl(kind: str, params0, grads):
     dt = {"bfloat16": torch.bfloat16, "float32": torch.float32}[kind]
-    ps = [torch.from_numpy(p).to(dt).requires_grad_() for p in params0]
+    ps = [bs.torch_tensor(p).to(dt).requires_grad_() for p in params0]  # torch's memory, as in training
     for p, g in zip(ps, grads):
-        p.grad = torch.from_numpy(g).to(dt)
+        p.grad = bs.torch_tensor(g).to(dt)
     opt = torch.optim.AdamW(ps, fused=True, **HP)
     return opt.step
 
@@ -125,9 +125,9 @@ def peer_impls(params0, grads) -> dict:
                 cls = importlib.import_module(module)
                 for part in path.split("."):
                     cls = getattr(cls, part)
-                ps = [torch.from_numpy(p.copy()).requires_grad_() for p in params0]
+                ps = [bs.torch_tensor(p).requires_grad_() for p in params0]
                 for p, g in zip(ps, grads):
-                    p.grad = torch.from_numpy(g)
+                    p.grad = bs.torch_tensor(g)
                 opt = cls(ps, **HP)
                 opt.step()
                 opt.step()

@@ -191,18 +191,33 @@ def torch_has_fused(name: str) -> bool:
     return _TORCH_FUSED[name]
 
 
+#: The gradients the torch implementations read (torch's copies): (copy, original) pairs,
+#: checked unchanged after timing as ``grads`` is.
+TORCH_GRADS: list = []
+
+
+def torch_tensor(a: np.ndarray):
+    """A copy of ``a`` in memory torch allocated, as a training run's parameters, gradients
+    and state are. Not ``torch.from_numpy(a)``: NumPy's large arrays start 16 bytes into a
+    page and torch's 64, and a gradient just below the state's offset in the page (4K
+    aliasing: its loads wait on stores to the state) made adaopt.torch's AdamW step on one
+    tensor of 1e6 take 417-427 us instead of 308-322 us (offsets 32-1040 bytes)."""
+    return torch.from_numpy(a).clone()
+
+
 def torch_impl(spec: dict, mode: str, params0, grads):
-    """(step, params) for torch.optim (or adaopt.torch) on copies of params0; p.grad set once,
-    sharing ``grads``."""
+    """(step, params) for torch.optim (or adaopt.torch) on torch's copies of params0 and
+    grads (:func:`torch_tensor`); p.grad set once."""
     if mode == ADAOPT_TORCH:
         cls, kw = getattr(adaopt_torch, spec["adaopt"]), {"backend": "fused"}
     else:
         cls = getattr(torch.optim, spec["torch"])
         kw = {"torch fused": {"fused": True}, "torch foreach": {"foreach": True},
               "torch for-loop": {"foreach": False}}[mode]
-    ps = [torch.from_numpy(p.copy()).requires_grad_() for p in params0]
+    ps = [torch_tensor(p).requires_grad_() for p in params0]
     for p, g in zip(ps, grads):
-        p.grad = torch.from_numpy(g)  # read only by these optimizers (checked by checksum)
+        p.grad = torch_tensor(g)  # read only by these optimizers (checked after timing)
+        TORCH_GRADS.append((p.grad, g))
     opt = cls(ps, **spec["hp"], **kw)
     return opt.step, (lambda: [p.detach().numpy() for p in ps])
 
@@ -347,6 +362,9 @@ def run_case(opt_name: str, layout: str, n: int, args) -> list[dict]:
     steps[STREAM] = stream_impl(spec["stream"], n)
     plan = measure(steps, args.reps, args.block_s, args.warmup, args.kmax, args.max_impl_s)
     assert checksum(grads) == before, f"{opt_name} {layout} N={n}: an implementation wrote to the gradients"
+    assert all(np.array_equal(t.numpy(), g) for t, g in TORCH_GRADS), f"{opt_name} {layout} N={n}: " \
+        "a torch implementation wrote to its gradients"
+    TORCH_GRADS.clear()
     del impls, steps
     gc.collect()
 
