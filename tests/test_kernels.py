@@ -387,3 +387,33 @@ def test_float16_kernels_run_on_a_cpu_without_f16c(tmp_path):
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, f"exit {run.returncode}: {run.stderr[-500:]}"
     assert run.stdout.strip() == "0.5"
+
+
+def test_new_state_starts_at_the_parameters_offset_in_its_page():
+    """4K aliasing (engine.full_like_page): a large parameter's new state buffers start at its
+    offset within a page, whoever allocated it; small ones, and buffers of another element
+    size (float32 state of bfloat16 parameters), are plain arrays."""
+    from adaopt import dtypes
+    from adaopt.engine import PAGE, PAGE_MATCH_MIN
+
+    n = PAGE_MATCH_MIN // 4 + 1000
+    raw = np.zeros(4 * n + 2 * PAGE, np.uint8)
+    for shift in (0, 16, 64, 1040):
+        skip = (shift - raw.ctypes.data) % PAGE
+        p = raw[skip:skip + 4 * n].view(np.float32).reshape(-1, 8)[: n // 8]
+        p[...] = 1.0
+        opt = adaopt.AdamW([p], lr=1e-3)
+        opt.step([np.ones_like(p)])
+        st = next(iter(opt.state.values()))
+        for key in ("exp_avg", "exp_avg_sq"):
+            assert st[key].ctypes.data % PAGE == shift, (shift, key)
+            assert st[key].shape == p.shape and st[key].flags.c_contiguous
+        assert np.all(p < 1.0) and np.all(st["exp_avg_sq"] > 0)
+    small = np.ones(100, np.float32)
+    opt = adaopt.AdamW([small], lr=1e-3)
+    opt.step([np.ones_like(small)])
+    assert next(iter(opt.state.values()))["exp_avg"].shape == (100,)
+    bf = np.ones(n, dtypes.as_dtype("bfloat16"))
+    opt = adaopt.AdamW([bf], lr=1e-3)
+    opt.step([np.ones_like(bf)])
+    assert next(iter(opt.state.values()))["exp_avg"].dtype == np.float32

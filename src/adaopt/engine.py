@@ -22,6 +22,32 @@ from . import dtypes, quant, rounding, rules
 #: "auto": fused kernels when numba is installed, else the reference rule;
 #: "fused": fused kernels or an error; "reference": the rule on whole arrays.
 BACKENDS = ("auto", "fused", "reference")
+#: A new state buffer of a parameter of at least this many bytes starts at the parameter's
+#: offset within a memory page (:func:`full_like_page`).
+PAGE_MATCH_MIN = 1 << 16
+PAGE = 4096
+
+
+def full_like_page(shape: tuple, fill: float, dtype, p: np.ndarray) -> np.ndarray:
+    """``np.full(shape, fill, dtype)`` whose data starts at ``p``'s offset within a 4 KiB page,
+    where the dtype's alignment allows (the same element size, a large parameter).
+
+    The fused kernel loads and stores the parameter, the gradient and the state at the same
+    index each iteration. When a load's address sits just below a store's in the low 12 bits
+    (4K aliasing), the CPU holds the load for the store: NumPy places a large array 16 bytes
+    into a page and torch 64, and AdamW on float32 parameters from torch (``.numpy()``) with
+    NumPy-allocated state took 347 us a step at 1e6 against 307 us with NumPy's own arrays.
+    The gradient usually comes from the parameter's allocator, at its offset too."""
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape, dtype=np.int64))
+    offset = p.ctypes.data % PAGE if isinstance(p, np.ndarray) else -1
+    if p.nbytes < PAGE_MATCH_MIN or dtype.itemsize != p.itemsize or offset % dtype.itemsize:
+        return np.full(shape, fill, dtype=dtype)
+    raw = np.empty(size * dtype.itemsize + PAGE, np.uint8)
+    skip = (offset - raw.ctypes.data) % PAGE
+    out = raw[skip:skip + size * dtype.itemsize].view(dtype).reshape(shape)
+    out[...] = fill
+    return out
 
 
 class Plan:
@@ -100,7 +126,8 @@ class Engine:
             if key not in st and eight_bit and key in buffers:  # 8-bit from the start: no float buffer
                 st[key], st[key + quant.SCALE] = quant.full(shape, fill, key)
             elif key not in st:
-                st[key] = np.full(shape, fill, dtype=dtype)
+                st[key] = full_like_page(shape, fill, dtype, p) if shape == p.shape else \
+                    np.full(shape, fill, dtype=dtype)
         # 8-bit state (state_dtype="int8", large tensors): quantized here, also when loaded as floats
         quant.conform(st, buffers, eight_bit, cdtype)
 
