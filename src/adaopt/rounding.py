@@ -3,8 +3,10 @@ r"""How a step's result, computed in float32, is stored in a 16-bit parameter.
 Three ways, chosen per parameter group:
 
 ``nearest`` (default)
-    round to the nearest bfloat16/float16, ties to even, as ``astype`` does. An update
-    smaller than half the spacing between neighbours (an ulp) is lost entirely.
+    round to the nearest bfloat16/float16, ties to even, as ``astype`` does (a NaN stored
+    as bfloat16 is the quiet NaN 0x7FC0 whatever its sign, as torch stores it:
+    :func:`adaopt.dtypes.narrow`). An update smaller than half the spacing between
+    neighbours (an ulp) is lost entirely.
 ``kahan=True``
     compensated summation. The rounding error of each step is kept in a 16-bit
     buffer ``c`` and added back to the next update:
