@@ -160,10 +160,13 @@ def test_bfloat16_moments_track_float32_moments():
     (np.dtype(np.float16), {"kahan": True}), (np.dtype(np.float32), {"state_dtype": "float16"}),
 ], ids=lambda v: str(v))
 def test_non_finite_gradients_give_the_same_bits_fused_and_reference(dtype, kw):
-    """inf and NaN of both signs in the gradient: x86 makes negative NaNs (inf - inf), and a
-    16-bit store must write the same NaN on both paths (bfloat16: 0x7FC0, torch's choice;
-    ml_dtypes' astype kept the sign, so the reference wrote 0xFFC0 where the kernel wrote
-    0x7FC0). Two steps, so the second reads NaN and inf from the state."""
+    """inf and NaN of both signs in the gradient (x86 makes negative NaNs of inf - inf). Every
+    number that is not a NaN has the same bits on both paths, NaNs sit in the same places, and a
+    NaN rounded into bfloat16 is 0x7FC0 on both (torch's choice; ml_dtypes' astype kept the
+    sign, so the reference wrote 0xFFC0 where the kernel wrote 0x7FC0). Which NaN arithmetic
+    makes (its sign and payload) is the CPU's and the compiler's, like a last bit, so NaNs that
+    are stored as computed (float32 state, float16, bfloat16's truncated Kahan compensation)
+    are compared as NaNs. Two steps, so the second reads NaN and inf from the state."""
     n = 2 * fused.PARALLEL_MIN + 33  # the threaded kernel too
     out = []
     for backend in ("fused", "reference"):
@@ -175,9 +178,16 @@ def test_non_finite_gradients_give_the_same_bits_fused_and_reference(dtype, kw):
             for _ in range(2):
                 opt.step([g.astype(dtype)])
         assert backend == "reference" or not opt._plan.plan.reference
-        out.append((p, next(iter(opt.state.values()))))
-    (fp, fs), (rp, rs) = out
-    assert not np.isfinite(fp.astype(np.float32)).all()
-    assert np.array_equal(_bits(fp), _bits(rp))
-    for key, value in fs.items():
-        assert key == "step" or np.array_equal(_bits(value), _bits(rs[key])), key
+        out.append(({"param": p, **next(iter(opt.state.values()))}))
+    fused_run, ref_run = out
+    assert not np.isfinite(fused_run["param"].astype(np.float32)).all()
+    for key, value in fused_run.items():
+        if key == "step":
+            continue
+        a, b = np.asarray(value), np.asarray(ref_run[key])
+        nan = np.isnan(a.astype(np.float32))
+        assert np.array_equal(nan, np.isnan(b.astype(np.float32))), key
+        assert np.array_equal(_bits(a)[~nan], _bits(b)[~nan]), key
+        rounded = a.dtype == BF16 and key != "kahan_comp"  # rounded to nearest (or stochastically)
+        if rounded and nan.any():
+            assert set(_bits(a)[nan]) == set(_bits(b)[nan]) == {0x7FC0}, key
