@@ -80,6 +80,16 @@ def bf16_to_f32(typingctx, x):
     return sig, codegen
 
 
+def _rne_bf16(builder, x):
+    """IR for float32 ``x`` rounded to bfloat16's precision, nearest, ties to even: the i32 whose
+    high half is the result (the low half to be dropped), and whether ``x`` is a NaN."""
+    i32 = ir.IntType(32)
+    bits = builder.bitcast(x, i32)
+    odd = builder.and_(builder.lshr(bits, ir.Constant(i32, 16)), ir.Constant(i32, 1))
+    rounded = builder.add(builder.add(bits, ir.Constant(i32, 0x7FFF)), odd)
+    return rounded, builder.fcmp_unordered("uno", x, x)
+
+
 @intrinsic
 def f32_to_bf16(typingctx, x):
     """float32 to bfloat16 bits, round to nearest, ties to even; NaN gives the quiet NaN 0x7FC0."""
@@ -87,12 +97,9 @@ def f32_to_bf16(typingctx, x):
 
     def codegen(context, builder, signature, args):
         i32 = ir.IntType(32)
-        c = lambda v: ir.Constant(i32, v)  # noqa: E731
-        bits = builder.bitcast(args[0], i32)
-        odd = builder.and_(builder.lshr(bits, c(16)), c(1))
-        out = builder.lshr(builder.add(builder.add(bits, c(0x7FFF)), odd), c(16))
-        nan = builder.fcmp_unordered("uno", args[0], args[0])
-        return builder.trunc(builder.select(nan, c(0x7FC0), out), ir.IntType(16))
+        rounded, nan = _rne_bf16(builder, args[0])
+        out = builder.lshr(rounded, ir.Constant(i32, 16))
+        return builder.trunc(builder.select(nan, ir.Constant(i32, 0x7FC0), out), ir.IntType(16))
 
     return sig, codegen
 
@@ -107,12 +114,9 @@ def round_bf16(typingctx, x):
 
     def codegen(context, builder, signature, args):
         i32 = ir.IntType(32)
-        c = lambda v: ir.Constant(i32, v)  # noqa: E731
-        bits = builder.bitcast(args[0], i32)
-        odd = builder.and_(builder.lshr(bits, c(16)), c(1))
-        out = builder.and_(builder.add(builder.add(bits, c(0x7FFF)), odd), c(-0x10000))
-        nan = builder.fcmp_unordered("uno", args[0], args[0])
-        return builder.bitcast(builder.select(nan, c(0x7FC00000), out), ir.FloatType())
+        rounded, nan = _rne_bf16(builder, args[0])
+        out = builder.and_(rounded, ir.Constant(i32, -0x10000))
+        return builder.bitcast(builder.select(nan, ir.Constant(i32, 0x7FC00000), out), ir.FloatType())
 
     return sig, codegen
 
