@@ -54,6 +54,43 @@ def between(medians) -> float:
     return MAD_SIGMA * float(np.median(np.abs(d - np.median(d))))
 
 
+def between_detrended(medians) -> float:
+    """:func:`between` from second differences, ``m[i+1] - 2 m[i] + m[i-1]``, which a linear trend
+    leaves at 0 (a slow descent's first differences spread with its curve): for independent block
+    medians of variance v their variance is 6v, and a difference of two medians has 2v, so the
+    noise is 1.4826 MAD of them over sqrt 3 (0 with fewer than 3 of them)."""
+    m = np.asarray(medians, dtype=np.float64)
+    d = m[2:] - 2 * m[1:-1] + m[:-2]
+    if len(d) < 3:
+        return 0.0
+    return MAD_SIGMA * float(np.median(np.abs(d - np.median(d)))) / math.sqrt(3)
+
+
+#: The largest lag-one correlation :func:`inflation` credits (its factor is then 6.2).
+MAX_PHI = 0.95
+
+
+def inflation(values: np.ndarray) -> float:
+    """How much the noise of a window's median exceeds the independent-noise figure, from the
+    values' own correlation: fit AR(1) noise, ``e_t = phi e_(t-1) + u_t``, whose differences have
+    a lag-one correlation ``r = -(1 - phi) / 2``, so ``phi = 1 + 2 r``; the variance of a long
+    window's mean is then ``(1 + phi) / (1 - phi)`` times the independent figure, and the factor is
+    its square root (1 with phi <= 0, at most ``MAX_PHI``'s 6.2). Differences ignore a trend (its
+    slope is their median, taken out); they are clipped at 3 MADs so one spike does not set r.
+    From a few hundred values r is within about 0.07, so the factor within about 15%."""
+    d = np.diff(np.asarray(values, dtype=np.float64))
+    if len(d) < 20:
+        return 1.0
+    d = d - np.median(d)
+    scale = MAD_SIGMA * float(np.median(np.abs(d)))
+    if not scale > 0:
+        return 1.0
+    d = np.clip(d, -3 * scale, 3 * scale)
+    r = float(np.dot(d[1:], d[:-1]) / np.dot(d, d))
+    phi = min(max(1 + 2 * r, 0.0), MAX_PHI)
+    return math.sqrt((1 + phi) / (1 - phi))
+
+
 def blocks(values: np.ndarray, w: int) -> np.ndarray:
     """The series cut into consecutive blocks of ``w`` ending at its last value (the oldest
     values that do not fill a block are left out): shape (k, w)."""
