@@ -474,3 +474,29 @@ def test_a_flat_loss_at_the_end_of_an_lr_decay_is_settled_not_an_lr_too_low(seed
 def test_tiny_steps_while_the_lr_was_at_its_peak_are_still_an_lr_too_low(seed):
     found = diagnose(_annealed_tail(seed, 1e-6))
     assert found.code == "lr_too_low" and found.verdict in ("STALLED", "SLOW"), str(found)
+
+
+def _raised_run(seed, after, n=400, at=210):
+    """A minibatch loss falling from 0.70 to 0.45 at lr 3e-3, the lr raised 30x at step ``at``,
+    and then ``after(t)`` (t from the raise on); noise 6% of the level."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(1, n + 1)
+    trend = np.where(t < at, 0.45 + 0.25 * np.exp(-t / 60), after(t - at))
+    lr = np.where(t < at, 3e-3, 9e-2)
+    return {"step": t.tolist(), "loss": (trend * (1 + 0.06 * rng.standard_normal(n))).tolist(), "lr": lr.tolist()}
+
+
+def test_a_loss_that_rose_after_an_lr_raise_is_told_to_keep_the_old_lr():
+    """The lr raised 30x at step 210, the loss back at chance (0.71) from 0.45: DIVERGING, keep the
+    lr at 3e-3 (a trial's GRU classifier got STALLED beta2_memory, "raise lr about 1000x"). The
+    same raise with the loss still falling is no alarm, nor is a raise in the last two windows (a
+    warm restart's bump)."""
+    for seed in range(3):
+        d = diagnose(_raised_run(seed, lambda s: 0.71 - 0.26 * np.exp(-s / 5)))
+        assert (d.verdict, d.code) == ("DIVERGING", "lr_too_high"), str(d)
+        assert "after the lr was raised 30x at step 210" in d.cause
+        assert d.advice[0].startswith("keep the lr at 0.003") and not any("raise lr" in a for a in d.advice)
+        falling_on = diagnose(_raised_run(seed, lambda s: 0.45 * np.exp(-s / 400)))
+        assert falling_on.verdict != "DIVERGING", str(falling_on)
+        late = diagnose(_raised_run(seed, lambda s: 0.45 + 0.1 * (s >= 0), at=370))
+        assert "after the lr was raised" not in late.cause, str(late)

@@ -10,7 +10,8 @@ check is one function and one entry in :data:`CHECKS`. In words:
    rounding to 0).
 2. **DIVERGING**: the loss over the last window is more than 1.5x the first loss, or 3x
    its best window's. Also, before 4: a loss that spiked 10x and never came back 10%
-   below its first value, or one that sits 5% above it and stopped falling.
+   below its first value, one that rose after the lr was raised at once and stays there,
+   or one that sits 5% above its first value and stopped falling.
 3. **CONVERGED**: the target was reached, the gap to the optimum shrank 1e6-fold,
    or the gradient vanished (1e-6 of its first size).
 4. The loss stopped improving (under 1% between the last two windows):
@@ -82,6 +83,7 @@ CHECKS = (
     # blown up and never back, held back by the configuration, above its best, rising, bouncing
     progress.spike_not_recovered,         # DIVERGING: a 10x spike, never 10% below the start since
     progress.blew_up_late,                # DIVERGING: a 10x spike in the recent window, not back to its best
+    stuck.rose_after_a_raise,             # DIVERGING: the lr was raised at once, and the loss rose after it
     stuck.limited_by_configuration,       # STALLED/SLOW: bias correction off, updates round away, dead units
     progress.bouncing,                    # OSCILLATING: noisy gradients far from a known optimum
     stuck.above_its_best,                 # DIVERGING: significantly above its best window, not coming down

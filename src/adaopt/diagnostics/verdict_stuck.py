@@ -15,12 +15,13 @@ import math
 import numpy as np
 
 from .verdict_causes import family_of, lr_too_low, unmoved
-from .verdict_noise import falling, rise_from_best
+from .verdict_noise import MEDIAN_SE, falling, inflation, rise_from_best, sigma
 from .verdict_progress import Trend
 from .verdict_record import LR_FIND, Cause, Diagnosis, fmt, with_cause
 from .verdict_signals import Run, rounding_at_fixed_point
 from .verdict_thresholds import (BIAS_INFLATION, BIAS_OFF_FINE, DEAD_SHARE, DIED_RISE, HEALTHY_UPDATE_RATIO,
-                                 LITTLE_PROGRESS, LOST_SHARE, MIN_WINDOW, RISE_SIGNIFICANT, TINY_UPDATE_RATIO)
+                                 LITTLE_PROGRESS, LOST_SHARE, MIN_WINDOW, RISE_MIN_SHARE, RISE_SIGNIFICANT, RISE_Z,
+                                 TINY_UPDATE_RATIO)
 from .verdict_watch import RiseWatch, rise_diagnosis
 
 LOW_PRECISION = ("bfloat16", "float16")
@@ -196,6 +197,47 @@ def above_its_best(run: Run) -> Diagnosis | None:
                                "or warm the lr up / decay it before this point"),
         steps=(a, t.steps[1]), signals={**t.signals, "best": best + run.floor, "rise_se": (recent - best) / se
                                         if se > 0 else math.inf})
+
+
+def rose_after_a_raise(run: Run) -> Diagnosis | None:
+    """The lr was raised at once (:func:`~adaopt.diagnostics.verdict_signals.lr_raised`: 2x or
+    more within one logged interval, not a warmup), the raised lr is still in force over the
+    recent window, and the recent window sits significantly above the window just before the
+    raise: DIVERGING, lr too high, keep the lr where it was. The raise names the moment, so the
+    test needs no best window: the two windows' medians differ by more than ``RISE_Z`` standard
+    errors (their noise, times the run's :func:`~adaopt.diagnostics.verdict_noise.inflation`
+    before the raise) and ``RISE_MIN_SHARE`` of the level. A GRU classifier whose AdamW lr was
+    raised 30x at step 210 went from 0.45 to chance (0.71) and sat there; the state check read
+    v-hat's memory of the blow-up's gradients as the cause and advised raising the lr 1000x. The
+    raise must lie two windows back, so a warm restart's brief bump at the end is not judged."""
+    r = run.lr_raised()
+    if r is None or run.quantity != "loss":
+        return None
+    gap, w = run.gap, max(MIN_WINDOW, run.w // 2)
+    at = int(np.searchsorted(run.steps, r[3]))
+    if at < w or len(gap) - at < 2 * w:
+        return None
+    steps, lr = run.h.series("lr")
+    lr = lr[steps >= run.steps[-w]]
+    lr = lr[np.isfinite(lr)]
+    if not len(lr) or lr.min() < 2 * r[0]:
+        return None
+    before, recent = gap[at - w:at], gap[-w:]
+    b, m = float(np.median(before)), float(np.median(recent))
+    se = MEDIAN_SE * math.hypot(sigma(before), sigma(recent)) / math.sqrt(w) * inflation(gap[:at])
+    if not (m - b > RISE_Z * se and m - b > RISE_MIN_SHARE * max(abs(b), 0.01 * abs(float(gap[0])))):
+        return None
+    if falling(gap[-run.w:]):
+        return None
+    t = Trend.of(run)
+    return Diagnosis(
+        "DIVERGING", f"the learning rate is too high: the {run.quantity} rose {m / b if b > 0 else math.inf:.3g}x "
+        f"after the lr was raised {r[1] / r[0]:.3g}x at step {r[3]}, and stays there", "lr_too_high",
+        evidence=t.evidence + [
+            f"median of the {w} steps before the raise {fmt(b + run.floor)}; of the last {w} {fmt(m + run.floor)}: "
+            f"{(m - b) / se if se > 0 else math.inf:.3g} standard errors higher (noise from the run: +-{fmt(se)})"],
+        advice=run.down_advice() + [f"or roll back to a checkpoint from before step {r[3]}"],
+        steps=(r[3], t.steps[1]), signals={**t.signals, "before_raise": b + run.floor, "lr_raised": r[1] / r[0]})
 
 
 def held_at_baseline(run: Run) -> Diagnosis | None:
