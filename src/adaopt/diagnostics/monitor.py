@@ -235,7 +235,10 @@ class Monitor:
         self._truncate(keep)
 
     def save(self, path):
-        """Write the history as CSV or JSON Lines (by suffix); ``adaopt diagnose`` reads it."""
+        """Write the history as CSV or JSON Lines (by suffix); ``adaopt diagnose`` reads it. A CSV's
+        first line is ``# meta: {...}``, the optimizer's settings as JSON (a JSON Lines file's first
+        object is ``{"meta": ...}``); to read the CSV yourself, skip it:
+        ``csv.DictReader(line for line in f if not line.startswith("#"))``."""
         return self.history.save(path)
 
     # ------------------------------------------------------------------ resuming
