@@ -14,12 +14,12 @@ from functools import cached_property
 import numpy as np
 
 from .verdict_causes import crawl, lr_too_low, oscillation, state_cause
-from .verdict_noise import MEDIAN_SE, above_first, sigma
+from .verdict_noise import MEDIAN_SE, above_first, rise_from_best, sigma
 from .verdict_record import LR_FIND, Diagnosis, fmt, with_cause
 from .verdict_signals import Run, early_spike, noise, rate_collapse, reversing, too_slow
 from .verdict_thresholds import (BOUNCE_PROGRESS, CONSISTENT_COS, CONVERGED_GAP, GRAD_VANISHED, GROWTH_BEFORE_OVERFLOW,
                                  LITTLE_PROGRESS, MIN_JUDGED, MIN_WINDOW, NOT_SLOWING, PLATEAU, RATE_COLLAPSE,
-                                 RISE_FROM_BEST, RISE_SIGNIFICANT, RISE_Z, STALL_IMPROVEMENT, ANNEALED,
+                                 RISE_FROM_BEST, RISE_MIN_SHARE, RISE_SIGNIFICANT, RISE_Z, STALL_IMPROVEMENT, ANNEALED,
                                  DECAY_BALANCE, TINY_UPDATE_RATIO)
 
 
@@ -145,7 +145,18 @@ class Trend:
     @property
     def stopped_evidence(self) -> list[str]:
         """:attr:`evidence`, and why a fall above 1% still counts as stopped: within the noise, or
-        only back to where the loss had been (:attr:`back_where_it_was`)."""
+        only back to where the loss had been (:attr:`back_where_it_was`); and, for a rise above 1%,
+        that it is not significant (a CONVERGED verdict beside "142.7% higher than the window
+        before", unexplained, read as a contradiction to a trial's user)."""
+        if self.improvement <= -PLATEAU:
+            rise = self.recent - self.previous
+            if rise <= self.noise:
+                return self.evidence + [f"the rise is within the noise (+-{fmt(self.noise)} between windows)"]
+            w = max(MIN_WINDOW, self.run.w // 2)
+            if rise_from_best(self.run.gap, w) is None:
+                return self.evidence + [f"the rise is not significant: the last {w} steps are not {RISE_Z:g} standard "
+                                        f"errors (noise estimated from the run) and {RISE_MIN_SHARE:.0%} above the best {w} before"]
+            return self.evidence + [f"the rise is coming back down: the last {self.run.w} steps fall significantly"]
         if self.improvement < PLATEAU:
             return self.evidence
         if self.previous - self.recent <= self.noise:
