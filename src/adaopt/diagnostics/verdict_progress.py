@@ -155,7 +155,8 @@ class Trend:
             w = max(MIN_WINDOW, self.run.w // 2)
             if rise_from_best(self.run.gap, w) is None:
                 return self.evidence + [f"the rise is not significant: the last {w} steps are not {RISE_Z:g} standard "
-                                        f"errors (noise estimated from the run) and {RISE_MIN_SHARE:.0%} above the best {w} before"]
+                                        "errors (noise estimated from the run) and "
+                                        f"{RISE_MIN_SHARE:.0%} above the best {w} before"]
             return self.evidence + [f"the rise is coming back down: the last {self.run.w} steps fall significantly"]
         if self.improvement < PLATEAU:
             return self.evidence
