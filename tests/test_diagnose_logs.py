@@ -495,12 +495,54 @@ def test_a_loss_that_rose_after_an_lr_raise_is_told_to_keep_the_old_lr():
     for seed in range(3):
         d = diagnose(_raised_run(seed, lambda s: 0.71 - 0.26 * np.exp(-s / 5)))
         assert (d.verdict, d.code) == ("DIVERGING", "lr_too_high"), str(d)
-        assert "after the lr was raised 30x at step 210" in d.cause
+        assert "after the lr was raised 30x between steps 209 and 210" in d.cause
         assert d.advice[0].startswith("keep the lr at 0.003") and not any("raise lr" in a for a in d.advice)
         falling_on = diagnose(_raised_run(seed, lambda s: 0.45 * np.exp(-s / 400)))
         assert falling_on.verdict != "DIVERGING", str(falling_on)
         late = diagnose(_raised_run(seed, lambda s: 0.45 + 0.1 * (s >= 0), at=370))
         assert "after the lr was raised" not in late.cause, str(late)
+        # up after the raise, then coming back down over the last 80 steps: not "stays there"
+        back = diagnose(_raised_run(seed, lambda s: np.where(s < 110, 0.75, 0.75 - 0.0025 * (s - 110))))
+        assert "after the lr was raised" not in back.cause, str(back)
+
+
+def test_an_lr_raise_logged_every_k_steps_is_dated_by_its_last_step_before():
+    """The lr logged every 25 steps (a Monitor's summaries, a logger's interval): the raise at step
+    210 shows between the rows of steps 201 and 226. The loss before the raise is read up to step
+    201 and the rollback advice names a checkpoint from step 201 or earlier, not from before 226
+    (which a run raised at 210 has already passed)."""
+    run = _raised_run(0, lambda s: 0.71 - 0.26 * np.exp(-s / 5))
+    run["lr"] = [lr if (step - 1) % 25 == 0 else None for step, lr in zip(run["step"], run["lr"])]
+    d = diagnose(run)
+    assert "between steps 201 and 226" in d.cause, str(d)
+    assert "or roll back to a checkpoint from step 201 or earlier" in d.advice, str(d)
+
+
+def test_a_warm_restart_is_no_raise_to_undo():
+    """Cosine annealing with warm restarts and eta_min > 0 holds the lr flat at a cycle's end and
+    jumps back to its peak: a raise of 100x at once, to an lr the run trained at. The loss that
+    follows the lr up is the schedule's, not a bug to undo (the check fired on 10 of 24 such runs
+    before it asked that the raised lr be new)."""
+    n, lo, peak = 1500, 1e-5, 1e-3
+    c = np.arange(n) % 1000
+    lr = lo + 0.5 * (peak - lo) * (1 + np.cos(np.pi * c / 1000))
+    t = np.arange(1, n + 1)
+    for seed in range(6):
+        noise = 1 + 0.1 * np.random.default_rng(seed).standard_normal(n)
+        loss = (0.2 + 2 * np.exp(-t / 300) + 0.3 * lr / peak) * noise
+        d = diagnose({"step": t.tolist(), "loss": loss.tolist(), "lr": lr.tolist()})
+        assert "after the lr was raised" not in d.cause, str(d)
+
+
+def test_a_real_gru_run_raised_30x_is_told_to_undo_the_raise_not_to_raise_it_more():
+    """The trial run in tests/fixtures/logs (GRU classifier, AdamW lr 3e-3 x30 at step 200, back at
+    chance after it): DIVERGING lr_too_high, keep the lr at 0.003; before, STALLED beta2_memory
+    with "raise lr about 1.02e+03x"."""
+    from pathlib import Path
+
+    d = diagnose(Path(__file__).parent / "fixtures" / "logs" / "gru_adamw_lr_raised_30x.csv")
+    assert (d.verdict, d.code) == ("DIVERGING", "lr_too_high"), str(d)
+    assert d.advice[0].startswith("keep the lr at 0.003") and not any("raise lr" in a for a in d.advice), str(d)
 
 
 def test_a_converged_verdict_says_why_a_rise_in_its_last_window_is_no_rise():

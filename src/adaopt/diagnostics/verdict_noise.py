@@ -77,7 +77,9 @@ def inflation(values: np.ndarray) -> float:
     window's mean is then ``(1 + phi) / (1 - phi)`` times the independent figure, and the factor is
     its square root (1 with phi <= 0, at most ``MAX_PHI``'s 6.2). Differences ignore a trend (its
     slope is their median, taken out); they are clipped at 3 MADs so one spike does not set r.
-    From a few hundred values r is within about 0.07, so the factor within about 15%."""
+    From a few hundred values the factor scatters widely where the correlation is strong (phi 0.8,
+    300 values: 2.2-6.2 between the 10th and 90th percentiles around a true 3; it errs high more
+    often than low), and stays near 1 on independent noise."""
     d = np.diff(np.asarray(values, dtype=np.float64))
     if len(d) < 20:
         return 1.0

@@ -14,7 +14,7 @@ from functools import cached_property
 import numpy as np
 
 from .verdict_causes import crawl, lr_too_low, oscillation, state_cause
-from .verdict_noise import MEDIAN_SE, above_first, rise_from_best, sigma
+from .verdict_noise import MEDIAN_SE, above_first, falling, rise_from_best, sigma
 from .verdict_record import LR_FIND, Diagnosis, fmt, with_cause
 from .verdict_signals import Run, early_spike, noise, rate_collapse, reversing, too_slow
 from .verdict_thresholds import (BOUNCE_PROGRESS, CONSISTENT_COS, CONVERGED_GAP, GRAD_VANISHED, GROWTH_BEFORE_OVERFLOW,
@@ -157,7 +157,9 @@ class Trend:
                 return self.evidence + [f"the rise is not significant: the last {w} steps are not {RISE_Z:g} standard "
                                         "errors (noise estimated from the run) and "
                                         f"{RISE_MIN_SHARE:.0%} above the best {w} before"]
-            return self.evidence + [f"the rise is coming back down: the last {self.run.w} steps fall significantly"]
+            if falling(self.run.gap[-self.run.w:]):
+                return self.evidence + [f"the rise is coming back down: the last {self.run.w} steps fall significantly"]
+            return self.evidence + ["the rise is not significant by the tests above the best window"]
         if self.improvement < PLATEAU:
             return self.evidence
         if self.previous - self.recent <= self.noise:

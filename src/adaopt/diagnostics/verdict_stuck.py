@@ -209,22 +209,25 @@ def rose_after_a_raise(run: Run) -> Diagnosis | None:
     before the raise) and ``RISE_MIN_SHARE`` of the level. A GRU classifier whose AdamW lr was
     raised 30x at step 210 went from 0.45 to chance (0.71) and sat there; the state check read
     v-hat's memory of the blow-up's gradients as the cause and advised raising the lr 1000x. The
-    raise must lie two windows back, so a warm restart's brief bump at the end is not judged."""
+    raised lr must be higher than any the run had before: a warm restart (SGDR with eta_min > 0
+    holds the lr flat at a cycle's end, then jumps back to its peak) returns to an lr the run
+    trained at, and its bump is part of the schedule. The raise must lie two windows back, and
+    every lr recorded since must be at least twice the old one (logged every k steps or not)."""
     r = run.lr_raised()
     if r is None or run.quantity != "loss":
         return None
-    gap, w = run.gap, max(MIN_WINDOW, run.w // 2)
-    at = int(np.searchsorted(run.steps, r[3]))
-    if at < w or len(gap) - at < 2 * w:
-        return None
     steps, lr = run.h.series("lr")
-    lr = lr[steps >= run.steps[-w]]
-    lr = lr[np.isfinite(lr)]
-    if not len(lr) or lr.min() < 2 * r[0]:
+    keep = np.isfinite(lr)
+    steps, lr = steps[keep], lr[keep]
+    if lr[steps <= r[2]].max() >= r[1] / 1.01 or lr[steps >= r[3]].min() < 2 * r[0]:
+        return None  # back to an lr it had run at (a warm restart), or not in force to the end
+    gap, w = run.gap, max(MIN_WINDOW, run.w // 2)
+    last_before = int(np.searchsorted(run.steps, r[2], side="right"))  # losses up to the last step at the old lr
+    if last_before < w or len(gap) - last_before < 2 * w:
         return None
-    before, recent = gap[at - w:at], gap[-w:]
+    before, recent = gap[last_before - w:last_before], gap[-w:]
     b, m = float(np.median(before)), float(np.median(recent))
-    se = MEDIAN_SE * math.hypot(sigma(before), sigma(recent)) / math.sqrt(w) * inflation(gap[:at])
+    se = MEDIAN_SE * math.hypot(sigma(before), sigma(recent)) / math.sqrt(w) * inflation(gap[:last_before])
     if not (m - b > RISE_Z * se and m - b > RISE_MIN_SHARE * max(abs(b), 0.01 * abs(float(gap[0])))):
         return None
     if falling(gap[-run.w:]):
@@ -232,11 +235,12 @@ def rose_after_a_raise(run: Run) -> Diagnosis | None:
     t = Trend.of(run)
     return Diagnosis(
         "DIVERGING", f"the learning rate is too high: the {run.quantity} rose {m / b if b > 0 else math.inf:.3g}x "
-        f"after the lr was raised {r[1] / r[0]:.3g}x at step {r[3]}, and stays there", "lr_too_high",
+        f"after the lr was raised {r[1] / r[0]:.3g}x between steps {r[2]} and {r[3]}, and stays there", "lr_too_high",
         evidence=t.evidence + [
-            f"median of the {w} steps before the raise {fmt(b + run.floor)}; of the last {w} {fmt(m + run.floor)}: "
-            f"{(m - b) / se if se > 0 else math.inf:.3g} standard errors higher (noise from the run: +-{fmt(se)})"],
-        advice=run.down_advice() + [f"or roll back to a checkpoint from before step {r[3]}"],
+            f"median of the {w} steps to step {r[2]} (before the raise) {fmt(b + run.floor)}; of the last {w} "
+            f"{fmt(m + run.floor)}: {(m - b) / se if se > 0 else math.inf:.3g} standard errors higher (noise from "
+            f"the run: +-{fmt(se)})"],
+        advice=run.down_advice() + [f"or roll back to a checkpoint from step {r[2]} or earlier"],
         steps=(r[3], t.steps[1]), signals={**t.signals, "before_raise": b + run.floor, "lr_raised": r[1] / r[0]})
 
 
