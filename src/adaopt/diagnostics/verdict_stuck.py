@@ -207,7 +207,7 @@ def rose_after_a_raise(run: Run) -> Diagnosis | None:
     test needs no best window: the two windows' medians differ by more than ``RISE_Z`` standard
     errors (their noise, times the run's :func:`~adaopt.diagnostics.verdict_noise.inflation`
     before the raise) and ``RISE_MIN_SHARE`` of the level. A GRU classifier whose AdamW lr was
-    raised 30x at step 210 went from 0.45 to chance (0.71) and sat there; the state check read
+    raised 30x at step 200 went from 0.45 to chance (0.71) and sat there; the state check read
     v-hat's memory of the blow-up's gradients as the cause and advised raising the lr 1000x. The
     raised lr must be higher than any the run had before: a warm restart (SGDR with eta_min > 0
     holds the lr flat at a cycle's end, then jumps back to its peak) returns to an lr the run
