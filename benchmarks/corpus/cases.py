@@ -15,7 +15,7 @@ import torch
 
 from . import runs_numpy as npr
 from .case import Result, case
-from .runs_torch import Task, dead_relus, jump, nan_batch, ramp, runner, train, warmup
+from .runs_torch import Task, dead_relus, jump, nan_batch, ramp, restarts, runner, train, warmup
 from adaopt.diagnostics import History
 
 HIGH = "lr_too_high"
@@ -58,6 +58,14 @@ HEALTHY_CASES = [
     case("tf_at_adamw", "healthy", T(tf, "at.adamw", lr=1e-3), None),
     case("gru_adam", "healthy", T(gru, "adam", lr=3e-3), None),
     case("gru_at_rmsprop", "healthy", T(gru, "at.rmsprop", lr=2e-3), None),
+    # the lr raised at once to one that trains (a constant warmup), and warm restarts (SGDR)
+    case("digits_mlp_adam_constant_warmup", "healthy", T(digits, "adam", lr=1e-4, schedule=jump(100, 10)), None),
+    case("digits_cnn_sgd_constant_warmup", "healthy", T(cnn, "sgd", lr=5e-3, momentum=0.9, schedule=jump(100, 10)),
+         None),
+    case("gru_adam_constant_warmup", "healthy", T(gru, "adam", lr=3e-4, schedule=jump(100, 10)), None),
+    case("digits_mlp_sgd_restarts", "healthy", T(digits, "sgd", lr=0.05, momentum=0.9, steps=400,
+                                                  schedule=restarts(100)), None),
+    case("tf_adamw_restarts", "healthy", T(tf, "adamw", lr=3e-3, steps=400, schedule=restarts(100, 0.01)), None),
     case("np_adam_quadratic", "healthy", npr.lab("quadratic", "adam", floor=True, lr=0.1), None, fast=True),
     case("np_adam_digits", "healthy", npr.lab("digits_mlp", "adam", lr=0.01, steps=1000), None),
     case("np_momentum_quadratic", "healthy", npr.lab("quadratic", "sgd", floor=True, lr=0.02, momentum=0.9), None,

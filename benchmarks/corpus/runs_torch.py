@@ -187,6 +187,12 @@ def jump(at_step, factor):
     return lambda t: factor if t >= at_step else 1.0
 
 
+def restarts(period, floor=0.0):
+    """Cosine annealing with warm restarts (SGDR; ``CosineAnnealingWarmRestarts(T_0=period,
+    eta_min=floor * lr)``): from lr down to ``floor`` x lr over each ``period`` steps, then back up."""
+    return lambda t: floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * (t % period) / period))
+
+
 def ramp(steps, top):
     """An lr that grows geometrically to ``top`` x lr over the run (a warmup that never ends)."""
     return lambda t: top ** (t / steps)

@@ -145,7 +145,7 @@ class Monitor:
                 self._first_loss = values["loss"]
             self._recent_losses = (self._recent_losses + [values["loss"]])[-MIN_WINDOW:]
             if math.isfinite(values["loss"]):
-                self._watch.push(values["loss"])
+                self._watch.push(values["loss"], values.get("lr", self._lr_now()))
                 self._loss_steps.append(self._steps if self._steps > 0 and self._log_after is not False else
                                         self._steps + 1)
         if self._log_after is None:  # the first call tells which way this run logs
@@ -420,9 +420,18 @@ class Monitor:
         self._watch, self._loss_steps = RiseWatch(), array("q")
         for i, e in enumerate(self._extra):
             if e and "loss" in e and math.isfinite(e["loss"]):
-                self._watch.push(e["loss"])
+                self._watch.push(e["loss"], _row_lr(e))
                 self._loss_steps.append(i + 1)
         self._history = None
+
+    def _lr_now(self) -> float | None:
+        """The first parameter group's lr now (a tensor's value; None if it has none), which the
+        live check reads beside each loss: an lr that jumps is a restart or a raise."""
+        lr = self.optimizer.param_groups[0].get("lr") if self.optimizer.param_groups else None
+        try:
+            return None if lr is None else float(lr)
+        except (TypeError, ValueError):
+            return None
 
     # ------------------------------------------------------------------ the state summary
 
@@ -446,6 +455,15 @@ class Monitor:
         raw = np.concatenate(self._raw) if self._raw else np.zeros((0, RAW_COLUMNS))
         scale = 1.0 if self.exact else self.total / max(self._layout.size, 1)
         return build_history(raw, self._extra, scale, self._probe.family, self.meta, self.first_step)
+
+
+def _row_lr(extra: dict) -> float | None:
+    """The lr a row of the history records: logged, or in its state summary (worked out, or the
+    hyperparameters of its first sampled tensor), else None."""
+    if extra.get("lr") is not None:
+        return float(extra["lr"])
+    taken = extra.get(STATE, ((),))[0]
+    return float(taken[0][0]["lr"]) if taken and taken[0][0].get("lr") is not None else None
 
 
 def _plain(value):

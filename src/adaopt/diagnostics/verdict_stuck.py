@@ -22,7 +22,7 @@ from .verdict_signals import Run, rounding_at_fixed_point
 from .verdict_thresholds import (BIAS_INFLATION, BIAS_OFF_FINE, DEAD_SHARE, DIED_RISE, HEALTHY_UPDATE_RATIO,
                                  LITTLE_PROGRESS, LOST_SHARE, MIN_WINDOW, RISE_MIN_SHARE, RISE_SIGNIFICANT, RISE_Z,
                                  TINY_UPDATE_RATIO)
-from .verdict_watch import RiseWatch, rise_diagnosis
+from .verdict_watch import replayed, rise_diagnosis
 
 LOW_PRECISION = ("bfloat16", "float16")
 
@@ -158,17 +158,12 @@ def risen_as_the_live_check_sees_it(run: Run) -> Diagnosis | None:
     windows are 60 steps, said CONVERGING."""
     if run.quantity != "loss" or not run.h.has("loss"):
         return None
-    steps, loss = run.h.series("loss")
-    keep = np.isfinite(loss)  # the watch skips non-finite values, as check() does
-    steps, loss = steps[keep], loss[keep]
-    watch = RiseWatch()
-    for x in loss.tolist():
-        watch.push(x)
+    watch, steps = replayed(run.h)  # finite values only, as check() sees them
     found = watch.rise()
     # coming back down (from a spike), as above_its_best; and by RISE_SIGNIFICANT of the first loss, as the
     # alarms: check() also tells smaller rises from a low level (Adam at the lab's best lr on digits went
     # from 0.003 to 0.025, first 0.68), which diagnose leaves to the progress checks
-    if found is None or falling(run.gap[-run.w:]) or found[0] - found[1][0] <= RISE_SIGNIFICANT * abs(loss[0]):
+    if found is None or falling(run.gap[-run.w:]) or found[0] - found[1][0] <= RISE_SIGNIFICANT * abs(watch.values[0]):
         return None
     return rise_diagnosis(found, lambda i: int(steps[i]), run.meta.get("lr"))
 

@@ -14,6 +14,13 @@ best block, each standardised by the noise of one value (:meth:`RiseWatch._page`
 a sustained shift value by value instead of waiting for a block's median to move. Its drift
 ``CUSUM_K``, threshold ``CUSUM_H`` and clip ``CUSUM_CLIP`` are calibrated on the corpus's
 healthy runs (docs/diagnostics.md).
+
+Both read the lr when it is given (``push(value, lr)``: the Monitor reads the optimizer's, a
+replay the history's lr column). When the lr rose 2x or more at once, a warm restart's bump
+is measured against the blocks trained at a comparable lr (:meth:`RiseWatch._candidates`), not
+the best block of the cycle before, reached at an lr near 0; and a raise to an lr higher than
+any before is tested on its own, the values since against those just before it
+(:meth:`RiseWatch._raised`), which needs no best block after the raise.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import math
 from array import array
 from statistics import NormalDist
+from typing import NamedTuple
 
 import numpy as np
 
@@ -33,6 +41,25 @@ from .verdict_thresholds import (CUSUM_CLIP, CUSUM_EPS, CUSUM_H, CUSUM_K, CUSUM_
 #: The values whose correlation sets the block test's noise (:meth:`RiseWatch._between`), and the
 #: blocks whose detrended spread bounds it from below.
 INFLATION_VALUES, BETWEEN_BLOCKS = 200, 16
+#: The raise test (:meth:`RiseWatch._raised`): the values before the raise it compares with, the
+#: values since that it needs first, and how long after the raise it is asked (later, the block
+#: test goes on from the blocks since the raise).
+RAISE_BEFORE, RAISE_MIN, RAISE_HORIZON = 40, 10, 100
+#: The standard error of a 20%-trimmed mean, in sigma / sqrt(n): 1.03 for normal noise, rounded up.
+TRIMMED_SE = 1.06
+
+
+class Rise(NamedTuple):
+    """What :meth:`RiseWatch.rise` found: the recent level (a median, or the trimmed mean since an
+    lr raise), the reference block ``(median, sigma, first index, last index)``, the standard error
+    of their difference (None: the CUSUM fired), and ``raised`` = ``(lr before, lr after, index of
+    the first value after, values in the recent level)`` when the reference is the values before
+    an lr raise."""
+
+    recent: float
+    best: tuple
+    se: float | None
+    raised: tuple | None = None
 
 
 class RiseWatch:
@@ -48,41 +75,113 @@ class RiseWatch:
         self._best_log = None  # the best block's (median, sigma) in logs
         self._level_log = None  # the CUSUM's reference: the plateau's median log (_plateau_log)
         self.cusum = 0.0  # Page's one-sided CUSUM of the log residuals against the best block
+        self._lrs = array("d")  # per value: the lr it was taken at, as far as known (nan: unknown)
+        self._block_lr = []  # per closed block: the lowest lr among its values
+        self._lr = None  # the last lr given, the index of the value it came with, and how many
+        self._lr_at, self._lr_held = -1, 0  # lrs before it held within 1% of the one before
+        self._lr_peak = 0.0  # the highest lr given
+        self._jump = None  # the first value after the last time the lr rose 2x or more at once
+        self._raise = None  # (lr before, lr after, first value after) of a raise to a new highest lr
+        self._ref_key = self._ref = None  # the reference blocks (_reference), cached
 
     def _log(self, value: float) -> float:
         return math.log(max(value, 0.0) + CUSUM_EPS * abs(self.values[0]))
 
-    def push(self, value: float) -> None:
+    def push(self, value: float, lr: float | None = None) -> None:
+        """One logged loss, and the lr it was taken at when known (None: as before)."""
         if not math.isfinite(value):
             return
+        if lr is not None and math.isfinite(lr) and lr >= 0:
+            self._see_lr(float(lr), len(self.values))
         self.values.append(value)
+        self._lrs.append(math.nan if self._lr is None else self._lr)
         n, w = len(self.values), self.w
         if n % w == 0:
             block = np.frombuffer(self.values, dtype=np.float64)[n - w:]
             self.closed.append((float(np.median(block)), sigma(block), n - w, n - 1))
             logs = np.log(np.maximum(block, 0.0) + CUSUM_EPS * abs(self.values[0]))
             self._log_closed.append((float(np.median(logs)), sigma(logs)))
-        grew = False
+            self._block_lr.append(float(np.min(np.frombuffer(self._lrs, dtype=np.float64)[n - w:])))
         while self._eligible < len(self.closed) and self.closed[self._eligible][3] < n - w:
-            b = self.closed[self._eligible]
-            if self.best is None or b[0] < self.best[0]:
-                self.best, self._best_log, self.cusum = b, self._log_closed[self._eligible], 0.0
             self._eligible += 1
-            grew = True
-        if grew:
-            self._level_log = self._plateau_log()
+        ref = self._reference()
+        if ref is None:
+            self.best = self._best_log = self._level_log = None
+        elif ref[0] is not self.best:  # a new reference block: the sum starts again
+            self.best, self._best_log, self._level_log, self.cusum = ref[0], ref[1], ref[2], 0.0
+        else:
+            self._level_log = ref[2]
         self._page(value)
 
-    def _plateau_log(self) -> float:
-        """The CUSUM's reference: the median log of the eligible blocks within RISE_Z standard errors
-        of the best (a plateau's level), when there are PLATEAU_BLOCKS of them; else the best block's.
-        Against the best block alone, the lowest draw of a long plateau, the sum drifted up by
-        chance: a flat plateau of 4000 values with iid noise fired in 7 of 40 seeds."""
-        best = self.best
+    def _see_lr(self, lr: float, i: int) -> None:
+        """The lr given with value ``i``. A rise of 2x or more over the last lr given is a jump:
+        the values since that lr are backdated to the new one (an lr logged every k steps is
+        known late). Back to an lr no higher than the run's highest, it is a warm restart
+        (:meth:`_candidates`); above it, after the lr had held within 1% over the two readings
+        before (not a warmup), a raise (:meth:`_raised`), which holds while the lr stays at twice
+        the old one or more."""
+        last = self._lr
+        if last is not None and lr >= 2 * last and lr > last:
+            start = self._lr_at + 1
+            for j in range(start, i):
+                self._lrs[j] = lr
+            new_peak = lr > 1.01 * self._lr_peak
+            if not new_peak:  # back to an lr the run trained at: a warm restart
+                self._jump = start
+            self._raise = (last, lr, start) if new_peak and self._lr_held >= 1 else None
+            self._lr_held = 0
+        else:
+            self._lr_held = self._lr_held + 1 if last is not None and abs(lr - last) <= 0.01 * last else 0
+        if self._raise is not None and lr < 2 * self._raise[0]:
+            self._raise = None
+        self._lr, self._lr_at, self._lr_peak = lr, i, max(self._lr_peak, lr)
+
+    def _candidates(self) -> np.ndarray | None:
+        """The eligible blocks a rise is measured from (None: all of them). After a warm restart
+        (the lr back up 2x or more at once, to an lr the run had trained at), a block before it
+        counts only if all its values were taken at the lr now or higher (1% slack); the blocks
+        since do. SGDR's lr, near 0 at a cycle's end, jumps back to its peak, and the loss
+        follows it up: against the best block of the cycle before, the live check called every
+        one of 36 synthetic runs DIVERGING at a restart (cycles of 300-1000 steps, 10% noise);
+        with the blocks at half the lr now or more, 20 of them (a loss made mostly of the lr's
+        noise rises with it); with these, none. A raise to a new highest lr keeps every block
+        (and has its own test, :meth:`_raised`); an lr that ramps up step by step (a warmup that
+        never ends) has no jump, and its creep is measured from the best block as before."""
+        k = self._eligible
+        if self._jump is None or k == 0:
+            return None
+        lo = np.array([b[2] for b in self.closed[:k]])
+        lr = np.array(self._block_lr[:k])
+        return np.flatnonzero((lo >= self._jump) | (lr >= self._lr / 1.01))
+
+    def _reference(self):
+        """``(best block, its logs' (median, sigma), the CUSUM's level, candidate indices)``
+        among the :meth:`_candidates` (cached; None while there are none)."""
+        k = self._eligible
+        key = (k, self._jump, None if self._jump is None else math.floor(16 * math.log2(max(self._lr, 1e-300))))
+        if key == self._ref_key:
+            return self._ref
+        self._ref_key = key
+        cand = self._candidates()
+        if cand is None:
+            cand = np.arange(k)
+        if len(cand) == 0:
+            self._ref = None
+            return None
+        medians = np.array([self.closed[j][0] for j in cand])
+        j = int(cand[int(np.argmin(medians))])  # the first of equal medians, as before
+        best, best_log = self.closed[j], self._log_closed[j]
+        self._ref = (best, best_log, self._plateau_log(best, best_log, cand), cand)
+        return self._ref
+
+    def _plateau_log(self, best, best_log, cand) -> float:
+        """The CUSUM's reference: the median log of the candidate blocks within RISE_Z standard
+        errors of the best (a plateau's level), when there are PLATEAU_BLOCKS of them; else the
+        best block's. Against the best block alone, the lowest draw of a long plateau, the sum
+        drifted up by chance: a flat plateau of 4000 values with iid noise fired in 7 of 40 seeds."""
         se = MEDIAN_SE * math.sqrt(2) * max(best[1], self._pooled()) / math.sqrt(self.w)
-        near = [lg[0] for b, lg in zip(self.closed[:self._eligible], self._log_closed)
-                if b[0] <= best[0] + RISE_Z * se]
-        return float(np.median(near)) if len(near) >= PLATEAU_BLOCKS else self._best_log[0]
+        near = [self._log_closed[j][0] for j in cand if self.closed[j][0] <= best[0] + RISE_Z * se]
+        return float(np.median(near)) if len(near) >= PLATEAU_BLOCKS else best_log[0]
 
     def _page(self, value: float) -> None:
         """One step of the CUSUM: ``S = max(0, S + min(z, CUSUM_CLIP) - CUSUM_K)``, z the log of
@@ -133,17 +232,22 @@ class RiseWatch:
             self._pooled_at, self._pooled_sigma = len(self.closed), float(np.median([b[1] for b in self.closed[-64:]]))
         return self._pooled_sigma
 
-    def rise(self):
-        """``(recent median, best block, se)`` when the last window sits significantly above the
-        best block, else None."""
-        if self.best is None or len(self.values) < 3 * self.w:
+    def rise(self) -> Rise | None:
+        """A :class:`Rise` when the last window sits significantly above the reference block (or,
+        after an lr raise, above the values before it: :meth:`_raised`), else None."""
+        if len(self.values) < 3 * self.w:
+            return None
+        raised = self._raised()
+        if raised is not None:
+            return raised
+        if self.best is None:
             return None
         best = self.best
         scale = max(abs(best[0]), 0.01 * abs(self.values[0]))
         if self.cusum > CUSUM_H:  # the sequential test: a sustained shift of the log loss
             med = float(np.median(self.values[-CUSUM_RECENT:]))
             if med - best[0] > RISE_MIN_SHARE * scale:
-                return med, best, None
+                return Rise(med, best, None)
         # a cheap gate first (a check runs every step): the median can pass the bar only when
         # half the window is above it
         bar = best[0] + RISE_MIN_SHARE * scale
@@ -158,15 +262,49 @@ class RiseWatch:
         # chance (within RISE_Z se of it), when there are 3 or more. On a plateau the best block is
         # only its lowest draw: a healthy logistic regression's plateau at 0.687 had a best block
         # at 0.6705, and a window at 0.704 read as 4.6 se above it (check() stopped it)
+        cand = self._ref[3]
         level = best[0]
-        near = [b[0] for b in self.closed[:self._eligible] if b[0] <= best[0] + RISE_Z * se]
+        near = [self.closed[j][0] for j in cand if self.closed[j][0] <= best[0] + RISE_Z * se]
         if len(near) >= PLATEAU_BLOCKS:
             level = float(np.median(near))
         # a run that never fell measurably below its first block: its best block is the lowest
         # draw of a flat series, and sits below the level by chance (a falling run's is real)
-        z = self._z() + (self._selection() if level == best[0] and self.closed[0][0] - best[0] <= RISE_Z * se else 0.0)
+        flat = level == best[0] and self.closed[cand[0]][0] - best[0] <= RISE_Z * se
+        z = self._z() + (self._selection(len(cand)) if flat else 0.0)
         if med - level > z * se and med - best[0] > RISE_MIN_SHARE * scale:
-            return med, best, se
+            return Rise(med, best, se)
+        return None
+
+    def _raised(self) -> Rise | None:
+        """After a raise of the lr to a level higher than any before (:meth:`_see_lr`), from
+        RAISE_MIN to RAISE_HORIZON values after it: the 20%-trimmed mean of the values since (the
+        last w of them) against that of the RAISE_BEFORE values before, RISE_Z standard errors
+        (``TRIMMED_SE sqrt(sb^2 / nb + sa^2 / na)``, each sigma at least the pooled one, the
+        recent one at least the one before, times the AR(1) :func:`inflation` of the values
+        before) and RISE_MIN_SHARE of the level above it. The raise names the moment, so the
+        test needs no best block, which after a raise is not there yet: a GRU whose Adam lr was
+        raised 20x, its loss drifting up from 1.8 to 2.4, was told 21-44 logged steps after the
+        raise by the block test and 20-33 by this one (the corpus, 3 seeds). A trimmed mean
+        keeps a median's indifference to a few spikes at nearly a mean's noise."""
+        if self._raise is None:
+            return None
+        old, new, r = self._raise
+        n = len(self.values)
+        if not (RAISE_MIN <= n - r <= RAISE_HORIZON) or r < self.w:
+            return None
+        values = np.frombuffer(self.values, dtype=np.float64)
+        before, after = values[max(0, r - RAISE_BEFORE):r], values[max(r, n - self.w):n]
+        b, m = _trimmed_mean(before), _trimmed_mean(after)
+        scale = max(abs(b), 0.01 * abs(self.values[0]))
+        if m - b <= RISE_MIN_SHARE * scale:
+            return None
+        pooled = self._pooled() if self.closed else 0.0
+        sb = max(sigma(before[-self.w:]), pooled)
+        sa = max(sigma(after), sb) if len(after) >= 8 else sb
+        se = TRIMMED_SE * math.sqrt(sb ** 2 / len(before) + sa ** 2 / len(after)) \
+            * inflation(values[max(0, r - INFLATION_VALUES):r])
+        if m - b > RISE_Z * se:
+            return Rise(m, (b, sb, max(0, r - RAISE_BEFORE), r - 1), se, (old, new, r, len(after)))
         return None
 
     def _z(self) -> float:
@@ -181,24 +319,47 @@ class RiseWatch:
             self._z_value = max(RISE_Z, NormalDist().inv_cdf(1 - RISE_ALPHA * self.w / max(n, self.w)))
         return self._z_value
 
-    def _selection(self) -> float:
+    def _selection(self, k: int) -> float:
         """How far below the blocks' level the best of them sits by chance alone, in standard
         errors of a difference of two medians: the expected minimum of k eligible blocks'
         medians is c_k times one median's noise (Blom's c_k = -inv_cdf(0.625 / (k + 0.25))),
         and one median's noise is that se over sqrt 2. On a flat, noisy run (dead units at
         chance, minibatch noise +-10%) a window 1.6 of its noise above the level read as a
         3-standard-error rise from the best of 8 blocks."""
-        k = self._eligible
         if k < 2:
             return 0.0
         return -NormalDist().inv_cdf(0.625 / (k + 0.25)) / math.sqrt(2)
 
 
-def rise_diagnosis(found, steps_of, lr) -> Diagnosis:
+def _trimmed_mean(x: np.ndarray, share: float = 0.2) -> float:
+    """The mean of ``x`` without its lowest and highest ``share``."""
+    k = int(len(x) * share)
+    return float(np.mean(np.sort(x)[k:len(x) - k]))
+
+
+def rise_diagnosis(found: Rise, steps_of, lr) -> Diagnosis:
     """The DIVERGING verdict of a live rise: ``found`` from :meth:`RiseWatch.rise`, ``steps_of``
     maps a loss index to its step, ``lr`` the optimizer's lr now (or None)."""
-    med, (best, _, lo, hi), se = found
+    med, (best, _, lo, hi), se, raised = found
     a, b = steps_of(lo), steps_of(hi)
+    signals = {"recent": med, "best": best, "rise_se": se,
+               "test": "raise" if raised else "block" if se is not None else "cusum"}
+    if raised is not None:
+        old, new, r, since = raised
+        last, first = steps_of(r - 1), steps_of(r)
+        when = f"at step {first}" if first == last + 1 else f"between steps {last} and {first}"
+        return Diagnosis(
+            "DIVERGING", f"the learning rate is too high: the loss rose {med / best:.3g}x after the lr was "
+            f"raised {new / old:.3g}x {when}" if best > 0 else
+            f"the learning rate is too high: the loss rose after the lr was raised {new / old:.3g}x {when}",
+            "lr_too_high",
+            evidence=[f"trimmed mean of the last {since} logged losses "
+                      f"{fmt(med)}; of the {hi - lo + 1} before the raise (steps {a}-{b}) {fmt(best)}: "
+                      f"{(med - best) / se if se > 0 else math.inf:.3g} standard errors higher"],
+            advice=[f"keep the lr at {fmt(old)}: it was raised {new / old:.3g}x to {fmt(new)} {when}",
+                    f"or roll back to a checkpoint from step {last} or earlier and go on at {fmt(old)}",
+                    f"or, to train at {fmt(new)}, raise it gradually (a warmup over some hundreds of steps)"],
+            steps=(first, steps_of(-1)), signals={**signals, "lr_raised": new / old})
     advice = [f"lr x 0.1: lr = {fmt(lr)} -> {fmt(lr * 0.1)}" if lr else "lr x 0.1",
               "or roll back to a checkpoint from steps " + f"{a}-{b} and continue at the lower lr"]
     return Diagnosis(
@@ -211,8 +372,7 @@ def rise_diagnosis(found, steps_of, lr) -> Diagnosis:
                   f"median of the last {CUSUM_RECENT} logged losses {fmt(med)}; best window {fmt(best)} (steps "
                   f"{a}-{b}); the losses since have sat above it, in logs, by more than the noise for long "
                   f"enough (a one-sided CUSUM past {CUSUM_H:g})"],
-        advice=advice, steps=(a, steps_of(-1)), signals={"recent": med, "best": best, "rise_se": se,
-                                                         "test": "block" if se is not None else "cusum"})
+        advice=advice, steps=(a, steps_of(-1)), signals=signals)
 
 
 def first_alarm(history) -> int | None:
@@ -223,12 +383,12 @@ def first_alarm(history) -> int | None:
     from .verdict_signals import first_bad
 
     bad = first_bad(history)
-    steps, loss = history.series("loss")
+    steps, loss, lrs = losses(history)
     watch, first, fired = RiseWatch(), None, None
-    for i, (step, x) in enumerate(zip(steps, loss)):
+    for i, (step, x, lr) in enumerate(zip(steps, loss, lrs)):
         if bad is not None and step >= history.steps[bad]:
             return int(history.steps[bad])
-        watch.push(float(x))
+        watch.push(float(x), lr)
         first = float(x) if first is None else first
         if first > 0 and i >= 2 and float(np.median(loss[max(0, i - 4):i + 1])) > DIVERGE_FACTOR * first:
             if diagnose(history.take(history.steps <= step), _checks=LIVE_CHECKS).verdict in ALARMS:
@@ -236,3 +396,23 @@ def first_alarm(history) -> int | None:
         if watch.rise() is not None:
             return int(step)
     return fired
+
+
+def losses(history, finite: bool = False) -> tuple[np.ndarray, np.ndarray, list]:
+    """``(steps, losses, lrs)`` of a history's rows with a loss (``finite``: a finite one), each
+    with the lr recorded in its row or None, as a replay of the live check pushes them."""
+    mask = history.present("loss")
+    if finite:
+        mask &= np.isfinite(history["loss"])
+    known = history.present("lr") & np.isfinite(history["lr"])
+    lrs = [float(v) if k else None for v, k in zip(history["lr"][mask], known[mask])]
+    return history.steps[mask], history["loss"][mask], lrs
+
+
+def replayed(history) -> tuple[RiseWatch, np.ndarray]:
+    """A :class:`RiseWatch` fed a history's finite losses with their recorded lr, and their steps."""
+    steps, loss, lrs = losses(history, finite=True)
+    watch = RiseWatch()
+    for x, lr in zip(loss.tolist(), lrs):
+        watch.push(x, lr)
+    return watch, steps
