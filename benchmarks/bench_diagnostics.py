@@ -7,6 +7,9 @@
    the ratio monitored / plain (target: <= 1.10).
 2. Batched sweeps: one lr-grid x seeds sweep as a single array computation against
    the same configurations run one by one (target: >= 10x), on every lab problem.
+3. The live check's rise test (``Monitor.check``'s RiseWatch: one push and one rise() a
+   logged loss) after 1e3, 1e4 and 5e4 logged losses of a flat run with 10% noise, where
+   its cheap gate lets most calls through: what a check costs should not grow with the run.
 
 Run: python benchmarks/bench_diagnostics.py [--quick]
 """
@@ -107,6 +110,30 @@ def batched_sweeps(quick: bool) -> list[tuple]:
     return rows
 
 
+def live_check_cost(lengths, calls: int, reps: int) -> list[tuple]:
+    """Microseconds per push + rise() of a RiseWatch that has seen each of ``lengths`` values
+    (median of ``reps`` blocks of ``calls``); the blocks interleaved across the lengths."""
+    from adaopt.diagnostics.verdict_watch import RiseWatch
+
+    rng = np.random.default_rng(0)
+    watches, more = {}, (1 + 0.1 * rng.standard_normal(calls * (reps + 1))).tolist()
+    for n in lengths:
+        watch = RiseWatch()
+        for x in (1 + 0.1 * rng.standard_normal(n)).tolist():
+            watch.push(x)
+        watches[n] = watch
+    times = {n: [] for n in lengths}
+    for r in range(reps):
+        block = more[r * calls:(r + 1) * calls]
+        for n, watch in watches.items():
+            t0 = time.perf_counter()
+            for x in block:
+                watch.push(x)
+                watch.rise()
+            times[n].append((time.perf_counter() - t0) / calls)
+    return [(n, statistics.median(v)) for n, v in times.items()]
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions")
@@ -124,6 +151,11 @@ def main(argv=None) -> None:
         print(f"{name:<62}{batched:>10.2f}{looped:>14.2f}{looped / batched:>9.1f}x")
     batched, looped = sum(r[1] for r in rows), sum(r[2] for r in rows)
     print(f"{'all eight problems':<62}{batched:>10.2f}{looped:>14.2f}{looped / batched:>9.1f}x")
+    print("\nThe live check's rise test by run length (flat losses, 10% noise; push + rise() a logged loss)")
+    print(f"{'logged losses before':<24}{'us per call':>12}{'vs 1e3':>8}")
+    rows = live_check_cost((1000, 10000, 50000), 200 if args.quick else 500, 3 if args.quick else 7)
+    for n, t in rows:
+        print(f"{n:<24}{t * 1e6:>12.1f}{t / rows[0][1]:>7.2f}x")
 
 
 if __name__ == "__main__":

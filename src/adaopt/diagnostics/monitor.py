@@ -22,6 +22,7 @@ from .probes import probe
 from .sampling import Sample, gather
 from .summaries import STATE, build_history, summarise
 from .verdict import ALARMS, DIVERGE_FACTOR, LIVE_CHECKS, MIN_WINDOW, Diagnosis, diagnose
+from .verdict_noise import median
 from .verdict_watch import RiseWatch, rise_diagnosis
 
 
@@ -196,7 +197,7 @@ class Monitor:
         alarm = nonfinite > 0 or not math.isfinite(gg + uu + pp) or not math.isfinite(last.get("loss", 0.0))
         recent, first = self._recent_losses, self._first_loss
         if not alarm and first is not None and first > 0 and len(recent) >= 3:
-            alarm = float(np.median(recent)) > DIVERGE_FACTOR * first
+            alarm = median(recent) > DIVERGE_FACTOR * first
         if alarm:
             found = diagnose(self.history, _checks=LIVE_CHECKS)
             if found.verdict in ALARMS:

@@ -35,6 +35,21 @@ SHORT_LOG = 20
 MAD_SIGMA, MEDIAN_SE = 1.4826, 1.2533
 
 
+def median(x) -> float:
+    """``np.median`` of a 1-D array, the same bits (the mean of the middle two of an even count;
+    NaN if any value is), at a fraction of its cost on the short windows asked at every step:
+    np.median took 20 us of its own on 20 values, most of what a live check cost."""
+    x = np.asarray(x).ravel()
+    if x.size > 64:  # (its partition beats a sort on long arrays)
+        return float(np.median(x))
+    s = np.sort(x)
+    n = s.size
+    if n == 0 or s[-1] != s[-1]:  # (np.sort puts NaN last)
+        return math.nan
+    m = n // 2
+    return float(s[m]) if n % 2 else float((s[m - 1] + s[m]) / 2)
+
+
 def sigma(values: np.ndarray, lag: int | None = None) -> float:
     """The noise of a window: 1.4826 MAD of its differences at a lag of a quarter of the window
     (or ``lag``), over sqrt(2) (0 with fewer than 3 differences)."""
@@ -42,7 +57,7 @@ def sigma(values: np.ndarray, lag: int | None = None) -> float:
     d = values[lag:] - values[:-lag]
     if len(d) < 3:
         return 0.0
-    return MAD_SIGMA * float(np.median(np.abs(d - np.median(d)))) / math.sqrt(2)
+    return MAD_SIGMA * median(np.abs(d - median(d))) / math.sqrt(2)
 
 
 def between(medians) -> float:
@@ -51,7 +66,7 @@ def between(medians) -> float:
     d = np.diff(np.asarray(medians, dtype=np.float64))
     if len(d) < 3:
         return 0.0
-    return MAD_SIGMA * float(np.median(np.abs(d - np.median(d))))
+    return MAD_SIGMA * median(np.abs(d - median(d)))
 
 
 def between_detrended(medians) -> float:
@@ -63,7 +78,7 @@ def between_detrended(medians) -> float:
     d = m[2:] - 2 * m[1:-1] + m[:-2]
     if len(d) < 3:
         return 0.0
-    return MAD_SIGMA * float(np.median(np.abs(d - np.median(d)))) / math.sqrt(3)
+    return MAD_SIGMA * median(np.abs(d - median(d))) / math.sqrt(3)
 
 
 #: The largest lag-one correlation :func:`inflation` credits (its factor is then 6.2).

@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .verdict_noise import MEDIAN_SE, between, between_detrended, inflation, sigma
+from .verdict_noise import MEDIAN_SE, between, between_detrended, inflation, median, sigma
 from .verdict_record import Diagnosis, fmt
 from .verdict_thresholds import (CUSUM_CLIP, CUSUM_EPS, CUSUM_H, CUSUM_K, CUSUM_RECENT, PLATEAU_BLOCKS, RISE_ALPHA,
                                  RISE_MIN_SHARE, RISE_Z, WATCH_WINDOW)
@@ -76,7 +76,9 @@ class RiseWatch:
         self._level_log = None  # the CUSUM's reference: the plateau's median log (_plateau_log)
         self.cusum = 0.0  # Page's one-sided CUSUM of the log residuals against the best block
         self._lrs = array("d")  # per value: the lr it was taken at, as far as known (nan: unknown)
-        self._block_lr = []  # per closed block: the lowest lr among its values
+        self._block_lr = array("d")  # per closed block: the lowest lr among its values
+        self._medians = array("d")  # per closed block: its median (as in closed), for numpy
+        self._log_medians = array("d")  # ... and its logs' (as in _log_closed)
         self._lr = None  # the last lr given, the index of the value it came with, and how many
         self._lr_at, self._lr_held = -1, 0  # lrs before it held within 1% of the one before
         self._lr_peak = 0.0  # the highest lr given
@@ -98,9 +100,11 @@ class RiseWatch:
         n, w = len(self.values), self.w
         if n % w == 0:
             block = np.frombuffer(self.values, dtype=np.float64)[n - w:]
-            self.closed.append((float(np.median(block)), sigma(block), n - w, n - 1))
+            self.closed.append((median(block), sigma(block), n - w, n - 1))
+            self._medians.append(self.closed[-1][0])
             logs = np.log(np.maximum(block, 0.0) + CUSUM_EPS * abs(self.values[0]))
-            self._log_closed.append((float(np.median(logs)), sigma(logs)))
+            self._log_closed.append((median(logs), sigma(logs)))
+            self._log_medians.append(self._log_closed[-1][0])
             self._block_lr.append(float(np.min(np.frombuffer(self._lrs, dtype=np.float64)[n - w:])))
         while self._eligible < len(self.closed) and self.closed[self._eligible][3] < n - w:
             self._eligible += 1
@@ -150,38 +154,40 @@ class RiseWatch:
         k = self._eligible
         if self._jump is None or k == 0:
             return None
-        lo = np.array([b[2] for b in self.closed[:k]])
-        lr = np.array(self._block_lr[:k])
+        lo = np.arange(k) * self.w  # block j holds values j w to j w + w - 1
+        lr = np.frombuffer(self._block_lr, dtype=np.float64)[:k]
         return np.flatnonzero((lo >= self._jump) | (lr >= self._lr / 1.01))
 
     def _reference(self):
-        """``(best block, its logs' (median, sigma), the CUSUM's level, candidate indices)``
-        among the :meth:`_candidates` (cached; None while there are none)."""
+        """``(best block, its logs' (median, sigma), the CUSUM's level, the candidates' medians,
+        sorted too)`` among the :meth:`_candidates` (cached; None while there are none)."""
         k = self._eligible
         key = (k, self._jump, None if self._jump is None else math.floor(16 * math.log2(max(self._lr, 1e-300))))
         if key == self._ref_key:
             return self._ref
         self._ref_key = key
         cand = self._candidates()
-        if cand is None:
-            cand = np.arange(k)
-        if len(cand) == 0:
+        medians = np.frombuffer(self._medians, dtype=np.float64)[:k]
+        medians = medians.copy() if cand is None else medians[cand]  # (a view would hold the array)
+        if len(medians) == 0:
             self._ref = None
             return None
-        medians = np.array([self.closed[j][0] for j in cand])
-        j = int(cand[int(np.argmin(medians))])  # the first of equal medians, as before
+        at = int(np.argmin(medians))  # the first of equal medians, as before
+        j = at if cand is None else int(cand[at])
         best, best_log = self.closed[j], self._log_closed[j]
-        self._ref = (best, best_log, self._plateau_log(best, best_log, cand), cand)
+        logs = np.frombuffer(self._log_medians, dtype=np.float64)[:k]
+        logs = logs if cand is None else logs[cand]
+        self._ref = (best, best_log, self._plateau_log(best, best_log, medians, logs), medians, np.sort(medians))
         return self._ref
 
-    def _plateau_log(self, best, best_log, cand) -> float:
+    def _plateau_log(self, best, best_log, medians, logs) -> float:
         """The CUSUM's reference: the median log of the candidate blocks within RISE_Z standard
         errors of the best (a plateau's level), when there are PLATEAU_BLOCKS of them; else the
         best block's. Against the best block alone, the lowest draw of a long plateau, the sum
         drifted up by chance: a flat plateau of 4000 values with iid noise fired in 7 of 40 seeds."""
         se = MEDIAN_SE * math.sqrt(2) * max(best[1], self._pooled()) / math.sqrt(self.w)
-        near = [self._log_closed[j][0] for j in cand if self.closed[j][0] <= best[0] + RISE_Z * se]
-        return float(np.median(near)) if len(near) >= PLATEAU_BLOCKS else best_log[0]
+        near = logs[medians <= best[0] + RISE_Z * se]
+        return median(near) if len(near) >= PLATEAU_BLOCKS else best_log[0]
 
     def _page(self, value: float) -> None:
         """One step of the CUSUM: ``S = max(0, S + min(z, CUSUM_CLIP) - CUSUM_K)``, z the log of
@@ -229,7 +235,7 @@ class RiseWatch:
         spread came out low made a flat run's wobble a rise: a flat noisy run of 300 values fired
         in 10-12 of 200 seeds, 3-5 with the floor."""
         if getattr(self, "_pooled_at", -1) != len(self.closed):
-            self._pooled_at, self._pooled_sigma = len(self.closed), float(np.median([b[1] for b in self.closed[-64:]]))
+            self._pooled_at, self._pooled_sigma = len(self.closed), median([b[1] for b in self.closed[-64:]])
         return self._pooled_sigma
 
     def rise(self) -> Rise | None:
@@ -245,7 +251,7 @@ class RiseWatch:
         best = self.best
         scale = max(abs(best[0]), 0.01 * abs(self.values[0]))
         if self.cusum > CUSUM_H:  # the sequential test: a sustained shift of the log loss
-            med = float(np.median(self.values[-CUSUM_RECENT:]))
+            med = median(self.values[-CUSUM_RECENT:])
             if med - best[0] > RISE_MIN_SHARE * scale:
                 return Rise(med, best, None)
         # a cheap gate first (a check runs every step): the median can pass the bar only when
@@ -254,7 +260,7 @@ class RiseWatch:
         if sum(1 for x in self.values[-self.w:] if x > bar) * 2 < self.w:
             return None
         recent = np.frombuffer(self.values, dtype=np.float64)[-self.w:]
-        med = float(np.median(recent))
+        med = median(recent)
         pooled = self._pooled()
         se = max(MEDIAN_SE * math.hypot(max(sigma(recent), pooled), max(best[1], pooled)) / math.sqrt(self.w),
                  self._between())
@@ -262,15 +268,16 @@ class RiseWatch:
         # chance (within RISE_Z se of it), when there are 3 or more. On a plateau the best block is
         # only its lowest draw: a healthy logistic regression's plateau at 0.687 had a best block
         # at 0.6705, and a window at 0.704 read as 4.6 se above it (check() stopped it)
-        cand = self._ref[3]
+        medians, ordered = self._ref[3], self._ref[4]
         level = best[0]
-        near = [self.closed[j][0] for j in cand if self.closed[j][0] <= best[0] + RISE_Z * se]
-        if len(near) >= PLATEAU_BLOCKS:
-            level = float(np.median(near))
+        near = int(np.searchsorted(ordered, best[0] + RISE_Z * se, side="right"))  # the first `near` of them
+        if near >= PLATEAU_BLOCKS:
+            m = near // 2
+            level = float(ordered[m]) if near % 2 else float((ordered[m - 1] + ordered[m]) / 2)
         # a run that never fell measurably below its first block: its best block is the lowest
         # draw of a flat series, and sits below the level by chance (a falling run's is real)
-        flat = level == best[0] and self.closed[cand[0]][0] - best[0] <= RISE_Z * se
-        z = self._z() + (self._selection(len(cand)) if flat else 0.0)
+        flat = level == best[0] and medians[0] - best[0] <= RISE_Z * se
+        z = self._z() + (self._selection(len(medians)) if flat else 0.0)
         if med - level > z * se and med - best[0] > RISE_MIN_SHARE * scale:
             return Rise(med, best, se)
         return None
@@ -390,7 +397,7 @@ def first_alarm(history) -> int | None:
             return int(history.steps[bad])
         watch.push(float(x), lr)
         first = float(x) if first is None else first
-        if first > 0 and i >= 2 and float(np.median(loss[max(0, i - 4):i + 1])) > DIVERGE_FACTOR * first:
+        if first > 0 and i >= 2 and median(loss[max(0, i - 4):i + 1]) > DIVERGE_FACTOR * first:
             if diagnose(history.take(history.steps <= step), _checks=LIVE_CHECKS).verdict in ALARMS:
                 return int(step)
         if watch.rise() is not None:
