@@ -208,6 +208,9 @@ def diagnose(
     step: Annotated[Optional[str], typer.Option(help="the column of the step (default: found by name)")] = None,
     as_json: Annotated[bool, typer.Option(
         "--json", help="print the diagnosis as JSON (a signal that is inf or NaN as null)")] = False,
+    plot: Annotated[Optional[str], typer.Option(
+        help="also draw the loss, the steps the verdict names, where check() fires and the lr, to this file: "
+             f"{', '.join('.' + f for f in PLOT_FORMATS)} (no suffix: .png)")] = None,
 ) -> None:
     import warnings
 
@@ -226,6 +229,7 @@ def diagnose(
                   "(momentum and Nesterov runs are sgd)")
         optimizer = optimizer.lower()
     check_log(log)
+    target_plot = check_plot(plot)
     meta = {k: v for k, v in {"optimizer": optimizer, "lr": lr_value}.items() if v is not None}
     try:
         with warnings.catch_warnings(record=True) as said:  # what the reader left out, said plainly
@@ -256,6 +260,11 @@ def diagnose(
         typer.echo(f"read {source['path']} as a {source.get('title') or source['format']}"
                    + (f" ({source['note']})" if source.get("note") else ""), err=True)
     typer.echo(strict_json(found.to_dict(), indent=2) if as_json else str(found))
+    if target_plot:
+        from ..diagnostics.plot import plot_diagnosis
+
+        _write_plot(lambda: plot_diagnosis(history, found, floor=floor, baseline=baseline), target_plot, plot,
+                    err=as_json)
     if found.verdict in ("DIVERGING", "NONFINITE", "STALLED", "OSCILLATING") or "overfitting" in found.signals:
         raise typer.Exit(1)
     if found.verdict == "TOO_SHORT":  # neither healthy (0) nor a failure (1): nothing to judge yet
@@ -286,8 +295,6 @@ def lr_find_cmd(
         help=f"write the plot to this file: {', '.join('.' + f for f in PLOT_FORMATS)} (no suffix: .png)")] = None,
 ) -> None:
     """The learning-rate range test on a lab problem: a suggested lr and, with --plot, a picture."""
-    import io
-
     from ..diagnostics import lr_find
 
     target = check_plot(plot)
@@ -297,20 +304,29 @@ def lr_find_cmd(
         fail(str(exc))
     typer.echo(str(found))
     if target:
-        path, fmt = target
-        try:
-            figure = found.plot().figure
-        except ImportError as exc:
-            fail(str(exc))
-        buf = io.BytesIO()
-        figure.savefig(buf, format=fmt, dpi=100, bbox_inches="tight")
-        from .._io import atomic_write
+        _write_plot(found.plot, target, plot)
 
-        try:
-            atomic_write(path, buf.getvalue())
-        except OSError as exc:
-            fail(f"--plot={short(plot)}: cannot write {short(str(path))} ({exc.strerror or exc})")
-        typer.echo(f"plot: {path}")
+
+def _write_plot(draw, target: tuple, plot: str, err: bool = False) -> None:
+    """``--plot``: draw (a call returning an Axes) and write its figure to ``target``, ``(path,
+    format)`` from :func:`check_plot`, atomically; say where (on stderr with ``err``: beside
+    ``--json``, stdout holds only the JSON)."""
+    import io
+
+    from .._io import atomic_write
+
+    path, fmt = target
+    try:
+        figure = draw().figure
+    except ImportError as exc:
+        fail(str(exc))
+    buf = io.BytesIO()
+    figure.savefig(buf, format=fmt, dpi=100, bbox_inches="tight")
+    try:
+        atomic_write(path, buf.getvalue())
+    except OSError as exc:
+        fail(f"--plot={short(plot)}: cannot write {short(str(path))} ({exc.strerror or exc})")
+    typer.echo(f"plot: {path}", err=err)
 
 
 @app.command()

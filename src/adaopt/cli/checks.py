@@ -117,7 +117,8 @@ def check_out_dir(out: Optional[str]) -> None:
 
 
 def check_plot(plot: Optional[str]) -> Optional[tuple[Path, str]]:
-    """The file and format ``lr-find --plot`` will write; fails before any work when it cannot."""
+    """The file and format ``--plot`` will write (``lr-find``, ``diagnose``); fails before any work
+    when it cannot."""
     if plot is None:
         return None
     given = f"--plot={short(plot)}"

@@ -178,6 +178,14 @@ class Monitor:
         """The verdict on the run so far; see :func:`adaopt.diagnostics.diagnose`."""
         return diagnose(self.history, **kwargs)
 
+    def plot(self, ax=None, **kwargs):
+        """The run so far as a picture: its loss, the verdict and the steps its evidence names,
+        where check() fires, the lr (:func:`~adaopt.diagnostics.plot.plot_diagnosis`; ``ax``: an
+        Axes, a path to save to, or None; ``kwargs`` go to :meth:`diagnose`). Returns the Axes."""
+        from .plot import plot_diagnosis
+
+        return plot_diagnosis(self.history, self.diagnose(**kwargs), ax=ax, **kwargs)
+
     def check(self) -> Diagnosis | None:
         """A cheap look at the last steps: a :class:`Diagnosis` if the run is DIVERGING or
         NONFINITE, else None. Cheap enough to call every step.

@@ -16,6 +16,7 @@ import io
 import numpy as np
 
 from .. import hyper, registry
+from ..diagnostics.plot import VERDICT_STYLE as _VERDICT_STYLE
 from .problems import get_problem
 
 __all__ = [
@@ -35,19 +36,6 @@ _COLORS = {"sgd": "#1f77b4", "momentum": "#ff7f0e", "nesterov": "#bcbd22", "adag
            "rmsprop": "#9467bd", "adam": "#2ca02c", "adamw": "#17becf", "adam-nobc": "#7f7f7f"}
 _TAB10 = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
           "#7f7f7f", "#bcbd22", "#17becf")
-
-#: Verdict -> (cell colour, short word) for the verdict grid.
-_VERDICT_STYLE = {
-    "DIVERGING": ("#e06666", "diverging"),
-    "NONFINITE": ("#b03030", "nan/inf"),
-    "OSCILLATING": ("#f6b26b", "oscillating"),
-    "STALLED": ("#ffd966", "stalled"),
-    "SLOW": ("#fff2b3", "slow"),
-    "CONVERGING": ("#b6d7a8", "converging"),
-    "CONVERGED": ("#6aa84f", "converged"),
-    "TOO_SHORT": ("#d9d9d9", "too short"),
-}
-
 
 def _mpl():
     """Import matplotlib (Agg only, via Figure objects) or raise the lab's ImportError."""
