@@ -79,9 +79,9 @@ def plot_diagnosis(history, diagnosis=None, ax=None, **diagnose_kwargs):
     the steps the verdict's evidence names (shaded in the verdict's colour), the step at which
     ``Monitor.check()`` would have fired (a dashed line; the replay of
     :func:`~adaopt.diagnostics.verdict_watch.first_alarm`, on logs of up to REPLAY_MAX losses),
-    non-finite losses (red marks at the top), ``baseline=`` and ``floor=`` when given, and the lr on a second axis when the
-    log records it. The y axis is logarithmic when the losses are positive and span more than
-    20x. The title is the verdict, its cause code and its cause in words.
+    non-finite losses (red marks at the top), ``baseline=`` and ``floor=`` when given, and the
+    lr on a second axis when the log records it. The y axis is logarithmic when the losses are
+    positive and span more than 20x. The title is the verdict, its cause code and its cause.
     """
     from .verdict import as_history, diagnose
     from .verdict_watch import first_alarm
