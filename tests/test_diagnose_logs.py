@@ -671,3 +671,151 @@ def test_the_noise_statistics_fast_median_gives_np_medians_bits():
                 assert median(x) == float(np.median(x)), (n, dtype, x)
     assert math.isnan(median(np.array([1.0, np.nan, 2.0])))
     assert math.isnan(median(np.array([])))
+
+
+def _lagged_sgdr(seed, period=200, n=1200, lag=15.0):
+    """SGDR (peak 0.1, eta_min 0) on a loss that follows the lr some steps late (an EMA of the lr,
+    time constant ``lag``), as a trial's SGD runs did: the first block after a restart still sits
+    at the cycle before's low."""
+    c = np.arange(n) % period
+    lr = 0.05 * (1 + np.cos(np.pi * c / period))
+    felt, seen = np.zeros(n), 0.0
+    for i, x in enumerate(lr):
+        seen += (x - seen) / lag
+        felt[i] = seen
+    t = np.arange(1, n + 1)
+    noise = 1 + 0.12 * np.random.default_rng(seed).standard_normal(n)
+    return {"step": t.tolist(), "loss": ((0.15 + 1.5 * np.exp(-t / 150) + 3 * felt) * noise).tolist(),
+            "lr": lr.tolist()}
+
+
+def test_the_first_blocks_after_a_warm_restart_are_no_reference():
+    """The loss follows the lr up late, so the block just after a restart sits at the old low and
+    the bump after it read as a rise (a trial: 4 of 40 healthy SGD runs with SGDR fired 30-50 steps
+    after a restart). Blocks that start within two windows of a restart are no reference: none of
+    these 20 runs fires; with blocks from the restart on, most do."""
+    from adaopt.diagnostics import verdict_watch
+    from adaopt.diagnostics.verdict import as_history
+    from adaopt.diagnostics.verdict_watch import first_alarm
+
+    runs = [as_history(_lagged_sgdr(seed)) for seed in range(20)]
+    assert [first_alarm(h) for h in runs] == [None] * 20
+    old = verdict_watch.RESTART_LAG
+    try:
+        verdict_watch.RESTART_LAG = 0
+        assert sum(first_alarm(h) is not None for h in runs) >= 10
+    finally:
+        verdict_watch.RESTART_LAG = old
+
+
+def test_lr_jumps_the_watch_reads_and_those_it_does_not():
+    """An lr that climbs from 0 step by step (CyclicLR with base_lr 0, cosine annealing past
+    T_max) doubles at once near 0: no restart. An lr held at 0, then set, is no raise to divide
+    by (check() raised ZeroDivisionError). A x30 at a warm restart, 30x the schedule's peak, is
+    a raise from that peak; a restart back to the peak is a restart."""
+    from adaopt.diagnostics.verdict_watch import RiseWatch
+
+    t = np.arange(900)
+    tri = 1e-3 * np.where(t % 300 < 150, (t % 300) / 150, 2 - (t % 300) / 150)  # CyclicLR, base 0
+    watch = RiseWatch()
+    for i in t:
+        watch.push(1.0 + 0.01 * np.sin(i), float(tri[i]))
+    assert watch._restarts == [] and watch._raise is None
+
+    frozen = RiseWatch()
+    for i in range(300):
+        frozen.push(1.0 + 0.002 * i if i >= 200 else 1.0, 0.0 if i < 200 else 1e-3)
+        frozen.rise()  # no ZeroDivisionError
+    assert frozen._raise is None
+
+    c = t % 300
+    sgdr = 1e-5 + 0.5 * (0.05 - 1e-5) * (1 + np.cos(np.pi * c / 300))
+    sgdr[600:] *= 30  # a bug at the second restart
+    watch = RiseWatch()
+    for i in t:
+        watch.push(1.0, float(sgdr[i]))
+        if i == 650:
+            assert watch._restarts == [300] and watch._raise == (pytest.approx(0.05), pytest.approx(1.5), 600)
+
+
+def test_a_raise_told_first_by_another_test_still_advises_the_old_lr():
+    """When the block test or the CUSUM fires before the raise test, on a rise from a block before
+    a raise still in force, the verdict is the raise's: "keep the lr at" the old one (a trial got
+    "lr x 0.1" of the raised lr when the CUSUM was one step ahead)."""
+    from adaopt.diagnostics.verdict_watch import RiseWatch, rise_diagnosis
+
+    rng = np.random.default_rng(0)
+    watch, found = RiseWatch(), None
+    for i in range(400):
+        x = 1.0 + 0.02 * rng.standard_normal() + (3.0 if i >= 200 else 0.0)  # a jump the CUSUM tells at once
+        watch.push(x, 1e-3 if i < 200 else 3e-2)
+        found = watch.rise()
+        if found is not None:
+            break
+    assert found is not None and found.raised is not None and 200 < i < 215, (i, found)
+    assert found.raised[3] is None and found.se is None  # the CUSUM told it, 7 values after the raise
+    d = rise_diagnosis(found, lambda k: k + 1, 3e-2)
+    assert d.advice[0].startswith("keep the lr at 0.001: it was raised 30x"), str(d)
+    assert "after the lr was raised 30x at step 201" in d.cause, str(d)
+
+
+def test_a_replay_reads_the_lr_the_live_check_read():
+    """The Monitor writes the lr it reads beside each loss into the row, so diagnose, a saved log
+    and a resumed monitor replay what check() saw; a log that records the lr every k rows is read
+    with each row taking the next reading. SGDR (torch's CosineAnnealingWarmRestarts) on a loss
+    that follows the lr: check() never fires, nor does the replay of its history, of its CSV, or
+    of that CSV with the lr left in every 25th row only (before, the replays fired at 308-909)."""
+    torch = pytest.importorskip("torch")
+    from adaopt.diagnostics.verdict import as_history
+    from adaopt.diagnostics.verdict_watch import first_alarm
+
+    for seed in range(3):
+        p = torch.nn.Parameter(torch.ones(16))
+        opt = torch.optim.SGD([p], lr=1e-3, momentum=0.9)
+        sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=300, eta_min=1e-5)
+        mon = Monitor(opt)
+        rng = np.random.default_rng(seed)
+        fired = None
+        for i in range(915):
+            lr = opt.param_groups[0]["lr"]
+            loss = (0.2 + 2 * np.exp(-(i + 1) / 300) + 0.3 * lr / 1e-3) * (1 + 0.1 * rng.standard_normal())
+            opt.zero_grad()
+            p.grad = torch.full_like(p, 0.01)
+            opt.step()
+            sched.step()
+            mon.log(loss)
+            if fired is None and mon.check() is not None:
+                fired = i + 1
+        h = mon.history
+        steps, lrs = h.series("lr")
+        assert np.array_equal(steps, h.steps)  # SGD with momentum has state; every row has its lr
+        assert fired is None and first_alarm(h) is None, (seed, fired)
+        sparse = {"step": h.steps.tolist(), "loss": h["loss"].tolist(),
+                  "lr": [v if k % 25 == 0 else None for k, v in enumerate(h["lr"].tolist())]}
+        assert first_alarm(as_history(sparse)) is None, seed
+
+
+def test_a_tensor_lr_is_recorded_as_a_number_when_it_is_read(tmp_path):
+    """lr=torch.tensor(...), as torch allows: mon.save failed (JSON cannot write a Tensor), and the
+    history's lr column held the tensor's value when the history was read, on every row (a
+    scheduler changes it in place). Torch's SGD without momentum, which has no state to
+    summarise, records its lr too."""
+    torch = pytest.importorskip("torch")
+    for k, make in enumerate((lambda ps: torch.optim.Adam(ps, lr=torch.tensor(1e-2)),
+                              lambda ps: torch.optim.SGD(ps, lr=1e-2))):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(4, 1)
+        opt = make(model.parameters())
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=20, gamma=0.1)
+        mon = Monitor(opt)
+        x, y = torch.randn(64, 4), torch.randn(64, 1)
+        for _ in range(60):
+            opt.zero_grad()
+            loss = torch.nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            opt.step()
+            sched.step()
+            mon.log(loss.item())
+        steps, lr = mon.history.series("lr")
+        np.testing.assert_allclose(lr, [1e-2 * 0.1 ** ((s - 1) // 20) for s in steps], rtol=1e-6)
+        assert mon.save(tmp_path / f"run{k}.csv").stat().st_size > 0

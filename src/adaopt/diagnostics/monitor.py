@@ -122,6 +122,7 @@ class Monitor:
         self._recent_losses: list[float] = []
         self._watch = RiseWatch()  # the losses as the live check's rise test sees them
         self._loss_steps = array("q")  # the step of each loss the watch holds
+        self._step_lr = None  # the first group's lr when the last step was taken
         self._first_loss = None
         self._pending_loss = None
         self._log_after = None  # whether log() is called after its step (set by the first call)
@@ -145,8 +146,15 @@ class Monitor:
             if self._first_loss is None:
                 self._first_loss = values["loss"]
             self._recent_losses = (self._recent_losses + [values["loss"]])[-MIN_WINDOW:]
+            # the lr beside the loss, in its row too: a replay of the history (diagnose, a saved
+            # log, a resumed monitor) then reads the lr the live check read
+            after = self._steps > 0 and self._log_after is not False  # (as the loss's step is told below)
+            lr = _number(values["lr"]) if values.get("lr") is not None else self._step_lr if after else \
+                self._lr_now()  # the lr its step took: read at the step (a scheduler moves it after)
+            if lr is not None:
+                values["lr"] = lr
             if math.isfinite(values["loss"]):
-                self._watch.push(values["loss"], values.get("lr", self._lr_now()))
+                self._watch.push(values["loss"], lr)
                 self._loss_steps.append(self._steps if self._steps > 0 and self._log_after is not False else
                                         self._steps + 1)
         if self._log_after is None:  # the first call tells which way this run logs
@@ -325,11 +333,16 @@ class Monitor:
         g = self._sample(self._probe.flat(grads), out=self._G[i])
         self._sample(self._probe.params(), out=self._P[i])
         self._steps += 1
+        self._step_lr = self._lr_now()  # the lr this step took, before a scheduler's step moves it
         self._restored = False
         count = self._probe.counter()
         self._counters.append(-1 if count is None else count)
         step = self._steps
-        extra = self._summary(g) if step == 1 or step % self.every == 0 else None
+        extra = None
+        if step == 1 or step % self.every == 0:
+            extra = self._summary(g)
+            if extra is None and self._step_lr is not None:  # no state to summarise (SGD): the lr alone
+                extra = {"lr": self._step_lr}
         if self._pending_loss is not None:
             extra = {**(extra or {}), **self._pending_loss}
             self._pending_loss = None
@@ -436,11 +449,7 @@ class Monitor:
     def _lr_now(self) -> float | None:
         """The first parameter group's lr now (a tensor's value; None if it has none), which the
         live check reads beside each loss: an lr that jumps is a restart or a raise."""
-        lr = self.optimizer.param_groups[0].get("lr") if self.optimizer.param_groups else None
-        try:
-            return None if lr is None else float(lr)
-        except (TypeError, ValueError):
-            return None
+        return _number(self.optimizer.param_groups[0].get("lr")) if self.optimizer.param_groups else None
 
     # ------------------------------------------------------------------ the state summary
 
@@ -512,6 +521,14 @@ def _checked_state(state, total: int) -> dict:
     if state["log_after"] not in (None, True, False):
         raise ValueError(f"load_state_dict(): log_after={state['log_after']!r}, allowed None, True, False")
     return state
+
+
+def _number(value) -> float | None:
+    """A logged or optimizer's lr as a float (a tensor's or array's one value), or None."""
+    try:
+        return None if value is None else float(value.item() if hasattr(value, "item") else value)
+    except (TypeError, ValueError, RuntimeError):
+        return None
 
 
 def _scalar(value) -> float:

@@ -203,13 +203,24 @@ class TorchProbe:
         return out
 
     def _hp(self, group) -> dict:
+        """The group's hyperparameters, a tensor's (``lr=torch.tensor(1e-3)``, betas of tensors)
+        as a number now: a tensor kept would be read later, after a scheduler changed it in place,
+        and JSON cannot write it."""
         if self.family is None:
-            return {"lr": group.get("lr")}
+            return {"lr": self._number(group.get("lr"))}
         base = registry.FAMILIES[self.family].defaults_for(getattr(self.opt, "conventions", "torch"))
-        hp = {**base, **{k: v for k, v in group.items() if k in base}}
+        hp = {**base, **{k: self._number(v) for k, v in group.items() if k in base}}
         if self.family == "adam" and group.get("decoupled_weight_decay"):
             hp["decoupled_weight_decay"] = True
         return hp
+
+    def _number(self, value):
+        """A one-element tensor as a Python number (a tuple of them, each); anything else as it is."""
+        if self.torch.is_tensor(value) and value.numel() == 1:
+            return value.item()
+        if isinstance(value, tuple) and any(self.torch.is_tensor(v) for v in value):
+            return tuple(self._number(v) for v in value)
+        return value
 
     def meta(self) -> dict:
         first = self._params[0]

@@ -26,13 +26,24 @@ def build_history(raw: np.ndarray, extra: list, scale: float, family: str, meta:
     square norm into the whole model's) and ``extra`` (per step: None, or a dict of logged values
     and a state copy under STATE), its steps numbered from ``first_step``."""
     cols = {"step": np.arange(first_step, first_step + len(raw)), **_signals(raw, scale)}
-    extra = [None if e is None else
-             {**{k: v for k, v in e.items() if k != STATE}, **(summarise(family, *e[STATE]) if STATE in e else {})}
-             for e in extra]
+    extra = [None if e is None else _row(family, e) for e in extra]
     keys = sorted({k for e in extra if e for k in e}, key=_column_order)
     for key in keys:
         cols[key] = [None if e is None else e.get(key) for e in extra]
     return History(cols, meta)
+
+
+def _row(family: str, e: dict) -> dict:
+    """One row's logged values and its state summary; an lr logged beside the loss (the first
+    parameter group's, as the live check read it) stands over the summary's (the first sampled
+    tensor's group)."""
+    row = {k: v for k, v in e.items() if k != STATE}
+    if STATE in e:
+        summary = summarise(family, *e[STATE])
+        if row.get("lr") is not None:
+            summary.pop("lr", None)
+        row = {**row, **summary}
+    return row
 
 
 def _signals(raw: np.ndarray, scale: float) -> dict:

@@ -45,6 +45,11 @@ INFLATION_VALUES, BETWEEN_BLOCKS = 200, 16
 #: values since that it needs first, and how long after the raise it is asked (later, the block
 #: test goes on from the blocks since the raise).
 RAISE_BEFORE, RAISE_MIN, RAISE_HORIZON = 40, 10, 100
+#: Windows after a warm restart whose blocks are no reference (:meth:`RiseWatch._candidates`).
+RESTART_LAG = 2
+#: A jump of the lr must add this share of the highest lr so far: an lr that climbs from 0 step by
+#: step (CyclicLR with base_lr 0, cosine annealing past T_max) doubles at once near 0, no restart.
+JUMP_SHARE = 0.1
 #: The standard error of a 20%-trimmed mean, in sigma / sqrt(n): 1.03 for normal noise, rounded up.
 TRIMMED_SE = 1.06
 
@@ -82,7 +87,9 @@ class RiseWatch:
         self._lr = None  # the last lr given, the index of the value it came with, and how many
         self._lr_at, self._lr_held = -1, 0  # lrs before it held within 1% of the one before
         self._lr_peak = 0.0  # the highest lr given
-        self._jump = None  # the first value after the last time the lr rose 2x or more at once
+        self._jump = None  # the first value after the last warm restart (the lr up 2x or more at once)
+        self._restarts = []  # the first value after each of them
+        self._lr_edits = 0  # times a closed block's lr was backdated (the reference's cache key)
         self._raise = None  # (lr before, lr after, first value after) of a raise to a new highest lr
         self._ref_key = self._ref = None  # the reference blocks (_reference), cached
 
@@ -118,21 +125,32 @@ class RiseWatch:
         self._page(value)
 
     def _see_lr(self, lr: float, i: int) -> None:
-        """The lr given with value ``i``. A rise of 2x or more over the last lr given is a jump:
+        """The lr given with value ``i``. A rise of 2x or more over the last lr given, by JUMP_SHARE
+        of the highest lr or more, is a jump:
         the values since that lr are backdated to the new one (an lr logged every k steps is
-        known late). Back to an lr no higher than the run's highest, it is a warm restart
-        (:meth:`_candidates`); above it, after the lr had held within 1% over the two readings
-        before (not a warmup), a raise (:meth:`_raised`), which holds while the lr stays at twice
-        the old one or more."""
+        known late). A jump to an lr above the run's highest is a raise (:meth:`_raised`) when the
+        lr had held within 1% over the two readings before (not a warmup: the raise is from that
+        lr), or when it is twice the highest or more (a x30 at a warm restart: the raise is from
+        the highest), with RAISE_BEFORE / 2 values before it; it holds while the lr stays at
+        twice the old one or more. Any other jump is a warm restart (:meth:`_candidates`)."""
         last = self._lr
-        if last is not None and lr >= 2 * last and lr > last:
+        if last is not None and lr >= 2 * last and lr - last >= JUMP_SHARE * max(self._lr_peak, lr):
             start = self._lr_at + 1
             for j in range(start, i):
                 self._lrs[j] = lr
-            new_peak = lr > 1.01 * self._lr_peak
-            if not new_peak:  # back to an lr the run trained at: a warm restart
+            lrs, w = np.frombuffer(self._lrs, dtype=np.float64), self.w
+            for b in range(start // w, min(len(self._block_lr), -(-i // w))):  # closed blocks in [start, i)
+                self._block_lr[b] = float(np.min(lrs[b * w:(b + 1) * w]))
+                self._lr_edits += 1
+            del lrs  # (a view: the array grows next)
+            peak, held = self._lr_peak, self._lr_held >= 1
+            old = last if held else peak
+            if lr > 1.01 * peak and (held or lr >= 2 * peak):
+                self._raise = (old, lr, start) if old > 0 and start >= RAISE_BEFORE // 2 else None
+            else:  # back up to (or near) an lr the run trained at
+                self._raise = None
                 self._jump = start
-            self._raise = (last, lr, start) if new_peak and self._lr_held >= 1 else None
+                self._restarts.append(start)
             self._lr_held = 0
         else:
             self._lr_held = self._lr_held + 1 if last is not None and abs(lr - last) <= 0.01 * last else 0
@@ -150,19 +168,32 @@ class RiseWatch:
         with the blocks at half the lr now or more, 20 of them (a loss made mostly of the lr's
         noise rises with it); with these, none. A raise to a new highest lr keeps every block
         (and has its own test, :meth:`_raised`); an lr that ramps up step by step (a warmup that
-        never ends) has no jump, and its creep is measured from the best block as before."""
+        never ends) has no jump, and its creep is measured from the best block as before.
+
+        The blocks that start within RESTART_LAG windows after a restart do not count: the loss
+        follows the lr up some tens of steps late, so the first block after a restart still sits
+        at the cycle before's low (a trial's SGD runs with SGDR fired against it 30-50 steps
+        after 4 of 40 healthy restarts, and AdamW's after 5 of 6 with a high peak)."""
         k = self._eligible
         if self._jump is None or k == 0:
             return None
         lo = np.arange(k) * self.w  # block j holds values j w to j w + w - 1
         lr = np.frombuffer(self._block_lr, dtype=np.float64)[:k]
-        return np.flatnonzero((lo >= self._jump) | (lr >= self._lr / 1.01))
+        restarts = np.asarray(self._restarts)
+        before = np.searchsorted(restarts, lo, side="right") - 1  # the last restart at or before each block
+        lagging = (before >= 0) & (lo - restarts[np.maximum(before, 0)] < RESTART_LAG * self.w)
+        return np.flatnonzero(((lo >= self._jump) | (lr >= self._lr / 1.01)) & ~lagging)
 
     def _reference(self):
         """``(best block, its logs' (median, sigma), the CUSUM's level, the candidates' medians,
-        sorted too)`` among the :meth:`_candidates` (cached; None while there are none)."""
+        sorted too, whether they are a chosen few)`` among the :meth:`_candidates` (cached; None
+        while there are none)."""
         k = self._eligible
-        key = (k, self._jump, None if self._jump is None else math.floor(16 * math.log2(max(self._lr, 1e-300))))
+        key = (k,)
+        if self._jump is not None:  # the candidates at a given k change with the lr only as it passes
+            lr = np.frombuffer(self._block_lr, dtype=np.float64)[:k]  # a block's lr: their count says it
+            key = (k, len(self._restarts), self._lr_edits, int(np.count_nonzero(lr >= self._lr / 1.01)))
+            del lr
         if key == self._ref_key:
             return self._ref
         self._ref_key = key
@@ -177,7 +208,8 @@ class RiseWatch:
         best, best_log = self.closed[j], self._log_closed[j]
         logs = np.frombuffer(self._log_medians, dtype=np.float64)[:k]
         logs = logs if cand is None else logs[cand]
-        self._ref = (best, best_log, self._plateau_log(best, best_log, medians, logs), medians, np.sort(medians))
+        self._ref = (best, best_log, self._plateau_log(best, best_log, medians, logs), medians, np.sort(medians),
+                     cand is not None)
         return self._ref
 
     def _plateau_log(self, best, best_log, medians, logs) -> float:
@@ -253,7 +285,7 @@ class RiseWatch:
         if self.cusum > CUSUM_H:  # the sequential test: a sustained shift of the log loss
             med = median(self.values[-CUSUM_RECENT:])
             if med - best[0] > RISE_MIN_SHARE * scale:
-                return Rise(med, best, None)
+                return self._attributed(Rise(med, best, None))
         # a cheap gate first (a check runs every step): the median can pass the bar only when
         # half the window is above it
         bar = best[0] + RISE_MIN_SHARE * scale
@@ -277,10 +309,22 @@ class RiseWatch:
         # a run that never fell measurably below its first block: its best block is the lowest
         # draw of a flat series, and sits below the level by chance (a falling run's is real)
         flat = level == best[0] and medians[0] - best[0] <= RISE_Z * se
-        z = self._z() + (self._selection(len(medians)) if flat else 0.0)
+        # after a restart the candidates are a few blocks at the lr now, not the run's descent: the
+        # lowest of them sits below their level by chance as a flat run's does (a trial's SGD
+        # run fired on a block 1.5 se below its like-lr neighbours)
+        chosen = self._ref[5] and level == best[0]
+        z = self._z() + (self._selection(len(medians)) if flat or chosen else 0.0)
         if med - level > z * se and med - best[0] > RISE_MIN_SHARE * scale:
-            return Rise(med, best, se)
+            return self._attributed(Rise(med, best, se))
         return None
+
+    def _attributed(self, found: Rise) -> Rise:
+        """A rise from a reference before an lr raise still in force is the raise's: its verdict
+        says so and advises the old lr, whichever test told it first."""
+        if self._raise is not None and found.best[3] < self._raise[2]:
+            old, new, r = self._raise
+            return found._replace(raised=(old, new, r, None))
+        return found
 
     def _raised(self) -> Rise | None:
         """After a raise of the lr to a level higher than any before (:meth:`_see_lr`), from
@@ -346,40 +390,39 @@ def _trimmed_mean(x: np.ndarray, share: float = 0.2) -> float:
 
 def rise_diagnosis(found: Rise, steps_of, lr) -> Diagnosis:
     """The DIVERGING verdict of a live rise: ``found`` from :meth:`RiseWatch.rise`, ``steps_of``
-    maps a loss index to its step, ``lr`` the optimizer's lr now (or None)."""
+    maps a loss index to its step, ``lr`` the optimizer's lr now (or None). The evidence is the
+    test's that told it; after an lr raise the cause and advice are the raise's."""
     med, (best, _, lo, hi), se, raised = found
     a, b = steps_of(lo), steps_of(hi)
-    signals = {"recent": med, "best": best, "rise_se": se,
-               "test": "raise" if raised else "block" if se is not None else "cusum"}
+    test = "raise" if raised is not None and raised[3] is not None else "block" if se is not None else "cusum"
+    z = f"{(med - best) / se if se > 0 else math.inf:.3g}" if se is not None else None
+    evidence = {
+        "raise": lambda: f"trimmed mean of the last {raised[3]} logged losses {fmt(med)}; of the {hi - lo + 1} "
+                         f"before the raise (steps {a}-{b}) {fmt(best)}: {z} standard errors higher",
+        "block": lambda: f"median of the last {WATCH_WINDOW} logged losses {fmt(med)}; best window {fmt(best)} "
+                         f"(steps {a}-{b}); the rise is {z} standard errors",
+        "cusum": lambda: f"median of the last {CUSUM_RECENT} logged losses {fmt(med)}; best window {fmt(best)} "
+                         f"(steps {a}-{b}); the losses since have sat above it, in logs, by more than the noise "
+                         f"for long enough (a one-sided CUSUM past {CUSUM_H:g})"}[test]()
+    signals = {"recent": med, "best": best, "rise_se": se, "test": test}
+    rose = f"the loss rose {med / best:.3g}x" if best > 0 else "the loss rose"
     if raised is not None:
-        old, new, r, since = raised
+        old, new, r, _ = raised
         last, first = steps_of(r - 1), steps_of(r)
         when = f"at step {first}" if first == last + 1 else f"between steps {last} and {first}"
         return Diagnosis(
-            "DIVERGING", f"the learning rate is too high: the loss rose {med / best:.3g}x after the lr was "
-            f"raised {new / old:.3g}x {when}" if best > 0 else
-            f"the learning rate is too high: the loss rose after the lr was raised {new / old:.3g}x {when}",
-            "lr_too_high",
-            evidence=[f"trimmed mean of the last {since} logged losses "
-                      f"{fmt(med)}; of the {hi - lo + 1} before the raise (steps {a}-{b}) {fmt(best)}: "
-                      f"{(med - best) / se if se > 0 else math.inf:.3g} standard errors higher"],
+            "DIVERGING", f"the learning rate is too high: {rose} after the lr was raised {new / old:.3g}x {when}",
+            "lr_too_high", evidence=[evidence],
             advice=[f"keep the lr at {fmt(old)}: it was raised {new / old:.3g}x to {fmt(new)} {when}",
                     f"or roll back to a checkpoint from step {last} or earlier and go on at {fmt(old)}",
                     f"or, to train at {fmt(new)}, raise it gradually (a warmup over some hundreds of steps)"],
             steps=(first, steps_of(-1)), signals={**signals, "lr_raised": new / old})
-    advice = [f"lr x 0.1: lr = {fmt(lr)} -> {fmt(lr * 0.1)}" if lr else "lr x 0.1",
-              "or roll back to a checkpoint from steps " + f"{a}-{b} and continue at the lower lr"]
     return Diagnosis(
-        "DIVERGING", f"the learning rate is too high: the loss rose {med / best:.3g}x above its best window "
-        f"and stays there" if best > 0 else "the learning rate is too high: the loss rose above its best window",
-        "lr_too_high",
-        evidence=[f"median of the last {WATCH_WINDOW} logged losses {fmt(med)}; best window {fmt(best)} "
-                  f"(steps {a}-{b}); the rise is {(med - best) / se if se > 0 else math.inf:.3g} standard errors"
-                  if se is not None else
-                  f"median of the last {CUSUM_RECENT} logged losses {fmt(med)}; best window {fmt(best)} (steps "
-                  f"{a}-{b}); the losses since have sat above it, in logs, by more than the noise for long "
-                  f"enough (a one-sided CUSUM past {CUSUM_H:g})"],
-        advice=advice, steps=(a, steps_of(-1)), signals=signals)
+        "DIVERGING", f"the learning rate is too high: {rose} above its best window and stays there", "lr_too_high",
+        evidence=[evidence],
+        advice=[f"lr x 0.1: lr = {fmt(lr)} -> {fmt(lr * 0.1)}" if lr else "lr x 0.1",
+                f"or roll back to a checkpoint from steps {a}-{b} and continue at the lower lr"],
+        steps=(a, steps_of(-1)), signals=signals)
 
 
 def first_alarm(history) -> int | None:
@@ -407,12 +450,18 @@ def first_alarm(history) -> int | None:
 
 def losses(history, finite: bool = False) -> tuple[np.ndarray, np.ndarray, list]:
     """``(steps, losses, lrs)`` of a history's rows with a loss (``finite``: a finite one), each
-    with the lr recorded in its row or None, as a replay of the live check pushes them."""
+    with the lr recorded in its row, else in the next row that records one, else None: as a
+    replay of the live check pushes them."""
     mask = history.present("loss")
     if finite:
         mask &= np.isfinite(history["loss"])
-    known = history.present("lr") & np.isfinite(history["lr"])
-    lrs = [float(v) if k else None for v, k in zip(history["lr"][mask], known[mask])]
+    lr = np.where(history.present("lr"), history["lr"], np.nan)
+    known = np.flatnonzero(np.isfinite(lr))
+    if len(known):  # a row without one takes the next row's that has one (an lr logged every k steps:
+        nxt = np.searchsorted(known, np.arange(len(lr)))  # the live check read it at every step)
+        fill = nxt < len(known)
+        lr[fill] = lr[known[nxt[fill]]]
+    lrs = [float(v) if np.isfinite(v) else None for v in lr[mask]]
     return history.steps[mask], history["loss"][mask], lrs
 
 
