@@ -819,3 +819,50 @@ def test_a_tensor_lr_is_recorded_as_a_number_when_it_is_read(tmp_path):
         steps, lr = mon.history.series("lr")
         np.testing.assert_allclose(lr, [1e-2 * 0.1 ** ((s - 1) // 20) for s in steps], rtol=1e-6)
         assert mon.save(tmp_path / f"run{k}.csv").stat().st_size > 0
+
+
+def test_a_run_that_got_worse_across_warm_restarts_is_diverging():
+    """SGDR whose loss from step 751 rises 1.5x to 4x: each cycle ends higher than the one before
+    at the same lr, while the last window falls as its lr anneals (a trial's SGD run at a peak
+    of 0.3, cycle ends 0.549, 0.715, 1.149, 1.138, was CONVERGED noise_floor). Compared with the
+    windows trained at the lr now or higher, it is DIVERGING, with a lower peak advised; the same
+    SGDR runs without the rise (36), and 20 whose loss follows the lr late, are not."""
+    for period in (300, 500):
+        for seed in range(3):
+            run = _sgdr_run(seed, period, 0.3)
+            loss = np.array(run["loss"])
+            loss[750:] *= np.linspace(1.5, 4.0, loss.size - 750)
+            d = diagnose({**run, "loss": loss.tolist()})
+            assert (d.verdict, d.code) == ("DIVERGING", "lr_too_high"), str(d)
+            assert "above where it was at the same lr or higher before, across" in d.cause, str(d)
+            assert d.advice[0] == "a lower peak for the restarts (x 0.3: 0.001 -> 0.0003)", str(d)
+            assert not any("lr schedule: raised" in e for e in d.evidence), d.evidence  # restarts, no raise
+            assert any("warm restarts (the lr back up 2x or more at once" in e for e in d.evidence), d.evidence
+    for period in (300, 500, 1000):
+        for amp in (0.3, 1.0):
+            for seed in range(6):
+                d = diagnose(_sgdr_run(seed, period, amp))
+                assert d.verdict in ("CONVERGING", "CONVERGED"), (period, amp, seed, str(d))
+    assert all(diagnose(_lagged_sgdr(seed)).verdict == "CONVERGING" for seed in range(20))
+
+
+def test_a_spike_after_a_jump_above_the_peak_is_sized_from_the_peak():
+    """A x30 bug at a warm restart (AdamW, peak 2e-3): the loss spiked 16.6x at step 546 and came
+    back while the lr annealed to 3.7e-6. The advice was "the lr is too high for the first steps:
+    lr x 0.3: lr = 3.701e-06 -> 1.11e-06, or warm it up"; it now names the jump and the lr the
+    run had trained at."""
+    n, period, peak = 800, 200, 2e-3
+    t = np.arange(1, n + 1)
+    lr = 1e-6 + 0.5 * (peak - 1e-6) * (1 + np.cos(np.pi * ((t - 1) % period) / period))
+    lr[400:600] *= 30  # the bug, in the third cycle
+    rng = np.random.default_rng(0)
+    loss = 0.05 + 2 * np.exp(-t / 60)
+    loss[540:560] += 30 * np.exp(-np.arange(20) / 5)  # the spike, then back
+    d = diagnose({"step": t.tolist(), "loss": (loss * (1 + 0.05 * rng.standard_normal(n))).tolist(),
+                  "lr": lr.tolist()})
+    spike = [a for a in d.advice if "spike at step" in a]
+    assert spike and "came after the lr jumped to 0.06 at step 401, 30x the highest it had trained at (0.002): " \
+                     "keep it at or below 0.002" in spike[0], str(d)
+    assert not any("for the first steps" in a for a in d.advice), str(d)
+    assert any("lr schedule: jumped to 0.06 at step 401, 30x the highest lr before (0.002)" in e
+               for e in d.evidence), d.evidence

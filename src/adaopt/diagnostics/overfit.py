@@ -136,7 +136,8 @@ def _missing_notes(h) -> list[str]:
 
 
 def _lr_notes(h) -> list[str]:
-    """A warmup (the lr rose 2x to its peak) and a decay (it ended under half its peak)."""
+    """A warmup (the lr rose 2x to its peak), a raise or a jump above the lr before, warm restarts,
+    and a decay (it ended under half its peak)."""
     steps, lr = h.series("lr")
     keep = np.isfinite(lr) & (lr > 0)
     steps, lr = steps[keep], lr[keep]
@@ -145,11 +146,26 @@ def _lr_notes(h) -> list[str]:
     notes = []
     peak = int(np.argmax(lr))
     raised = lr_raised(h)
+    if raised is not None and raised[1] <= 1.01 * lr[steps <= raised[2]].max():
+        raised = None  # back to an lr it had trained at: a warm restart (below), no raise
+    # jumps: 2x or more at once after the lr had held or fallen (not a warmup's climb), adding 10% of
+    # the highest lr so far (not a climb from near 0)
+    jumps = [i for i in range(2, len(lr)) if lr[i] >= 2 * lr[i - 1] and lr[i - 1] <= 1.01 * lr[i - 2]
+             and lr[i] - lr[i - 1] >= 0.1 * max(lr[:i].max(), lr[i])]
+    restarts = [i for i in jumps if lr[i] <= 1.01 * lr[:i].max()]
     if raised is not None:
         notes.append(f"lr schedule: raised {raised[1] / raised[0]:.3g}x from {fmt(raised[0])} to {fmt(raised[1])} "
                      f"between steps {raised[2]} and {raised[3]}")
+    elif peak in jumps:  # the peak came at once, above any lr before: not a warmup
+        notes.append(f"lr schedule: jumped to {fmt(lr[peak])} at step {int(steps[peak])}, "
+                     f"{lr[peak] / lr[:peak].max():.3g}x the highest lr before ({fmt(lr[:peak].max())})")
     elif peak > 0 and lr[peak] > 2 * lr[0]:
         notes.append(f"lr schedule: warmup from {fmt(lr[0])} to {fmt(lr[peak])} until step {int(steps[peak])}")
+    if restarts:
+        shown = ", ".join(str(int(steps[i])) for i in restarts[:5]) + (", ..." if len(restarts) > 5 else "")
+        notes.append(f"lr schedule: {len(restarts)} warm restart{'s' if len(restarts) > 1 else ''} (the lr back up "
+                     f"2x or more at once, to an lr it had trained at) at step{'s' if len(restarts) > 1 else ''} "
+                     f"{shown}")
     if lr[-1] < 0.5 * lr[peak]:
         notes.append(f"lr schedule: decayed from {fmt(lr[peak])} (step {int(steps[peak])}) to {fmt(lr[-1])} "
                      f"(step {int(steps[-1])})")

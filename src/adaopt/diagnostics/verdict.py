@@ -84,6 +84,7 @@ CHECKS = (
     progress.spike_not_recovered,         # DIVERGING: a 10x spike, never 10% below the start since
     progress.blew_up_late,                # DIVERGING: a 10x spike in the recent window, not back to its best
     stuck.rose_after_a_raise,             # DIVERGING: the lr was raised at once, and the loss rose after it
+    stuck.rose_across_restarts,           # DIVERGING: after warm restarts, above where it was at the same lr
     stuck.limited_by_configuration,       # STALLED/SLOW: bias correction off, updates round away, dead units
     progress.bouncing,                    # OSCILLATING: noisy gradients far from a known optimum
     stuck.above_its_best,                 # DIVERGING: significantly above its best window, not coming down

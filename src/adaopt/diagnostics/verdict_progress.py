@@ -16,7 +16,7 @@ import numpy as np
 from .verdict_causes import crawl, lr_too_low, oscillation, state_cause
 from .verdict_noise import MEDIAN_SE, above_first, falling, rise_from_best, sigma
 from .verdict_record import LR_FIND, Diagnosis, fmt, with_cause
-from .verdict_signals import Run, early_spike, noise, rate_collapse, reversing, too_slow
+from .verdict_signals import Run, early_spike, lr_at, lr_jump_before, noise, rate_collapse, reversing, too_slow
 from .verdict_thresholds import (BOUNCE_PROGRESS, CONSISTENT_COS, CONVERGED_GAP, GRAD_VANISHED, GROWTH_BEFORE_OVERFLOW,
                                  LITTLE_PROGRESS, MIN_JUDGED, MIN_WINDOW, NOT_SLOWING, PLATEAU, RATE_COLLAPSE,
                                  RISE_FROM_BEST, RISE_MIN_SHARE, RISE_SIGNIFICANT, RISE_Z, STALL_IMPROVEMENT, ANNEALED,
@@ -539,6 +539,21 @@ def spike_advice(run: Run, t: Trend) -> list[str]:
     if r is not None and r[3] <= at:  # the spike came with a raise of the lr during the run
         return [f"the {factor:.3g}x spike at step {at} came after the lr was raised {r[1] / r[0]:.3g}x at step "
                 f"{r[3]}: keep the lr at {fmt(r[0])}, or raise it gradually; the run recovered, but from further up"]
+    jump = lr_jump_before(run.h, at, 2 * run.w)
+    if jump is not None:  # a jump just before it (a warm restart, or a bug at one): sized from the lr then
+        before, after, _, first, peak = jump
+        if after > 1.01 * peak:
+            return [f"the {factor:.3g}x spike at step {at} came after the lr jumped to {fmt(after)} at step {first}, "
+                    f"{after / peak:.3g}x the highest it had trained at ({fmt(peak)}): keep it at or below "
+                    f"{fmt(peak)}; the run recovered, but from further up"]
+        return [f"the {factor:.3g}x spike at step {at} came after the lr jumped {after / before:.3g}x back to "
+                f"{fmt(after)} at step {first} (a warm restart): a lower peak for the restarts (x 0.3: "
+                f"{fmt(after)} -> {fmt(after * 0.3)}); the run recovered, but from further up"]
+    if at > max(2 * run.w, int(0.1 * run.steps[-1])):  # mid-run: the lr then, not the decayed lr now
+        lr = lr_at(run.h, at)
+        down = f"lr x 0.3: lr = {fmt(lr)} (at step {at}) -> {fmt(lr * 0.3)}" if lr else "lr x 0.3"
+        return [f"the {factor:.3g}x spike at step {at} says the lr is too high there: {down}, or a schedule "
+                "that lowers it before then; the run recovered, but from further up"]
     return [f"the {factor:.3g}x spike at step {at} says the lr is too high for the first steps: "
             f"{run.lr_advice(0.3)}, or warm it up; the run recovered, but from further up"]
 

@@ -167,6 +167,51 @@ def lr_raised(h: History):
     return None
 
 
+def lr_jump_before(h: History, step: int, within: int):
+    """The last time the recorded lr rose 2x or more at once (held before or not: a warm restart,
+    a bug at one) in the ``within`` steps up to ``step``: ``(lr before, lr after, last step before,
+    first step after, the highest lr before)``, else None."""
+    steps, lr = h.series("lr")
+    keep = np.isfinite(lr) & (lr > 0)
+    steps, lr = steps[keep], lr[keep]
+    for i in range(int(np.searchsorted(steps, step, side="right")) - 1, 0, -1):
+        if steps[i] < step - within:
+            break
+        if lr[i] >= 2 * lr[i - 1]:
+            return float(lr[i - 1]), float(lr[i]), int(steps[i - 1]), int(steps[i]), float(lr[:i].max())
+    return None
+
+
+def warm_restarts(h: History) -> list[int]:
+    """The steps at which the recorded lr went back up at once to an lr the run had trained at
+    (SGDR): 2x or more over the reading before, after it had held or fallen (not a warmup's climb),
+    adding 10% of the highest lr so far (not a climb from near 0)."""
+    steps, lr = h.series("lr")
+    keep = np.isfinite(lr) & (lr > 0)
+    steps, lr = steps[keep], lr[keep]
+    top = np.maximum.accumulate(lr) if len(lr) else lr
+    return [int(steps[i]) for i in range(2, len(lr)) if lr[i] >= 2 * lr[i - 1] and lr[i - 1] <= 1.01 * lr[i - 2]
+            and lr[i] - lr[i - 1] >= 0.1 * top[i] and lr[i] <= 1.01 * top[i - 1]]
+
+
+def lr_per_row(h: History, steps: np.ndarray) -> np.ndarray:
+    """The lr at each of ``steps``: the reading at that row, else the next row's (an lr logged
+    every k rows), else the last; NaN without any."""
+    at, lr = h.series("lr")
+    keep = np.isfinite(lr) & (lr > 0)
+    at, lr = at[keep], lr[keep]
+    if len(lr) == 0:
+        return np.full(len(steps), np.nan)
+    return lr[np.minimum(np.searchsorted(at, steps), len(lr) - 1)]
+
+
+def lr_at(h: History, step: int) -> float | None:
+    """The lr recorded at or last before ``step`` (None if none is)."""
+    steps, lr = h.series("lr")
+    keep = np.isfinite(lr) & (lr > 0) & (steps <= step)
+    return float(lr[keep][-1]) if keep.any() else None
+
+
 #: Columns a user may record an optimizer's count of skipped steps in (``opt.skipped_steps``).
 SKIP_COLUMNS = ("skipped_steps", "skipped")
 

@@ -11,18 +11,19 @@ orthogonal. A cause found here is the verdict's cause, even while the loss still
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import numpy as np
 
 from .verdict_causes import family_of, lr_too_low, unmoved
-from .verdict_noise import MEDIAN_SE, falling, inflation, rise_from_best, sigma
+from .verdict_noise import MEDIAN_SE, blocks, falling, inflation, rise_from_best, sigma
 from .verdict_progress import Trend
 from .verdict_record import LR_FIND, Cause, Diagnosis, fmt, with_cause
-from .verdict_signals import Run, rounding_at_fixed_point
+from .verdict_signals import Run, lr_per_row, rounding_at_fixed_point, warm_restarts
 from .verdict_thresholds import (BIAS_INFLATION, BIAS_OFF_FINE, DEAD_SHARE, DIED_RISE, HEALTHY_UPDATE_RATIO,
                                  LITTLE_PROGRESS, LOST_SHARE, MIN_WINDOW, RISE_MIN_SHARE, RISE_SIGNIFICANT, RISE_Z,
-                                 TINY_UPDATE_RATIO)
-from .verdict_watch import replayed, rise_diagnosis
+                                 TINY_UPDATE_RATIO, WATCH_WINDOW)
+from .verdict_watch import RESTART_LAG, replayed, rise_diagnosis
 
 LOW_PRECISION = ("bfloat16", "float16")
 
@@ -237,6 +238,57 @@ def rose_after_a_raise(run: Run) -> Diagnosis | None:
             f"the run: +-{fmt(se)})"],
         advice=run.down_advice() + [f"or roll back to a checkpoint from step {r[2]} or earlier"],
         steps=(r[3], t.steps[1]), signals={**t.signals, "before_raise": b + run.floor, "lr_raised": r[1] / r[0]})
+
+
+def rose_across_restarts(run: Run) -> Diagnosis | None:
+    """With warm restarts (:func:`~adaopt.diagnostics.verdict_signals.warm_restarts`), the last
+    window sits significantly above the best earlier window trained at the lr now or higher
+    (each window's lowest lr; no window that starts within RESTART_LAG live windows of a restart,
+    where the loss has not yet followed the lr up): DIVERGING, the restarts' peak is too high. A
+    cycle's end falls as its lr anneals, so a falling last window is no excuse here, and against
+    the run's best window (reached at a cycle's end, an lr near 0) a restart's bump is no rise: a
+    trial's SGD run at a peak of 0.3, whose cycle ends went 0.549, 0.715, 1.149, 1.138 (chance
+    1.386), was CONVERGED noise_floor. The rise must pass RISE_Z standard errors (their noise,
+    times the run's AR(1) inflation), plus the chance allowance of the best of k windows
+    (c_k / sqrt 2, as the live check's), and RISE_MIN_SHARE of the level."""
+    restarts = warm_restarts(run.h)
+    if not restarts or run.quantity != "loss":
+        return None
+    w = WATCH_WINDOW  # short blocks: each at about one lr of its cycle
+    gap, k = run.gap, len(run.gap) // w
+    if k < 6:
+        return None
+    start = len(gap) - k * w
+    b = blocks(gap, w)
+    lr = lr_per_row(run.h, run.steps[start:]).reshape(k, w)
+    lo = run.steps[start::w][:k]
+    lag = np.array([any(0 <= s - r < RESTART_LAG * WATCH_WINDOW for r in restarts) for s in lo])
+    now = float(np.nanmax(lr[-1]))
+    cand = [j for j in range(k - 2) if not lag[j] and np.nanmin(lr[j]) >= now / 1.01]
+    if not cand:
+        return None
+    med = np.median(b, axis=1)
+    j = min(cand, key=lambda c: med[c])
+    recent, best = float(med[-1]), float(med[j])
+    pooled = float(np.median([sigma(x) for x in b]))  # a floor under two blocks' own noise, from 20 values each
+    se = MEDIAN_SE * math.hypot(max(sigma(b[-1]), pooled), max(sigma(b[j]), pooled)) / math.sqrt(w) * inflation(gap)
+    z = RISE_Z + (-NormalDist().inv_cdf(0.625 / (len(cand) + 0.25)) / math.sqrt(2) if len(cand) > 1 else 0.0)
+    if not (recent - best > z * se and recent - best > RISE_MIN_SHARE * max(abs(best), 0.01 * abs(float(gap[0])))):
+        return None
+    t = Trend.of(run)
+    a, e = int(run.steps[start + j * w]), int(run.steps[start + j * w + w - 1])
+    peak = float(np.nanmax(lr))
+    return Diagnosis(
+        "DIVERGING", f"the learning rate is too high: the {run.quantity} rose {recent / best if best > 0 else math.inf:.3g}x "
+        f"above where it was at the same lr or higher before, across {len(restarts)} warm restart"
+        f"{'s' if len(restarts) > 1 else ''}", "lr_too_high",
+        evidence=t.evidence + [
+            f"median of the last {w} steps {fmt(recent + run.floor)} at an lr up to {fmt(now)}; of steps {a}-{e}, "
+            f"trained at {fmt(float(np.nanmin(lr[j])))} or more, {fmt(best + run.floor)}: {(recent - best) / se:.3g} "
+            f"standard errors higher (noise from the run: +-{fmt(se)})"],
+        advice=[f"a lower peak for the restarts (x 0.3: {fmt(peak)} -> {fmt(peak * 0.3)})",
+                f"or roll back to a checkpoint from step {e} and go on without restarts (decay from there)"],
+        steps=(a, t.steps[1]), signals={**t.signals, "best_at_lr": best + run.floor, "restarts": len(restarts)})
 
 
 def held_at_baseline(run: Run) -> Diagnosis | None:
