@@ -866,3 +866,24 @@ def test_a_spike_after_a_jump_above_the_peak_is_sized_from_the_peak():
     assert not any("for the first steps" in a for a in d.advice), str(d)
     assert any("lr schedule: jumped to 0.06 at step 401, 30x the highest lr before (0.002)" in e
                for e in d.evidence), d.evidence
+
+
+def test_check_says_its_lr_advice_is_the_first_groups_when_groups_differ():
+    """A head at 1e-2 and a body at 1e-3: check() reads the first group's lr, and its "lr x 0.1"
+    says so (a trial read "lr = 0.001 -> 0.0001" as the advice for the group it had raised)."""
+    torch = pytest.importorskip("torch")
+    small, big = torch.nn.Parameter(torch.zeros(4)), torch.nn.Parameter(torch.zeros(2000))
+    opt = torch.optim.Adam([{"params": [small], "lr": 1e-2}, {"params": [big], "lr": 1e-3}])
+    mon = Monitor(opt)
+    rng = np.random.default_rng(0)
+    found = None
+    for i in range(400):
+        opt.zero_grad()
+        small.grad, big.grad = torch.full_like(small, 0.01), torch.full_like(big, 0.01)
+        opt.step()
+        mon.log(1.0 + 0.03 * rng.standard_normal() + (0.3 if i >= 250 else 0.0))
+        found = mon.check()
+        if found is not None:
+            break
+    assert found is not None and 250 < i < 290, i
+    assert found.advice[0] == "lr x 0.1: lr = 0.01 -> 0.001 (in each of the 2 parameter groups; the first's shown)"

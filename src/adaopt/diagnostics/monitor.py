@@ -222,7 +222,8 @@ class Monitor:
         if rise is None:
             return None
         steps, before = self._loss_steps, self.first_step - 1
-        return rise_diagnosis(rise, lambda i: int(steps[i]) + before, self.meta.get("lr"))
+        lrs = {_number(g.get("lr")) for g in self.optimizer.param_groups}
+        return rise_diagnosis(rise, lambda i: int(steps[i]) + before, self.meta.get("lr"), len(lrs))
 
     def rollback(self, to_step=None) -> None:
         """Say that the run was restored from a checkpoint taken after ``to_step`` steps: the

@@ -388,10 +388,11 @@ def _trimmed_mean(x: np.ndarray, share: float = 0.2) -> float:
     return float(np.mean(np.sort(x)[k:len(x) - k]))
 
 
-def rise_diagnosis(found: Rise, steps_of, lr) -> Diagnosis:
+def rise_diagnosis(found: Rise, steps_of, lr, groups: int = 1) -> Diagnosis:
     """The DIVERGING verdict of a live rise: ``found`` from :meth:`RiseWatch.rise`, ``steps_of``
-    maps a loss index to its step, ``lr`` the optimizer's lr now (or None). The evidence is the
-    test's that told it; after an lr raise the cause and advice are the raise's."""
+    maps a loss index to its step, ``lr`` the optimizer's lr now (or None: the first parameter
+    group's; ``groups``: how many groups with different lrs there are, named in the advice). The
+    evidence is the test's that told it; after an lr raise the cause and advice are the raise's."""
     med, (best, _, lo, hi), se, raised = found
     a, b = steps_of(lo), steps_of(hi)
     test = "raise" if raised is not None and raised[3] is not None else "block" if se is not None else "cusum"
@@ -420,7 +421,8 @@ def rise_diagnosis(found: Rise, steps_of, lr) -> Diagnosis:
     return Diagnosis(
         "DIVERGING", f"the learning rate is too high: {rose} above its best window and stays there", "lr_too_high",
         evidence=[evidence],
-        advice=[f"lr x 0.1: lr = {fmt(lr)} -> {fmt(lr * 0.1)}" if lr else "lr x 0.1",
+        advice=[(f"lr x 0.1: lr = {fmt(lr)} -> {fmt(lr * 0.1)}" if lr else "lr x 0.1") + (
+                    f" (in each of the {groups} parameter groups; the first's shown)" if groups > 1 and lr else ""),
                 f"or roll back to a checkpoint from steps {a}-{b} and continue at the lower lr"],
         steps=(a, steps_of(-1)), signals=signals)
 
