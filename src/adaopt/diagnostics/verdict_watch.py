@@ -125,10 +125,10 @@ class RiseWatch:
         self._page(value)
 
     def _see_lr(self, lr: float, i: int) -> None:
-        """The lr given with value ``i``. A rise of 2x or more over the last lr given, by JUMP_SHARE
-        of the highest lr or more, is a jump:
-        the values since that lr are backdated to the new one (an lr logged every k steps is
-        known late). A jump to an lr above the run's highest is a raise (:meth:`_raised`) when the
+        """The lr given with value ``i``. A rise of 2x or more over the last lr given, adding
+        JUMP_SHARE of the highest lr or more, is a jump: the values since that lr are backdated to
+        the new one (an lr logged every k steps is known late), their closed blocks' lrs with
+        them. A jump to an lr above the run's highest is a raise (:meth:`_raised`) when the
         lr had held within 1% over the two readings before (not a warmup: the raise is from that
         lr), or when it is twice the highest or more (a x30 at a warm restart: the raise is from
         the highest), with RAISE_BEFORE / 2 values before it; it holds while the lr stays at
@@ -166,8 +166,8 @@ class RiseWatch:
         follows it up: against the best block of the cycle before, the live check called every
         one of 36 synthetic runs DIVERGING at a restart (cycles of 300-1000 steps, 10% noise);
         with the blocks at half the lr now or more, 20 of them (a loss made mostly of the lr's
-        noise rises with it); with these, none. A raise to a new highest lr keeps every block
-        (and has its own test, :meth:`_raised`); an lr that ramps up step by step (a warmup that
+        noise rises with it); with these, none. A raise to a new highest lr adds no restriction
+        (it has its own test, :meth:`_raised`); an lr that ramps up step by step (a warmup that
         never ends) has no jump, and its creep is measured from the best block as before.
 
         The blocks that start within RESTART_LAG windows after a restart do not count: the loss
