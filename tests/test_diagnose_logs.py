@@ -887,3 +887,39 @@ def test_check_says_its_lr_advice_is_the_first_groups_when_groups_differ():
             break
     assert found is not None and 250 < i < 290, i
     assert found.advice[0] == "lr x 0.1: lr = 0.01 -> 0.001 (in each of the 2 parameter groups; the first's shown)"
+
+
+def test_steps_too_small_to_move_do_not_make_a_low_first_draw_a_rise(monkeypatch):
+    """An lr 1000x too low (update/param ratio ~2e-5) on a noisy minibatch loss whose first batch
+    came out low: "lr too high, lr x 0.1" fired at steps 24 and 37 on 2 of 10 trial runs. Steps
+    that small do not take a loss up: the live check's diagnose says DIVERGING on none of 20
+    seeds; without that rule, on some."""
+    from adaopt.diagnostics import verdict_signals
+    from adaopt.diagnostics.verdict import LIVE_CHECKS
+
+    t = np.arange(1, 41)
+
+    def verdicts():
+        out = []
+        for seed in range(20):
+            loss = 1.2 * (1 + 0.15 * np.random.default_rng(seed).standard_normal(t.size))
+            loss[0] = 0.7  # a low first minibatch
+            run = {"step": t.tolist(), "loss": loss.tolist(), "update_ratio": [2e-5] * t.size}
+            out.append(diagnose(run, _checks=LIVE_CHECKS).verdict)
+        return out
+
+    assert "DIVERGING" not in verdicts()
+    monkeypatch.setattr(verdict_signals, "TINY_UPDATE_RATIO", 0.0)
+    assert verdicts().count("DIVERGING") >= 3
+
+
+def test_lr_down_advice_after_a_decay_is_sized_from_the_peak():
+    """A blow-up at a schedule's peak (0.5) that the decay then froze at 1.1e-5: "lr x 0.1: lr =
+    1.1e-05 -> 1.1e-06" was the advice; it is now the peak's x 0.1."""
+    t = np.arange(1, 401)
+    lr = 0.5 * 0.5 * (1 + np.cos(np.pi * (t - 1) / 399)) + 1.1e-5
+    loss = np.where(t < 60, 1.0 - 0.004 * t, 5.0) * (1 + 0.05 * np.random.default_rng(0).standard_normal(t.size))
+    d = diagnose({"step": t.tolist(), "loss": loss.tolist(), "lr": lr.tolist()})
+    assert d.verdict == "DIVERGING", str(d)
+    assert any(a.startswith("the schedule's peak lr x 0.1: 0.5 (step 1) -> 0.05") for a in d.advice), d.advice
+    assert not any("-> 1.1e-06" in a for a in d.advice), d.advice

@@ -168,6 +168,8 @@ def rose_above_start(run: Run) -> Diagnosis | None:
         return None
     if recent < RISE_FROM_BEST * gap0 and not above_first(run.gap, run.w):
         return None
+    if recent < RISE_FROM_BEST * gap0 and run.tiny_steps():
+        return None  # steps this small do not take a loss up: a low first minibatch
     return _lr_too_high(run, f"rose {recent / gap0:.3g}x above its first value instead of falling", recent / gap0,
                         [f"{run.quantity} {fmt(run.values[0])} at step {int(run.steps[0])}, {level}"])
 

@@ -293,7 +293,7 @@ def rising(run: Run) -> Diagnosis | None:
     t = Trend.of(run)
     if not (t.total < -RISE_SIGNIFICANT and t.improvement < PLATEAU):
         return None
-    if not above_first(run.gap, run.w):
+    if not above_first(run.gap, run.w) or (-t.total < RISE_FROM_BEST - 1 and run.tiny_steps()):
         return None
     return Diagnosis(
         "DIVERGING", f"the {run.quantity} is rising: {-t.total:.1%} above its first value and not coming "

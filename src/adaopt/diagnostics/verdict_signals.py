@@ -11,7 +11,7 @@ from .history import History
 from .verdict_record import fmt
 from .verdict_thresholds import (ABOVE_FIRST_MIN, ABOVE_FIRST_Z, ALTERNATING, GROWTH_BEFORE_OVERFLOW, HUGE_UPDATE_RATIO,
                                  LITTLE_PROGRESS, MIN_WINDOW, REVERSING_COS,
-                                 RISE_SIGNIFICANT, ROUNDING_STEPS, WINDOW)
+                                 RISE_SIGNIFICANT, ROUNDING_STEPS, TINY_UPDATE_RATIO, WINDOW)
 
 
 class Run:
@@ -59,6 +59,13 @@ class Run:
         values = self.window(name, which)
         return float(np.median(values)) if len(values) else None
 
+    def tiny_steps(self) -> bool:
+        """Whether the recent steps are too small to take the loss up (a median update/parameter
+        ratio under TINY_UPDATE_RATIO): a rise under 3x the first value is then a low first draw
+        (an lr 1000x too low fired 'lr too high' on 2 of 10 minibatch runs)."""
+        ratio = self.median("update_ratio")
+        return ratio is not None and ratio < TINY_UPDATE_RATIO
+
     def first(self, name: str):
         _, values = self.h.series(name)
         values = values[np.isfinite(values)]
@@ -69,9 +76,10 @@ class Run:
         return int(self.steps[-self.w]), int(self.steps[-1])
 
     def lr_advice(self, factor: float) -> str:
-        """``lr x factor`` from the last recorded lr (as a scheduler left it); a raise after a
-        schedule decayed the lr is of its peak (x 3 of OneCycle's last 1.6e-6 says nothing). A
-        raise the run speaks against (:meth:`against_a_raise`) becomes the way down, saying why."""
+        """``lr x factor`` from the last recorded lr (as a scheduler left it); after a schedule
+        decayed the lr, of its peak either way (x 3 of OneCycle's last 1.6e-6 says nothing, and
+        x 0.1 of an annealed 1.1e-5 neither, when the peak blew the run up). A raise the run
+        speaks against (:meth:`against_a_raise`) becomes the way down, saying why."""
         why = self.against_a_raise() if factor > 1 else None
         if why is not None:
             r = self.lr_raised()
@@ -81,9 +89,12 @@ class Run:
         _, recorded = self.h.series("lr")  # the last recorded lr: as a scheduler left it
         recorded = recorded[np.isfinite(recorded)]
         lr = float(recorded[-1]) if len(recorded) else self.meta.get("lr")
-        decayed = self.lr_decayed() if factor > 1 else None
+        decayed = self.lr_decayed()
         if decayed is not None:
             peak, at, last, when = decayed
+            if factor < 1:  # a lower lr than the decayed one is no news: the peak is what was too high
+                return (f"the schedule's peak lr x {factor:g}: {fmt(peak)} (step {at}) -> {fmt(peak * factor)} (it "
+                        f"decayed to {fmt(last)} by step {when})")
             return (f"the schedule's peak lr x {factor:g}: {fmt(peak)} (step {at}) -> {fmt(peak * factor)}, or more "
                     f"steps before its decay (it took the lr to {fmt(last)} by step {when})")
         if lr:
