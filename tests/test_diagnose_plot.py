@@ -139,3 +139,26 @@ def test_the_cli_draws_with_plot_and_keeps_json_clean(tmp_path):
     result = CliRunner().invoke(app, ["diagnose", str(FIXTURE), "--plot", str(tmp_path / "d.bmp")])
     assert result.exit_code == 2 and "--plot=" in result.output and ".png, .pdf, .svg" in result.output
     assert not (tmp_path / "d.bmp").exists()
+
+
+def test_a_constant_lr_gets_no_axis_and_a_short_log_a_shorter_median(tmp_path):
+    """A trial: a constant lr drew a second axis ticked 0.00096-0.00104, and on a 10-row log the
+    running median of 20 lay above every point; --plot at a folder wrote folder.png beside it."""
+    t = np.arange(1, 11)
+    ax = plot_diagnosis({"step": t.tolist(), "loss": (1.0 / t).tolist(), "lr": [1e-3] * 10})
+    assert len(ax.figure.axes) == 1
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert "running median of 2" in labels and "running median of 20" not in labels
+    pytest.importorskip("typer")
+    from typer.testing import CliRunner
+
+    from adaopt.cli.app import app
+
+    folder = tmp_path / "plots"
+    folder.mkdir()
+    result = CliRunner().invoke(app, ["diagnose", str(FIXTURE), "--plot", str(folder)])
+    assert result.exit_code == 2 and "is a folder" in result.output, result.output
+    assert not (tmp_path / "plots.png").exists()
+    result = CliRunner().invoke(app, ["diagnose", str(FIXTURE), "--plot", str(FIXTURE / "x.png")])
+    assert result.exit_code == 2 and "is a file, not a folder" in result.output, result.output
+    assert first_alarm(FIXTURE) is not None  # a log's path, as diagnose takes it

@@ -126,6 +126,12 @@ def check_plot(plot: Optional[str]) -> Optional[tuple[Path, str]]:
     if not plot.strip():
         fail(f"{given}: give a file name ending in {allowed}")
     path = Path(plot)
+    try:
+        folder_given = plot.endswith(("/", "\\")) or path.is_dir()  # (not "folder.png" beside it)
+    except OSError:  # a name too long, ...: said below, with the name's own problem
+        folder_given = False
+    if folder_given:
+        fail(f"{given} is a folder: give a file name ending in {allowed}")
     fmt = path.suffix[1:].lower()
     if not fmt:  # no suffix: a PNG, and the name says so
         path, fmt = path.with_name(path.name + ".png"), "png"
@@ -138,6 +144,8 @@ def check_plot(plot: Optional[str]) -> Optional[tuple[Path, str]]:
     try:
         if path.is_dir():
             fail(f"{given} is a folder: give a file name ending in {allowed}")
+        if folder.exists() and not folder.is_dir():
+            fail(f"{given}: {short(str(folder))} is a file, not a folder")
         if not folder.is_dir():
             fail(f"{given}: the folder {short(str(folder))} does not exist")
     except OSError as exc:

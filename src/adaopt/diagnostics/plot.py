@@ -75,12 +75,13 @@ def plot_diagnosis(history, diagnosis=None, ax=None, **diagnose_kwargs):
     ``diagnose_kwargs``: ``floor=``, ``baseline=``, ...); ``ax``: a matplotlib Axes to draw on,
     a path (``"run.png"``) to save the picture to, or None for a new figure.
 
-    Drawn: every logged loss (grey), their running median over 20 (the live check's window),
+    Drawn: every logged loss (grey), their running median over 20 (the live check's window;
+    a quarter of a shorter log),
     the steps the verdict's evidence names (shaded in the verdict's colour), the step at which
     ``Monitor.check()`` would have fired (a dashed line; the replay of
     :func:`~adaopt.diagnostics.verdict_watch.first_alarm`, on logs of up to REPLAY_MAX losses),
     non-finite losses (red marks at the top), ``baseline=`` and ``floor=`` when given, and the
-    lr on a second axis when the log records it. The y axis is logarithmic when the losses are
+    lr on a second axis when the log records one that changes; the legend below. The y axis is logarithmic when the losses are
     positive and span more than 20x. The title is the verdict, its cause code and its cause.
     """
     from .verdict import as_history, diagnose
@@ -106,8 +107,9 @@ def plot_diagnosis(history, diagnosis=None, ax=None, **diagnose_kwargs):
         ax.plot(at, mid, color="C0", lw=2, label=f"median per bucket of {edges[1]}")
     elif len(loss):
         ax.plot(steps, clean, color="0.72", lw=0.8, label="loss")
-        if finite.any():
-            ax.plot(steps, running_median(clean), color="C0", lw=2, label=f"running median of {SMOOTH}")
+        smooth = min(SMOOTH, max(1, len(loss) // 4))  # a short log: a shorter window
+        if finite.any() and smooth > 1:
+            ax.plot(steps, running_median(clean, smooth), color="C0", lw=2, label=f"running median of {smooth}")
     if d.steps:
         a, b = d.steps
         ax.axvspan(a, b, color=color, alpha=0.3, lw=0, label=f"{d.verdict.lower()}: steps {a}-{b}")
@@ -134,7 +136,7 @@ def plot_diagnosis(history, diagnosis=None, ax=None, **diagnose_kwargs):
     handles, labels = ax.get_legend_handles_labels()
     lr_steps, lr = h.series("lr")
     keep = np.isfinite(lr) & (lr > 0) if len(lr) else np.zeros(0, bool)
-    if keep.sum() >= 2:
+    if keep.sum() >= 2 and lr[keep].max() > lr[keep].min():  # (a constant lr: no axis of its own)
         twin = ax.twinx()
         twin.step(lr_steps[keep], lr[keep], where="post", color="C1", lw=1, alpha=0.8, label="lr")
         if lr[keep].max() > 10 * lr[keep].min():
@@ -143,8 +145,9 @@ def plot_diagnosis(history, diagnosis=None, ax=None, **diagnose_kwargs):
         twin.tick_params(axis="y", colors="C1")
         more, more_labels = twin.get_legend_handles_labels()
         handles, labels = handles + more, labels + more_labels
-    if handles:
-        ax.legend(handles, labels, fontsize=8, loc="best")
+    if handles:  # below the axes: over them it hid the lr's line (placed for the loss's axis only)
+        ax.legend(handles, labels, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14),
+                  ncol=min(3, len(handles)), frameon=False)
     if path is not None:
         ax.figure.savefig(path, dpi=120, bbox_inches="tight")
     return ax

@@ -431,9 +431,10 @@ def first_alarm(history) -> int | None:
     """The first step at which the live check (:meth:`Monitor.check`) would fire, replayed on a
     whole history: a non-finite value, the loss 1.5x its first value (when diagnose agrees),
     or a significant rise from its best window."""
-    from .verdict import ALARMS, DIVERGE_FACTOR, LIVE_CHECKS, diagnose
+    from .verdict import ALARMS, DIVERGE_FACTOR, LIVE_CHECKS, as_history, diagnose
     from .verdict_signals import first_bad
 
+    history = as_history(history)  # (a log's path, a dict of columns: as diagnose takes them)
     bad = first_bad(history)
     steps, loss, lrs = losses(history)
     watch, first, fired = RiseWatch(), None, None
