@@ -923,3 +923,17 @@ def test_lr_down_advice_after_a_decay_is_sized_from_the_peak():
     assert d.verdict == "DIVERGING", str(d)
     assert any(a.startswith("the schedule's peak lr x 0.1: 0.5 (step 1) -> 0.05") for a in d.advice), d.advice
     assert not any("-> 1.1e-06" in a for a in d.advice), d.advice
+
+
+def test_no_higher_lr_is_advised_to_a_run_the_live_check_saw_rise():
+    """The trial's GRU at OneCycle's max_lr 0.2 (tests/fixtures/logs): its loss rose 1.6x at the
+    peak and came back, still falling at the end. The advice was "the lr may be low: try the
+    schedule's peak lr x 3: 0.2 -> 0.6" (which took the trial's test accuracy from 0.94 to 0.35);
+    the live check's rise test fired at step 201 of the same log, and now the advice says so and
+    sizes the way down from the peak."""
+    from pathlib import Path
+
+    d = diagnose(Path(__file__).parent / "fixtures" / "logs" / "gru_onecycle_max_lr0.2.csv")
+    assert not any("0.2 -> 0.6" in a or "the lr may be low" in a for a in d.advice), str(d)
+    assert any("not a higher lr (at step 201 the loss rose significantly above its best window" in a
+               and "the schedule's peak lr x 0.3: 0.2 (step 360) -> 0.06" in a for a in d.advice), str(d)

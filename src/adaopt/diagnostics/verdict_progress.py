@@ -574,7 +574,7 @@ def still_falling(run: Run) -> Diagnosis:
         "progress", evidence=t.evidence + [
             f"over the last {run.w} logged steps it fell {p:.2g}x as fast per step as on average since the "
             "first window; a run nearing where it settles slows down"] + notes,
-        advice=["more steps will take it further",
-                f"if it should be further by now, the lr may be low: try {run.lr_advice(3.0)} "
-                f"({LR_FIND} sizes it)"],
+        advice=["more steps will take it further", (
+            f"if it should be further by now, the lr may be low: try {run.lr_advice(3.0)} ({LR_FIND} sizes it)"
+            if run.against_a_raise() is None else f"if it should be further by now: {run.lr_advice(3.0)}")],
         steps=t.steps, signals={**t.signals, "pace": p})

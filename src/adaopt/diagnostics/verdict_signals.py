@@ -107,14 +107,41 @@ class Run:
 
     def against_a_raise(self) -> str | None:
         """Why a higher lr would not help, or None: the loss spiked 10x above its first value
-        before the recent window (:func:`early_spike`), or its recent median sits more than
-        RISE_SIGNIFICANT above its first value. (A CNN whose lr was raised 30x mid-run spiked
+        before the recent window (:func:`early_spike`), its recent median sits more than
+        RISE_SIGNIFICANT above its first value, or the live check's rise test fired during the run
+        (:meth:`rose_live`). (A CNN whose lr was raised 30x mid-run spiked
         10.7x, fell back and was told SLOW, "lr x 3: 0.09 -> 0.27".)"""
         spike = early_spike(self)
         if spike is not None:
             return f"the {self.quantity} spiked {spike[0]:.3g}x above its first value at step {spike[1]}"
         above = self.above_first()
-        return None if above is None else f"the {self.quantity} sits {above:.1%} above its first value"
+        if above is not None:
+            return f"the {self.quantity} sits {above:.1%} above its first value"
+        rose = self.rose_live()
+        return None if rose is None else (f"at step {rose} the {self.quantity} rose significantly above its best "
+                                          "window (check() would have said DIVERGING)")
+
+    def rose_live(self) -> int | None:
+        """The first step at which the live check's rise test (:class:`.verdict_watch.RiseWatch`,
+        the lr read as check() reads it) fired on this run's loss, or None; not asked live, nor on
+        logs of more than LIVE_REPLAY_MAX losses (about 30 us a loss). A GRU at OneCycle's
+        max_lr 0.2, whose loss rose 1.6x at the peak, was told "the schedule's peak lr x 3: 0.2
+        -> 0.6", which took its test accuracy from 0.94 to 0.35."""
+        if "rose_live" in self.memo:
+            return self.memo["rose_live"]
+        found = None
+        if not self.live and self.quantity == "loss" and len(self.steps) <= LIVE_REPLAY_MAX:
+            from .verdict_watch import RiseWatch, losses
+
+            steps, loss, lrs = losses(self.h, finite=True)
+            watch = RiseWatch()
+            for step, x, lr in zip(steps.tolist(), loss.tolist(), lrs):
+                watch.push(x, lr)
+                if watch.rise() is not None:
+                    found = int(step)
+                    break
+        self.memo["rose_live"] = found
+        return found
 
     def above_first(self) -> float | None:
         """How far the recent window's median sits above the first value, as a share of it, when
@@ -176,6 +203,11 @@ def lr_raised(h: History):
         if lr[i] >= 2 * lr[i - 1] and abs(lr[i - 1] - lr[i - 2]) <= 0.01 * lr[i - 1]:
             return float(lr[i - 1]), float(lr[i]), int(steps[i - 1]), int(steps[i])
     return None
+
+
+#: Logs up to this many losses are replayed through the live check's rise test for the advice
+#: (:meth:`Run.rose_live`).
+LIVE_REPLAY_MAX = 50_000
 
 
 def lr_jump_before(h: History, step: int, within: int):
