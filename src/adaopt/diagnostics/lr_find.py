@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,15 +54,9 @@ class LRFindResult:
 
         ``ax``: a matplotlib Axes to draw on, or a path (``"lr.png"``) to save the picture to
         (as ``adaopt lr-find --plot`` does); None draws on a new figure."""
-        path = ax if isinstance(ax, (str, os.PathLike)) else None
-        if ax is not None and path is None and not callable(getattr(ax, "plot", None)):
-            raise TypeError(f"plot(ax={ax!r}): pass a matplotlib Axes, a file path to save to, or nothing")
-        if ax is None or path is not None:
-            try:
-                from matplotlib.figure import Figure
-            except ImportError:
-                raise ImportError("plots need matplotlib: pip install 'adaopt[lab]'") from None
-            ax = Figure(figsize=(6, 4)).add_subplot()
+        from .plot import axes_for
+
+        ax, path = axes_for(ax, figsize=(6, 4))
         ax.plot(self.lrs, self.losses, color="0.75", lw=1, label="loss")
         ax.plot(self.lrs, self.smoothed, color="C0", lw=2, label="smoothed")
         ax.axvline(self.suggestion, color="C3", ls="--", label=f"suggested {self.suggestion:.3g}")

@@ -39,8 +39,9 @@ REPLAY_MAX = 200_000
 _MISSING = "plots need matplotlib: pip install 'adaopt[lab]'"
 
 
-def _axes(ax):
-    """``(Axes, path to save to or None)`` for plot_diagnosis's ``ax`` argument."""
+def axes_for(ax, figsize=(8, 4.5)):
+    """``(Axes, path to save to or None)`` for a plot's ``ax`` argument: an Axes, a path, or None
+    (a new figure of ``figsize``)."""
     path = ax if isinstance(ax, (str, os.PathLike)) else None
     if ax is not None and path is None and not callable(getattr(ax, "plot", None)):
         raise TypeError(f"plot(ax={ax!r}): pass a matplotlib Axes, a file path to save to, or nothing")
@@ -49,7 +50,7 @@ def _axes(ax):
             from matplotlib.figure import Figure
         except ImportError:
             raise ImportError(_MISSING) from None
-        ax = Figure(figsize=(8, 4.5)).add_subplot()
+        ax = Figure(figsize=figsize).add_subplot()
     return ax, path
 
 
@@ -87,7 +88,7 @@ def plot_diagnosis(history, diagnosis=None, ax=None, **diagnose_kwargs):
     from .verdict import as_history, diagnose
     from .verdict_watch import first_alarm
 
-    ax, path = _axes(ax)
+    ax, path = axes_for(ax)
     h = as_history(history)
     d = diagnose(h, **diagnose_kwargs) if diagnosis is None else diagnosis
     steps, loss = h.series("loss")
