@@ -206,9 +206,10 @@ def test_overfitting_stops_at_step_0_when_the_eval_loss_was_best_there(seed):
 # ---------------------------------------------------------------------- a late lr raise is no warmup
 
 
-def raised_lr_run(seed, steps=300, at=150, lr=1e-2, factor=30.0):
+def raised_lr_run(seed, steps=300, at=150, lr=1e-2, factor=30.0, again=None):
     """Adam on the digits MLP, minibatches of 32, the lr raised ``factor``x at step ``at`` (a user
-    editing the group's lr mid-run); a Monitor logs the loss and the lr every step."""
+    editing the group's lr mid-run), and ``again = (step, factor)`` once more; a Monitor logs the
+    loss and the lr every step."""
     torch = pytest.importorskip("torch")
     from sklearn.datasets import load_digits
 
@@ -224,6 +225,8 @@ def raised_lr_run(seed, steps=300, at=150, lr=1e-2, factor=30.0):
     def raise_lr(t):
         if t == at:
             opt.param_groups[0]["lr"] = lr * factor
+        if again is not None and t == again[0]:
+            opt.param_groups[0]["lr"] *= again[1]
 
     fired = _minibatch_steps(model, opt, mon, X, y, seed, steps, 32, before=raise_lr, check=True)
     return mon, fired
@@ -265,6 +268,19 @@ def test_an_lr_raised_mid_run_is_named_a_raise_and_the_advice_undoes_it(seed):
     # Undoing the raise comes first: "lr x 0.1" of the raised lr (0.03) is not the lr that trained.
     assert d.advice[0].startswith("keep the lr at 0.01: it was raised 30x"), d.advice
     assert not any(a.startswith("lr x") for a in d.advice), d.advice
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_the_advice_undoes_the_raise_that_broke_the_run_not_the_last_one(seed):
+    """A StepLR with gamma=10 for 0.1 (a trial's typo) took 0.05 to 0.5, where the loss blew up,
+    and then to 5: the advice was "keep the lr at 0.5", the lr of the blow-up."""
+    mon, _ = raised_lr_run(seed, steps=400, again=(250, 10.0))
+    d = mon.diagnose()
+    assert d.verdict == "DIVERGING", str(d)
+    assert d.advice[0].startswith("keep the lr at 0.01: it was raised 30x to 0.3"), d.advice
+    assert "(and on to 3 later)" in d.advice[0], d.advice
+    assert any(re.search(r"raised 30x from 0\.01 to 0\.3 .*; 10x from 0\.3 to 3 between steps 2[45]\d", e)
+               for e in d.evidence), d.evidence
 
 
 # ---------------------------------------------------------------------- a log held at chance, and the CLI

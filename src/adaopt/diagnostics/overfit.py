@@ -36,7 +36,7 @@ import numpy as np
 
 from .logs.columns import EVAL
 from .verdict_record import fmt
-from .verdict_signals import lr_raised
+from .verdict_signals import lr_raises
 
 #: How many standard errors the eval loss must rise by (and the training loss fall by).
 RISE_SIGMAS = 4.0
@@ -145,17 +145,16 @@ def _lr_notes(h) -> list[str]:
         return []
     notes = []
     peak = int(np.argmax(lr))
-    raised = lr_raised(h)
-    if raised is not None and raised[1] <= 1.01 * lr[steps <= raised[2]].max():
-        raised = None  # back to an lr it had trained at: a warm restart (below), no raise
+    # back to an lr it had trained at is a warm restart (below), no raise
+    raised = [r for r in lr_raises(h) if r[1] > 1.01 * lr[steps <= r[2]].max()]
     # jumps: 2x or more at once after the lr had held or fallen (not a warmup's climb), adding 10% of
     # the highest lr so far (not a climb from near 0)
     jumps = [i for i in range(2, len(lr)) if lr[i] >= 2 * lr[i - 1] and lr[i - 1] <= 1.01 * lr[i - 2]
              and lr[i] - lr[i - 1] >= 0.1 * max(lr[:i].max(), lr[i])]
     restarts = [i for i in jumps if lr[i] <= 1.01 * lr[:i].max()]
-    if raised is not None:
-        notes.append(f"lr schedule: raised {raised[1] / raised[0]:.3g}x from {fmt(raised[0])} to {fmt(raised[1])} "
-                     f"between steps {raised[2]} and {raised[3]}")
+    if raised:
+        notes.append("lr schedule: raised " + "; ".join(
+            f"{r[1] / r[0]:.3g}x from {fmt(r[0])} to {fmt(r[1])} between steps {r[2]} and {r[3]}" for r in raised[-3:]))
     elif peak in jumps:  # the peak came at once, above any lr before: not a warmup
         notes.append(f"lr schedule: jumped to {fmt(lr[peak])} at step {int(steps[peak])}, "
                      f"{lr[peak] / lr[:peak].max():.3g}x the highest lr before ({fmt(lr[:peak].max())})")

@@ -82,7 +82,7 @@ class Run:
         speaks against (:meth:`against_a_raise`) becomes the way down, saying why."""
         why = self.against_a_raise() if factor > 1 else None
         if why is not None:
-            r = self.lr_raised()
+            r = self.raise_to_undo()
             down = (f"keep the lr at {fmt(r[0])}, where it was before the raise at step {r[3]}" if r is not None
                     else f"{self.lr_advice(0.3)}, or warm it up over the first steps")
             return f"not a higher lr ({why}): {down}"
@@ -104,6 +104,25 @@ class Run:
     def lr_raised(self):
         """``(lr before, lr after, last step before, first step after)`` of a raise (:func:`lr_raised`)."""
         return lr_raised(self.h)
+
+    def raise_to_undo(self):
+        """The raise of the lr (:func:`lr_raises`) to undo when the lr is too high: the first one
+        after the run's best window, where the loss still did well (a StepLR with gamma=10 took
+        0.05 to 0.5 at step 401, where the loss blew up, and to 5 at step 801; "keep the lr at
+        0.5" named the second), else the last. ``(lr before, lr after, last step before, first
+        step after, the highest lr recorded)``, or None."""
+        raises = lr_raises(self.h)
+        if not raises:
+            return None
+        w, gap = max(MIN_WINDOW, self.w // 4), self.gap  # windows of a fifth of the run are too coarse here
+        k = len(gap) // w
+        after = -1
+        if k >= 2:  # the best window: the lowest median of the run's whole windows, counted from its end
+            medians = np.median(gap[len(gap) - k * w:].reshape(k, w), axis=1)
+            after = int(self.steps[len(gap) - k * w + (int(np.argmin(medians)) + 1) * w - 1])
+        r = next((r for r in raises if r[3] > after), raises[-1])
+        _, lr = self.h.series("lr")
+        return r + (float(np.nanmax(lr)),)
 
     def against_a_raise(self) -> str | None:
         """Why a higher lr would not help, or None: the loss spiked 10x above its first value
@@ -165,11 +184,12 @@ class Run:
         """Advice for an lr too high: ``lr x 0.1`` and ``default`` (a warmup), or, when the lr was
         raised at once during the run, first to undo that (x0.1 of a raised lr of 1e6 is 1e5, still
         far from the lr that trained), then a warmup to the higher lr if it is wanted."""
-        r = self.lr_raised()
+        r = self.raise_to_undo()
         if r is None:
             return [self.lr_advice(0.1), default]
+        later = f" (and on to {fmt(r[4])} later)" if r[4] > 1.01 * r[1] else ""
         return [f"keep the lr at {fmt(r[0])}: it was raised {r[1] / r[0]:.3g}x to {fmt(r[1])} between steps "
-                f"{r[2]} and {r[3]}", f"or, to train at {fmt(r[1])}, raise it gradually (a warmup over some "
+                f"{r[2]} and {r[3]}{later}", f"or, to train at {fmt(r[1])}, raise it gradually (a warmup over some "
                 "hundreds of steps)"]
 
     def lr_decayed(self):
@@ -191,18 +211,22 @@ class Run:
         return "" if d is None else f"the lr was already decayed from {fmt(d[0])} (step {d[1]}) to {fmt(d[2])}"
 
 
-def lr_raised(h: History):
-    """The last time the recorded lr rose at once, at least 2x within one logged interval after
-    it had held within 1% over the two values before (a user's or a schedule's jump, not a
-    warmup, which rises all along): ``(lr before, lr after, last step before, first step
-    after)``, else None."""
+def lr_raises(h: History) -> list[tuple]:
+    """Every time the recorded lr rose at once, at least 2x within one logged interval after it
+    had held within 1% over the two values before (a user's or a schedule's jump, not a warmup,
+    which rises all along): ``(lr before, lr after, last step before, first step after)`` each,
+    in order."""
     steps, lr = h.series("lr")
     keep = np.isfinite(lr) & (lr > 0)
     steps, lr = steps[keep], lr[keep]
-    for i in range(len(lr) - 1, 1, -1):
-        if lr[i] >= 2 * lr[i - 1] and abs(lr[i - 1] - lr[i - 2]) <= 0.01 * lr[i - 1]:
-            return float(lr[i - 1]), float(lr[i]), int(steps[i - 1]), int(steps[i])
-    return None
+    return [(float(lr[i - 1]), float(lr[i]), int(steps[i - 1]), int(steps[i])) for i in range(2, len(lr))
+            if lr[i] >= 2 * lr[i - 1] and abs(lr[i - 1] - lr[i - 2]) <= 0.01 * lr[i - 1]]
+
+
+def lr_raised(h: History):
+    """The last raise of the lr (:func:`lr_raises`), else None."""
+    raises = lr_raises(h)
+    return raises[-1] if raises else None
 
 
 #: Logs up to this many losses are replayed through the live check's rise test for the advice
