@@ -937,3 +937,18 @@ def test_no_higher_lr_is_advised_to_a_run_the_live_check_saw_rise():
     assert not any("0.2 -> 0.6" in a or "the lr may be low" in a for a in d.advice), str(d)
     assert any("not a higher lr (at step 201 the loss rose significantly above its best window" in a
                and "the schedule's peak lr x 0.3: 0.2 (step 360) -> 0.06" in a for a in d.advice), str(d)
+
+
+def test_a_transformer_held_at_chance_after_an_annealed_lr_is_stalled_by_a_too_high_lr():
+    """The trial's transformer LM at AdamW lr 0.3 without warmup (tests/fixtures/logs): a cosine
+    to 3e-7 left it at 2.66 against ln 16 = 2.77, still falling 1.4% a window, where the same
+    net at lr 3e-3 reached 1.1. Told ``baseline=ln 16``, diagnose said CONVERGING and "the
+    schedule's peak lr x 3: 0.3 -> 0.9"; the annealed lr had taken the large steps out of the
+    recent window's update ratio."""
+    from pathlib import Path
+
+    d = diagnose(Path(__file__).parent / "fixtures" / "logs" / "transformer_adamw_lr0.3_at_chance.csv",
+                 baseline=math.log(16))
+    assert (d.verdict, d.code) == ("STALLED", "lr_too_high"), str(d)
+    assert "at its peak lr" in d.cause, d.cause
+    assert d.advice[0].startswith("the schedule's peak lr x 0.1: 0.3 (step 1) -> 0.03"), d.advice

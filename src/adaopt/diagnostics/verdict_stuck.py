@@ -301,20 +301,51 @@ def held_at_baseline(run: Run) -> Diagnosis | None:
     if run.baseline is None or run.baseline <= 0 or not (0.9 * run.baseline <= level <= 1.1 * run.baseline):
         return None
     ratio = run.median("update_ratio")
-    if not (t.stopped or not falling(run.gap[-run.w:])):
+    annealed = _annealed(run)
+    if not (t.stopped or not falling(run.gap[-run.w:]) or annealed):
         return None
     below = float(run.values.min()) < 0.9 * run.baseline
     if ratio is None and not below and run.median("grad_norm") is None:
         return None if _leaving_chance(run) else _at_chance_unexplained(run, t)
+    where = ""
+    if annealed and ratio is not None and (_ratio_at_peak(run) or 0.0) > ratio:
+        ratio, where = _ratio_at_peak(run), " at its peak lr"  # the steps that did it, not the annealed ones
     if ratio is None or ratio < HEALTHY_UPDATE_RATIO:
         return None
     return Diagnosis(
         "STALLED", f"the learning rate is too high: the {run.quantity} is held at the baseline {fmt(run.baseline)} "
-        f"(chance){' after it had been below it' if below else ''}, with steps of {fmt(ratio)} of the parameters",
-        "lr_too_high", evidence=t.evidence + _at_baseline(run) + [
-            f"update/parameter ratio {fmt(ratio)} (healthy runs sit near {HEALTHY_UPDATE_RATIO:g})"],
+        f"(chance){' after it had been below it' if below else ''}, with steps of {fmt(ratio)} of the parameters"
+        f"{where}", "lr_too_high", evidence=t.evidence + _at_baseline(run) + [
+            f"update/parameter ratio{where} {fmt(ratio)} (healthy runs sit near {HEALTHY_UPDATE_RATIO:g})"],
         advice=[run.lr_advice(0.1), "and warm the lr up over the first few hundred steps"],
         steps=t.steps, signals={**t.signals, "baseline": run.baseline, "update_ratio": ratio})
+
+
+#: A schedule that took the lr below this share of its peak has ended the descent: a loss near
+#: chance that still falls a little will not leave it (:func:`held_at_baseline`).
+ANNEALED_SHARE = 0.1
+
+
+def _annealed(run: Run) -> bool:
+    """Whether a schedule took the lr below ANNEALED_SHARE of its peak by the end. A transformer
+    at AdamW lr 0.3 without warmup sat at 2.66 against ln 16 = 2.77 after a cosine to 3e-7, still
+    falling 1.4% a window, and was told CONVERGING, "the schedule's peak lr x 3"."""
+    decayed = run.lr_decayed()
+    return decayed is not None and decayed[2] < ANNEALED_SHARE * decayed[0]
+
+
+def _ratio_at_peak(run: Run) -> float | None:
+    """The median update/parameter ratio over the rows trained at half the peak lr or more."""
+    steps, ratio = run.h.series("update_ratio")
+    keep = np.isfinite(ratio)
+    steps, ratio = steps[keep], ratio[keep]
+    if len(ratio) == 0:
+        return None
+    lr = lr_per_row(run.h, steps)
+    if not np.isfinite(lr).any():
+        return None
+    at_peak = lr >= 0.5 * np.nanmax(lr)
+    return float(np.median(ratio[at_peak])) if at_peak.any() else None
 
 
 def _leaving_chance(run: Run) -> bool:
