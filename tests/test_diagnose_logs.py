@@ -952,3 +952,28 @@ def test_a_transformer_held_at_chance_after_an_annealed_lr_is_stalled_by_a_too_h
     assert (d.verdict, d.code) == ("STALLED", "lr_too_high"), str(d)
     assert "at its peak lr" in d.cause, d.cause
     assert d.advice[0].startswith("the schedule's peak lr x 0.1: 0.3 (step 1) -> 0.03"), d.advice
+
+
+def test_a_net_whose_units_all_died_in_a_spike_is_stalled_by_dead_units():
+    """The trial's regression MLP at SGD lr 0.5 with warm restarts (tests/fixtures/logs): the loss
+    spiked 140x at step 8, and from then on 99.9% of the gradient was exactly 0 (4% at step 1).
+    The output bias took the loss to the target's variance, 10.5% below the first window, which
+    read as progress: SLOW, ill-conditioning, "nesterov=True"."""
+    from pathlib import Path
+
+    d = diagnose(Path(__file__).parent / "fixtures" / "logs" / "mlp_sgd_lr0.5_dead_after_a_spike.csv")
+    assert (d.verdict, d.code) == ("STALLED", "dead_units"), str(d)
+    assert "99.9% of the gradient is exactly 0, up from 4% at the first step" in d.cause, d.cause
+    assert d.advice[0].startswith("the schedule's peak lr x 0.1: 0.5 (step 1) -> 0.05"), d.advice
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_negative_loss_is_described_by_differences_not_shares_of_its_lowest_value(seed):
+    """An objective below 0 (a negative log-likelihood of densities, an ELBO) going from -5 to -9
+    was "86% below the first value": a share of its gap above the lowest value logged."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(1, 601)
+    loss = -5 - 4 * (1 - np.exp(-t / 100)) + 0.2 * rng.standard_normal(600)
+    d = diagnose({"step": t, "loss": loss})
+    line = d.evidence[0]
+    assert "%" not in line and re.search(r"\d below the first value \(-\d", line), line

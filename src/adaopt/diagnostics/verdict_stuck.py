@@ -42,16 +42,28 @@ def dead_progress(run: Run) -> float:
     return 1 - t.recent / start if start > 0 else t.total
 
 
+#: A share of exactly-zero gradient coordinates that leaves the loss only the last layer's biases
+#: to move: when the units died as the run trained, the loss's fall since says nothing of the net.
+NEARLY_ALL_DEAD = 0.99
+
+
 def dead_units(run: Run) -> Cause | None:
-    """Most sampled gradient coordinates exactly 0 while the loss barely moved: dead (ReLU) units."""
+    """Most sampled gradient coordinates exactly 0 while the loss barely moved: dead (ReLU) units.
+    Or nearly all of them (NEARLY_ALL_DEAD), where the first step had most alive, whatever the
+    loss did: a regression MLP at SGD lr 0.5 spiked 140x at step 8, 99.9% of its gradient was 0
+    from then on, and the output bias took the loss 10.5% below its first window to the target's
+    variance; it was told SLOW, ill-conditioning."""
     share = run.median("grad_zero")
-    if share is None or share < DEAD_SHARE or dead_progress(run) >= LITTLE_PROGRESS:
+    if share is None or share < DEAD_SHARE:
         return None
     first, at_start = run.median("grad_zero", "first"), run.first("grad_zero")
     # far more zeros now than at the first step: units died as it trained, which a too large step
     # does (an autoencoder at 47% zeros until a 30x raise of its lr, 96% after, was told to
     # re-initialise; a ReLU net may start near 50%, so the rise tells it, not the level)
     died = at_start is not None and share - at_start >= DIED_RISE
+    all_dead = died and share >= NEARLY_ALL_DEAD and at_start < DEAD_SHARE
+    if dead_progress(run) >= LITTLE_PROGRESS and not all_dead:
+        return None
     since = (f", up from {at_start:.0%} at the first step" if died
              else " from the first steps" if first is not None and first >= DEAD_SHARE else "")
     remedies = ["re-initialise: zero biases and He/Kaiming weights keep ReLU units alive",
@@ -60,9 +72,14 @@ def dead_units(run: Run) -> Cause | None:
                "of too large a step)"] + remedies if died
               else remedies + ["if they died in a blow-up: lower the lr or warm it up"])
     return Cause(
-        f"dead units: {share:.0%} of the gradient is exactly 0{since}, so those weights never move",
-        "dead_units", [f"median share of exactly-zero gradient coordinates {share:.0%} over the recent window"]
-        + _at_baseline(run), advice, {"grad_zero": share})
+        f"dead units: {_share(share)} of the gradient is exactly 0{since}, so those weights never move",
+        "dead_units", [f"median share of exactly-zero gradient coordinates {_share(share)} over the recent window"]
+        + _at_baseline(run), advice, {"grad_zero": share, "all_dead": all_dead})
+
+
+def _share(x: float) -> str:
+    """A share in percent that says 100% only when it is all (0.999 is 99.9%)."""
+    return f"{x:.0%}" if x == 1 or round(x * 100) < 100 else f"{min(x, 0.999):.1%}"
 
 
 def updates_round_away(run: Run) -> Cause | None:
@@ -146,7 +163,7 @@ def limited_by_configuration(run: Run) -> Diagnosis | None:
                     f"makes them {k:.3g}x smaller")
                 continue
             moved = dead_progress(run) if cause.code == "dead_units" else t.total
-            verdict = "STALLED" if t.stopped or moved < LITTLE_PROGRESS else "SLOW"
+            verdict = "STALLED" if t.stopped or moved < LITTLE_PROGRESS or cause.signals.get("all_dead") else "SLOW"
             return with_cause(cause, verdict, t.evidence, t.steps, t.signals)
     return None
 
