@@ -125,9 +125,14 @@ class Trend:
     @cached_property
     def seen(self) -> list[str]:
         """The level, the window-to-window change, and what the gradient and update cosines show."""
-        t = self
-        seen = [f"{t.level}; {abs(t.improvement):.1%} {'lower' if t.improvement >= 0 else 'higher'} than the "
-                f"window before; {abs(t.total):.1%} {'below' if t.total >= 0 else 'above'} the first value"]
+        t, run = self, self.run
+        if run.floor < 0 and not run.floor_known:  # shares of a gap above the lowest value say nothing: differences
+            d, d0 = t.previous - t.recent, t.gap0 - t.recent
+            seen = [f"{t.level}; {fmt(abs(d))} {'lower' if d >= 0 else 'higher'} than the window before; "
+                    f"{fmt(abs(d0))} {'below' if d0 >= 0 else 'above'} the first value ({fmt(t.gap0 + run.floor)})"]
+        else:
+            seen = [f"{t.level}; {abs(t.improvement):.1%} {'lower' if t.improvement >= 0 else 'higher'} than the "
+                    f"window before; {abs(t.total):.1%} {'below' if t.total >= 0 else 'above'} the first value"]
         if t.cos_grad is not None:
             seen.append(f"median cosine between successive gradients {t.cos_grad:.2f}")
         if t.reversal[1]:
