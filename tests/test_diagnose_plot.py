@@ -48,7 +48,7 @@ def test_the_picture_shows_the_verdict_its_steps_the_check_and_the_lr():
     fired = first_alarm(as_history(run))
     assert fired is not None
     lines = {line.get_label(): line for line in ax.get_lines()}
-    assert lines[f"check() fires at step {fired}"].get_xdata()[0] == fired
+    assert lines[f"check() fires at step {fired}: DIVERGING"].get_xdata()[0] == fired
     raw = lines["loss"]
     assert np.array_equal(raw.get_xdata(), run["step"]) and np.allclose(raw.get_ydata(), run["loss"])
     assert np.allclose(lines["running median of 20"].get_ydata()[19:],
@@ -88,8 +88,23 @@ def test_a_long_log_is_drawn_per_bucket(tmp_path):
     ax = plot_diagnosis({"step": list(range(1, n + 1)), "loss": loss.tolist()}, ax=None)
     lines = [line.get_label() for line in ax.get_lines()]
     assert "loss" not in lines and any(label.startswith("median per bucket of") for label in lines)
-    assert any(c.get_label() == "loss (range per bucket)" for c in ax.collections)
+    assert any(c.get_label() == "loss (10-90% per bucket)" for c in ax.collections)
+    # buckets of 100 values or more: a median of 10 jitters as much as the noise
+    median = next(line for line in ax.get_lines() if line.get_label().startswith("median per bucket of"))
+    assert len(median.get_xdata()) <= n // 100 and median.get_label() == "median per bucket of 100"
     assert max(len(line.get_xdata()) for line in ax.get_lines()) <= RAW_POINTS
+
+
+def test_an_lr_with_rows_at_0_is_drawn_on_a_linear_axis():
+    """A warmup from 0 (LambdaLR's first factor 0, a cosine annealed to 0): on a log axis its rows
+    at 0 were left out."""
+    n = 300
+    lr = np.minimum(np.arange(n) / 50, 1.0) * 1e-3  # 0 at the first step
+    loss = 2.0 * np.exp(-np.arange(n) / 100) + 0.01 * np.random.default_rng(0).standard_normal(n)
+    ax = plot_diagnosis({"step": list(range(1, n + 1)), "loss": loss.tolist(), "lr": lr.tolist()})
+    twin = next(other for other in ax.figure.axes if other is not ax)
+    drawn = twin.get_lines()[0].get_ydata()
+    assert twin.get_yscale() == "linear" and len(drawn) == n and drawn[0] == 0
 
 
 def test_saving_to_a_path_and_refusing_what_is_no_axes(tmp_path):

@@ -27,8 +27,10 @@ VERDICT_STYLE = {
     "TOO_SHORT": ("#d9d9d9", "too short"),
 }
 
-#: The raw loss is drawn point by point up to this many rows; a longer log as the range (min to
-#: max) of each of this many buckets, which looks the same and stays quick to draw.
+#: The raw loss is drawn point by point up to this many rows; a longer log in buckets of 100
+#: values or more (RAW_POINTS // 100 to RAW_POINTS // 4 of them), each as its median and the band
+#: from its 10th to its 90th percentile (its whole range drew a band as wide as the minibatch
+#: noise's extremes), which stays quick to draw.
 RAW_POINTS = 20_000
 #: The smoothed line: the running median of this many logged losses (the live check's window).
 SMOOTH = 20
@@ -86,6 +88,7 @@ def plot_diagnosis(history, diagnosis=None, ax=None, **diagnose_kwargs):
     positive and span more than 20x. The title is the verdict, its cause code and its cause.
     """
     from .verdict import as_history, diagnose
+    from .verdict_signals import first_bad
     from .verdict_watch import first_alarm
 
     ax, path = axes_for(ax)
@@ -97,14 +100,16 @@ def plot_diagnosis(history, diagnosis=None, ax=None, **diagnose_kwargs):
     color = VERDICT_STYLE.get(d.verdict, ("#999999", ""))[0]
 
     clean = np.where(finite, loss, np.nan)
-    if len(loss) > RAW_POINTS:  # per bucket, its range and median: what the eye sees of 1e6 points
-        edges = np.linspace(0, len(loss), RAW_POINTS // 4 + 1).astype(int)
+    if len(loss) > RAW_POINTS:  # per bucket, its median and middle 80%: what the eye sees of 1e6 points
+        # buckets of 100 values or more: a median of 10 jittered into a band as wide as the noise
+        buckets = int(np.clip(len(loss) // 100, RAW_POINTS // 100, RAW_POINTS // 4))
+        edges = np.linspace(0, len(loss), buckets + 1).astype(int)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a bucket of NaNs stays NaN
-            parts = [clean[a:b] for a, b in zip(edges[:-1], edges[1:])]
-            lo, hi, mid = ([f(x) for x in parts] for f in (np.nanmin, np.nanmax, np.nanmedian))
+            lo, mid, hi = np.array([np.nanpercentile(clean[a:b], (10, 50, 90))
+                                    for a, b in zip(edges[:-1], edges[1:])]).T
         at = steps[edges[:-1]]
-        ax.fill_between(at, lo, hi, color="0.8", lw=0, label="loss (range per bucket)")
+        ax.fill_between(at, lo, hi, color="0.8", lw=0, label="loss (10-90% per bucket)")
         ax.plot(at, mid, color="C0", lw=2, label=f"median per bucket of {edges[1]}")
     elif len(loss):
         ax.plot(steps, clean, color="0.72", lw=0.8, label="loss")
@@ -116,7 +121,9 @@ def plot_diagnosis(history, diagnosis=None, ax=None, **diagnose_kwargs):
         ax.axvspan(a, b, color=color, alpha=0.3, lw=0, label=f"{d.verdict.lower()}: steps {a}-{b}")
     fired = first_alarm(h) if 0 < len(loss) <= REPLAY_MAX else None
     if fired is not None:
-        ax.axvline(fired, color="#b03030", ls="--", lw=1.2, label=f"check() fires at step {fired}")
+        bad = first_bad(h)
+        why = "a non-finite value" if bad is not None and fired == int(h.steps[bad]) else "DIVERGING"
+        ax.axvline(fired, color="#b03030", ls="--", lw=1.2, label=f"check() fires at step {fired}: {why}")
     for name, value, style in (("baseline", diagnose_kwargs.get("baseline"), ":"),
                                ("floor", diagnose_kwargs.get("floor"), "-.")):
         if value is not None and np.isfinite(value):
@@ -136,11 +143,15 @@ def plot_diagnosis(history, diagnosis=None, ax=None, **diagnose_kwargs):
         textwrap.wrap(cause, 90)) if cause else ""), fontsize=9, loc="left")
     handles, labels = ax.get_legend_handles_labels()
     lr_steps, lr = h.series("lr")
-    keep = np.isfinite(lr) & (lr > 0) if len(lr) else np.zeros(0, bool)
+    keep = np.isfinite(lr) & (lr >= 0) if len(lr) else np.zeros(0, bool)
     if keep.sum() >= 2 and lr[keep].max() > lr[keep].min():  # (a constant lr: no axis of its own)
+        zero = keep & (lr == 0)
+        # a log axis for an lr spanning decades, unless it has rows at 0 (a warmup from 0, an lr
+        # annealed to 0), which only a linear one can draw
+        log = not zero.any() and lr[keep].max() > 10 * lr[keep].min()
         twin = ax.twinx()
         twin.step(lr_steps[keep], lr[keep], where="post", color="C1", lw=1, alpha=0.8, label="lr")
-        if lr[keep].max() > 10 * lr[keep].min():
+        if log:
             twin.set_yscale("log")
         twin.set_ylabel("lr", color="C1")
         twin.tick_params(axis="y", colors="C1")

@@ -147,12 +147,13 @@ def _level(run: Run) -> tuple[float, str]:
     return recent, f"median {fmt(recent + run.floor)} over steps {lo}-{hi}"
 
 
-def _lr_too_high(run: Run, what: str, factor, evidence: list[str]) -> Diagnosis:
+def _lr_too_high(run: Run, what: str, factor, evidence: list[str], first: int = 0) -> Diagnosis:
+    """DIVERGING, lr too high, on the steps from the ``first``-th value to the end."""
     return Diagnosis(
         "DIVERGING", f"the learning rate is too high: the {run.quantity} {what}", "lr_too_high",
         evidence=evidence + _ratio_evidence(run),
         advice=run.down_advice(),
-        steps=(int(run.steps[0]), run.recent_steps[1]), signals={"rise": factor})
+        steps=(int(run.steps[first]), run.recent_steps[1]), signals={"rise": factor})
 
 
 def rose_above_start(run: Run) -> Diagnosis | None:
@@ -181,8 +182,13 @@ def rose_above_best(run: Run) -> Diagnosis | None:
     gap, w = run.gap, run.w
     recent, level = _level(run)
     k = len(gap) // w
-    best = float(np.median(gap[len(gap) - k * w:].reshape(k, w), axis=1).min()) if k >= 2 else recent
+    if k < 2:
+        return None
+    medians = np.median(gap[len(gap) - k * w:].reshape(k, w), axis=1)
+    best, at = float(medians.min()), len(gap) - k * w + int(np.argmin(medians)) * w
     if not (best > 0 and recent > RISE_FROM_BEST * best and recent - best > RISE_SIGNIFICANT * gap[0]):
         return None
+    lo, hi = int(run.steps[at]), int(run.steps[at + w - 1])
     return _lr_too_high(run, f"rose {recent / best:.3g}x above the best it had reached", recent / best,
-                        [f"{run.quantity} reached {fmt(best + run.floor)} (median of a {w}-step window), now {level}"])
+                        [f"{run.quantity} reached {fmt(best + run.floor)} (median of steps {lo}-{hi}), now {level}"],
+                        first=at)
