@@ -181,11 +181,10 @@ def rose_above_best(run: Run) -> Diagnosis | None:
         return None
     gap, w = run.gap, run.w
     recent, level = _level(run)
-    k = len(gap) // w
-    if k < 2:
+    found = run.best_block(w)
+    if found is None:
         return None
-    medians = np.median(gap[len(gap) - k * w:].reshape(k, w), axis=1)
-    best, at = float(medians.min()), len(gap) - k * w + int(np.argmin(medians)) * w
+    best, at = found
     if not (best > 0 and recent > RISE_FROM_BEST * best and recent - best > RISE_SIGNIFICANT * gap[0]):
         return None
     lo, hi = int(run.steps[at]), int(run.steps[at + w - 1])

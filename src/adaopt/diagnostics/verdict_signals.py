@@ -105,6 +105,18 @@ class Run:
         """``(lr before, lr after, last step before, first step after)`` of a raise (:func:`lr_raised`)."""
         return lr_raised(self.h)
 
+    def best_block(self, w: int):
+        """``(median, index of its first value)`` of the block of ``w`` gaps with the lowest median,
+        the blocks cut from the last value back (:func:`.verdict_noise.blocks`); None under two."""
+        from .verdict_noise import blocks
+
+        cut = blocks(self.gap, w)
+        if len(cut) < 2:
+            return None
+        medians = np.median(cut, axis=1)
+        i = int(np.argmin(medians))
+        return float(medians[i]), len(self.gap) - len(cut) * w + i * w
+
     def raise_to_undo(self):
         """The raise of the lr (:func:`lr_raises`) to undo when the lr is too high: the first one
         after the run's best window, where the loss still did well (a StepLR with gamma=10 took
@@ -114,12 +126,9 @@ class Run:
         raises = lr_raises(self.h)
         if not raises:
             return None
-        w, gap = max(MIN_WINDOW, self.w // 4), self.gap  # windows of a fifth of the run are too coarse here
-        k = len(gap) // w
-        after = -1
-        if k >= 2:  # the best window: the lowest median of the run's whole windows, counted from its end
-            medians = np.median(gap[len(gap) - k * w:].reshape(k, w), axis=1)
-            after = int(self.steps[len(gap) - k * w + (int(np.argmin(medians)) + 1) * w - 1])
+        w = max(MIN_WINDOW, self.w // 4)  # windows of a fifth of the run are too coarse here
+        best = self.best_block(w)
+        after = -1 if best is None else int(self.steps[best[1] + w - 1])
         r = next((r for r in raises if r[3] > after), raises[-1])
         _, lr = self.h.series("lr")
         return r + (float(np.nanmax(lr)),)
