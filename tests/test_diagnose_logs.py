@@ -977,3 +977,20 @@ def test_a_negative_loss_is_described_by_differences_not_shares_of_its_lowest_va
     d = diagnose({"step": t, "loss": loss})
     line = d.evidence[0]
     assert "%" not in line and re.search(r"\d below the first value \(-\d", line), line
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_run_near_chance_with_healthy_steps_at_its_peak_is_not_told_its_lr_is_too_high(seed):
+    """The annealed-lr reading of a run held at the baseline needs large steps at the peak (5x a
+    healthy 1e-3): a data bug holds a run at chance whatever its lr, with steps near 1e-3."""
+    rng = np.random.default_rng(seed)
+    n = 1500
+    t = np.arange(1, n + 1)
+    lr = 1e-3 * 0.5 * (1 + np.cos(np.pi * t / n))
+    loss = 2.77 - 0.1 * t / n + 0.03 * rng.standard_normal(n)
+    ratio = np.where(t % 10 == 0, 2e-3 * lr / 1e-3, np.nan)  # recorded every 10 steps, as a Monitor does
+    d = diagnose({"step": t, "loss": loss, "lr": lr, "update_ratio": ratio}, baseline=math.log(16))
+    assert d.code != "lr_too_high", str(d)
+    ratio = np.where(t % 10 == 0, 1.5e-2 * lr / 1e-3, np.nan)  # steps of 0.015 at the peak, as the trial's
+    d = diagnose({"step": t, "loss": loss, "lr": lr, "update_ratio": ratio}, baseline=math.log(16))
+    assert (d.verdict, d.code) == ("STALLED", "lr_too_high"), str(d)

@@ -312,21 +312,27 @@ def held_at_baseline(run: Run) -> Diagnosis | None:
     """With a ``baseline`` (chance: ln K, a unigram entropy): the loss stopped within 10% of it
     while the steps are of a healthy size or larger, and no unit is dead: STALLED, lr too high
     (the model keeps only what ignores the input, as a transformer at too high an lr without
-    warmup collapses to the unigram entropy)."""
+    warmup collapses to the unigram entropy). After a schedule annealed the lr (:func:`_annealed`),
+    the steps at its peak lr count, and a loss still falling a little is held there too, when
+    those steps were LARGE_PEAK_RATIO or more: a healthy run's are near 1e-3, so a data bug that
+    holds a healthy run at chance is not read as an lr too high."""
     t = Trend.of(run)
     level = t.recent + run.floor
     if run.baseline is None or run.baseline <= 0 or not (0.9 * run.baseline <= level <= 1.1 * run.baseline):
         return None
     ratio = run.median("update_ratio")
     annealed = _annealed(run)
-    if not (t.stopped or not falling(run.gap[-run.w:]) or annealed):
+    still_falling = not (t.stopped or not falling(run.gap[-run.w:]))
+    if still_falling and not annealed:
         return None
     below = float(run.values.min()) < 0.9 * run.baseline
     if ratio is None and not below and run.median("grad_norm") is None:
-        return None if _leaving_chance(run) else _at_chance_unexplained(run, t)
-    where = ""
-    if annealed and ratio is not None and (_ratio_at_peak(run) or 0.0) > ratio:
-        ratio, where = _ratio_at_peak(run), " at its peak lr"  # the steps that did it, not the annealed ones
+        return None if still_falling or _leaving_chance(run) else _at_chance_unexplained(run, t)
+    where, peak = "", _ratio_at_peak(run) if annealed and ratio is not None else None
+    if peak is not None and peak >= LARGE_PEAK_RATIO and (still_falling or ratio < HEALTHY_UPDATE_RATIO):
+        ratio, where = peak, " at its peak lr"  # the steps that did it, not the annealed ones
+    elif still_falling:
+        return None
     if ratio is None or ratio < HEALTHY_UPDATE_RATIO:
         return None
     return Diagnosis(
@@ -339,8 +345,11 @@ def held_at_baseline(run: Run) -> Diagnosis | None:
 
 
 #: A schedule that took the lr below this share of its peak has ended the descent: a loss near
-#: chance that still falls a little will not leave it (:func:`held_at_baseline`).
+#: chance that still falls a little will not leave it (:func:`held_at_baseline`) ...
 ANNEALED_SHARE = 0.1
+#: ... when its update/parameter ratio at the peak lr was this large or more (5x a healthy one; the
+#: trial's transformer at AdamW lr 0.3 took steps of 0.013-0.015 there).
+LARGE_PEAK_RATIO = 5 * HEALTHY_UPDATE_RATIO
 
 
 def _annealed(run: Run) -> bool:
