@@ -994,3 +994,31 @@ def test_a_run_near_chance_with_healthy_steps_at_its_peak_is_not_told_its_lr_is_
     ratio = np.where(t % 10 == 0, 1.5e-2 * lr / 1e-3, np.nan)  # steps of 0.015 at the peak, as the trial's
     d = diagnose({"step": t, "loss": loss, "lr": lr, "update_ratio": ratio}, baseline=math.log(16))
     assert (d.verdict, d.code) == ("STALLED", "lr_too_high"), str(d)
+
+
+def test_a_one_block_bump_against_one_block_since_a_warm_restart_is_no_rise():
+    """The trial's healthy AdamW run with SGDR (T_0=50, T_mult=2; tests/fixtures/logs): 70 steps
+    into its cycle of 800, one block of 20 sat 1.44x above the one block since the restart that
+    could be compared with it (the blocks before sat within the restart's lag), and check() fired.
+    Fewer than three like-lr blocks have no level: the rise must also double. A loss doubled
+    from step 1000 of the same log is still told within 30 logged steps."""
+    from pathlib import Path
+
+    from adaopt.diagnostics import verdict_watch
+    from adaopt.diagnostics.verdict import as_history
+    from adaopt.diagnostics.verdict_watch import first_alarm
+
+    h = read_log(Path(__file__).parent / "fixtures" / "logs" / "mlp_adamw_sgdr_healthy.csv")
+    assert first_alarm(h) is None
+    old = verdict_watch.FEW_LIKE_LR_RISE
+    try:
+        verdict_watch.FEW_LIKE_LR_RISE = 1.0
+        assert first_alarm(h) == 840
+    finally:
+        verdict_watch.FEW_LIKE_LR_RISE = old
+    steps, loss = h.series("loss")
+    _, lr = h.series("lr")
+    loss = loss.copy()
+    loss[999:] *= 2.0
+    fired = first_alarm(as_history({"step": steps.tolist(), "loss": loss.tolist(), "lr": lr.tolist()}))
+    assert fired is not None and 1000 <= fired <= 1030, fired
