@@ -23,6 +23,7 @@ from .sampling import Sample, gather
 from .summaries import STATE, build_history, summarise
 from .verdict import ALARMS, DIVERGE_FACTOR, LIVE_CHECKS, MIN_WINDOW, Diagnosis, diagnose
 from .verdict_noise import median
+from .verdict_thresholds import ALARM_REASK
 from .verdict_watch import RiseWatch, rise_diagnosis
 
 
@@ -120,6 +121,7 @@ class Monitor:
         self._steps = 0
         self._extra: list = []  # per step: None, or a dict of logged values and the state summary
         self._recent_losses: list[float] = []
+        self._asked = None  # (rows, Diagnosis) of the last diagnose() an alarm asked (check())
         self._watch = RiseWatch()  # the losses as the live check's rise test sees them
         self._loss_steps = array("q")  # the step of each loss the watch holds
         self._step_lr = None  # the first group's lr when the last step was taken
@@ -214,8 +216,13 @@ class Monitor:
         recent, first = self._recent_losses, self._first_loss
         if not alarm and first is not None and first > 0 and len(recent) >= 3:
             alarm = median(recent) > DIVERGE_FACTOR * first
-        if alarm:
-            found = diagnose(self.history, _checks=LIVE_CHECKS)
+        if not alarm:
+            self._asked = None
+        else:  # diagnose() costs O(rows): asked at once, then again once the rows grew ALARM_REASK
+            n = len(self._extra)
+            if self._asked is None or n - self._asked[0] >= max(1, ALARM_REASK * self._asked[0]):
+                self._asked = (n, diagnose(self.history, _checks=LIVE_CHECKS))
+            found = self._asked[1]
             if found.verdict in ALARMS:
                 return found
         rise = self._watch.rise()
@@ -440,6 +447,7 @@ class Monitor:
             losses.append(self._pending_loss["loss"])
         self._recent_losses = losses[-MIN_WINDOW:]
         self._first_loss = losses[0] if losses else None
+        self._asked = None
         self._watch, self._loss_steps = RiseWatch(), array("q")
         for i, e in enumerate(self._extra):
             if e and "loss" in e and math.isfinite(e["loss"]):

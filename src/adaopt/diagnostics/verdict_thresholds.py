@@ -50,3 +50,8 @@ CUSUM_RECENT = 10  # ... and the median of the last this many values must be RIS
 NOT_SLOWING = 0.9  # the fall over the last window, per step, as a share of the run's average: not slowing down
 DECAY_BALANCE = 10.0  # weight decay holds a stopped run only if its pull is within this factor of the update
 #   (decoupled) or the gradient (L2) it must cancel (verdict_progress.decay_can_hold)
+#: While the loss stays 1.5x its first value (or a value is non-finite), Monitor.check() asks
+#: diagnose() at once, and again once the rows grew by this share since (its replay,
+#: verdict_watch.first_alarm, too): it costs O(rows), and asked at every step it took a
+#: trial's check() from 123 us to 26 ms a call.
+ALARM_REASK = 0.05

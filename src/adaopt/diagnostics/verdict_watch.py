@@ -34,8 +34,8 @@ import numpy as np
 
 from .verdict_noise import MEDIAN_SE, between, between_detrended, inflation, median, sigma
 from .verdict_record import Diagnosis, fmt
-from .verdict_thresholds import (CUSUM_CLIP, CUSUM_EPS, CUSUM_H, CUSUM_K, CUSUM_RECENT, PLATEAU_BLOCKS, RISE_ALPHA,
-                                 RISE_MIN_SHARE, RISE_Z, WATCH_WINDOW)
+from .verdict_thresholds import (ALARM_REASK, CUSUM_CLIP, CUSUM_EPS, CUSUM_H, CUSUM_K, CUSUM_RECENT, PLATEAU_BLOCKS,
+                                 RISE_ALPHA, RISE_MIN_SHARE, RISE_Z, WATCH_WINDOW)
 
 
 #: The values whose correlation sets the block test's noise (:meth:`RiseWatch._between`), and the
@@ -458,15 +458,20 @@ def first_alarm(history) -> int | None:
     history = as_history(history)  # (a log's path, a dict of columns: as diagnose takes them)
     bad = first_bad(history)
     steps, loss, lrs = losses(history)
-    watch, first, fired = RiseWatch(), None, None
+    watch, first, fired, asked = RiseWatch(), None, None, None
     for i, (step, x, lr) in enumerate(zip(steps, loss, lrs)):
         if bad is not None and step >= history.steps[bad]:
             return int(history.steps[bad])
         watch.push(float(x), lr)
         first = float(x) if first is None else first
         if first > 0 and i >= 2 and median(loss[max(0, i - 4):i + 1]) > DIVERGE_FACTOR * first:
-            if diagnose(history.take(history.steps <= step), _checks=LIVE_CHECKS).verdict in ALARMS:
-                return int(step)
+            rows = int(np.searchsorted(history.steps, step, side="right"))  # as check() asks: at once, then rarely
+            if asked is None or rows - asked >= max(1, ALARM_REASK * asked):
+                asked = rows
+                if diagnose(history.take(history.steps <= step), _checks=LIVE_CHECKS).verdict in ALARMS:
+                    return int(step)
+        else:
+            asked = None
         if watch.rise() is not None:
             return int(step)
     return fired
