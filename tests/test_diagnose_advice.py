@@ -696,3 +696,16 @@ def test_a_spike_after_an_lr_raise_is_never_answered_with_a_higher_lr(seed):
     d = diagnose({"step": t.tolist(), "loss": loss.tolist(), "lr": lr.tolist()})
     assert not any(_RAISE.search(a) for a in d.advice), str(d)
     assert any("0.003" in a for a in d.advice), str(d)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_loss_only_log_that_did_not_move_names_both_ways_the_lr_can_be_off(seed):
+    """A loss that did not move at all, in a log without update/parameter ratios, is held by an
+    lr far too low or by one so high that its first steps wrecked the model (a trial's CNN at lr
+    0.1, logged as an EMA of the loss, was told "lr x 100: 0.1 -> 10")."""
+    rng = np.random.default_rng(seed)
+    n = 400
+    loss = 2.31 * (1 + 0.02 * rng.standard_normal(n))
+    d = diagnose({"step": np.arange(1, n + 1), "loss": loss, "lr": np.full(n, 0.1)})
+    assert d.code == "lr_too_low", str(d)
+    assert any("far too high instead: lr x 0.01: lr = 0.1 -> 0.001" in a for a in d.advice), d.advice

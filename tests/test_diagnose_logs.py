@@ -1022,3 +1022,15 @@ def test_a_one_block_bump_against_one_block_since_a_warm_restart_is_no_rise():
     loss[999:] *= 2.0
     fired = first_alarm(as_history({"step": steps.tolist(), "loss": loss.tolist(), "lr": lr.tolist()}))
     assert fired is not None and 1000 <= fired <= 1030, fired
+
+
+def test_a_run_wrecked_by_its_first_steps_is_no_lr_too_low():
+    """The trial's GRU LM at Adam lr 0.3 (tests/fixtures/logs; a loss-only log): 2.78 at step 1,
+    7.5 at step 3, then at chance (2.75-2.86) for 800 steps. check() fired at step 8, and
+    diagnose said SLOW, lr too low, "lr x 500: 0.3 -> 150"; lr 0.03 reaches 1.67 on that data."""
+    from pathlib import Path
+
+    d = diagnose(Path(__file__).parent / "fixtures" / "logs" / "gru_lm_adam_lr0.3_loss_only.csv")
+    assert d.code == "lr_too_high", str(d)
+    assert "at step 8 the loss was 1.5x its first value" in d.cause, d.cause
+    assert d.advice[0] == "lr x 0.1: lr = 0.3 -> 0.03", d.advice

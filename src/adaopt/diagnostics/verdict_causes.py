@@ -188,10 +188,19 @@ def _factor_from_rate(run: Run, total: float) -> tuple[float, str]:
 
 
 def lr_too_low(run: Run, total: float) -> Cause:
-    """Steps too small for the gradient they follow; the advice sizes the lr from the update/param ratio."""
+    """Steps too small for the gradient they follow; the advice sizes the lr from the update/param
+    ratio. Unless the run speaks against a higher lr (:meth:`.Run.against_a_raise`: it spiked, or
+    the live check fired): then the first steps were too large and the loss has barely moved
+    since (a GRU LM at lr 0.3 went to 2.7x its first loss at step 3 and sat at chance, and was told
+    "lr x 500: 0.3 -> 150")."""
     ratio = run.median("update_ratio")
     cos_grad = run.median("cos_grad")
     evidence = [moved(run, total)]
+    against = run.against_a_raise()
+    if against is not None:
+        return Cause(f"the learning rate is too high for the first steps: {against}, and the {run.quantity} has "
+                     "barely moved since (the first steps wrecked what it had: dead units, a collapse to chance)",
+                     "lr_too_high", evidence, run.down_advice(), {})
     factor = 10.0
     if ratio is not None and ratio > 0:
         evidence.append(f"update/parameter ratio {fmt(ratio)} (healthy runs sit near {HEALTHY_UPDATE_RATIO:g})")
@@ -203,8 +212,12 @@ def lr_too_low(run: Run, total: float) -> Cause:
         evidence.append(line)
     why = "the gradient keeps its direction but the steps are too small to follow it" \
         if cos_grad is not None and cos_grad >= CONSISTENT_COS else "the steps are too small"
-    return Cause(f"lr too low: {why}", "lr_too_low", evidence,
-                 [run.lr_advice(factor), f"or find it with a range test: {LR_FIND}"], {"suggested_lr_factor": factor})
+    advice = [run.lr_advice(factor), f"or find it with a range test: {LR_FIND}"]
+    if ratio is None and unmoved(run) is not None:  # the loss alone cannot tell far too low from far too high
+        advice.append(f"or, if the {run.quantity} jumped in its first steps (a smoothed or per-epoch log hides "
+                      f"that), the lr is far too high instead: {run.lr_advice(0.01)}; record the update/parameter "
+                      "ratio (a Monitor) to tell which")
+    return Cause(f"lr too low: {why}", "lr_too_low", evidence, advice, {"suggested_lr_factor": factor})
 
 
 def oscillation(run: Run, reversing: bool, total: float) -> Cause:

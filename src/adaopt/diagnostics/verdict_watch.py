@@ -448,10 +448,10 @@ def rise_diagnosis(found: Rise, steps_of, lr, groups: int = 1) -> Diagnosis:
         steps=(a, steps_of(-1)), signals=signals)
 
 
-def first_alarm(history) -> int | None:
+def first_alarm(history, rise: bool = True) -> int | None:
     """The first step at which the live check (:meth:`Monitor.check`) would fire, replayed on a
     whole history: a non-finite value, the loss 1.5x its first value (when diagnose agrees),
-    or a significant rise from its best window."""
+    or (unless ``rise=False``) a significant rise from its best window."""
     from .verdict import ALARMS, DIVERGE_FACTOR, LIVE_CHECKS, as_history, diagnose
     from .verdict_signals import first_bad
 
@@ -472,7 +472,7 @@ def first_alarm(history) -> int | None:
                     return int(step)
         else:
             asked = None
-        if watch.rise() is not None:
+        if rise and watch.rise() is not None:
             return int(step)
     return fired
 
