@@ -1034,3 +1034,30 @@ def test_a_run_wrecked_by_its_first_steps_is_no_lr_too_low():
     assert d.code == "lr_too_high", str(d)
     assert "at step 8 the loss was 1.5x its first value" in d.cause, d.cause
     assert d.advice[0] == "lr x 0.1: lr = 0.3 -> 0.03", d.advice
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_bump_near_a_floor_far_from_0_is_no_rise_and_a_blow_up_from_there_is(seed):
+    """Label smoothing 0.1 on digits: the loss falls from 2.3 to its floor near 0.50 with tiny
+    noise, and a bump to 0.55 stands out of that noise; a trial's 3 healthy runs fired on such
+    bumps. A rise must be 7% of the run's fall in logs: the bump is 5% of it. A blow-up from the
+    floor to 1.0 is told within 20 values."""
+    from adaopt.diagnostics.verdict_watch import RiseWatch
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(900)
+    loss = 0.505 + 1.8 * np.exp(-t / 60) + 0.004 * rng.standard_normal(t.size)
+    bump = loss.copy()
+    bump[600:640] += 0.045  # 0.51 -> 0.555 for two blocks
+    watch = RiseWatch()
+    for x in bump.tolist():
+        watch.push(x)
+        assert watch.rise() is None
+    blow = loss.copy()
+    blow[600:] += 0.5 * np.minimum(1.0, (t[600:] - 599) / 10)
+    watch, fired = RiseWatch(), None
+    for i, x in enumerate(blow.tolist()):
+        watch.push(x)
+        if fired is None and watch.rise() is not None:
+            fired = i
+    assert fired is not None and 600 <= fired <= 620, fired

@@ -53,6 +53,13 @@ JUMP_SHARE = 0.1
 #: After a warm restart whose like-lr blocks are fewer than PLATEAU_BLOCKS, a rise must also take
 #: the last window this many times above the best of them (:meth:`RiseWatch.rise`).
 FEW_LIKE_LR_RISE = 2.0
+#: A rise from the best block must also be this share of the run's fall to it, in logs (from its
+#: first value or its first block's median, whichever is higher), to be told: a loss near a floor
+#: far from 0 (label smoothing's 0.50) that bumps 5% up is significant in its tiny noise and of
+#: no account: a trial's 3 healthy digits MLPs with label smoothing 0.1 fired on bumps from 0.51
+#: to 0.54-0.55, 3.2-5.1% of their fall from 2.3 in logs (stop_on would have stopped them). A
+#: loss 1.5x up from a plateau at 0.05 after a fall from 2.3 is 11% of it.
+FALL_SHARE = 0.07
 #: The standard error of a 20%-trimmed mean, in sigma / sqrt(n): 1.03 for normal noise, rounded up.
 TRIMMED_SE = 1.06
 
@@ -301,13 +308,17 @@ class RiseWatch:
             return None
         best = self.best
         scale = max(abs(best[0]), 0.01 * abs(self.values[0]))
+        least = RISE_MIN_SHARE * scale  # a rise worth telling: 5% of the level, and FALL_SHARE of the fall in logs
+        start = max(self.values[0], self.closed[0][0])  # (a fast first descent takes the first block's median down)
+        if best[0] > 0 and start > best[0]:
+            least = max(least, best[0] * ((start / best[0]) ** FALL_SHARE - 1))
         if self.cusum > CUSUM_H:  # the sequential test: a sustained shift of the log loss
             med = median(self.values[-CUSUM_RECENT:])
-            if med - best[0] > RISE_MIN_SHARE * scale:
+            if med - best[0] > least:
                 return self._attributed(Rise(med, best, None))
         # a cheap gate first (a check runs every step): the median can pass the bar only when
         # half the window is above it
-        bar = best[0] + RISE_MIN_SHARE * scale
+        bar = best[0] + least
         if sum(1 for x in self.values[-self.w:] if x > bar) * 2 < self.w:
             return None
         recent = np.frombuffer(self.values, dtype=np.float64)[-self.w:]
@@ -333,7 +344,7 @@ class RiseWatch:
         # run fired on a block 1.5 se below its like-lr neighbours)
         chosen = self._ref[5] and level == best[0]
         z = self._z() + (self._selection(len(medians)) if flat or chosen else 0.0)
-        if med - level > z * se and med - best[0] > RISE_MIN_SHARE * scale:
+        if med - level > z * se and med - best[0] > least:
             if chosen and self._ref[6] and med < FEW_LIKE_LR_RISE * best[0]:
                 return None  # few blocks at the lr now, or some at a lower one: a larger rise than chance's
             return self._attributed(Rise(med, best, se))
