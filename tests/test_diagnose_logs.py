@@ -1061,3 +1061,19 @@ def test_a_bump_near_a_floor_far_from_0_is_no_rise_and_a_blow_up_from_there_is(s
         if fired is None and watch.rise() is not None:
             fired = i
     assert fired is not None and 600 <= fired <= 620, fired
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_steps_a_tenth_of_a_healthy_size_do_not_bounce_at_a_floor(seed):
+    """A floor given and noisy gradients made OSCILLATING, "lr x 0.3", of a trial's label-smoothing
+    MLPs at Adam lr 1e-5 and 1e-6, whose update/parameter ratios were 7.6e-5 and 1e-6."""
+    rng = np.random.default_rng(seed)
+    n = 1200
+    t = np.arange(1, n + 1)
+    loss = 2.3 - 0.15 * t / n + 0.02 * rng.standard_normal(n)
+    cols = {"step": t, "loss": loss, "update_ratio": np.full(n, 7e-5), "cos_grad": 0.3 + 0.1 * rng.standard_normal(n),
+            "cos_update": np.full(n, 0.99), "grad_norm": np.ones(n)}
+    d = diagnose(cols, floor=0.5)
+    assert d.verdict != "OSCILLATING", str(d)
+    cols["update_ratio"] = np.full(n, 5e-2)  # steps 5% of the parameters: they do bounce
+    assert diagnose(cols, floor=0.5).verdict == "OSCILLATING"

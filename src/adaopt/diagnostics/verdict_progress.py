@@ -18,7 +18,7 @@ from .verdict_noise import MEDIAN_SE, above_first, falling, rise_from_best, sigm
 from .verdict_record import LR_FIND, Diagnosis, fmt, with_cause
 from .verdict_signals import Run, early_spike, lr_at, lr_jump_before, noise, rate_collapse, reversing, too_slow
 from .verdict_thresholds import (BOUNCE_PROGRESS, CONSISTENT_COS, CONVERGED_GAP, GRAD_VANISHED, GROWTH_BEFORE_OVERFLOW,
-                                 LITTLE_PROGRESS, MIN_JUDGED, MIN_WINDOW, NOT_SLOWING, PLATEAU, RATE_COLLAPSE,
+                                 HEALTHY_UPDATE_RATIO, LITTLE_PROGRESS, MIN_JUDGED, MIN_WINDOW, NOT_SLOWING, PLATEAU, RATE_COLLAPSE,
                                  RISE_FROM_BEST, RISE_MIN_SHARE, RISE_SIGNIFICANT, RISE_Z, STALL_IMPROVEMENT, ANNEALED,
                                  DECAY_BALANCE, TINY_UPDATE_RATIO)
 
@@ -236,8 +236,15 @@ def gradient_vanished(run: Run) -> Diagnosis | None:
 
 
 def bouncing(run: Run) -> Diagnosis | None:
-    """With a known optimum: noisy gradients, and less than halfway there over two windows: OSCILLATING."""
+    """With a known optimum: noisy gradients, and less than halfway there over two windows:
+    OSCILLATING. Not with steps under a tenth of a healthy size (update/parameter ratio < 1e-4),
+    which are not too large to settle: a trial's label-smoothing MLPs at Adam lr 1e-5 and 1e-6,
+    given ``floor=``, were told "lr x 0.3" with ratios of 7.6e-5 and 1e-6 (without the floor, lr
+    too low or still falling)."""
     t = Trend.of(run)
+    ratio = run.median("update_ratio")
+    if ratio is not None and ratio < HEALTHY_UPDATE_RATIO / 10:
+        return None
     if run.floor_known and t.consistent is False and t.total < BOUNCE_PROGRESS and len(run.gap) >= 2 * run.w:
         return with_cause(oscillation(run, t.reversing, t.total), "OSCILLATING", t.seen, t.steps, t.signals)
     return None
