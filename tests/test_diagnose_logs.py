@@ -1077,3 +1077,21 @@ def test_steps_a_tenth_of_a_healthy_size_do_not_bounce_at_a_floor(seed):
     assert d.verdict != "OSCILLATING", str(d)
     cols["update_ratio"] = np.full(n, 5e-2)  # steps 5% of the parameters: they do bounce
     assert diagnose(cols, floor=0.5).verdict == "OSCILLATING"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_first_row_that_holds_a_blow_up_is_no_optimum_and_no_reason_for_a_higher_lr(seed):
+    """Per-epoch means, as many tools log them (a trial's regression and digits MLP at 100x their
+    lr): a first epoch whose mean holds the blow-up, 8e10, then 1.2e5 falling to 7.2e4 (worse than
+    predicting the mean) was "at the optimum: its gap shrank 1.12e+06x"; SGD's 4.9e7, then 2.9
+    (above chance, ln 10) too."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(1, 31)
+    loss = np.concatenate([[8e10], np.linspace(1.19e5, 7.2e4, 29) * (1 + 0.01 * rng.standard_normal(29))])
+    d = diagnose({"step": t, "loss": loss, "lr": np.full(30, 10.0)})
+    assert d.code != "optimum", str(d)
+    assert not any("the lr may be low" in a or "-> 30" in a for a in d.advice), d.advice
+    flat = np.concatenate([[4.9e7], 2.88 * (1 + 0.01 * rng.standard_normal(29))])
+    d = diagnose({"step": t, "loss": flat, "lr": np.full(30, 5.0)})
+    assert (d.verdict, d.code) == ("DIVERGING", "lr_too_high"), str(d)
+    assert "blew up inside the first logged row" in d.cause and d.advice[0] == "lr x 0.1: lr = 5 -> 0.5", str(d)

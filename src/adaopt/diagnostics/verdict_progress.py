@@ -16,7 +16,8 @@ import numpy as np
 from .verdict_causes import crawl, lr_too_low, oscillation, state_cause
 from .verdict_noise import MEDIAN_SE, above_first, falling, rise_from_best, sigma
 from .verdict_record import LR_FIND, Diagnosis, fmt, with_cause
-from .verdict_signals import Run, early_spike, lr_at, lr_jump_before, noise, rate_collapse, reversing, too_slow
+from .verdict_signals import (Run, early_spike, first_row_spike, lr_at, lr_jump_before, noise, rate_collapse,
+                              reversing, too_slow)
 from .verdict_thresholds import (BOUNCE_PROGRESS, CONSISTENT_COS, CONVERGED_GAP, GRAD_VANISHED, GROWTH_BEFORE_OVERFLOW,
                                  HEALTHY_UPDATE_RATIO, LITTLE_PROGRESS, MIN_JUDGED, MIN_WINDOW, NOT_SLOWING, PLATEAU, RATE_COLLAPSE,
                                  RISE_FROM_BEST, RISE_MIN_SHARE, RISE_SIGNIFICANT, RISE_Z, STALL_IMPROVEMENT, ANNEALED,
@@ -213,13 +214,18 @@ def reached_target(run: Run) -> Diagnosis | None:
 
 
 def at_optimum(run: Run) -> Diagnosis | None:
-    """The gap to the floor shrank 1e6-fold."""
+    """The gap to the floor shrank 1e6-fold, from the first value and from the median of the first
+    three (the lower of them): from the first alone, a first row that holds a blow-up counted (a
+    per-epoch log whose first epoch's mean was 8e10, the rest 1.2e5 to 7.2e4, worse than
+    predicting the mean, was "at the optimum: its gap shrank 1.12e+06x"); from the median alone,
+    a blow-up at step 2 or 3 would."""
     t = Trend.of(run)
     if not run.floor_known and run.floor != 0:  # the floor is the lowest loss seen: the gap to it says nothing
         return None
-    if t.gap0 > 0 and t.recent <= CONVERGED_GAP * t.gap0:
+    start = min(float(run.gap[0]), float(np.median(run.gap[:3])))
+    if start > 0 and t.recent <= CONVERGED_GAP * start:
         return _converged(t, f"the {run.quantity} is at the optimum: its gap shrank "
-                          f"{t.gap0 / max(t.recent, 1e-300):.3g}x", "optimum")
+                          f"{start / max(t.recent, 1e-300):.3g}x", "optimum")
     return None
 
 
@@ -251,8 +257,20 @@ def bouncing(run: Run) -> Diagnosis | None:
 
 
 def spike_not_recovered(run: Run) -> Diagnosis | None:
-    """A 10x spike before the recent window, which is not even 10% below the first value: DIVERGING."""
+    """A 10x spike before the recent window, which is not even 10% below the first value: DIVERGING.
+    Or a first row that holds a blow-up (:func:`.verdict_signals.first_row_spike`) and a recent
+    window not 10% below the rows after it: a per-epoch log of SGD at lr 5 on digits began with
+    a mean of 4.9e7 and sat at 2.8-2.9 (above chance, 2.30) after it, and was CONVERGED."""
     t = Trend.of(run)
+    if t.spike is None and first_row_spike(run) is not None:
+        after = float(np.median(run.gap[1:4]))
+        if t.recent < (1 - LITTLE_PROGRESS) * after:
+            return None
+        return Diagnosis(
+            "DIVERGING", f"the learning rate is too high: the {run.quantity} blew up inside the first logged row "
+            f"({fmt(float(run.values[0]))}, {first_row_spike(run):.3g}x the rows after it) and never came down from "
+            "where it landed", "lr_too_high", evidence=t.evidence, advice=run.down_advice(), steps=t.steps,
+            signals={**t.signals, "first_row_spike": first_row_spike(run)})
     if t.spike is None or t.total >= LITTLE_PROGRESS:
         return None
     factor, at = t.spike

@@ -142,6 +142,10 @@ class Run:
         spike = early_spike(self)
         if spike is not None:
             return f"the {self.quantity} spiked {spike[0]:.3g}x above its first value at step {spike[1]}"
+        first = first_row_spike(self)
+        if first is not None:
+            return (f"the first logged {self.quantity}, {fmt(float(self.values[0]))}, is {first:.3g}x the ones after "
+                    "it: a blow-up inside the first row (an averaged or per-epoch log hides when)")
         above = self.above_first()
         if above is not None:
             return f"the {self.quantity} sits {above:.1%} above its first value"
@@ -395,6 +399,21 @@ def early_spike(run: Run):
     i = int(np.argmax(before))
     factor = float(before[i] / run.gap[0])
     return (factor, int(run.steps[i])) if factor >= GROWTH_BEFORE_OVERFLOW else None
+
+
+#: A first logged value this many times the median of the next three holds a blow-up
+#: (:func:`first_row_spike`); a per-epoch mean of a fast descent on unscaled targets is 10-100x.
+FIRST_ROW_SPIKE = 1000.0
+
+
+def first_row_spike(run: Run) -> float | None:
+    """How many times the first value is the median of the next three, when FIRST_ROW_SPIKE or
+    more, else None. A per-epoch log of a regression at lr 10 began with a mean of 8e10 and sat at
+    1.2e5 to 7.2e4 after it (worse than predicting the mean), and was told "lr x 3"."""
+    if len(run.gap) < 4 or not run.gap[0] > 0:
+        return None
+    after = float(np.median(run.gap[1:4]))
+    return float(run.gap[0] / after) if after > 0 and run.gap[0] >= FIRST_ROW_SPIKE * after else None
 
 
 def noise(values: np.ndarray, w: int) -> float:
