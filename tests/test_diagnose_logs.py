@@ -1095,3 +1095,19 @@ def test_a_first_row_that_holds_a_blow_up_is_no_optimum_and_no_reason_for_a_high
     d = diagnose({"step": t, "loss": flat, "lr": np.full(30, 5.0)})
     assert (d.verdict, d.code) == ("DIVERGING", "lr_too_high"), str(d)
     assert "blew up inside the first logged row" in d.cause and d.advice[0] == "lr x 0.1: lr = 5 -> 0.5", str(d)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_slow_start_with_steps_a_tenth_of_a_healthy_size_is_an_lr_too_low(seed):
+    """A trial's digits MLPs at Adam lr 1e-5 (100x too low): 7% below the first loss after 1290
+    steps, update/parameter ratio 7.6e-5, gradient cosine 0.48 (minibatch noise). From the loss
+    alone diagnose said SLOW, "lr x 50"; with the Monitor's columns CONVERGING, "lr x 3"."""
+    rng = np.random.default_rng(seed)
+    n = 1290
+    t = np.arange(1, n + 1)
+    loss = 2.32 * (1 - 0.075 * t / n) * (1 + 0.03 * rng.standard_normal(n))
+    cols = {"step": t, "loss": loss, "update_ratio": np.full(n, 7.6e-5), "grad_norm": np.ones(n),
+            "cos_grad": 0.48 + 0.05 * rng.standard_normal(n), "cos_update": np.full(n, 0.99), "lr": np.full(n, 1e-5)}
+    d = diagnose(cols)
+    assert (d.verdict, d.code) == ("SLOW", "lr_too_low"), str(d)
+    assert d.advice[0] == "lr x 10: lr = 1e-05 -> 0.0001", d.advice
