@@ -528,15 +528,18 @@ def test_a_skipped_step_keeps_each_loss_on_its_own_row():
     opt = torch.optim.SGD([w], lr=0.05)
     mon = Monitor(opt)
     stepped = []
-    for k in range(20):
-        opt.zero_grad()
-        loss = (w ** 2).sum()
-        loss.backward()
-        if k % 7 != 3:  # skipped on iterations 3, 10, 17
-            opt.step()
-            stepped.append(loss.item())
-        mon.log(loss.item())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for k in range(20):
+            opt.zero_grad()
+            loss = (w ** 2).sum()
+            loss.backward()
+            if k % 7 != 3:  # skipped on iterations 3, 10, 17
+                opt.step()
+                stepped.append(loss.item())
+            mon.log(loss.item())
     np.testing.assert_allclose(mon.history["loss"], stepped)
+    assert not any("already had one" in str(w.message) for w in caught)  # a skip now and then is no micro-batch
 
 
 def test_lr_column_and_advice_follow_the_scheduler():
@@ -730,6 +733,30 @@ def test_check_asks_diagnose_at_once_when_the_loss_passes_1_5x_and_then_rarely(m
             first_ask = t
     assert first_ask is not None and first_ask <= 102, first_ask
     assert 20 <= len(calls) <= 80, len(calls)
+
+
+@pytest.mark.parametrize("after", [False, True])
+def test_micro_batch_losses_logged_for_one_step_keep_the_first_and_warn_once(after):
+    """Gradient accumulation with mon.log() on each micro-batch: the row kept the last micro-batch's
+    loss (logged before the step) or the first (after it), silently, and the live check saw every
+    one of them. Now each step keeps its first, the live check sees one a step, and one warning
+    says why."""
+    x = np.ones(4)
+    opt = adaopt.SGD([x], lr=1e-3)
+    mon = Monitor(opt)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for step in range(12):
+            if after:
+                opt.step([np.full(4, 0.1)])
+            for micro in range(4):
+                mon.log(10.0 * step + micro + 1)
+            if not after:
+                opt.step([np.full(4, 0.1)])
+    said = [w for w in caught if "losses were logged for optimizer steps that already had one" in str(w.message)]
+    assert len(said) == 1, [str(w.message) for w in caught]
+    np.testing.assert_array_equal(mon.history["loss"], 10.0 * np.arange(12) + 1)
+    assert len(mon._watch.values) == 12
 
 
 def test_check_is_none_before_any_step():

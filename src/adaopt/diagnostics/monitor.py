@@ -129,6 +129,7 @@ class Monitor:
         self._pending_loss = None
         self._log_after = None  # whether log() is called after its step (set by the first call)
         self._warned_added = False
+        self._warned_twice, self._repeats = False, 0  # losses logged for a step that had one (dropped)
         self._counters = array("q")  # per row: the optimizer's step count after it (-1: unknown)
         self._rollbacks: list[list[int]] = []  # [rows before, rows kept] of every rollback
         self._restored = False  # whether a rollback was taken since the last step
@@ -138,12 +139,26 @@ class Monitor:
     # ------------------------------------------------------------------ the user's side
 
     def log(self, loss=None, **extra) -> None:
-        """Record this step's loss (and any other numbers, as extra columns)."""
+        """Record this step's loss (and any other numbers, as extra columns), once a step. A second
+        loss for the same optimizer step is dropped: the row and the live check keep the first
+        (before, the row kept the last and the live check saw each). When that happens at about
+        every step (each micro-batch of gradient accumulation logged), a warning says so."""
         values = dict(extra)
         if loss is not None:
             values["loss"] = _scalar(loss)
         if not values:
             return
+        if "loss" in values and self._has_loss_now():
+            del values["loss"]
+            self._repeats += 1  # (a GradScaler's skipped step repeats now and then; micro-batches every step)
+            if not self._warned_twice and self._repeats >= max(8, len(self._extra)):
+                self._warned_twice = True
+                warnings.warn(f"Monitor.log(): {self._repeats} losses were logged for optimizer steps that already "
+                              "had one (gradient accumulation, logging each micro-batch?): each step keeps the first "
+                              "it was given; log once per optimizer step, e.g. the mean of its micro-batches' losses",
+                              stacklevel=2)
+            if not values:
+                return
         if "loss" in values:
             if self._first_loss is None:
                 self._first_loss = values["loss"]
@@ -168,6 +183,14 @@ class Monitor:
             self._history = None
         else:  # logged before its step: held for it (the latest value of each name)
             self._pending_loss = {**(self._pending_loss or {}), **values}
+
+    def _has_loss_now(self) -> bool:
+        """Whether the step a loss logged now belongs to already has one (as :meth:`log` files it)."""
+        if self._log_after is None:
+            return False
+        if self._log_after:
+            return bool(self._extra) and "loss" in (self._extra[-1] or {})
+        return "loss" in (self._pending_loss or {})
 
     @property
     def history(self) -> History:
