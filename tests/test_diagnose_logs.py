@@ -1111,3 +1111,16 @@ def test_a_slow_start_with_steps_a_tenth_of_a_healthy_size_is_an_lr_too_low(seed
     d = diagnose(cols)
     assert (d.verdict, d.code) == ("SLOW", "lr_too_low"), str(d)
     assert d.advice[0] == "lr x 10: lr = 1e-05 -> 0.0001", d.advice
+
+
+def test_a_blow_up_mid_run_is_not_told_to_warm_the_lr_up():
+    """A loss-only log (no lr column) whose loss rose 10x from step 646 of 1290, after a descent:
+    the advice was "lr x 0.1, or warm the lr up over the first steps"."""
+    rng = np.random.default_rng(0)
+    t = np.arange(1, 1291)
+    loss = (0.05 + 2.3 * np.exp(-t / 80)) * (1 + 0.1 * rng.standard_normal(t.size))
+    loss[645:] = 2.0 * (1 + 0.1 * rng.standard_normal(t.size - 645))
+    d = diagnose({"step": t, "loss": loss})
+    assert d.verdict == "DIVERGING", str(d)
+    assert not any("first steps" in a for a in d.advice), d.advice
+    assert any(a.startswith("or a schedule that lowers it before step") for a in d.advice), d.advice

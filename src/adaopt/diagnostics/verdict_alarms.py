@@ -148,11 +148,15 @@ def _level(run: Run) -> tuple[float, str]:
 
 
 def _lr_too_high(run: Run, what: str, factor, evidence: list[str], first: int = 0) -> Diagnosis:
-    """DIVERGING, lr too high, on the steps from the ``first``-th value to the end."""
+    """DIVERGING, lr too high, on the steps from the ``first``-th value to the end: a warmup for
+    a rise from the start, a lower lr before then for one from later (a blow-up at step 646 of
+    1290 was told "or warm the lr up over the first steps")."""
+    later = first > 0 and int(run.steps[first]) > max(run.w, int(0.1 * run.steps[-1]))
+    advice = run.down_advice(f"or a schedule that lowers it before step {int(run.steps[first + run.w - 1])}, or "
+                             "clip gradients" if later else "or warm the lr up over the first steps")
     return Diagnosis(
         "DIVERGING", f"the learning rate is too high: the {run.quantity} {what}", "lr_too_high",
-        evidence=evidence + _ratio_evidence(run),
-        advice=run.down_advice(),
+        evidence=evidence + _ratio_evidence(run), advice=advice,
         steps=(int(run.steps[first]), run.recent_steps[1]), signals={"rise": factor})
 
 

@@ -589,7 +589,7 @@ def spike_advice(run: Run, t: Trend) -> list[str]:
         return [f"the {factor:.3g}x spike at step {at} came after the lr jumped {after / before:.3g}x back to "
                 f"{fmt(after)} at step {first} (a warm restart): a lower peak for the restarts (x 0.3: "
                 f"{fmt(after)} -> {fmt(after * 0.3)}); the run recovered, but from further up"]
-    if at > max(2 * run.w, int(0.1 * run.steps[-1])):  # mid-run: the lr then, not the decayed lr now
+    if at > max(run.w // 2, int(0.1 * run.steps[-1])):  # mid-run: the lr then, not the decayed lr now
         lr = lr_at(run.h, at)
         down = f"lr x 0.3: lr = {fmt(lr)} (at step {at}) -> {fmt(lr * 0.3)}" if lr else "lr x 0.3"
         return [f"the {factor:.3g}x spike at step {at} says the lr is too high there: {down}, or a schedule "
