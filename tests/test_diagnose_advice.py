@@ -709,3 +709,18 @@ def test_a_loss_only_log_that_did_not_move_names_both_ways_the_lr_can_be_off(see
     d = diagnose({"step": np.arange(1, n + 1), "loss": loss, "lr": np.full(n, 0.1)})
     assert d.code == "lr_too_low", str(d)
     assert any("far too high instead: lr x 0.01: lr = 0.1 -> 0.001" in a for a in d.advice), d.advice
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_steps_1000x_below_a_healthy_size_are_an_lr_too_low_after_a_low_first_draw(seed):
+    """A flat run whose first minibatch came out low sits 5% above it: that spoke against a
+    higher lr, and (for a moment) turned the lr-too-low verdict into "lr too high, lr x 0.1",
+    with update/parameter ratios of 1e-6 that no too-high lr takes."""
+    rng = np.random.default_rng(seed)
+    n = 400
+    t = np.arange(1, n + 1)
+    loss = 2.3 - 0.01 * t / n + 0.05 * rng.standard_normal(n)
+    loss[0] = 2.18
+    d = diagnose({"step": t, "loss": loss, "lr": np.full(n, 1e-6), "update_ratio": np.full(n, 1e-6)})
+    assert d.code == "lr_too_low", str(d)
+    assert d.advice[0] == "lr x 1000: lr = 1e-06 -> 0.001", d.advice

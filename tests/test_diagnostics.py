@@ -1049,3 +1049,50 @@ def test_log_refuses_a_loss_that_is_not_one_number(bad):
     with pytest.raises(TypeError, match="loss=.*one number"):
         mon.log(bad)
     assert len(mon.history) == 0
+
+
+def test_check_tells_a_nan_at_once_while_the_loss_sits_above_1_5x_its_first():
+    """While the loss sat at 2x a low first value (diagnose: not an alarm, cached), a NaN from step
+    1501 waited for the next ask, 5% of the rows later: check() said NONFINITE at 1546, its replay
+    at 1501."""
+    from adaopt.diagnostics.verdict_watch import first_alarm
+
+    rng = np.random.default_rng(0)
+    x = np.array([3.0, -2.0])
+    opt = adaopt.SGD([x], lr=0.01)
+    mon = Monitor(opt)
+    loss = np.r_[1.0, 2.0 + 0.05 * rng.standard_normal(1999)]
+    loss[1500:] = np.nan
+    fired = None
+    for i, value in enumerate(loss.tolist()):
+        opt.step([2 * x])
+        mon.log(loss=value)
+        found = mon.check()
+        if found is not None:
+            fired = (i + 1, found.verdict)
+            break
+    assert fired == (1501, "NONFINITE"), fired
+    assert first_alarm(mon.history) == 1501
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_check_and_its_replay_fire_at_the_same_step_on_a_loss_logged_every_10_steps(seed):
+    """check() counted its re-asks of diagnose() in rows and its replay in losses: on a loss
+    logged every 10 steps above 1.5x its first value they fired at 235 and 1601."""
+    from adaopt.diagnostics.verdict_watch import first_alarm
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(3000)
+    loss = np.where(t < 1500, 2.0, 2.0 * np.exp((t - 1500) / 400.0)) + 0.05 * rng.standard_normal(3000)
+    loss[0] = 1.0
+    x = np.array([3.0, -2.0])
+    opt = adaopt.SGD([x], lr=0.01)
+    mon = Monitor(opt)
+    fired = None
+    for i in range(3000):
+        opt.step([2 * x])
+        if i % 10 == 0:
+            mon.log(loss=float(loss[i]))
+        if mon.check() is not None and fired is None:
+            fired = i + 1
+    assert fired is not None and fired == first_alarm(mon.history), (fired, first_alarm(mon.history))

@@ -235,14 +235,19 @@ class Monitor:
             return None
         gg, uu, pp, _, _, nonfinite, _, _ = self._raw[-1][-1]
         last = self._extra[-1] or {}
-        alarm = nonfinite > 0 or not math.isfinite(gg + uu + pp) or not math.isfinite(last.get("loss", 0.0))
+        bad = nonfinite > 0 or not math.isfinite(gg + uu + pp) or not math.isfinite(last.get("loss", 0.0))
         recent, first = self._recent_losses, self._first_loss
-        if not alarm and first is not None and first > 0 and len(recent) >= 3:
-            alarm = median(recent) > DIVERGE_FACTOR * first
-        if not alarm:
+        high = not bad and first is not None and first > 0 and len(recent) >= 3 and \
+            median(recent) > DIVERGE_FACTOR * first
+        if bad:  # a non-finite value: asked at once, whatever was asked before
             self._asked = None
-        else:  # diagnose() costs O(rows): asked at once, then again once the rows grew ALARM_REASK
-            n = len(self._extra)
+            found = diagnose(self.history, _checks=LIVE_CHECKS)
+            if found.verdict in ALARMS:
+                return found
+        elif not high:
+            self._asked = None
+        else:  # diagnose() costs O(rows): asked at once, then again once ALARM_REASK more losses came
+            n = len(self._watch.values)  # (losses, not rows: as its replay, first_alarm, counts them)
             if self._asked is None or n - self._asked[0] >= max(1, ALARM_REASK * self._asked[0]):
                 self._asked = (n, diagnose(self.history, _checks=LIVE_CHECKS))
             found = self._asked[1]

@@ -153,8 +153,10 @@ def _lr_notes(h) -> list[str]:
              and lr[i] - lr[i - 1] >= 0.1 * max(lr[:i].max(), lr[i])]
     restarts = [i for i in jumps if lr[i] <= 1.01 * lr[:i].max()]
     if raised:
-        notes.append("lr schedule: raised " + "; ".join(
-            f"{r[1] / r[0]:.3g}x from {fmt(r[0])} to {fmt(r[1])} between steps {r[2]} and {r[3]}" for r in raised[-3:]))
+        said = [f"{r[1] / r[0]:.3g}x from {fmt(r[0])} to {fmt(r[1])} between steps {r[2]} and {r[3]}" for r in raised]
+        if len(said) > 5:
+            said = said[:3] + [f"... ({len(said)} raises in all)"] + said[-2:]
+        notes.append("lr schedule: raised " + "; ".join(said))
     elif peak in jumps:  # the peak came at once, above any lr before: not a warmup
         notes.append(f"lr schedule: jumped to {fmt(lr[peak])} at step {int(steps[peak])}, "
                      f"{lr[peak] / lr[:peak].max():.3g}x the highest lr before ({fmt(lr[:peak].max())})")

@@ -28,7 +28,7 @@ VERDICT_STYLE = {
 }
 
 #: The raw loss is drawn point by point up to this many rows; a longer log in buckets of 100
-#: values or more (RAW_POINTS // 100 to RAW_POINTS // 4 of them), each as its median and the band
+#: values or more (up to RAW_POINTS // 4 of them), each as its median and the band
 #: from its 10th to its 90th percentile (its whole range drew a band as wide as the minibatch
 #: noise's extremes), which stays quick to draw.
 RAW_POINTS = 20_000
@@ -102,7 +102,7 @@ def plot_diagnosis(history, diagnosis=None, ax=None, **diagnose_kwargs):
     clean = np.where(finite, loss, np.nan)
     if len(loss) > RAW_POINTS:  # per bucket, its median and middle 80%: what the eye sees of 1e6 points
         # buckets of 100 values or more: a median of 10 jittered into a band as wide as the noise
-        buckets = int(np.clip(len(loss) // 100, RAW_POINTS // 100, RAW_POINTS // 4))
+        buckets = min(len(loss) // 100, RAW_POINTS // 4)  # (a log over RAW_POINTS has 200 or more)
         edges = np.linspace(0, len(loss), buckets + 1).astype(int)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a bucket of NaNs stays NaN

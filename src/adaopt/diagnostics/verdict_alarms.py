@@ -151,7 +151,7 @@ def _lr_too_high(run: Run, what: str, factor, evidence: list[str], first: int = 
     """DIVERGING, lr too high, on the steps from the ``first``-th value to the end: a warmup for
     a rise from the start, a lower lr before then for one from later (a blow-up at step 646 of
     1290 was told "or warm the lr up over the first steps")."""
-    later = first > 0 and int(run.steps[first]) > max(run.w, int(0.1 * run.steps[-1]))
+    later = first >= max(run.w, len(run.steps) // 10)  # (rows: a resumed log's steps start far from 1)
     advice = run.down_advice(f"or a schedule that lowers it before step {int(run.steps[first + run.w - 1])}, or "
                              "clip gradients" if later else "or warm the lr up over the first steps")
     return Diagnosis(

@@ -76,7 +76,7 @@ def beta2_memory(run: Run) -> Cause | None:
         f"{value} remembers gradients {larger:.3g}x larger than today's{memory}: the step is about "
         f"{1 / larger:.2g} of lr", "beta2_memory",
         [f"median g^2 / v-hat {fmt(ratio)} over the recent window"],
-        [f"{name} = {better:g}", f"not a higher lr: v-hat catches up{within}, and a lr raised {larger:.3g}x "
+        [f"{name} = {better:g}", f"not a higher lr: v-hat catches up{within}, and an lr raised {larger:.3g}x "
          f"then takes steps {larger:.3g}x too large"],
         {"g2_vhat": ratio})
 
@@ -195,14 +195,15 @@ def _factor_from_rate(run: Run, total: float) -> tuple[float, str]:
 
 def lr_too_low(run: Run, total: float) -> Cause:
     """Steps too small for the gradient they follow; the advice sizes the lr from the update/param
-    ratio. Unless the run speaks against a higher lr (:meth:`.Run.against_a_raise`: it spiked, or
-    the live check fired): then the first steps were too large and the loss has barely moved
-    since (a GRU LM at lr 0.3 went to 2.7x its first loss at step 3 and sat at chance, and was told
-    "lr x 500: 0.3 -> 150")."""
+    ratio. Unless its first steps blew up (:meth:`.Run.blew_up`: a 10x spike, a first row that
+    holds one, the live check firing at 1.5x the first loss) and its steps are not far below a
+    healthy size (an update/parameter ratio under a tenth of it says the lr is too low, whatever
+    came before): then the loss has barely moved since (a GRU LM at lr 0.3 went to 2.7x its first
+    loss at step 3 and sat at chance, and was told "lr x 500: 0.3 -> 150")."""
     ratio = run.median("update_ratio")
     cos_grad = run.median("cos_grad")
     evidence = [moved(run, total)]
-    against = run.against_a_raise()
+    against = run.blew_up() if ratio is None or ratio >= HEALTHY_UPDATE_RATIO / 10 else None
     if against is not None:
         return Cause(f"the learning rate is too high for the first steps: {against}, and the {run.quantity} has "
                      "barely moved since (the first steps wrecked what it had: dead units, a collapse to chance)",

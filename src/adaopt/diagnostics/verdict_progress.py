@@ -16,8 +16,7 @@ import numpy as np
 from .verdict_causes import crawl, lr_too_low, oscillation, state_cause
 from .verdict_noise import MEDIAN_SE, above_first, falling, rise_from_best, sigma
 from .verdict_record import LR_FIND, Diagnosis, fmt, with_cause
-from .verdict_signals import (Run, early_spike, first_row_spike, lr_at, lr_jump_before, noise, rate_collapse,
-                              reversing, too_slow)
+from .verdict_signals import Run, early_spike, lr_at, lr_jump_before, noise, rate_collapse, reversing, too_slow
 from .verdict_thresholds import (BOUNCE_PROGRESS, CONSISTENT_COS, CONVERGED_GAP, GRAD_VANISHED, GROWTH_BEFORE_OVERFLOW,
                                  HEALTHY_UPDATE_RATIO, LITTLE_PROGRESS, MIN_JUDGED, MIN_WINDOW, NOT_SLOWING, PLATEAU, RATE_COLLAPSE,
                                  RISE_FROM_BEST, RISE_MIN_SHARE, RISE_SIGNIFICANT, RISE_Z, STALL_IMPROVEMENT, ANNEALED,
@@ -258,19 +257,10 @@ def bouncing(run: Run) -> Diagnosis | None:
 
 def spike_not_recovered(run: Run) -> Diagnosis | None:
     """A 10x spike before the recent window, which is not even 10% below the first value: DIVERGING.
-    Or a first row that holds a blow-up (:func:`.verdict_signals.first_row_spike`) and a recent
-    window not 10% below the rows after it: a per-epoch log of SGD at lr 5 on digits began with
-    a mean of 4.9e7 and sat at 2.8-2.9 (above chance, 2.30) after it, and was CONVERGED."""
+    (A first row 1000x the next ones is no such spike: a per-epoch mean that holds a blow-up, or
+    a descent from a huge loss on unscaled targets done inside the first epoch, which the loss
+    alone cannot tell apart; it only keeps higher-lr advice away, :meth:`.Run.blew_up`.)"""
     t = Trend.of(run)
-    if t.spike is None and first_row_spike(run) is not None:
-        after = float(np.median(run.gap[1:4]))
-        if t.recent < (1 - LITTLE_PROGRESS) * after:
-            return None
-        return Diagnosis(
-            "DIVERGING", f"the learning rate is too high: the {run.quantity} blew up inside the first logged row "
-            f"({fmt(float(run.values[0]))}, {first_row_spike(run):.3g}x the rows after it) and never came down from "
-            "where it landed", "lr_too_high", evidence=t.evidence, advice=run.down_advice(), steps=t.steps,
-            signals={**t.signals, "first_row_spike": first_row_spike(run)})
     if t.spike is None or t.total >= LITTLE_PROGRESS:
         return None
     factor, at = t.spike
@@ -589,7 +579,8 @@ def spike_advice(run: Run, t: Trend) -> list[str]:
         return [f"the {factor:.3g}x spike at step {at} came after the lr jumped {after / before:.3g}x back to "
                 f"{fmt(after)} at step {first} (a warm restart): a lower peak for the restarts (x 0.3: "
                 f"{fmt(after)} -> {fmt(after * 0.3)}); the run recovered, but from further up"]
-    if at > max(run.w // 2, int(0.1 * run.steps[-1])):  # mid-run: the lr then, not the decayed lr now
+    row = int(np.searchsorted(run.steps, at))  # (rows: a resumed log's steps start far from 1)
+    if row > max(run.w // 2, len(run.steps) // 10):  # mid-run: the lr then, not the decayed lr now
         lr = lr_at(run.h, at)
         down = f"lr x 0.3: lr = {fmt(lr)} (at step {at}) -> {fmt(lr * 0.3)}" if lr else "lr x 0.3"
         return [f"the {factor:.3g}x spike at step {at} says the lr is too high there: {down}, or a schedule "

@@ -122,23 +122,37 @@ class Run:
         after the run's best window, where the loss still did well (a StepLR with gamma=10 took
         0.05 to 0.5 at step 401, where the loss blew up, and to 5 at step 801; "keep the lr at
         0.5" named the second), else the last. ``(lr before, lr after, last step before, first
-        step after, the highest lr recorded)``, or None."""
+        step after, the highest lr recorded from the raise on)``, or None."""
         raises = lr_raises(self.h)
         if not raises:
             return None
         w = max(MIN_WINDOW, self.w // 4)  # windows of a fifth of the run are too coarse here
         best = self.best_block(w)
-        after = -1 if best is None else int(self.steps[best[1] + w - 1])
+        # the first raise after the best block began (a loss that still fell for some steps after
+        # the raise that broke it puts that raise inside its best block)
+        after = -1 if best is None else int(self.steps[best[1]])
         r = next((r for r in raises if r[3] > after), raises[-1])
-        _, lr = self.h.series("lr")
-        return r + (float(np.nanmax(lr)),)
+        steps, lr = self.h.series("lr")
+        since = np.isfinite(lr) & (steps >= r[3])
+        return r + (float(lr[since].max()) if since.any() else r[1],)
 
     def against_a_raise(self) -> str | None:
-        """Why a higher lr would not help, or None: the loss spiked 10x above its first value
-        before the recent window (:func:`early_spike`), its recent median sits more than
-        RISE_SIGNIFICANT above its first value, or the live check's rise test fired during the run
-        (:meth:`rose_live`). (A CNN whose lr was raised 30x mid-run spiked
-        10.7x, fell back and was told SLOW, "lr x 3: 0.09 -> 0.27".)"""
+        """Why a higher lr would not help, or None: the steps were too large at some point
+        (:meth:`blew_up`), or the recent median sits more than RISE_SIGNIFICANT above the first
+        value (unless the steps are too small to take a loss up: a low first draw). (A CNN whose
+        lr was raised 30x mid-run spiked 10.7x, fell back and was told SLOW, "lr x 3: 0.09 ->
+        0.27".)"""
+        blew = self.blew_up()
+        if blew is not None:
+            return blew
+        above = None if self.tiny_steps() else self.above_first()  # (steps that small do not take a loss up)
+        return None if above is None else f"the {self.quantity} sits {above:.1%} above its first value"
+
+    def blew_up(self) -> str | None:
+        """Why the run's steps were too large at some point, or None: a spike 10x above its first
+        value before the recent window (:func:`early_spike`), a first logged row that holds a
+        blow-up (:func:`first_row_spike`), or the live check firing, on the loss at 1.5x its first
+        value (:meth:`alarmed_early`) or on a rise above its best window (:meth:`rose_live`)."""
         spike = early_spike(self)
         if spike is not None:
             return f"the {self.quantity} spiked {spike[0]:.3g}x above its first value at step {spike[1]}"
@@ -146,9 +160,6 @@ class Run:
         if first is not None:
             return (f"the first logged {self.quantity}, {fmt(float(self.values[0]))}, is {first:.3g}x the ones after "
                     "it: a blow-up inside the first row (an averaged or per-epoch log hides when)")
-        above = self.above_first()
-        if above is not None:
-            return f"the {self.quantity} sits {above:.1%} above its first value"
         early = self.alarmed_early()
         if early is not None:
             return (f"at step {early} the {self.quantity} was {DIVERGE_FACTOR:g}x its first value (check() would "

@@ -323,7 +323,7 @@ def held_at_baseline(run: Run) -> Diagnosis | None:
     ratio = run.median("update_ratio")
     annealed = _annealed(run)
     still_falling = not (t.stopped or not falling(run.gap[-run.w:]))
-    if still_falling and not annealed:
+    if still_falling and not (annealed and _stayed_at(run, level)):
         return None
     below = float(run.values.min()) < 0.9 * run.baseline
     if ratio is None and not below and run.median("grad_norm") is None:
@@ -358,6 +358,14 @@ def _annealed(run: Run) -> bool:
     falling 1.4% a window, and was told CONVERGING, "the schedule's peak lr x 3"."""
     decayed = run.lr_decayed()
     return decayed is not None and decayed[2] < ANNEALED_SHARE * decayed[0]
+
+
+def _stayed_at(run: Run, level: float) -> bool:
+    """Whether the run stayed near its baseline throughout: its first window's median within 10%
+    of it, and less than 5% of it above the level now (a loss falling through chance, 2.95 to
+    2.58 against ln 16 = 2.77, is no run held there)."""
+    first = float(np.median(run.gap[:run.w])) + run.floor
+    return abs(first - run.baseline) <= 0.1 * run.baseline and first - level < 0.05 * run.baseline
 
 
 def _ratio_at_peak(run: Run) -> float | None:

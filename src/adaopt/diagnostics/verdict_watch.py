@@ -312,9 +312,10 @@ class RiseWatch:
         start = max(self.values[0], self.closed[0][0])  # (a fast first descent takes the first block's median down)
         if best[0] > 0 and start > best[0]:
             least = max(least, best[0] * ((start / best[0]) ** FALL_SHARE - 1))
+        few = self._ref[5] and self._ref[6]  # after a restart, fewer like-lr blocks than make a level
         if self.cusum > CUSUM_H:  # the sequential test: a sustained shift of the log loss
             med = median(self.values[-CUSUM_RECENT:])
-            if med - best[0] > least:
+            if med - best[0] > least and not (few and med < FEW_LIKE_LR_RISE * best[0]):
                 return self._attributed(Rise(med, best, None))
         # a cheap gate first (a check runs every step): the median can pass the bar only when
         # half the window is above it
@@ -345,7 +346,7 @@ class RiseWatch:
         chosen = self._ref[5] and level == best[0]
         z = self._z() + (self._selection(len(medians)) if flat or chosen else 0.0)
         if med - level > z * se and med - best[0] > least:
-            if chosen and self._ref[6] and med < FEW_LIKE_LR_RISE * best[0]:
+            if few and level == best[0] and med < FEW_LIKE_LR_RISE * best[0]:
                 return None  # few blocks at the lr now, or some at a lower one: a larger rise than chance's
             return self._attributed(Rise(med, best, se))
         return None
@@ -476,9 +477,9 @@ def first_alarm(history, rise: bool = True) -> int | None:
         watch.push(float(x), lr)
         first = float(x) if first is None else first
         if first > 0 and i >= 2 and median(loss[max(0, i - 4):i + 1]) > DIVERGE_FACTOR * first:
-            rows = int(np.searchsorted(history.steps, step, side="right"))  # as check() asks: at once, then rarely
-            if asked is None or rows - asked >= max(1, ALARM_REASK * asked):
-                asked = rows
+            seen = len(watch.values)  # as check() asks: at once, then once ALARM_REASK more losses came
+            if asked is None or seen - asked >= max(1, ALARM_REASK * asked):
+                asked = seen
                 if diagnose(history.take(history.steps <= step), _checks=LIVE_CHECKS).verdict in ALARMS:
                     return int(step)
         else:
