@@ -1167,3 +1167,14 @@ def test_the_cusum_also_needs_a_doubling_against_few_like_lr_blocks_after_a_rest
         bumped = loss.copy()
         bumped[845:870] *= factor
         assert first_alarm(as_history({"step": steps.tolist(), "loss": bumped.tolist(), "lr": lr.tolist()})) is None
+
+
+def test_a_negative_loss_that_rises_is_told_by_how_much_not_by_a_ratio_of_gaps():
+    """-5 rising to -3.5: "rose 8.64x above the best it had reached" was a ratio of gaps above the
+    lowest value logged."""
+    rng = np.random.default_rng(0)
+    t = np.arange(1, 401)
+    d = diagnose({"step": t, "loss": -5 + 1.5 * (t / 400) + 0.02 * rng.standard_normal(400)})
+    assert d.verdict == "DIVERGING", str(d)
+    assert re.search(r"rose 1\.\d+ above (the best it had reached|its first value)", d.cause), d.cause
+    assert "x above" not in d.cause, d.cause

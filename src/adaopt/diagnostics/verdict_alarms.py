@@ -175,7 +175,8 @@ def rose_above_start(run: Run) -> Diagnosis | None:
         return None
     if recent < RISE_FROM_BEST * gap0 and run.tiny_steps():
         return None  # steps this small do not take a loss up: a low first minibatch
-    return _lr_too_high(run, f"rose {recent / gap0:.3g}x above its first value instead of falling", recent / gap0,
+    how = f"rose {fmt(recent - gap0)}" if run.floor < 0 and not run.floor_known else f"rose {recent / gap0:.3g}x"
+    return _lr_too_high(run, f"{how} above its first value instead of falling", recent / gap0,
                         [f"{run.quantity} {fmt(run.values[0])} at step {int(run.steps[0])}, {level}"])
 
 
@@ -192,6 +193,10 @@ def rose_above_best(run: Run) -> Diagnosis | None:
     if not (best > 0 and recent > RISE_FROM_BEST * best and recent - best > RISE_SIGNIFICANT * gap[0]):
         return None
     lo, hi = int(run.steps[at]), int(run.steps[at + w - 1])
-    return _lr_too_high(run, f"rose {recent / best:.3g}x above the best it had reached", recent / best,
+    if run.floor < 0 and not run.floor_known:  # gaps above the lowest value: their ratio says nothing
+        how = f"rose {fmt(recent - best)} above the best it had reached"
+    else:
+        how = f"rose {recent / best:.3g}x above the best it had reached"
+    return _lr_too_high(run, how, recent / best,
                         [f"{run.quantity} reached {fmt(best + run.floor)} (median of steps {lo}-{hi}), now {level}"],
                         first=at)
