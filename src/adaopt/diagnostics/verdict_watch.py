@@ -206,8 +206,7 @@ class RiseWatch:
         restarts = np.asarray(self._restarts)
         before = np.searchsorted(restarts, lo, side="right") - 1  # the last restart at or before each block
         lagging = (before >= 0) & (lo - restarts[np.maximum(before, 0)] < RESTART_LAG * self.w)
-        since = lo >= self._jump
-        like = np.flatnonzero((since | (lr >= self._lr / 1.01)) & ~lagging)
+        like = np.flatnonzero(((lo >= self._jump) | (lr >= self._lr / 1.01)) & ~lagging)
         return like, len(like) < PLATEAU_BLOCKS
 
     def _reference(self):
@@ -347,7 +346,7 @@ class RiseWatch:
         z = self._z() + (self._selection(len(medians)) if flat or chosen else 0.0)
         if med - level > z * se and med - best[0] > least:
             if few and level == best[0] and med < FEW_LIKE_LR_RISE * best[0]:
-                return None  # few blocks at the lr now, or some at a lower one: a larger rise than chance's
+                return None  # too few blocks at the lr now to have a level: a larger rise than chance's
             return self._attributed(Rise(med, best, se))
         return None
 
