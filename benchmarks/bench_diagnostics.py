@@ -10,6 +10,10 @@
 3. The live check's rise test (``Monitor.check``'s RiseWatch: one push and one rise() a
    logged loss) after 1e3, 1e4 and 5e4 logged losses of a flat run with 10% noise, where
    its cheap gate lets most calls through: what a check costs should not grow with the run.
+4. ``Monitor.check()`` a call, on a run whose loss sits at 2x its first value (where check()
+   asks ``diagnose()``: at once, then once the losses grew ``ALARM_REASK``) against the same
+   run's check() asked at every loss (``ALARM_REASK = 0``, as before 2026-12-08) and a healthy
+   run, after 1e3 and 1e4 steps; blocks interleaved, the ratio against the healthy run.
 
 Run: python benchmarks/bench_diagnostics.py [--quick]
 """
@@ -134,6 +138,49 @@ def live_check_cost(lengths, calls: int, reps: int) -> list[tuple]:
     return [(n, statistics.median(v)) for n, v in times.items()]
 
 
+def check_cost(lengths, calls: int, reps: int) -> list[tuple]:
+    """Microseconds per ``Monitor.check()`` (the step and the log not counted) of a healthy run, of
+    one whose loss sits at 2x its first value, and of that run asked at every loss, each after
+    each of ``lengths`` steps; median of ``reps`` interleaved blocks of ``calls``."""
+    import adaopt
+    from adaopt.diagnostics import Monitor
+    from adaopt.diagnostics import monitor as monitor_module
+
+    rng = np.random.default_rng(0)
+
+    def level(kind, i):
+        return 1.0 + 0.05 * rng.standard_normal() if kind == "healthy" or i == 0 else 2.0 + 0.05 * rng.standard_normal()
+
+    runs = {}
+    for n in lengths:
+        for kind, reask in (("healthy", None), ("at 2x its first loss", None), ("at 2x, asked at every loss", 0.0)):
+            x = np.ones(64)
+            opt = adaopt.SGD([x], lr=1e-3)
+            mon = Monitor(opt)
+            for i in range(n):
+                opt.step([np.full(64, 0.1)])
+                mon.log(level(kind, i))
+            runs[(n, kind)] = (opt, mon, reask, kind)
+    times = {key: [] for key in runs}
+    default = monitor_module.ALARM_REASK
+    try:
+        for _ in range(reps):
+            for key, (opt, mon, reask, kind) in runs.items():
+                monitor_module.ALARM_REASK = default if reask is None else reask
+                spent = 0.0
+                for _ in range(calls):
+                    opt.step([np.full(64, 0.1)])
+                    mon.log(level(kind, 1))
+                    t0 = time.perf_counter()
+                    mon.check()
+                    spent += time.perf_counter() - t0
+                times[key].append(spent / calls)
+    finally:
+        monitor_module.ALARM_REASK = default
+    return [(n, kind, statistics.median(times[(n, kind)]), statistics.median(times[(n, "healthy")]))
+            for (n, kind) in runs]
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions")
@@ -156,6 +203,10 @@ def main(argv=None) -> None:
     rows = live_check_cost((1000, 10000, 50000), 200 if args.quick else 500, 3 if args.quick else 7)
     for n, t in rows:
         print(f"{n:<24}{t * 1e6:>12.1f}{t / rows[0][1]:>7.2f}x")
+    print("\nMonitor.check() a call (the step and the log not counted), by steps before and the run's loss")
+    print(f"{'steps before':<14}{'loss':<30}{'us per call':>12}{'vs healthy':>12}")
+    for n, kind, t, healthy in check_cost((1000, 10000), 20 if args.quick else 50, 3 if args.quick else 7):
+        print(f"{n:<14}{kind:<30}{t * 1e6:>12.1f}{t / healthy:>11.2f}x")
 
 
 if __name__ == "__main__":
